@@ -1,0 +1,6 @@
+//! Pure-Rust core of ngx-gateway.
+//!
+//! Everything here is plain Rust with no nginx types, so it is unit-tested with `cargo test`
+//! and fuzzed without an nginx build. The nginx glue in the `ngx-gateway` crate calls into it.
+
+pub mod reqid;
