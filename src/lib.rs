@@ -19,7 +19,7 @@ use http::GatewayModule;
 static NGX_HTTP_GATEWAY_MODULE_CTX: ngx_http_module_t = ngx_http_module_t {
     preconfiguration: Some(http::preconfiguration),
     postconfiguration: Some(http::postconfiguration),
-    create_main_conf: None,
+    create_main_conf: Some(conf::create_main_conf),
     init_main_conf: None,
     create_srv_conf: None,
     merge_srv_conf: None,

@@ -3,4 +3,9 @@
 //! Everything here is plain Rust with no nginx types, so it is unit-tested with `cargo test`
 //! and fuzzed without an nginx build. The nginx glue in the `ngx-gateway` crate calls into it.
 
+pub mod bearer;
+pub mod jwt;
+pub mod log;
+pub mod parse;
+pub mod ratelimit;
 pub mod reqid;

@@ -29,19 +29,9 @@ impl RequestIds {
         }
     }
 
-    /// A generator seeded from the operating system (`/dev/urandom` via `getrandom`).
+    /// A generator seeded from the operating system.
     pub fn from_os(pid: u32) -> Self {
-        let mut seed = [0u8; 16];
-        if getrandom::fill(&mut seed).is_err() {
-            // No OS randomness at all: fall back to time and address entropy. Ids stay unique
-            // (the counter), only their unpredictability suffers.
-            let t = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or_default();
-            seed = (t ^ (&seed as *const _ as u128)).to_le_bytes();
-        }
-        Self::new(seed, pid)
+        Self::new(os_seed(), pid)
     }
 
     /// The next id as 32 lowercase hex digits.
@@ -53,6 +43,21 @@ impl RequestIds {
         let v = h.finish128().as_u128();
         hex32(v)
     }
+}
+
+/// 16 random bytes from the operating system (`getrandom`). Without OS randomness at all it
+/// falls back to time and address entropy: ids stay unique (the counter), only their
+/// unpredictability suffers.
+pub fn os_seed() -> [u8; 16] {
+    let mut seed = [0u8; 16];
+    if getrandom::fill(&mut seed).is_err() {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        seed = (t ^ (&seed as *const _ as u128)).to_le_bytes();
+    }
+    seed
 }
 
 /// Formats a u128 as 32 lowercase hex digits.

@@ -3,70 +3,355 @@
 //! Values are parsed once here; request-time code never re-parses configuration.
 
 use core::ffi::{c_char, c_void};
-use core::mem::offset_of;
 use core::ptr;
 
 use nginx_sys::{
-    ngx_command_t, ngx_conf_set_flag_slot, ngx_conf_t, ngx_flag_t, ngx_uint_t, NGX_CONF_FLAG,
-    NGX_CONF_UNSET, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF,
-    NGX_HTTP_SRV_CONF,
+    ngx_command_t, ngx_conf_t, ngx_http_add_variable, ngx_str_t, ngx_uint_t, NGX_CONF_1MORE,
+    NGX_CONF_2MORE, NGX_CONF_FLAG, NGX_CONF_TAKE1, NGX_CONF_TAKE12, NGX_HTTP_LOC_CONF,
+    NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF,
 };
 use ngx::core::{Pool, NGX_CONF_ERROR};
 use ngx::ngx_string;
 
 use crate::http::guard_conf;
 
+pub mod jwt;
+pub mod ratelimit;
+pub mod util;
+
+use util::{arg_str, args, directive, invalid};
+
 /// Per-location configuration (also created for http and server blocks and merged down).
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct LocConf {
     /// `gateway on|off`: the master switch for every gateway feature in this location.
-    pub enabled: ngx_flag_t,
-}
-
-impl Default for LocConf {
-    fn default() -> Self {
-        Self {
-            enabled: NGX_CONF_UNSET as ngx_flag_t,
-        }
-    }
+    pub enabled: Option<bool>,
+    /// `auth_jwt*`.
+    pub jwt: jwt::JwtConf,
+    /// `rate_limit*`.
+    pub rl: ratelimit::RateLimitConf,
 }
 
 impl LocConf {
     /// Fills unset values from the enclosing block, then from the defaults.
-    fn merge(&mut self, prev: &LocConf) {
-        merge_flag(&mut self.enabled, prev.enabled, true);
+    fn merge(&mut self, prev: &LocConf) -> Result<(), String> {
+        if self.enabled.is_none() {
+            self.enabled = prev.enabled;
+        }
+        self.rl.merge(&prev.rl);
+        self.jwt.merge(&prev.jwt)
     }
 
     /// Whether the gateway handlers run for requests in this location.
     pub fn is_enabled(&self) -> bool {
-        self.enabled == 1
+        self.enabled.unwrap_or(true)
     }
 }
 
-fn merge_flag(v: &mut ngx_flag_t, prev: ngx_flag_t, default: bool) {
-    if *v == NGX_CONF_UNSET as ngx_flag_t {
-        *v = if prev == NGX_CONF_UNSET as ngx_flag_t {
-            default as ngx_flag_t
-        } else {
-            prev
-        };
-    }
+/// http-level configuration.
+#[derive(Debug, Default)]
+pub struct MainConf {
+    /// `auth_jwt_cache size=N | off`: entries of the per-worker verified-token cache.
+    pub jwt_cache: Option<usize>,
+    /// `rate_limit_zone`s, allocated in the configuration pool.
+    pub zones: Vec<*mut ratelimit::Zone>,
+}
+
+/// A variable defined by `auth_jwt_claim_set` / `auth_jwt_header_set`.
+#[derive(Debug)]
+pub struct ClaimVar {
+    /// Look in the JOSE header instead of the payload.
+    pub header: bool,
+    /// Names from the top level down.
+    pub path: Vec<String>,
 }
 
 const ANY_CONF: u32 = NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF;
 
-/// The module's directive table.
-pub static mut COMMANDS: [ngx_command_t; 2] = [
+const fn command(
+    name: ngx_str_t,
+    type_: u32,
+    conf: usize,
+    set: unsafe extern "C" fn(*mut ngx_conf_t, *mut ngx_command_t, *mut c_void) -> *mut c_char,
+) -> ngx_command_t {
     ngx_command_t {
-        name: ngx_string!("gateway"),
-        type_: (ANY_CONF | NGX_CONF_FLAG) as ngx_uint_t,
-        set: Some(ngx_conf_set_flag_slot),
-        conf: NGX_HTTP_LOC_CONF_OFFSET,
-        offset: offset_of!(LocConf, enabled),
+        name,
+        type_: type_ as ngx_uint_t,
+        set: Some(set),
+        conf,
+        offset: 0,
         post: ptr::null_mut(),
-    },
+    }
+}
+
+const LOC: usize = NGX_HTTP_LOC_CONF_OFFSET;
+const MAIN: usize = NGX_HTTP_MAIN_CONF_OFFSET;
+
+/// The module's directive table.
+pub static mut COMMANDS: [ngx_command_t; 23] = [
+    command(
+        ngx_string!("gateway"),
+        ANY_CONF | NGX_CONF_FLAG,
+        LOC,
+        cmd_gateway,
+    ),
+    command(
+        ngx_string!("auth_jwt"),
+        ANY_CONF | NGX_CONF_TAKE12,
+        LOC,
+        cmd_auth_jwt,
+    ),
+    command(
+        ngx_string!("auth_jwt_key_file"),
+        ANY_CONF | NGX_CONF_TAKE1,
+        LOC,
+        cmd_key_file,
+    ),
+    command(
+        ngx_string!("auth_jwt_leeway"),
+        ANY_CONF | NGX_CONF_TAKE1,
+        LOC,
+        cmd_leeway,
+    ),
+    command(
+        ngx_string!("auth_jwt_type"),
+        ANY_CONF | NGX_CONF_TAKE1,
+        LOC,
+        cmd_type,
+    ),
+    command(
+        ngx_string!("auth_jwt_require"),
+        ANY_CONF | NGX_CONF_1MORE,
+        LOC,
+        cmd_require,
+    ),
+    command(
+        ngx_string!("auth_jwt_claim_set"),
+        NGX_HTTP_MAIN_CONF | NGX_CONF_2MORE,
+        MAIN,
+        cmd_claim_set,
+    ),
+    command(
+        ngx_string!("auth_jwt_header_set"),
+        NGX_HTTP_MAIN_CONF | NGX_CONF_2MORE,
+        MAIN,
+        cmd_header_set,
+    ),
+    command(
+        ngx_string!("auth_jwt_algorithms"),
+        ANY_CONF | NGX_CONF_1MORE,
+        LOC,
+        cmd_algorithms,
+    ),
+    command(
+        ngx_string!("auth_jwt_issuer"),
+        ANY_CONF | NGX_CONF_1MORE,
+        LOC,
+        cmd_issuer,
+    ),
+    command(
+        ngx_string!("auth_jwt_audience"),
+        ANY_CONF | NGX_CONF_1MORE,
+        LOC,
+        cmd_audience,
+    ),
+    command(
+        ngx_string!("auth_jwt_typ"),
+        ANY_CONF | NGX_CONF_TAKE1,
+        LOC,
+        cmd_typ,
+    ),
+    command(
+        ngx_string!("auth_jwt_require_exp"),
+        ANY_CONF | NGX_CONF_FLAG,
+        LOC,
+        cmd_require_exp,
+    ),
+    command(
+        ngx_string!("auth_jwt_require_claim"),
+        ANY_CONF | NGX_CONF_2MORE,
+        LOC,
+        cmd_require_claim,
+    ),
+    command(
+        ngx_string!("auth_jwt_cache"),
+        NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1,
+        MAIN,
+        cmd_jwt_cache,
+    ),
+    command(
+        ngx_string!("auth_jwt_max_size"),
+        ANY_CONF | NGX_CONF_TAKE1,
+        LOC,
+        cmd_max_size,
+    ),
+    command(
+        ngx_string!("rate_limit_zone"),
+        NGX_HTTP_MAIN_CONF | NGX_CONF_2MORE,
+        MAIN,
+        cmd_rl_zone,
+    ),
+    command(
+        ngx_string!("rate_limit"),
+        ANY_CONF | NGX_CONF_2MORE,
+        LOC,
+        cmd_rl,
+    ),
+    command(
+        ngx_string!("rate_limit_status"),
+        ANY_CONF | NGX_CONF_TAKE1,
+        LOC,
+        cmd_rl_status,
+    ),
+    command(
+        ngx_string!("rate_limit_headers"),
+        ANY_CONF | NGX_CONF_TAKE1,
+        LOC,
+        cmd_rl_headers,
+    ),
+    command(
+        ngx_string!("rate_limit_dry_run"),
+        ANY_CONF | NGX_CONF_FLAG,
+        LOC,
+        cmd_rl_dry_run,
+    ),
+    command(
+        ngx_string!("rate_limit_invalid_rate"),
+        ANY_CONF | NGX_CONF_TAKE1,
+        LOC,
+        cmd_rl_invalid_rate,
+    ),
     ngx_command_t::empty(),
 ];
+
+pub(crate) fn on_off(cf: &ngx_conf_t) -> Result<bool, String> {
+    match arg_str(&args(cf)[1])? {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        v => Err(invalid(cf, v, "it must be \"on\" or \"off\"")),
+    }
+}
+
+directive!(cmd_gateway, LocConf, |cf, c| {
+    if c.enabled.is_some() {
+        return Err(format!("\"{}\" directive is duplicate", util::name(cf)));
+    }
+    c.enabled = Some(on_off(cf)?);
+    Ok(())
+});
+directive!(cmd_auth_jwt, LocConf, |cf, c| jwt::set_auth_jwt(
+    cf, &mut c.jwt
+));
+directive!(cmd_key_file, LocConf, |cf, c| jwt::set_key_file(
+    cf, &mut c.jwt
+));
+directive!(cmd_leeway, LocConf, |cf, c| jwt::set_leeway(cf, &mut c.jwt));
+directive!(cmd_type, LocConf, |cf, c| jwt::set_type(cf, &mut c.jwt));
+directive!(cmd_require, LocConf, |cf, c| jwt::set_require(
+    cf, &mut c.jwt
+));
+directive!(cmd_algorithms, LocConf, |cf, c| jwt::set_algorithms(
+    cf, &mut c.jwt
+));
+directive!(cmd_issuer, LocConf, |cf, c| jwt::set_issuer(cf, &mut c.jwt));
+directive!(cmd_audience, LocConf, |cf, c| jwt::set_audience(
+    cf, &mut c.jwt
+));
+directive!(cmd_typ, LocConf, |cf, c| jwt::set_typ(cf, &mut c.jwt));
+directive!(cmd_require_exp, LocConf, |cf, c| jwt::set_require_exp(
+    cf, &mut c.jwt
+));
+directive!(cmd_require_claim, LocConf, |cf, c| jwt::set_require_claim(
+    cf, &mut c.jwt
+));
+directive!(cmd_max_size, LocConf, |cf, c| jwt::set_max_size(
+    cf, &mut c.jwt
+));
+directive!(cmd_rl_zone, MainConf, ratelimit::set_zone);
+directive!(cmd_rl, LocConf, |cf, c| ratelimit::set_limit(cf, &mut c.rl));
+directive!(cmd_rl_status, LocConf, |cf, c| ratelimit::set_status(
+    cf, &mut c.rl
+));
+directive!(cmd_rl_headers, LocConf, |cf, c| ratelimit::set_headers(
+    cf, &mut c.rl
+));
+directive!(cmd_rl_dry_run, LocConf, |cf, c| ratelimit::set_dry_run(
+    cf, &mut c.rl
+));
+directive!(cmd_rl_invalid_rate, LocConf, |cf, c| {
+    ratelimit::set_invalid_rate(cf, &mut c.rl)
+});
+directive!(cmd_claim_set, MainConf, |cf, _c| claim_variable(cf, false));
+directive!(cmd_header_set, MainConf, |cf, _c| claim_variable(cf, true));
+directive!(cmd_jwt_cache, MainConf, |cf, c| {
+    if c.jwt_cache.is_some() {
+        return Err(format!("\"{}\" directive is duplicate", util::name(cf)));
+    }
+    let v = arg_str(&args(cf)[1])?;
+    let n = match v {
+        "off" => 0,
+        _ => match util::kv(v) {
+            Some(("size", n)) => n
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=10_000_000).contains(n))
+                .ok_or_else(|| invalid(cf, v, "size must be a number of entries, 1 to 10000000"))?,
+            _ => return Err(invalid(cf, v, "expected \"size=N\" or \"off\"")),
+        },
+    };
+    c.jwt_cache = Some(n);
+    Ok(())
+});
+
+/// `auth_jwt_claim_set $var name ...` / `auth_jwt_header_set $var name ...`
+fn claim_variable(cf: &mut ngx_conf_t, header: bool) -> Result<(), String> {
+    let a = args(cf).to_vec();
+    let var = arg_str(&a[1])?;
+    let Some(var_name) = var.strip_prefix('$').filter(|n| !n.is_empty()) else {
+        return Err(invalid(
+            cf,
+            var,
+            "a variable name starting with \"$\" is expected",
+        ));
+    };
+    let path = a[2..]
+        .iter()
+        .map(|s| arg_str(s).map(String::from))
+        .collect::<Result<Vec<_>, _>>()?;
+    // SAFETY: `cf.pool` is the configuration pool; the value is dropped with it.
+    let pool = unsafe { Pool::from_ngx_pool(cf.pool) };
+    let data = pool.allocate(ClaimVar { header, path });
+    if data.is_null() {
+        return Err("out of memory".into());
+    }
+    let mut name = a[1];
+    // SAFETY: skipping the leading "$" checked above.
+    name.data = unsafe { name.data.add(1) };
+    name.len -= 1;
+    // SAFETY: `cf` is the configuration being parsed; nginx copies the name.
+    let v = unsafe { ngx_http_add_variable(cf, &mut name, 0) };
+    if v.is_null() {
+        return Err(format!("cannot add variable \"{var_name}\""));
+    }
+    // SAFETY: `v` is a valid variable just returned by nginx.
+    unsafe {
+        if (*v).get_handler.is_some() {
+            return Err(format!("variable \"{var_name}\" is already defined"));
+        }
+        (*v).get_handler = Some(crate::http::variables::claim_set_variable);
+        (*v).data = data as usize;
+    }
+    Ok(())
+}
+
+/// `create_main_conf`
+pub unsafe extern "C" fn create_main_conf(cf: *mut ngx_conf_t) -> *mut c_void {
+    guard_conf(ptr::null_mut(), || {
+        // SAFETY: nginx passes a valid configuration whose pool outlives the configuration.
+        let pool = unsafe { Pool::from_ngx_pool((*cf).pool) };
+        pool.allocate(MainConf::default()).cast()
+    })
+}
 
 /// `create_loc_conf`: a fresh `LocConf` in the configuration pool (dropped with the pool).
 pub unsafe extern "C" fn create_loc_conf(cf: *mut ngx_conf_t) -> *mut c_void {
@@ -86,8 +371,12 @@ pub unsafe extern "C" fn merge_loc_conf(
     guard_conf(NGX_CONF_ERROR, || {
         // SAFETY: both pointers were returned by `create_loc_conf` for this module.
         let (prev, conf) = unsafe { (&*prev.cast::<LocConf>(), &mut *conf.cast::<LocConf>()) };
-        conf.merge(prev);
-        let _ = cf;
-        ptr::null_mut()
+        match conf.merge(prev) {
+            Ok(()) => ptr::null_mut(),
+            Err(msg) => {
+                gw_conf_err!(cf, "{}", msg);
+                NGX_CONF_ERROR
+            }
+        }
     })
 }

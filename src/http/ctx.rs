@@ -10,11 +10,18 @@ use super::GatewayModule;
 pub struct RequestCtx {
     /// `$gateway_request_id`, generated on first use.
     pub request_id: Option<[u8; 32]>,
+    /// What `auth_jwt` decided, once computed.
+    pub auth: Option<super::jwt::AuthOutcome>,
+    /// What the rate limiter decided.
+    pub rate_limit: Option<super::ratelimit::RlOutcome>,
 }
 
 impl RequestCtx {
     /// The request's context, created on first use. `None` only when the pool is exhausted.
-    pub fn get_or_create(request: &mut Request) -> Option<&mut RequestCtx> {
+    ///
+    /// The context lives in the request pool, not inside `Request`, so its borrow is not tied
+    /// to the `Request` borrow: callers hold both while the request is being processed.
+    pub fn get_or_create<'a>(request: &Request) -> Option<&'a mut RequestCtx> {
         let module = GatewayModule::module();
         let existing = request
             .get_module_ctx::<RequestCtx>(module)

@@ -7,16 +7,18 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use nginx_sys::{
     ngx_conf_t, ngx_cycle_t, ngx_http_handler_pt, ngx_http_phases_NGX_HTTP_ACCESS_PHASE,
-    ngx_http_request_t, ngx_int_t, ngx_log_t, ngx_variable_value_t, NGX_ERROR,
-    NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_LOG_ERR, NGX_OK,
+    ngx_http_request_t, ngx_int_t, ngx_log_t, ngx_str_t, ngx_table_elt_t, ngx_uint_t,
+    ngx_variable_value_t, NGX_ERROR, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_LOG_ERR, NGX_OK,
 };
 use ngx::core::Status;
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule, Request};
 
-use crate::conf::LocConf;
+use crate::conf::{LocConf, MainConf};
 
 mod ctx;
-mod variables;
+pub mod jwt;
+pub mod ratelimit;
+pub mod variables;
 
 pub use ctx::RequestCtx;
 
@@ -26,6 +28,11 @@ pub struct GatewayModule;
 // SAFETY: the module's loc conf slot holds a `LocConf` (see `conf::create_loc_conf`).
 unsafe impl HttpModuleLocationConf for GatewayModule {
     type LocationConf = LocConf;
+}
+
+// SAFETY: the module's main conf slot holds a `MainConf` (see `conf::create_main_conf`).
+unsafe impl HttpModuleMainConf for GatewayModule {
+    type MainConf = MainConf;
 }
 
 thread_local! {
@@ -107,9 +114,17 @@ pub unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
 }
 
 /// `init_process`: per-worker setup.
-pub unsafe extern "C" fn init_process(_cycle: *mut ngx_cycle_t) -> ngx_int_t {
+pub unsafe extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     install_panic_hook();
-    NGX_OK as ngx_int_t
+    guard_conf(NGX_ERROR as ngx_int_t, || {
+        // SAFETY: nginx passes the running cycle.
+        let cycle = unsafe { &*cycle };
+        if let Some(mcf) = GatewayModule::main_conf(cycle) {
+            let size = mcf.jwt_cache.unwrap_or(jwt::DEFAULT_CACHE_SIZE);
+            jwt::CACHE_SIZE.store(size, std::sync::atomic::Ordering::Relaxed);
+        }
+        NGX_OK as ngx_int_t
+    })
 }
 
 /// Access phase: authentication and rate limits run here (in that order).
@@ -124,12 +139,149 @@ unsafe extern "C" fn access_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
             gw_debug!(request, "access phase: disabled");
             return Status::NGX_DECLINED.into();
         }
-        if RequestCtx::get_or_create(request).is_none() {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
-        }
         gw_debug!(request, "access phase: enabled");
+        let Some(ctx) = RequestCtx::get_or_create(request) else {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+        };
+        if let Some(rt) = &lcf.jwt.runtime {
+            if let Some(status) = jwt::access(request, ctx, rt) {
+                return status;
+            }
+        }
+        if let Some(status) = ratelimit::access(request, ctx, &lcf.rl) {
+            return reject_rate_limited(request, ctx, status);
+        }
         Status::NGX_DECLINED.into()
     })
+}
+
+/// Adds a response header (the value is copied into the request pool). Headers added in the
+/// access phase stay on whatever response follows: proxied, static, or an error page.
+pub fn push_header(
+    request: &mut Request,
+    key: &'static str,
+    value: &[u8],
+) -> Option<*mut ngx_table_elt_t> {
+    let r = request.as_mut();
+    // SAFETY: the request pool lives as long as the request; the header list belongs to it.
+    unsafe {
+        let data = nginx_sys::ngx_pnalloc(r.pool, value.len().max(1)).cast::<u8>();
+        let h = nginx_sys::ngx_list_push(&mut r.headers_out.headers).cast::<ngx_table_elt_t>();
+        if data.is_null() || h.is_null() {
+            return None;
+        }
+        ptr::copy_nonoverlapping(value.as_ptr(), data, value.len());
+        // Zeroing also clears `next` (nginx >= 1.23) and `lowcase_key`.
+        ptr::write_bytes(h, 0, 1);
+        (*h).hash = 1;
+        (*h).key = ngx_str_t {
+            len: key.len(),
+            data: key.as_ptr().cast_mut(),
+        };
+        (*h).value = ngx_str_t {
+            len: value.len(),
+            data,
+        };
+        Some(h)
+    }
+}
+
+/// Sets `WWW-Authenticate` on the response (kept by nginx's error pages for 401/403).
+pub fn set_www_authenticate(request: &mut Request, value: &[u8]) -> Option<()> {
+    let h = push_header(request, "WWW-Authenticate", value)?;
+    request.as_mut().headers_out.www_authenticate = h;
+    Some(())
+}
+
+/// The rate-limit headers of `o` in the configured format(s), and `Retry-After` on rejection.
+pub fn add_rate_limit_headers(request: &mut Request, o: &ratelimit::RlOutcome) -> Option<()> {
+    use crate::conf::ratelimit::HeaderMode;
+    let d = &o.decision;
+    if o.status == ratelimit::RlStatus::Rejected {
+        push_header(
+            request,
+            "Retry-After",
+            d.retry_after_secs().to_string().as_bytes(),
+        )?;
+    }
+    let (draft, legacy) = match o.headers {
+        HeaderMode::Draft => (true, false),
+        HeaderMode::Legacy => (false, true),
+        HeaderMode::Both => (true, true),
+        HeaderMode::Off => (false, false),
+    };
+    let reset = d.reset_secs().to_string();
+    if draft {
+        let policy = format!("\"{}\";q={};w={}", o.policy, d.limit, o.window);
+        push_header(request, "RateLimit-Policy", policy.as_bytes())?;
+        let now = format!("\"{}\";r={};t={}", o.policy, d.remaining, d.reset_secs());
+        push_header(request, "RateLimit", now.as_bytes())?;
+    }
+    if legacy {
+        let limit = d.limit.to_string();
+        let remaining = d.remaining.to_string();
+        push_header(request, "X-RateLimit-Limit", limit.as_bytes())?;
+        push_header(request, "X-RateLimit-Remaining", remaining.as_bytes())?;
+        push_header(request, "X-RateLimit-Reset", reset.as_bytes())?;
+        push_header(request, "RateLimit-Limit", limit.as_bytes())?;
+        push_header(request, "RateLimit-Remaining", remaining.as_bytes())?;
+        push_header(request, "RateLimit-Reset", reset.as_bytes())?;
+    }
+    Some(())
+}
+
+/// Whether the location has an `error_page` for `status`.
+fn has_error_page(request: &Request, status: ngx_int_t) -> bool {
+    let Some(clcf) = NgxHttpCoreModule::location_conf(request) else {
+        return false;
+    };
+    if clcf.error_pages.is_null() {
+        return false;
+    }
+    // SAFETY: `error_pages` is an nginx array of `ngx_http_err_page_t`.
+    let pages = unsafe { (*clcf.error_pages).as_slice::<nginx_sys::ngx_http_err_page_t>() };
+    pages.iter().any(|p| p.status as ngx_int_t == status)
+}
+
+/// Answers a rate-limited request: with the location's `error_page` for the status if there
+/// is one, otherwise with an RFC 9457 problem+json body naming the violated policy.
+fn reject_rate_limited(request: &mut Request, ctx: &RequestCtx, status: ngx_int_t) -> ngx_int_t {
+    if has_error_page(request, status) {
+        return status;
+    }
+    let (policy, retry) = ctx
+        .rate_limit
+        .as_ref()
+        .map(|o| (o.policy.as_str(), o.decision.retry_after_secs()))
+        .unwrap_or(("", 1));
+    let title = if status == 429 {
+        "Too Many Requests"
+    } else {
+        "Request Rejected"
+    };
+    let body = format!(
+        "{{\"type\":\"about:blank\",\"title\":\"{title}\",\"status\":{status},\"detail\":\"rate limit \\\"{policy}\\\" exceeded, retry in {retry} s\",\"policy\":\"{policy}\"}}\n"
+    );
+    let r: *mut ngx_http_request_t = request.as_mut();
+    // SAFETY: `r` is the live request; the body is copied into its pool before sending, and
+    // after finalizing the request we return NGX_DONE so the phase checker does not touch it.
+    unsafe {
+        let pool = (*r).pool;
+        let data = nginx_sys::ngx_pnalloc(pool, body.len()).cast::<u8>();
+        if data.is_null() {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+        }
+        ptr::copy_nonoverlapping(body.as_ptr(), data, body.len());
+        let mut cv: nginx_sys::ngx_http_complex_value_t = core::mem::zeroed();
+        cv.value = ngx_str_t {
+            len: body.len(),
+            data,
+        };
+        let mut ct = ngx::ngx_string!("application/problem+json");
+        let rc = nginx_sys::ngx_http_send_response(r, status as ngx_uint_t, &mut ct, &mut cv);
+        nginx_sys::ngx_http_finalize_request(r, rc);
+    }
+    nginx_sys::NGX_DONE as ngx_int_t
 }
 
 /// Points an nginx variable value at `len` bytes at `data` that live as long as the request.

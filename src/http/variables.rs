@@ -2,29 +2,70 @@
 
 use std::cell::RefCell;
 
+use gateway_core::jwt::var_string;
 use gateway_core::reqid::RequestIds;
 use nginx_sys::{
     ngx_conf_t, ngx_http_add_variable, ngx_http_request_t, ngx_http_variable_t, ngx_int_t,
-    ngx_str_t, ngx_uint_t, ngx_variable_value_t, NGX_ERROR, NGX_OK,
+    ngx_str_t, ngx_uint_t, ngx_variable_value_t, NGX_ERROR, NGX_HTTP_VAR_PREFIX, NGX_OK,
 };
-use ngx::http::Request;
+use ngx::http::{HttpModuleLocationConf, Request};
 use ngx::ngx_string;
 
-use super::{guard_request, set_not_found, set_variable, RequestCtx};
+use super::jwt::{authenticate, AuthOutcome};
+use super::{guard_request, set_not_found, set_variable, GatewayModule, RequestCtx};
+use crate::conf::ClaimVar;
 
 type GetHandler =
     unsafe extern "C" fn(*mut ngx_http_request_t, *mut ngx_variable_value_t, usize) -> ngx_int_t;
 
-/// Variables with fixed names: name, handler, flags.
-const VARIABLES: &[(ngx_str_t, GetHandler, u32)] =
-    &[(ngx_string!("gateway_request_id"), request_id_variable, 0)];
+/// The module's variables: name, handler, flags, data passed to the handler.
+const VARIABLES: &[(ngx_str_t, GetHandler, u32, usize)] = &[
+    (ngx_string!("gateway_request_id"), request_id_variable, 0, 0),
+    (
+        ngx_string!("jwt_claim_"),
+        jwt_claim_variable,
+        NGX_HTTP_VAR_PREFIX,
+        0,
+    ),
+    (
+        ngx_string!("jwt_header_"),
+        jwt_header_variable,
+        NGX_HTTP_VAR_PREFIX,
+        0,
+    ),
+    (ngx_string!("jwt_payload"), jwt_payload_variable, 0, 0),
+    (ngx_string!("jwt_status"), jwt_status_variable, 0, 0),
+    (ngx_string!("jwt_error"), jwt_error_variable, 0, 0),
+    (
+        ngx_string!("rate_limit_status"),
+        rate_limit_variable,
+        0,
+        RL_STATUS,
+    ),
+    (
+        ngx_string!("rate_limit_remaining"),
+        rate_limit_variable,
+        0,
+        RL_REMAINING,
+    ),
+    (
+        ngx_string!("rate_limit_policy"),
+        rate_limit_variable,
+        0,
+        RL_POLICY,
+    ),
+];
+
+const RL_STATUS: usize = 0;
+const RL_REMAINING: usize = 1;
+const RL_POLICY: usize = 2;
 
 /// Adds the module's variables to the configuration.
 ///
 /// # Safety
 /// `cf` must be the configuration nginx passed to `preconfiguration`.
 pub unsafe fn register(cf: *mut ngx_conf_t) -> Result<(), ()> {
-    for (name, handler, flags) in VARIABLES {
+    for (name, handler, flags, data) in VARIABLES {
         let mut name = *name;
         // SAFETY: `cf` is valid; nginx copies the name into its own pool.
         let var: *mut ngx_http_variable_t =
@@ -33,7 +74,13 @@ pub unsafe fn register(cf: *mut ngx_conf_t) -> Result<(), ()> {
             return Err(());
         }
         // SAFETY: `var` was just returned non-null by nginx.
-        unsafe { (*var).get_handler = Some(*handler) };
+        unsafe {
+            (*var).get_handler = Some(*handler);
+            // Prefix variables get their full name as data from nginx itself.
+            if *flags != NGX_HTTP_VAR_PREFIX {
+                (*var).data = *data;
+            }
+        }
     }
     Ok(())
 }
@@ -68,5 +115,173 @@ unsafe extern "C" fn request_id_variable(
         let id = ctx.request_id.get_or_insert_with(next_request_id);
         set_variable(v, id.as_ptr(), id.len());
         NGX_OK as ngx_int_t
+    })
+}
+
+/// Copies `bytes` into the request pool and points `v` at the copy.
+fn set_copy(request: &Request, v: *mut ngx_variable_value_t, bytes: &[u8]) -> ngx_int_t {
+    if bytes.is_empty() {
+        set_variable(v, b"".as_ptr(), 0);
+        return NGX_OK as ngx_int_t;
+    }
+    let p = request.pool().alloc_unaligned(bytes.len()).cast::<u8>();
+    if p.is_null() {
+        set_not_found(v);
+        return NGX_ERROR as ngx_int_t;
+    }
+    // SAFETY: `p` has room for `bytes.len()` bytes and lives as long as the request.
+    unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), p, bytes.len()) };
+    set_variable(v, p, bytes.len());
+    NGX_OK as ngx_int_t
+}
+
+/// Evaluates a `$jwt_*` variable: authenticates the request (once) with the current
+/// location's `auth_jwt` configuration, then lets `f` produce the value. Not found when
+/// `auth_jwt` is not on here or `f` has nothing.
+fn jwt_variable(
+    r: *mut ngx_http_request_t,
+    v: *mut ngx_variable_value_t,
+    f: impl FnOnce(&AuthOutcome) -> Option<Vec<u8>>,
+) -> ngx_int_t {
+    guard_request(r, || {
+        // SAFETY: nginx evaluates variables for a live request.
+        let request = unsafe { Request::from_ngx_http_request(r) };
+        let Some(rt) = GatewayModule::location_conf(request).and_then(|c| c.jwt.runtime.clone())
+        else {
+            set_not_found(v);
+            return NGX_OK as ngx_int_t;
+        };
+        let Some(ctx) = RequestCtx::get_or_create(request) else {
+            set_not_found(v);
+            return NGX_ERROR as ngx_int_t;
+        };
+        let outcome = authenticate(request, ctx, &rt);
+        match f(outcome) {
+            Some(bytes) => set_copy(request, v, &bytes),
+            None => {
+                set_not_found(v);
+                NGX_OK as ngx_int_t
+            }
+        }
+    })
+}
+
+/// The part of a prefix variable's name after `prefix` (nginx passes the full name in data).
+fn suffix(data: usize, prefix: &str) -> String {
+    // SAFETY: for prefix variables nginx passes a pointer to the variable's full name.
+    let name = unsafe { &*(data as *const ngx_str_t) };
+    let bytes = name.as_bytes();
+    String::from_utf8_lossy(bytes.get(prefix.len()..).unwrap_or_default()).into_owned()
+}
+
+/// `$jwt_claim_<name>`: a top-level claim of a valid token (arrays joined with commas,
+/// objects as JSON).
+unsafe extern "C" fn jwt_claim_variable(
+    r: *mut ngx_http_request_t,
+    v: *mut ngx_variable_value_t,
+    data: usize,
+) -> ngx_int_t {
+    let name = suffix(data, "jwt_claim_");
+    jwt_variable(r, v, |o| {
+        o.valid()?
+            .claim(&[name.as_str()])
+            .map(|c| var_string(c).into_owned().into_bytes())
+    })
+}
+
+/// `$jwt_header_<name>`: a JOSE header parameter of a valid token.
+unsafe extern "C" fn jwt_header_variable(
+    r: *mut ngx_http_request_t,
+    v: *mut ngx_variable_value_t,
+    data: usize,
+) -> ngx_int_t {
+    let name = suffix(data, "jwt_header_");
+    jwt_variable(r, v, |o| {
+        o.valid()?
+            .header(&name)
+            .map(|c| var_string(c).into_owned().into_bytes())
+    })
+}
+
+/// `$jwt_payload`: the payload JSON of a valid token.
+unsafe extern "C" fn jwt_payload_variable(
+    r: *mut ngx_http_request_t,
+    v: *mut ngx_variable_value_t,
+    _data: usize,
+) -> ngx_int_t {
+    jwt_variable(r, v, |o| {
+        Some(o.valid()?.payload_json().as_bytes().to_vec())
+    })
+}
+
+/// `$jwt_status`: `valid`, `invalid`, `missing` or `error`.
+unsafe extern "C" fn jwt_status_variable(
+    r: *mut ngx_http_request_t,
+    v: *mut ngx_variable_value_t,
+    _data: usize,
+) -> ngx_int_t {
+    jwt_variable(r, v, |o| Some(o.status().as_bytes().to_vec()))
+}
+
+/// `$jwt_error`: the stable reason code of a refused token, empty for a valid one.
+unsafe extern "C" fn jwt_error_variable(
+    r: *mut ngx_http_request_t,
+    v: *mut ngx_variable_value_t,
+    _data: usize,
+) -> ngx_int_t {
+    jwt_variable(r, v, |o| {
+        Some(
+            o.error
+                .as_ref()
+                .map(|e| e.code())
+                .unwrap_or("")
+                .as_bytes()
+                .to_vec(),
+        )
+    })
+}
+
+/// Variables defined by `auth_jwt_claim_set` / `auth_jwt_header_set`.
+pub unsafe extern "C" fn claim_set_variable(
+    r: *mut ngx_http_request_t,
+    v: *mut ngx_variable_value_t,
+    data: usize,
+) -> ngx_int_t {
+    // SAFETY: `data` is the `ClaimVar` allocated in the configuration pool for this variable.
+    let cv = unsafe { &*(data as *const ClaimVar) };
+    jwt_variable(r, v, |o| {
+        let t = o.valid()?;
+        let value = if cv.header {
+            let (first, rest) = cv.path.split_first()?;
+            rest.iter()
+                .try_fold(t.header(first)?, |v, k| v.get(k.as_str()))
+        } else {
+            t.claim_path(&cv.path)
+        }?;
+        Some(var_string(value).into_owned().into_bytes())
+    })
+}
+
+/// `$rate_limit_status` (PASSED, REJECTED, REJECTED_DRY_RUN), `$rate_limit_remaining` and
+/// `$rate_limit_policy` of the most restrictive limit that applied; not found when
+/// no limit applied to the request.
+unsafe extern "C" fn rate_limit_variable(
+    r: *mut ngx_http_request_t,
+    v: *mut ngx_variable_value_t,
+    data: usize,
+) -> ngx_int_t {
+    guard_request(r, || {
+        // SAFETY: nginx evaluates variables for a live request.
+        let request = unsafe { Request::from_ngx_http_request(r) };
+        let o = RequestCtx::get_or_create(request).and_then(|c| c.rate_limit.as_ref());
+        let Some(o) = o else {
+            set_not_found(v);
+            return NGX_OK as ngx_int_t;
+        };
+        match data {
+            RL_STATUS => set_copy(request, v, o.status.as_str().as_bytes()),
+            RL_REMAINING => set_copy(request, v, o.decision.remaining.to_string().as_bytes()),
+            _ => set_copy(request, v, o.policy.as_bytes()),
+        }
     })
 }

@@ -1,0 +1,713 @@
+//! Verification keys: JWKS / JWK / PEM loading, validation, and signature checks.
+//!
+//! Every check that can happen at load time does: key sizes, curve membership of EC points,
+//! RSA exponent range, HMAC secret length, `use`/`key_ops`/`alg` binding. At request time a
+//! key only runs ring's verify (HMAC keys are pre-built `ring::hmac::Key`s; ring has no
+//! pre-parsed public key type for RSA/EC/Ed25519, so those keep validated raw components,
+//! which ring re-reads in well under a microsecond).
+
+use super::der::{self, PublicKeyDer};
+use super::error::{JwtError, KeyError};
+use super::json;
+use super::{b64, Alg, AlgSet};
+use ring::{agreement, hmac, rand, signature};
+use serde_json::{Map, Value};
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The type of a key, as in the JWK `kty` (and `crv`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyKind {
+    /// RSA public key (RS*, PS*).
+    Rsa,
+    /// EC P-256 public key (ES256).
+    EcP256,
+    /// EC P-384 public key (ES384).
+    EcP384,
+    /// Ed25519 public key (EdDSA).
+    Ed25519,
+    /// HMAC secret (HS*).
+    Oct,
+}
+
+impl KeyKind {
+    /// Algorithms this kind of key can ever verify.
+    pub fn algs(self) -> AlgSet {
+        match self {
+            KeyKind::Rsa => AlgSet::RSA,
+            KeyKind::EcP256 => AlgSet::single(Alg::ES256),
+            KeyKind::EcP384 => AlgSet::single(Alg::ES384),
+            KeyKind::Ed25519 => AlgSet::single(Alg::EdDSA),
+            KeyKind::Oct => AlgSet::HMAC,
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            KeyKind::Rsa => "RSA",
+            KeyKind::EcP256 => "EC P-256",
+            KeyKind::EcP384 => "EC P-384",
+            KeyKind::Ed25519 => "OKP Ed25519",
+            KeyKind::Oct => "oct",
+        }
+    }
+}
+
+#[derive(Clone)]
+enum Material {
+    Rsa {
+        n: Vec<u8>,
+        e: Vec<u8>,
+    },
+    Ec {
+        point: Vec<u8>,
+    },
+    Ed25519 {
+        x: [u8; 32],
+    },
+    /// One pre-built ring key per HS algorithm the secret may be used with
+    /// (index 0 = HS256, 1 = HS384, 2 = HS512).
+    Hmac {
+        keys: Box<[Option<hmac::Key>; 3]>,
+        len: usize,
+    },
+}
+
+/// One verification key, bound to its type and the algorithms it may verify.
+/// `Debug` never shows secret material.
+#[derive(Clone)]
+pub struct Key {
+    kid: Option<String>,
+    kind: KeyKind,
+    algs: AlgSet,
+    material: Material,
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Key");
+        d.field("kid", &self.kid)
+            .field("kind", &self.kind)
+            .field("algs", &self.algs);
+        match &self.material {
+            Material::Rsa { n, .. } => d.field("bits", &bit_len(n)),
+            Material::Hmac { len, .. } => d.field("secret_len", len),
+            _ => &mut d,
+        };
+        d.finish()
+    }
+}
+
+fn bit_len(n: &[u8]) -> usize {
+    match n.first() {
+        Some(b) => (n.len() - 1) * 8 + (8 - b.leading_zeros() as usize),
+        None => 0,
+    }
+}
+
+fn strip_leading_zeros(mut b: &[u8]) -> &[u8] {
+    while let [0, rest @ ..] = b {
+        b = rest;
+    }
+    b
+}
+
+impl Key {
+    /// The key id (`kid`), if any.
+    pub fn kid(&self) -> Option<&str> {
+        self.kid.as_deref()
+    }
+    /// The key type.
+    pub fn kind(&self) -> KeyKind {
+        self.kind
+    }
+    /// Algorithms this key accepts.
+    pub fn algs(&self) -> AlgSet {
+        self.algs
+    }
+
+    /// The public key as a JWK object (`kty`, `kid`, `alg` if narrowed to one, `use: sig`).
+    /// `None` for HMAC secrets, which are never exported.
+    pub fn to_public_jwk(&self) -> Option<Map<String, Value>> {
+        let mut m = Map::new();
+        match &self.material {
+            Material::Rsa { n, e } => {
+                m.insert("kty".into(), "RSA".into());
+                m.insert("n".into(), b64::encode(n).into());
+                m.insert("e".into(), b64::encode(e).into());
+            }
+            Material::Ec { point } => {
+                let (crv, len) = match self.kind {
+                    KeyKind::EcP384 => ("P-384", 48),
+                    _ => ("P-256", 32),
+                };
+                let coords = point.get(1..)?;
+                let (x, y) = coords.split_at(len.min(coords.len()));
+                m.insert("kty".into(), "EC".into());
+                m.insert("crv".into(), crv.into());
+                m.insert("x".into(), b64::encode(x).into());
+                m.insert("y".into(), b64::encode(y).into());
+            }
+            Material::Ed25519 { x } => {
+                m.insert("kty".into(), "OKP".into());
+                m.insert("crv".into(), "Ed25519".into());
+                m.insert("x".into(), b64::encode(x).into());
+            }
+            Material::Hmac { .. } => return None,
+        }
+        if let Some(kid) = &self.kid {
+            m.insert("kid".into(), kid.clone().into());
+        }
+        let mut algs = self.algs.iter();
+        if let (Some(a), None) = (algs.next(), algs.next()) {
+            m.insert("alg".into(), a.name().into());
+        }
+        m.insert("use".into(), "sig".into());
+        Some(m)
+    }
+
+    /// Verifies `sig` over `msg` with `alg`. The caller has checked `self.algs.contains(alg)`.
+    fn verify(&self, alg: Alg, msg: &[u8], sig: &[u8]) -> bool {
+        match &self.material {
+            Material::Hmac { keys, .. } => {
+                let idx = match alg {
+                    Alg::HS256 => 0,
+                    Alg::HS384 => 1,
+                    Alg::HS512 => 2,
+                    _ => return false,
+                };
+                match &keys[idx] {
+                    // ring::hmac::verify compares in constant time.
+                    Some(k) => hmac::verify(k, msg, sig).is_ok(),
+                    None => false,
+                }
+            }
+            Material::Rsa { n, e } => {
+                let params: &signature::RsaParameters = match alg {
+                    Alg::RS256 => &signature::RSA_PKCS1_2048_8192_SHA256,
+                    Alg::RS384 => &signature::RSA_PKCS1_2048_8192_SHA384,
+                    Alg::RS512 => &signature::RSA_PKCS1_2048_8192_SHA512,
+                    Alg::PS256 => &signature::RSA_PSS_2048_8192_SHA256,
+                    Alg::PS384 => &signature::RSA_PSS_2048_8192_SHA384,
+                    Alg::PS512 => &signature::RSA_PSS_2048_8192_SHA512,
+                    _ => return false,
+                };
+                signature::RsaPublicKeyComponents { n, e }
+                    .verify(params, msg, sig)
+                    .is_ok()
+            }
+            Material::Ec { point } => {
+                let a: &'static dyn signature::VerificationAlgorithm = match (alg, self.kind) {
+                    (Alg::ES256, KeyKind::EcP256) => &signature::ECDSA_P256_SHA256_FIXED,
+                    (Alg::ES384, KeyKind::EcP384) => &signature::ECDSA_P384_SHA384_FIXED,
+                    _ => return false,
+                };
+                signature::UnparsedPublicKey::new(a, point)
+                    .verify(msg, sig)
+                    .is_ok()
+            }
+            Material::Ed25519 { x } => {
+                alg == Alg::EdDSA
+                    && signature::UnparsedPublicKey::new(&signature::ED25519, x)
+                        .verify(msg, sig)
+                        .is_ok()
+            }
+        }
+    }
+
+    fn rsa(n: &[u8], e: &[u8], kid: Option<String>) -> Result<Key, KeyError> {
+        let n = strip_leading_zeros(n);
+        let e = strip_leading_zeros(e);
+        let bits = bit_len(n);
+        if bits < 2048 {
+            return Err(KeyError::new(format!(
+                "RSA key is {bits} bits, at least 2048 required"
+            )));
+        }
+        if bits > 8192 {
+            return Err(KeyError::new(format!(
+                "RSA key is {bits} bits, at most 8192 supported"
+            )));
+        }
+        if n.last().is_some_and(|b| b & 1 == 0) {
+            return Err(KeyError::new("RSA modulus is even"));
+        }
+        let e_bits = bit_len(e);
+        if !(2..=33).contains(&e_bits) || e.last().is_some_and(|b| b & 1 == 0) {
+            return Err(KeyError::new(
+                "RSA public exponent must be odd and between 3 and 2^33-1",
+            ));
+        }
+        Ok(Key {
+            kid,
+            kind: KeyKind::Rsa,
+            algs: AlgSet::RSA,
+            material: Material::Rsa {
+                n: n.to_vec(),
+                e: e.to_vec(),
+            },
+        })
+    }
+
+    fn ec(kind: KeyKind, point: &[u8], kid: Option<String>) -> Result<Key, KeyError> {
+        // ring validates a peer point fully (on the curve, not the identity) when it is used
+        // for ECDH; do that once here so a bad key fails at load, not per request.
+        let (ecdh, len) = match kind {
+            KeyKind::EcP256 => (&agreement::ECDH_P256, 65),
+            _ => (&agreement::ECDH_P384, 97),
+        };
+        if point.len() != len || point.first() != Some(&0x04) {
+            return Err(KeyError::new("bad EC public key encoding"));
+        }
+        let rng = rand::SystemRandom::new();
+        let eph = agreement::EphemeralPrivateKey::generate(ecdh, &rng)
+            .map_err(|_| KeyError::new("system random generator failed"))?;
+        agreement::agree_ephemeral(eph, &agreement::UnparsedPublicKey::new(ecdh, point), |_| ())
+            .map_err(|_| KeyError::new("EC public key is not a valid point on its curve"))?;
+        Ok(Key {
+            kid,
+            kind,
+            algs: kind.algs(),
+            material: Material::Ec {
+                point: point.to_vec(),
+            },
+        })
+    }
+
+    fn ed25519(x: &[u8], kid: Option<String>) -> Result<Key, KeyError> {
+        let x: [u8; 32] = x
+            .try_into()
+            .map_err(|_| KeyError::new("Ed25519 public key must be 32 bytes"))?;
+        Ok(Key {
+            kid,
+            kind: KeyKind::Ed25519,
+            algs: AlgSet::single(Alg::EdDSA),
+            material: Material::Ed25519 { x },
+        })
+    }
+
+    /// An HMAC key usable with `algs` (already narrowed by the JWK `alg`, if any).
+    fn hmac(secret: &[u8], alg: Option<Alg>, kid: Option<String>) -> Result<Key, KeyError> {
+        let len = secret.len();
+        let wanted: &[Alg] = match alg {
+            Some(a) => {
+                if len < a.min_secret_len() {
+                    return Err(KeyError::new(format!(
+                        "{a} secret is {len} bytes, at least {} required",
+                        a.min_secret_len()
+                    )));
+                }
+                &[a]
+            }
+            None => {
+                if len < 32 {
+                    return Err(KeyError::new(format!(
+                        "HMAC secret is {len} bytes, at least 32 required"
+                    )));
+                }
+                &[Alg::HS256, Alg::HS384, Alg::HS512]
+            }
+        };
+        let mut keys: [Option<hmac::Key>; 3] = [None, None, None];
+        let mut algs = AlgSet::EMPTY;
+        for &a in wanted {
+            if len < a.min_secret_len() {
+                continue;
+            }
+            let (idx, ra) = match a {
+                Alg::HS256 => (0, hmac::HMAC_SHA256),
+                Alg::HS384 => (1, hmac::HMAC_SHA384),
+                _ => (2, hmac::HMAC_SHA512),
+            };
+            keys[idx] = Some(hmac::Key::new(ra, secret));
+            algs.insert(a);
+        }
+        Ok(Key {
+            kid,
+            kind: KeyKind::Oct,
+            algs,
+            material: Material::Hmac {
+                keys: Box::new(keys),
+                len,
+            },
+        })
+    }
+
+    fn from_der(k: PublicKeyDer<'_>) -> Result<Key, KeyError> {
+        match k {
+            PublicKeyDer::Rsa { n, e } => Key::rsa(n, e, None),
+            PublicKeyDer::P256(p) => Key::ec(KeyKind::EcP256, p, None),
+            PublicKeyDer::P384(p) => Key::ec(KeyKind::EcP384, p, None),
+            PublicKeyDer::Ed25519(x) => Key::ed25519(x, None),
+        }
+    }
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+fn fresh_id() -> u64 {
+    NEXT_ID.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A set of verification keys, loaded once at configuration time.
+#[derive(Clone, Debug)]
+pub struct KeySet {
+    keys: Vec<Key>,
+    id: u64,
+}
+
+impl Default for KeySet {
+    fn default() -> Self {
+        KeySet::new()
+    }
+}
+
+impl KeySet {
+    /// An empty key set (verifies nothing).
+    pub fn new() -> KeySet {
+        KeySet {
+            keys: Vec::new(),
+            id: fresh_id(),
+        }
+    }
+
+    /// Loads keys from a file's contents, auto-detecting a JWKS (`{"keys":[...]}`), a single
+    /// JWK, or one or more PEM public keys (`BEGIN PUBLIC KEY`, `BEGIN RSA PUBLIC KEY`).
+    ///
+    /// JWKs with `use` other than `sig`, or `key_ops` without `verify`, are skipped. Anything
+    /// else unusable (bad JSON, unknown `kty`/`crv`/`alg`, bad base64url, weak keys, private
+    /// keys) is an error, as is a file with no usable signing key.
+    pub fn load(bytes: &[u8]) -> Result<KeySet, KeyError> {
+        KeySet::from_keys(load_keys(bytes, None)?)
+    }
+
+    /// As [`KeySet::load`], but a key that cannot be used (weak, unknown `kty`/`crv`/`alg`,
+    /// private, bad base64url...) is skipped and its error returned beside the set, instead
+    /// of failing the whole file. Meant for remote key sets (`auth_jwt_key_request`), where
+    /// one exotic key published by the identity provider should not take the others down.
+    /// A file that is not JSON/PEM at all, or leaves no usable key, is still an error.
+    pub fn load_lenient(bytes: &[u8]) -> Result<(KeySet, Vec<KeyError>), KeyError> {
+        let mut skipped = Vec::new();
+        let keys = load_keys(bytes, Some(&mut skipped))?;
+        Ok((KeySet::from_keys(keys)?, skipped))
+    }
+
+    fn from_keys(keys: Vec<Key>) -> Result<KeySet, KeyError> {
+        if keys.is_empty() {
+            return Err(KeyError::new("no usable signing key"));
+        }
+        Ok(KeySet {
+            keys,
+            id: fresh_id(),
+        })
+    }
+
+    /// Adds the keys of `other` (e.g. several `auth_jwt_key_file` directives). The set gets a
+    /// new [`KeySet::id`].
+    pub fn extend(&mut self, other: KeySet) {
+        self.keys.extend(other.keys);
+        self.id = fresh_id();
+    }
+
+    /// Gives `kid` to every key that has none (e.g. keys from a PEM file), so that tokens
+    /// carrying that `kid` select them. The set gets a new [`KeySet::id`].
+    pub fn set_default_kid(&mut self, kid: &str) {
+        for k in &mut self.keys {
+            if k.kid.is_none() {
+                k.kid = Some(kid.to_owned());
+            }
+        }
+        self.id = fresh_id();
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// True if there is no key.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// The keys.
+    pub fn keys(&self) -> &[Key] {
+        &self.keys
+    }
+
+    /// Every algorithm some key supports (the default allow-list).
+    pub fn algs(&self) -> AlgSet {
+        self.keys.iter().fold(AlgSet::EMPTY, |s, k| s.union(k.algs))
+    }
+
+    /// An identity unique within the process for this set's contents (changes on `extend`);
+    /// part of the token cache key.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Selects keys and verifies the signature; see the module documentation for the rules.
+    pub(crate) fn verify_signature(
+        &self,
+        alg: Alg,
+        kid: Option<&str>,
+        msg: &[u8],
+        sig: &[u8],
+    ) -> Result<(), JwtError> {
+        let mut tried = false;
+        let mut kid_seen = false;
+        for key in &self.keys {
+            if let Some(kid) = kid {
+                if key.kid.as_deref() != Some(kid) {
+                    continue;
+                }
+                kid_seen = true;
+            }
+            if !key.algs.contains(alg) {
+                continue;
+            }
+            tried = true;
+            if key.verify(alg, msg, sig) {
+                return Ok(());
+            }
+        }
+        if tried {
+            Err(JwtError::BadSignature)
+        } else if kid_seen {
+            Err(JwtError::AlgNotAllowed(
+                "the key named by kid does not support the token's alg".into(),
+            ))
+        } else if kid.is_some() {
+            Err(JwtError::UnknownKey("no key with the token's kid"))
+        } else {
+            Err(JwtError::UnknownKey("no key for the token's alg"))
+        }
+    }
+}
+
+/// Error sink: `None` = strict (first per-key error fails the load), `Some` = collect & skip.
+type Skipped<'a> = Option<&'a mut Vec<KeyError>>;
+
+fn keep(
+    result: Result<Key, KeyError>,
+    out: &mut Vec<Key>,
+    skipped: &mut Skipped<'_>,
+) -> Result<(), KeyError> {
+    match (result, skipped) {
+        (Ok(k), _) => out.push(k),
+        (Err(e), Some(list)) => list.push(e),
+        (Err(e), None) => return Err(e),
+    }
+    Ok(())
+}
+
+fn load_keys(bytes: &[u8], skipped: Skipped<'_>) -> Result<Vec<Key>, KeyError> {
+    let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
+    let start = bytes
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(bytes.len());
+    let body = &bytes[start..];
+    if body.starts_with(b"-----BEGIN") {
+        load_pem(body, skipped)
+    } else if body.starts_with(b"{") {
+        load_json(body, skipped)
+    } else if body.is_empty() {
+        Err(KeyError::new("key file is empty"))
+    } else {
+        Err(KeyError::new(
+            "unrecognised key file format: expected JWKS or JWK JSON, or PEM public keys",
+        ))
+    }
+}
+
+fn load_pem(body: &[u8], mut skipped: Skipped<'_>) -> Result<Vec<Key>, KeyError> {
+    let blocks =
+        pem::parse_many(body).map_err(|_| KeyError::new("invalid PEM armour or base64"))?;
+    if blocks.is_empty() {
+        return Err(KeyError::new("no valid PEM block found"));
+    }
+    let mut keys = Vec::with_capacity(blocks.len());
+    for (i, block) in blocks.iter().enumerate() {
+        let ctx = || format!("PEM block #{} ({})", i + 1, block.tag());
+        let parsed = match block.tag() {
+            "PUBLIC KEY" => der::parse_spki(block.contents()),
+            "RSA PUBLIC KEY" => der::parse_pkcs1(block.contents()),
+            "PRIVATE KEY" | "RSA PRIVATE KEY" | "EC PRIVATE KEY" | "ENCRYPTED PRIVATE KEY"
+            | "OPENSSH PRIVATE KEY" => {
+                Err("a private key was given; configure the public key (openssl pkey -pubout)")
+            }
+            "CERTIFICATE" => Err(
+                "certificates are not supported; extract the public key (openssl x509 -pubkey -noout)",
+            ),
+            _ => Err("unsupported PEM type"),
+        };
+        let key = parsed
+            .map_err(KeyError::new)
+            .and_then(Key::from_der)
+            .map_err(|e| e.context(ctx()));
+        keep(key, &mut keys, &mut skipped)?;
+    }
+    Ok(keys)
+}
+
+fn load_json(body: &[u8], mut skipped: Skipped<'_>) -> Result<Vec<Key>, KeyError> {
+    let obj = json::parse_object(body).map_err(|e| KeyError::new(e.to_string()))?;
+    if let Some(keys) = obj.get("keys") {
+        let Value::Array(list) = keys else {
+            return Err(KeyError::new("JWKS \"keys\" is not an array"));
+        };
+        let mut out = Vec::with_capacity(list.len());
+        for (i, v) in list.iter().enumerate() {
+            let ctx = || match v.get("kid").and_then(Value::as_str) {
+                Some(kid) => format!("key #{} (kid \"{}\")", i + 1, printable(kid)),
+                None => format!("key #{}", i + 1),
+            };
+            let key = match v {
+                Value::Object(jwk) => parse_jwk(jwk),
+                _ => Err(KeyError::new("not a JSON object")),
+            };
+            match key {
+                Ok(None) => {}
+                Ok(Some(k)) => out.push(k),
+                Err(e) => keep(Err(e.context(ctx())), &mut out, &mut skipped)?,
+            }
+        }
+        Ok(out)
+    } else if obj.contains_key("kty") {
+        let mut out = Vec::new();
+        if let Some(k) = parse_jwk(&obj).transpose() {
+            keep(k, &mut out, &mut skipped)?;
+        }
+        Ok(out)
+    } else {
+        Err(KeyError::new(
+            "JSON key file is neither a JWKS (\"keys\") nor a JWK (\"kty\")",
+        ))
+    }
+}
+
+/// A short, log-safe rendering of an untrusted string (kid from a remote JWKS).
+fn printable(s: &str) -> String {
+    let mut out: String = s.chars().take(64).flat_map(char::escape_debug).collect();
+    if s.chars().count() > 64 {
+        out.push_str("...");
+    }
+    out
+}
+
+fn opt_str<'a>(jwk: &'a Map<String, Value>, name: &str) -> Result<Option<&'a str>, KeyError> {
+    match jwk.get(name) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(KeyError::new(format!("JWK \"{name}\" is not a string"))),
+    }
+}
+
+fn req_b64(jwk: &Map<String, Value>, name: &str) -> Result<Vec<u8>, KeyError> {
+    let s =
+        opt_str(jwk, name)?.ok_or_else(|| KeyError::new(format!("JWK \"{name}\" is missing")))?;
+    b64::decode(s.as_bytes())
+        .ok_or_else(|| KeyError::new(format!("JWK \"{name}\" is not valid base64url")))
+}
+
+const PRIVATE_MEMBERS: [&str; 7] = ["d", "p", "q", "dp", "dq", "qi", "oth"];
+
+/// Parses one JWK. `Ok(None)` means "not a signature-verification key: skip".
+fn parse_jwk(jwk: &Map<String, Value>) -> Result<Option<Key>, KeyError> {
+    let kty = opt_str(jwk, "kty")?.ok_or_else(|| KeyError::new("JWK \"kty\" is missing"))?;
+    if let Some(u) = opt_str(jwk, "use")? {
+        if u != "sig" {
+            return Ok(None);
+        }
+    }
+    if let Some(ops) = jwk.get("key_ops") {
+        let Value::Array(ops) = ops else {
+            return Err(KeyError::new("JWK \"key_ops\" is not an array"));
+        };
+        if !ops.iter().any(|o| o.as_str() == Some("verify")) {
+            return Ok(None);
+        }
+    }
+    let kid = opt_str(jwk, "kid")?.map(str::to_owned);
+    let alg = match opt_str(jwk, "alg")? {
+        None => None,
+        Some(name) => Some(Alg::from_name(name).ok_or_else(|| {
+            KeyError::new(format!(
+                "JWK \"alg\" \"{}\" is not a supported signature algorithm",
+                printable(name)
+            ))
+        })?),
+    };
+    if kty != "oct" && PRIVATE_MEMBERS.iter().any(|m| jwk.contains_key(*m)) {
+        return Err(KeyError::new(
+            "JWK contains private key material; configure the public key only",
+        ));
+    }
+    let key = match kty {
+        "RSA" => Key::rsa(&req_b64(jwk, "n")?, &req_b64(jwk, "e")?, kid)?,
+        "EC" => {
+            let (kind, len) = match opt_str(jwk, "crv")? {
+                Some("P-256") => (KeyKind::EcP256, 32),
+                Some("P-384") => (KeyKind::EcP384, 48),
+                Some(c) => {
+                    return Err(KeyError::new(format!(
+                        "EC curve \"{}\" is not supported (use P-256 or P-384)",
+                        printable(c)
+                    )))
+                }
+                None => return Err(KeyError::new("JWK \"crv\" is missing")),
+            };
+            let x = req_b64(jwk, "x")?;
+            let y = req_b64(jwk, "y")?;
+            if x.len() != len || y.len() != len {
+                return Err(KeyError::new(format!(
+                    "EC coordinates must be {len} bytes each"
+                )));
+            }
+            let mut point = Vec::with_capacity(1 + 2 * len);
+            point.push(0x04);
+            point.extend_from_slice(&x);
+            point.extend_from_slice(&y);
+            Key::ec(kind, &point, kid)?
+        }
+        "OKP" => match opt_str(jwk, "crv")? {
+            Some("Ed25519") => Key::ed25519(&req_b64(jwk, "x")?, kid)?,
+            Some(c) => {
+                return Err(KeyError::new(format!(
+                    "OKP curve \"{}\" is not supported (use Ed25519)",
+                    printable(c)
+                )))
+            }
+            None => return Err(KeyError::new("JWK \"crv\" is missing")),
+        },
+        "oct" => {
+            if let Some(a) = alg {
+                if !a.is_hmac() {
+                    return Err(KeyError::new(format!("JWK alg {a} does not fit kty oct")));
+                }
+            }
+            Key::hmac(&req_b64(jwk, "k")?, alg, kid)?
+        }
+        other => {
+            return Err(KeyError::new(format!(
+                "JWK kty \"{}\" is not supported",
+                printable(other)
+            )))
+        }
+    };
+    narrow(key, alg).map(Some)
+}
+
+fn narrow(mut key: Key, alg: Option<Alg>) -> Result<Key, KeyError> {
+    if let Some(a) = alg {
+        if !key.algs.contains(a) {
+            return Err(KeyError::new(format!(
+                "JWK alg {a} does not fit a {} key",
+                key.kind.label()
+            )));
+        }
+        key.algs = AlgSet::single(a);
+    }
+    Ok(key)
+}

@@ -1,0 +1,1527 @@
+//! End-to-end tests of the JWT core: every algorithm, and one test (or more) per item of
+//! `SECURITY-CASES.md` that applies to the pure core (items 11 and 12 are about request
+//! headers and live in the glue; bearer parsing is `crate::bearer`). 13 and 14 have their
+//! core parts here (key-set content, error texts).
+
+#![allow(clippy::field_reassign_with_default)]
+
+use super::sign::{b64url, encode_token, encode_with_signature, Signer};
+use super::*;
+use ring::rand::SystemRandom;
+use ring::signature::{self as rsig, EcdsaKeyPair, Ed25519KeyPair, KeyPair};
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+const RSA_KEY: &str = include_str!("testdata/rsa2048.key.pem");
+const RSA_PUB: &str = include_str!("testdata/rsa2048.pub.pem");
+const RSA_PKCS1: &str = include_str!("testdata/rsa2048.pkcs1.pem");
+const RSA1024_PUB: &str = include_str!("testdata/rsa1024.pub.pem");
+const EC256_KEY: &str = include_str!("testdata/ec256.key.pem");
+const EC256_PUB: &str = include_str!("testdata/ec256.pub.pem");
+const EC384_KEY: &str = include_str!("testdata/ec384.key.pem");
+const EC384_PUB: &str = include_str!("testdata/ec384.pub.pem");
+const EC521_PUB: &str = include_str!("testdata/ec521.pub.pem");
+const ED_KEY: &str = include_str!("testdata/ed25519.key.pem");
+const ED_PUB: &str = include_str!("testdata/ed25519.pub.pem");
+
+const NOW: i64 = 1_700_000_000;
+const SECRET64: &[u8; 64] = b"0123456789abcdef0123456789ABCDEF0123456789abcdef0123456789ABCDEF";
+
+fn signer(alg: Alg) -> Signer {
+    let pem = match alg {
+        Alg::ES256 => EC256_KEY,
+        Alg::ES384 => EC384_KEY,
+        Alg::EdDSA => ED_KEY,
+        a if a.is_hmac() => return Signer::hmac(alg, SECRET64).unwrap(),
+        _ => RSA_KEY,
+    };
+    Signer::from_file_bytes(alg, pem.as_bytes()).unwrap()
+}
+
+fn public_pem(alg: Alg) -> &'static str {
+    match alg {
+        Alg::ES256 => EC256_PUB,
+        Alg::ES384 => EC384_PUB,
+        Alg::EdDSA => ED_PUB,
+        _ => RSA_PUB,
+    }
+}
+
+/// A public JWK (with `kid`) from a PEM public key.
+fn jwk(pem: &str, kid: &str) -> Value {
+    let ks = KeySet::load(pem.as_bytes()).unwrap();
+    let mut m = ks.keys()[0].to_public_jwk().unwrap();
+    m.insert("kid".into(), kid.into());
+    Value::Object(m)
+}
+
+fn oct(secret: &[u8], kid: Option<&str>, alg: Option<&str>) -> Value {
+    let mut v = json!({"kty": "oct", "k": b64url(secret)});
+    if let Some(k) = kid {
+        v["kid"] = k.into();
+    }
+    if let Some(a) = alg {
+        v["alg"] = a.into();
+    }
+    v
+}
+
+fn jwks(keys: Vec<Value>) -> KeySet {
+    KeySet::load(json!({ "keys": keys }).to_string().as_bytes()).unwrap()
+}
+
+/// One key of every type, with kids "rsa", "ec256", "ec384", "ed", "hmac".
+fn all_keys() -> KeySet {
+    jwks(vec![
+        jwk(RSA_PUB, "rsa"),
+        jwk(EC256_PUB, "ec256"),
+        jwk(EC384_PUB, "ec384"),
+        jwk(ED_PUB, "ed"),
+        oct(SECRET64, Some("hmac"), None),
+    ])
+}
+
+fn kid_for(alg: Alg) -> &'static str {
+    match alg {
+        Alg::ES256 => "ec256",
+        Alg::ES384 => "ec384",
+        Alg::EdDSA => "ed",
+        a if a.is_hmac() => "hmac",
+        _ => "rsa",
+    }
+}
+
+fn claims() -> Value {
+    json!({"sub": "alice", "iss": "https://issuer.example", "aud": "api", "exp": NOW + 3600, "iat": NOW})
+}
+
+fn mint_raw(s: &Signer, header: &str, payload: &str) -> String {
+    encode_token(header.as_bytes(), payload.as_bytes(), s).unwrap()
+}
+
+fn mint(alg: Alg, header: Value, payload: Value) -> String {
+    mint_raw(&signer(alg), &header.to_string(), &payload.to_string())
+}
+
+fn std_token(alg: Alg) -> String {
+    mint(
+        alg,
+        json!({"alg": alg.name(), "kid": kid_for(alg), "typ": "JWT"}),
+        claims(),
+    )
+}
+
+fn run(token: &str, keys: &KeySet, policy: &Policy) -> Result<Verified, JwtError> {
+    verify(token.as_bytes(), keys, policy, NOW)
+}
+
+fn code(r: Result<Verified, JwtError>) -> &'static str {
+    match r {
+        Ok(_) => "ok",
+        Err(e) => e.code(),
+    }
+}
+
+fn flip_sig_bit(token: &str, bit: usize) -> String {
+    let (rest, sig) = token.rsplit_once('.').unwrap();
+    let mut s = b64::decode(sig.as_bytes()).unwrap();
+    let i = bit / 8 % s.len();
+    s[i] ^= 1 << (bit % 8);
+    format!("{rest}.{}", b64url(&s))
+}
+
+fn with_sig(token: &str, sig: &[u8]) -> String {
+    let (rest, _) = token.rsplit_once('.').unwrap();
+    format!("{rest}.{}", b64url(sig))
+}
+
+// ---------------------------------------------------------------------------------------
+// Every algorithm: valid token accepted, one bit off refused.
+
+#[test]
+fn every_algorithm_accepts_valid_and_refuses_one_bit_off() {
+    let keys = all_keys();
+    let policy = Policy::default();
+    for alg in Alg::ALL {
+        let t = std_token(alg);
+        let v = run(&t, &keys, &policy).unwrap_or_else(|e| panic!("{alg}: {e}"));
+        assert_eq!(v.alg(), alg);
+        assert_eq!(v.kid(), Some(kid_for(alg)));
+        assert_eq!(v.sub(), Some("alice"));
+        let sig_bits = b64::decode(t.rsplit_once('.').unwrap().1.as_bytes())
+            .unwrap()
+            .len()
+            * 8;
+        for bit in [0, 7, sig_bits / 2, sig_bits - 1] {
+            assert_eq!(
+                code(run(&flip_sig_bit(&t, bit), &keys, &policy)),
+                "bad_signature",
+                "{alg} bit {bit}"
+            );
+        }
+        // A changed payload under the old signature.
+        let (h, rest) = t.split_once('.').unwrap();
+        let (_, s) = rest.split_once('.').unwrap();
+        let forged = format!("{h}.{}.{s}", b64url(br#"{"sub":"admin"}"#));
+        assert_eq!(code(run(&forged, &keys, &policy)), "bad_signature", "{alg}");
+        // Without kid, the key is found by type and alg.
+        let nokid = mint(alg, json!({"alg": alg.name()}), claims());
+        assert_eq!(code(run(&nokid, &keys, &policy)), "ok", "{alg} without kid");
+        // With the key loaded from PEM (no kid).
+        if !alg.is_hmac() {
+            let pem_keys = KeySet::load(public_pem(alg).as_bytes()).unwrap();
+            assert_eq!(code(run(&nokid, &pem_keys, &policy)), "ok", "{alg} PEM");
+        }
+    }
+}
+
+#[test]
+fn verified_accessors() {
+    let payload = r#"{"sub":"alice","exp":1700003600,"nbf":1699999000,"iat":1699999999.9,"realm_access":{"roles":["a","b"]},"a.b":1,"aud":["x","y"]}"#;
+    let t = mint_raw(
+        &signer(Alg::HS256),
+        r#"{"alg":"HS256","typ":"at+jwt","x":{"y":1}}"#,
+        payload,
+    );
+    let keys = all_keys();
+    let v = run(&t, &keys, &Policy::default()).unwrap();
+    assert_eq!(v.payload_json(), payload);
+    assert_eq!(v.exp(), Some(1_700_003_600));
+    assert_eq!(v.nbf(), Some(1_699_999_000));
+    assert_eq!(v.iat(), Some(1_699_999_999));
+    assert_eq!(v.kid(), None);
+    assert_eq!(v.typ(), Some("at+jwt"));
+    assert_eq!(v.header("x"), Some(&json!({"y": 1})));
+    assert_eq!(
+        v.claim(&["realm_access", "roles"]),
+        Some(&json!(["a", "b"]))
+    );
+    assert_eq!(v.claim(&["a.b"]), Some(&json!(1)));
+    assert_eq!(v.claim(&["realm_access", "nope"]), None);
+    assert_eq!(v.claim(&["sub", "x"]), None);
+    assert_eq!(v.claim(&[]), None);
+    assert_eq!(v.audiences().collect::<Vec<_>>(), ["x", "y"]);
+    assert_eq!(v.token_len(), t.len());
+}
+
+// ---------------------------------------------------------------------------------------
+// SECURITY-CASES 1: alg none in every spelling, empty or not-empty signature.
+
+#[test]
+fn case01_alg_none_never_accepted() {
+    let keys = all_keys();
+    let mut open = Policy::default();
+    open.algorithms = Some(AlgSet::ALL);
+    for name in ["none", "None", "NONE", "nOnE", "NoNe"] {
+        let h = json!({"alg": name}).to_string();
+        let p = claims().to_string();
+        let empty = encode_with_signature(h.as_bytes(), p.as_bytes(), b"");
+        let hs = encode_with_signature(
+            h.as_bytes(),
+            p.as_bytes(),
+            &signer(Alg::HS256).sign(b"x").unwrap(),
+        );
+        let trailing = format!("{}.{}.", b64url(h.as_bytes()), b64url(p.as_bytes()));
+        let two = format!("{}.{}", b64url(h.as_bytes()), b64url(p.as_bytes()));
+        for t in [&empty, &hs, &trailing] {
+            for policy in [&Policy::default(), &open] {
+                assert_eq!(code(run(t, &keys, policy)), "alg_not_allowed", "{name}");
+            }
+            let r = decode_and_verify_signature(t.as_bytes(), &keys, AlgSet::ALL, usize::MAX);
+            assert_eq!(r.unwrap_err().code(), "alg_not_allowed");
+        }
+        assert_eq!(code(run(&two, &keys, &open)), "malformed");
+        // With a kid naming an HMAC key, too.
+        let hk = json!({"alg": name, "kid": "hmac"}).to_string();
+        let t = encode_with_signature(hk.as_bytes(), p.as_bytes(), b"");
+        assert_eq!(code(run(&t, &keys, &open)), "alg_not_allowed");
+        assert!(Alg::from_name(name).is_none());
+        assert!(name.parse::<Alg>().is_err());
+    }
+    // No way to put "none" in an allow-list.
+    assert!("none".parse::<Alg>().unwrap_err().contains("never"));
+    // alg missing, null, non-string, empty, unknown.
+    for h in [
+        json!({}),
+        json!({"alg": null}),
+        json!({"alg": 1}),
+        json!({"alg": ["HS256"]}),
+    ] {
+        let t = encode_with_signature(h.to_string().as_bytes(), b"{}", b"sig");
+        assert_eq!(code(run(&t, &keys, &open)), "malformed", "{h}");
+    }
+    for name in ["", "hs256", "HS256 ", "RS1", "ES512", "PS256\u{0}"] {
+        let t = encode_with_signature(json!({"alg": name}).to_string().as_bytes(), b"{}", b"sig");
+        assert_eq!(code(run(&t, &keys, &open)), "alg_not_allowed", "{name:?}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// SECURITY-CASES 2: key confusion (HS256 with a public key as the secret).
+
+#[test]
+fn case02_key_confusion_refused() {
+    for (pem, kid) in [
+        (RSA_PUB, "rsa"),
+        (EC256_PUB, "ec256"),
+        (EC384_PUB, "ec384"),
+        (ED_PUB, "ed"),
+    ] {
+        let der = pem::parse(pem).unwrap().into_contents();
+        let jwk_v = jwk(pem, kid);
+        let jwk_text = jwk_v.to_string();
+        let pem_keys = KeySet::load(pem.as_bytes()).unwrap();
+        let jwk_keys = jwks(vec![jwk_v]);
+        let mut explicit_all = Policy::default();
+        explicit_all.algorithms = Some(AlgSet::ALL);
+        let secrets: [&[u8]; 4] = [
+            pem.as_bytes(),
+            pem.trim_end().as_bytes(),
+            &der,
+            jwk_text.as_bytes(),
+        ];
+        for secret in secrets {
+            for hdr in [json!({"alg": "HS256"}), json!({"alg": "HS256", "kid": kid})] {
+                let t = mint_raw(
+                    &Signer::hmac(Alg::HS256, secret).unwrap(),
+                    &hdr.to_string(),
+                    &claims().to_string(),
+                );
+                for keys in [&pem_keys, &jwk_keys] {
+                    assert_eq!(code(run(&t, keys, &Policy::default())), "alg_not_allowed");
+                    assert_eq!(code(run(&t, keys, &explicit_all)), "alg_not_allowed");
+                    // Even if the allow-list were bypassed, no asymmetric key does HMAC.
+                    let r = decode_and_verify_signature(t.as_bytes(), keys, AlgSet::ALL, 8192);
+                    assert!(matches!(
+                        r.unwrap_err().code(),
+                        "unknown_key" | "alg_not_allowed"
+                    ));
+                }
+            }
+        }
+    }
+    // Mixed set: the HMAC key cannot be reached with an asymmetric alg and vice versa.
+    let keys = all_keys();
+    let t = mint(Alg::HS256, json!({"alg": "HS256", "kid": "rsa"}), claims());
+    assert_eq!(code(run(&t, &keys, &Policy::default())), "alg_not_allowed");
+    let t = mint(Alg::RS256, json!({"alg": "RS256", "kid": "hmac"}), claims());
+    assert_eq!(code(run(&t, &keys, &Policy::default())), "alg_not_allowed");
+    // Key kinds are bound to their algorithms.
+    for k in keys.keys() {
+        assert_eq!(k.algs().intersect(k.kind().algs()), k.algs());
+        assert!(k.kind() == KeyKind::Oct || k.algs().intersect(AlgSet::HMAC).is_empty());
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// SECURITY-CASES 3: algorithm outside the allow-list.
+
+#[test]
+fn case03_alg_outside_allow_list() {
+    let keys = all_keys();
+    let mut rs256_only = Policy::default();
+    rs256_only.algorithms = Some(AlgSet::single(Alg::RS256));
+    assert_eq!(code(run(&std_token(Alg::RS256), &keys, &rs256_only)), "ok");
+    for alg in Alg::ALL.into_iter().filter(|a| *a != Alg::RS256) {
+        assert_eq!(
+            code(run(&std_token(alg), &keys, &rs256_only)),
+            "alg_not_allowed",
+            "{alg}"
+        );
+    }
+    // HS256 where only asymmetric keys are configured (default allow-list = key algs).
+    let asym = jwks(vec![jwk(RSA_PUB, "rsa"), jwk(EC256_PUB, "ec256")]);
+    assert_eq!(
+        code(run(&std_token(Alg::HS256), &asym, &Policy::default())),
+        "alg_not_allowed"
+    );
+    assert_eq!(
+        code(run(&std_token(Alg::ES384), &asym, &Policy::default())),
+        "alg_not_allowed"
+    );
+    // JWK alg narrows the key: an RS256-only key does not verify PS256/RS512.
+    let mut j = jwk(RSA_PUB, "rsa");
+    j["alg"] = "RS256".into();
+    let narrow = jwks(vec![j]);
+    assert_eq!(narrow.algs(), AlgSet::single(Alg::RS256));
+    assert_eq!(
+        code(run(&std_token(Alg::RS256), &narrow, &Policy::default())),
+        "ok"
+    );
+    assert_eq!(
+        code(run(&std_token(Alg::PS256), &narrow, &Policy::default())),
+        "alg_not_allowed"
+    );
+    assert_eq!(
+        code(run(&std_token(Alg::RS512), &narrow, &Policy::default())),
+        "alg_not_allowed"
+    );
+    // check_claims re-checks the list (a cached Verified from a laxer location).
+    let v = run(&std_token(Alg::ES256), &keys, &Policy::default()).unwrap();
+    assert_eq!(
+        check_claims(&v, &rs256_only, NOW).unwrap_err().code(),
+        "alg_not_allowed"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// SECURITY-CASES 4: kid handling.
+
+#[test]
+fn case04_kid_is_only_a_lookup_key() {
+    let keys = all_keys();
+    let p = Policy::default();
+    let long = "k".repeat(4096);
+    for kid in [
+        "unknown",
+        "../../dev/null",
+        "/etc/passwd",
+        "' OR '1'='1' --",
+        "\"quote\\",
+        "rsa\u{0}",
+        "RSA",
+        " rsa",
+        long.as_str(),
+        "",
+    ] {
+        let t = mint(Alg::RS256, json!({"alg": "RS256", "kid": kid}), claims());
+        let e = run(&t, &keys, &p).unwrap_err();
+        assert_eq!(e.code(), "unknown_key", "{kid:?}");
+        assert!(
+            kid.is_empty() || !e.to_string().contains(kid),
+            "error text must not echo kid"
+        );
+    }
+    for kid in [
+        json!(1),
+        json!(null),
+        json!(true),
+        json!(["rsa"]),
+        json!({"k": "rsa"}),
+    ] {
+        let t = mint(Alg::RS256, json!({"alg": "RS256", "kid": kid}), claims());
+        assert_eq!(code(run(&t, &keys, &p)), "malformed", "{kid}");
+    }
+    // kid names a key of another type.
+    for (alg, kid) in [
+        (Alg::RS256, "ec256"),
+        (Alg::ES256, "rsa"),
+        (Alg::ES256, "ec384"),
+        (Alg::EdDSA, "rsa"),
+        (Alg::HS256, "ed"),
+    ] {
+        let t = mint(alg, json!({"alg": alg.name(), "kid": kid}), claims());
+        assert_eq!(code(run(&t, &keys, &p)), "alg_not_allowed", "{alg} {kid}");
+    }
+    // Only the named key is tried, never another key of the same type.
+    let rng = SystemRandom::new();
+    let other = EcdsaKeyPair::generate_pkcs8(&rsig::ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+    let other_signer = Signer::from_pkcs8(Alg::ES256, other.as_ref()).unwrap();
+    let other_point = other_signer.public_key_bytes().unwrap();
+    let other_jwk = json!({"kty": "EC", "crv": "P-256", "kid": "other",
+        "x": b64url(&other_point[1..33]), "y": b64url(&other_point[33..])});
+    let two = jwks(vec![jwk(EC256_PUB, "ec256"), other_jwk]);
+    let by_other = |hdr: Value| mint_raw(&other_signer, &hdr.to_string(), &claims().to_string());
+    assert_eq!(
+        code(run(
+            &by_other(json!({"alg": "ES256", "kid": "other"})),
+            &two,
+            &p
+        )),
+        "ok"
+    );
+    assert_eq!(
+        code(run(
+            &by_other(json!({"alg": "ES256", "kid": "ec256"})),
+            &two,
+            &p
+        )),
+        "bad_signature"
+    );
+    assert_eq!(
+        code(run(&by_other(json!({"alg": "ES256"})), &two, &p)),
+        "ok"
+    );
+    // A key without kid is not selected by a token with a kid...
+    let pem_keys = KeySet::load(RSA_PUB.as_bytes()).unwrap();
+    assert_eq!(
+        code(run(&std_token(Alg::RS256), &pem_keys, &p)),
+        "unknown_key"
+    );
+    // ...unless the operator names it.
+    let mut named = pem_keys.clone();
+    named.set_default_kid("rsa");
+    assert_ne!(named.id(), pem_keys.id());
+    assert_eq!(code(run(&std_token(Alg::RS256), &named, &p)), "ok");
+}
+
+// ---------------------------------------------------------------------------------------
+// SECURITY-CASES 5: keys carried in the token are ignored.
+
+#[test]
+fn case05_embedded_keys_ignored() {
+    let keys = all_keys();
+    let p = Policy::default();
+    let rng = SystemRandom::new();
+    let attacker =
+        EcdsaKeyPair::generate_pkcs8(&rsig::ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+    let s = Signer::from_pkcs8(Alg::ES256, attacker.as_ref()).unwrap();
+    let pt = s.public_key_bytes().unwrap();
+    let ajwk =
+        json!({"kty": "EC", "crv": "P-256", "x": b64url(&pt[1..33]), "y": b64url(&pt[33..])});
+    for extra in [
+        json!({"jwk": ajwk}),
+        json!({"jwk": ajwk, "kid": "ec256"}),
+        json!({"jku": "https://attacker.example/jwks.json"}),
+        json!({"x5u": "https://attacker.example/cert.pem"}),
+        json!({"x5c": ["MIIB"]}),
+        json!({"jwk": {"kty": "oct", "k": b64url(SECRET64)}}),
+    ] {
+        let mut h = extra.clone();
+        h["alg"] = "ES256".into();
+        let t = mint_raw(&s, &h.to_string(), &claims().to_string());
+        assert!(
+            matches!(code(run(&t, &keys, &p)), "bad_signature" | "unknown_key"),
+            "{extra}"
+        );
+        // The same headers on a token signed by a configured key are harmless.
+        let good = mint(Alg::ES256, h, claims());
+        assert_eq!(code(run(&good, &keys, &p)), "ok", "{extra}");
+    }
+    // HMAC token with an embedded oct jwk whose k is the attacker's secret.
+    let h = json!({"alg": "HS256", "jwk": {"kty": "oct", "k": b64url(&[9u8; 32])}});
+    let t = mint_raw(
+        &Signer::hmac(Alg::HS256, &[9u8; 32]).unwrap(),
+        &h.to_string(),
+        &claims().to_string(),
+    );
+    assert_eq!(code(run(&t, &keys, &p)), "bad_signature");
+}
+
+// ---------------------------------------------------------------------------------------
+// SECURITY-CASES 6: crit.
+
+#[test]
+fn case06_crit_refused() {
+    let keys = all_keys();
+    for crit in [
+        json!(["exp"]),
+        json!(["b64"]),
+        json!([]),
+        json!("b64"),
+        json!(null),
+        json!(["kid"]),
+    ] {
+        let t = mint(
+            Alg::HS256,
+            json!({"alg": "HS256", "crit": crit, "b64": false, "exp": 1}),
+            claims(),
+        );
+        let e = run(&t, &keys, &Policy::default()).unwrap_err();
+        assert_eq!(e.code(), "malformed", "{crit}");
+        assert!(e.to_string().contains("crit"));
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// SECURITY-CASES 7: time claims.
+
+fn with_claims(extra: Value) -> String {
+    let mut c = json!({"sub": "alice"});
+    for (k, v) in extra.as_object().unwrap() {
+        c[k] = v.clone();
+    }
+    mint(Alg::HS256, json!({"alg": "HS256"}), c)
+}
+
+#[test]
+fn case07_time_claims() {
+    let keys = all_keys();
+    let p = Policy::default();
+    let mut lee = Policy::default();
+    lee.leeway = 60;
+    let c = |extra: Value, pol: &Policy| code(run(&with_claims(extra), &keys, pol));
+    assert_eq!(c(json!({"exp": NOW - 1}), &p), "expired");
+    assert_eq!(c(json!({"exp": NOW}), &p), "expired");
+    assert_eq!(c(json!({"exp": NOW + 1}), &p), "ok");
+    assert_eq!(c(json!({"exp": NOW - 30}), &lee), "ok");
+    assert_eq!(c(json!({"exp": NOW - 60}), &lee), "expired");
+    assert_eq!(c(json!({"exp": 0}), &p), "expired");
+    assert_eq!(c(json!({"nbf": NOW + 1}), &p), "not_yet_valid");
+    assert_eq!(c(json!({"nbf": NOW}), &p), "ok");
+    assert_eq!(c(json!({"nbf": NOW + 60}), &lee), "ok");
+    assert_eq!(c(json!({"nbf": NOW + 61}), &lee), "not_yet_valid");
+    assert_eq!(c(json!({"exp": (NOW + 10) as f64 + 0.5}), &p), "ok");
+    assert_eq!(c(json!({"exp": 253_402_300_799i64}), &p), "ok");
+    for name in ["exp", "nbf", "iat"] {
+        for bad in [
+            json!("1700003600"),
+            json!(-1),
+            json!(-0.5),
+            json!(253_402_300_800i64),
+            json!(u64::MAX),
+            json!(1e300),
+            json!(true),
+            json!(null),
+            json!([NOW + 10]),
+            json!({"t": NOW + 10}),
+        ] {
+            assert_eq!(c(json!({ name: bad }), &p), "malformed", "{name}={bad}");
+        }
+    }
+    // 1e999 is not even valid JSON for serde_json (out of range): malformed.
+    let t = mint_raw(
+        &signer(Alg::HS256),
+        r#"{"alg":"HS256"}"#,
+        r#"{"exp":1e999}"#,
+    );
+    assert_eq!(code(run(&t, &keys, &p)), "malformed");
+    // exp required.
+    let mut req = Policy::default();
+    req.require_exp = true;
+    assert_eq!(c(json!({}), &req), "expired");
+    assert_eq!(c(json!({}), &p), "ok");
+    assert_eq!(c(json!({"exp": NOW + 5}), &req), "ok");
+    // Extreme now values do not overflow.
+    let v = run(
+        &with_claims(json!({"exp": 253_402_300_799i64, "nbf": 0})),
+        &keys,
+        &p,
+    )
+    .unwrap();
+    let mut huge = Policy::default();
+    huge.leeway = u32::MAX;
+    assert!(
+        check_claims(&v, &huge, i64::MAX).is_ok() || check_claims(&v, &huge, i64::MAX).is_err()
+    );
+    assert_eq!(
+        check_claims(&v, &p, i64::MIN).unwrap_err().code(),
+        "not_yet_valid"
+    );
+    assert_eq!(
+        check_claims(&v, &p, i64::MAX).unwrap_err().code(),
+        "expired"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// SECURITY-CASES 8: audience, issuer, type.
+
+#[test]
+fn case08_audience_issuer_type() {
+    let keys = all_keys();
+    let mut p = Policy::default();
+    p.audiences = vec!["api".into(), "api2".into()];
+    p.issuers = vec!["https://issuer.example".into()];
+    let iss = "https://issuer.example";
+    let c = |extra: Value, pol: &Policy| code(run(&with_claims(extra), &keys, pol));
+    assert_eq!(c(json!({"iss": iss, "aud": "api"}), &p), "ok");
+    assert_eq!(c(json!({"iss": iss, "aud": ["x", "api2"]}), &p), "ok");
+    assert_eq!(c(json!({"iss": iss, "aud": "other"}), &p), "bad_audience");
+    assert_eq!(
+        c(json!({"iss": iss, "aud": ["x", "y"]}), &p),
+        "bad_audience"
+    );
+    assert_eq!(c(json!({"iss": iss, "aud": []}), &p), "bad_audience");
+    assert_eq!(c(json!({"iss": iss}), &p), "bad_audience");
+    assert_eq!(c(json!({"iss": iss, "aud": "API"}), &p), "bad_audience");
+    assert_eq!(c(json!({"iss": iss, "aud": ["api", 1]}), &p), "malformed");
+    assert_eq!(c(json!({"iss": iss, "aud": 1}), &p), "malformed");
+    assert_eq!(
+        c(json!({"iss": "https://evil.example", "aud": "api"}), &p),
+        "bad_issuer"
+    );
+    assert_eq!(
+        c(json!({"iss": "https://issuer.example/", "aud": "api"}), &p),
+        "bad_issuer"
+    );
+    assert_eq!(c(json!({"aud": "api"}), &p), "bad_issuer");
+    assert_eq!(
+        c(json!({"iss": ["https://issuer.example"], "aud": "api"}), &p),
+        "malformed"
+    );
+    assert_eq!(c(json!({"sub": 42}), &Policy::default()), "malformed");
+    // Not checked when not configured.
+    assert_eq!(
+        c(json!({"aud": "other", "iss": "x"}), &Policy::default()),
+        "ok"
+    );
+    // typ.
+    let mut at = Policy::default();
+    at.typ = Some("at+jwt".into());
+    let tp = |typ: Option<Value>, pol: &Policy| {
+        let mut h = json!({"alg": "HS256"});
+        if let Some(v) = typ {
+            h["typ"] = v;
+        }
+        code(run(&mint(Alg::HS256, h, claims()), &keys, pol))
+    };
+    let t = |typ: Option<Value>| tp(typ, &at);
+    assert_eq!(t(Some("at+jwt".into())), "ok");
+    assert_eq!(t(Some("AT+JWT".into())), "ok");
+    assert_eq!(t(Some("application/at+jwt".into())), "ok");
+    assert_eq!(t(Some("JWT".into())), "bad_type");
+    assert_eq!(t(Some("id_token+jwt".into())), "bad_type");
+    assert_eq!(t(None), "bad_type");
+    assert_eq!(t(Some(json!(1))), "malformed");
+    let app = Policy {
+        typ: Some("application/at+jwt".into()),
+        ..Policy::default()
+    };
+    assert_eq!(tp(Some("at+jwt".into()), &app), "ok");
+}
+
+// ---------------------------------------------------------------------------------------
+// SECURITY-CASES 9: shape.
+
+#[test]
+fn case09_shape() {
+    let keys = all_keys();
+    let p = Policy::default();
+    let good = std_token(Alg::HS256);
+    let parts: Vec<&str> = good.split('.').collect();
+    let (h, pl, s) = (parts[0], parts[1], parts[2]);
+    let c = |t: &str| code(run(t, &keys, &p));
+    assert_eq!(c(&good), "ok");
+    assert_eq!(c(""), "missing");
+    for t in [
+        h.to_string(),
+        format!("{h}.{pl}"),
+        format!("{h}.{pl}.{s}.{s}"),
+        ".".into(),
+        "..".into(),
+        "...".into(),
+        format!(".{pl}.{s}"),
+    ] {
+        assert_eq!(c(&t), "malformed", "{t}");
+    }
+    // An empty payload segment: the signature is checked before the payload is parsed.
+    assert_eq!(c(&format!("{h}..{s}")), "bad_signature");
+    let jwe = format!("{h}.{pl}.{s}.{s}.{s}");
+    let e = run(&jwe, &keys, &p).unwrap_err();
+    assert_eq!(e.code(), "malformed");
+    assert!(e.to_string().contains("JWE"));
+    // Bad base64url in each segment.
+    for bad in ["=", "==", "+", "/", " ", "\t", "\n", "é", "\u{0}", "*"] {
+        for (i, seg) in [h, pl, s].iter().enumerate() {
+            let mut segs = [h.to_string(), pl.to_string(), s.to_string()];
+            segs[i] = format!("{seg}{bad}");
+            let t = segs.join(".");
+            assert_eq!(c(&t), "malformed", "segment {i} + {bad:?}");
+            segs[i] = format!("{}{bad}{}", &seg[..2], &seg[2..]);
+            assert_eq!(
+                c(&segs.join(".")),
+                "malformed",
+                "segment {i} with {bad:?} inside"
+            );
+        }
+    }
+    // Non-canonical trailing bits in the signature (HS256: 32 bytes = 43 chars, 2 spare bits).
+    let last = s.as_bytes()[s.len() - 1];
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let idx = alphabet.iter().position(|b| *b == last).unwrap();
+    let tweaked = format!(
+        "{h}.{pl}.{}{}",
+        &s[..s.len() - 1],
+        alphabet[idx ^ 1] as char
+    );
+    assert_eq!(c(&tweaked), "malformed");
+    // Header / payload not objects, not JSON, not UTF-8, duplicates, deep nesting.
+    let sg = signer(Alg::HS256);
+    let hdr = r#"{"alg":"HS256"}"#;
+    for (hh, pp) in [
+        (r#"["HS256"]"#, "{}"),
+        (r#""HS256""#, "{}"),
+        ("null", "{}"),
+        ("", "{}"),
+        (hdr, "[]"),
+        (hdr, "\"sub\""),
+        (hdr, "42"),
+        (hdr, ""),
+        (hdr, "{"),
+        (hdr, "{}garbage"),
+        (r#"{"alg":"HS256","alg":"HS256"}"#, "{}"),
+        (r#"{"alg":"HS256","kid":"a","kid":"hmac"}"#, "{}"),
+        (hdr, r#"{"sub":"alice","sub":"admin"}"#),
+        (
+            hdr,
+            r#"{"realm_access":{"roles":["user"],"roles":["admin"]}}"#,
+        ),
+        (hdr, r#"{"a":[{"x":1,"x":2}]}"#),
+        (hdr, r#"{"sub":"alice","\u0073ub":"admin"}"#),
+    ] {
+        let t = mint_raw(&sg, hh, pp);
+        assert_eq!(c(&t), "malformed", "{hh} / {pp}");
+    }
+    let deep = format!("{{\"a\":{}1{}}}", "[".repeat(200), "]".repeat(200));
+    assert_eq!(c(&mint_raw(&sg, hdr, &deep)), "malformed");
+    let deep_h = format!(
+        "{{\"alg\":\"HS256\",\"x\":{}1{}}}",
+        "[".repeat(200),
+        "]".repeat(200)
+    );
+    assert_eq!(c(&mint_raw(&sg, &deep_h, "{}")), "malformed");
+    // Invalid UTF-8 in header and payload.
+    for (hh, pp) in [
+        (&b"{\"alg\":\"HS256\",\"x\":\"\xff\"}"[..], &b"{}"[..]),
+        (hdr.as_bytes(), &b"{\"sub\":\"\xc3\x28\"}"[..]),
+    ] {
+        let t = encode_token(hh, pp, &sg).unwrap();
+        assert_eq!(c(&t), "malformed");
+    }
+    // Too large: refused before decoding (garbage of the wrong shape still says too_large).
+    let big = "x".repeat(DEFAULT_MAX_TOKEN_SIZE + 1);
+    assert_eq!(c(&big), "too_large");
+    let padded = mint(
+        Alg::HS256,
+        json!({"alg": "HS256"}),
+        json!({"pad": "p".repeat(9000)}),
+    );
+    assert_eq!(c(&padded), "too_large");
+    let mut small = Policy::default();
+    small.max_token_size = 100;
+    assert_eq!(code(run(&good, &keys, &small)), "too_large");
+    let exact = Policy {
+        max_token_size: good.len(),
+        ..Policy::default()
+    };
+    assert_eq!(code(run(&good, &keys, &exact)), "ok");
+    // check_claims re-checks size (cached token, stricter location).
+    let v = run(&good, &keys, &p).unwrap();
+    assert_eq!(
+        check_claims(&v, &small, NOW).unwrap_err().code(),
+        "too_large"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// SECURITY-CASES 10: crypto details, weak keys.
+
+#[test]
+fn case10_ecdsa_psychic_and_encodings() {
+    let keys = all_keys();
+    let p = Policy::default();
+    for (alg, n) in [(Alg::ES256, 32usize), (Alg::ES384, 48)] {
+        let t = std_token(alg);
+        let sig = b64::decode(t.rsplit_once('.').unwrap().1.as_bytes()).unwrap();
+        assert_eq!(sig.len(), 2 * n);
+        let (r, s) = sig.split_at(n);
+        let zero = vec![0u8; n];
+        let order: Vec<u8> = if n == 32 {
+            hex("ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551")
+        } else {
+            hex("ffffffffffffffffffffffffffffffffffffffffffffffffc7634d81f4372ddf581a0db248b0a77aecec196accc52973")
+        };
+        for bad in [
+            [&zero[..], &zero[..]].concat(),
+            [&zero[..], s].concat(),
+            [r, &zero[..]].concat(),
+            [&order[..], s].concat(),
+            [r, &order[..]].concat(),
+            sig[..2 * n - 1].to_vec(),
+            [&sig[..], &[0u8][..]].concat(),
+            [&[0u8][..], &sig[..]].concat(),
+            Vec::new(),
+            vec![0xff; 2 * n],
+        ] {
+            assert_eq!(
+                code(run(&with_sig(&t, &bad), &keys, &p)),
+                "bad_signature",
+                "{alg}"
+            );
+        }
+        // A DER (ASN.1) signature over the same input is refused.
+        let (input, _) = t.rsplit_once('.').unwrap();
+        let (pem, asn1) = if n == 32 {
+            (EC256_KEY, &rsig::ECDSA_P256_SHA256_ASN1_SIGNING)
+        } else {
+            (EC384_KEY, &rsig::ECDSA_P384_SHA384_ASN1_SIGNING)
+        };
+        let der = pem::parse(pem).unwrap().into_contents();
+        let kp = EcdsaKeyPair::from_pkcs8(asn1, &der, &SystemRandom::new()).unwrap();
+        let der_sig = kp.sign(&SystemRandom::new(), input.as_bytes()).unwrap();
+        assert_eq!(
+            code(run(&with_sig(&t, der_sig.as_ref()), &keys, &p)),
+            "bad_signature",
+            "{alg} DER"
+        );
+    }
+}
+
+fn hex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+#[test]
+fn case10_wrong_lengths_and_truncated_macs() {
+    let keys = all_keys();
+    let p = Policy::default();
+    for alg in Alg::ALL {
+        let t = std_token(alg);
+        let sig = b64::decode(t.rsplit_once('.').unwrap().1.as_bytes()).unwrap();
+        for bad in [
+            Vec::new(),
+            sig[..sig.len() / 2].to_vec(),
+            sig[..sig.len() - 1].to_vec(),
+            [&sig[..], &[0][..]].concat(),
+            [&sig[..], &sig[..]].concat(),
+        ] {
+            assert_eq!(
+                code(run(&with_sig(&t, &bad), &keys, &p)),
+                "bad_signature",
+                "{alg} len {}",
+                bad.len()
+            );
+        }
+    }
+    // Ed25519: s >= L (non-canonical) is refused by ring.
+    let t = std_token(Alg::EdDSA);
+    let mut sig = b64::decode(t.rsplit_once('.').unwrap().1.as_bytes()).unwrap();
+    sig[63] |= 0xf0;
+    assert_eq!(code(run(&with_sig(&t, &sig), &keys, &p)), "bad_signature");
+}
+
+#[test]
+fn case10_weak_keys_refused_at_load() {
+    let e = KeySet::load(RSA1024_PUB.as_bytes()).unwrap_err();
+    assert!(
+        e.reason()
+            .contains("RSA key is 1024 bits, at least 2048 required"),
+        "{e}"
+    );
+    // 1024-bit RSA as JWK too.
+    let der = pem::parse(RSA1024_PUB).unwrap().into_contents();
+    let Ok(der::PublicKeyDer::Rsa { n, e: ex }) = der::parse_spki(&der) else {
+        panic!()
+    };
+    let j = json!({"keys": [{"kty": "RSA", "kid": "weak", "n": b64url(n), "e": b64url(ex)}]});
+    let e = KeySet::load(j.to_string().as_bytes()).unwrap_err();
+    assert_eq!(
+        e.reason(),
+        "key #1 (kid \"weak\"): RSA key is 1024 bits, at least 2048 required"
+    );
+    // HMAC secrets shorter than the hash.
+    for (len, alg, ok) in [
+        (16, None, false),
+        (31, None, false),
+        (32, None, true),
+        (31, Some("HS256"), false),
+        (32, Some("HS256"), true),
+        (47, Some("HS384"), false),
+        (48, Some("HS384"), true),
+        (63, Some("HS512"), false),
+        (64, Some("HS512"), true),
+        (40, Some("RS256"), false),
+    ] {
+        let secret = vec![0x5au8; len];
+        let r = KeySet::load(oct(&secret, None, alg).to_string().as_bytes());
+        assert_eq!(r.is_ok(), ok, "{len} {alg:?}");
+        if let Err(e) = r {
+            assert!(!e.to_string().contains(&b64url(&secret)), "secret in error");
+            assert!(!e.to_string().contains("WlpaWlpa"));
+        }
+    }
+    // An oct key without alg allows only the HS algorithms its length fits.
+    let a = |len: usize| {
+        KeySet::load(oct(&vec![1u8; len], None, None).to_string().as_bytes())
+            .unwrap()
+            .algs()
+    };
+    assert_eq!(a(32), AlgSet::single(Alg::HS256));
+    assert_eq!(a(48), AlgSet::of(&[Alg::HS256, Alg::HS384]));
+    assert_eq!(a(64), AlgSet::HMAC);
+    let keys32 = KeySet::load(oct(&SECRET64[..32], None, None).to_string().as_bytes()).unwrap();
+    let t = mint_raw(
+        &Signer::hmac(Alg::HS512, &SECRET64[..32]).unwrap(),
+        r#"{"alg":"HS512"}"#,
+        "{}",
+    );
+    assert_eq!(
+        code(run(&t, &keys32, &Policy::default())),
+        "alg_not_allowed"
+    );
+    let t = mint_raw(
+        &Signer::hmac(Alg::HS256, &SECRET64[..32]).unwrap(),
+        r#"{"alg":"HS256"}"#,
+        "{}",
+    );
+    assert_eq!(code(run(&t, &keys32, &Policy::default())), "ok");
+}
+
+// ---------------------------------------------------------------------------------------
+// SECURITY-CASES 13 (core part): key-set content.
+
+#[test]
+fn case13_key_set_content() {
+    let enc = {
+        let mut j = jwk(RSA_PUB, "enc");
+        j["use"] = "enc".into();
+        j
+    };
+    let e = KeySet::load(json!({"keys": [enc.clone()]}).to_string().as_bytes()).unwrap_err();
+    assert_eq!(e.reason(), "no usable signing key");
+    let ks = jwks(vec![enc, jwk(EC256_PUB, "sig")]);
+    assert_eq!(ks.len(), 1);
+    assert_eq!(ks.keys()[0].kid(), Some("sig"));
+    // key_ops without verify: skipped; with verify: used.
+    let mut j = jwk(RSA_PUB, "ops");
+    j["key_ops"] = json!(["encrypt"]);
+    assert!(KeySet::load(json!({"keys": [j.clone()]}).to_string().as_bytes()).is_err());
+    j["key_ops"] = json!(["verify"]);
+    assert_eq!(jwks(vec![j]).len(), 1);
+    // Bad JSON reports a position, never content.
+    let e = KeySet::load(
+        b"{\n  \"keys\": [\n    {\"kty\": \"oct\", \"k\": \"c2VjcmV0\" \n    \"x\": 1}]}",
+    )
+    .unwrap_err();
+    assert!(
+        e.reason().starts_with("invalid JSON at line 4 column"),
+        "{e}"
+    );
+    assert!(!e.reason().contains("c2VjcmV0"));
+    for (text, want) in [
+        ("", "key file is empty"),
+        ("   \n", "key file is empty"),
+        ("hello", "unrecognised key file format"),
+        ("[]", "unrecognised key file format"),
+        (r#"{"keys": {}}"#, "JWKS \"keys\" is not an array"),
+        (r#"{"keys": []}"#, "no usable signing key"),
+        (r#"{"keys": [1]}"#, "key #1: not a JSON object"),
+        (r#"{"foo": 1}"#, "neither a JWKS"),
+        (
+            r#"{"kty": "oct", "k": "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0", "k": "eA"}"#,
+            "duplicate member name",
+        ),
+        (r#"{"kty": "XYZ"}"#, "kty \"XYZ\" is not supported"),
+        (r#"{"kty": 1}"#, "\"kty\" is not a string"),
+        (r#"{"n": "AQAB"}"#, "neither a JWKS"),
+        (r#"{"kty": "RSA", "e": "AQAB"}"#, "\"n\" is missing"),
+        (
+            r#"{"kty": "RSA", "n": "AQAB=", "e": "AQAB"}"#,
+            "\"n\" is not valid base64url",
+        ),
+        (
+            r#"{"kty": "RSA", "n": "AQ+B", "e": "AQAB"}"#,
+            "\"n\" is not valid base64url",
+        ),
+        (
+            r#"{"kty": "EC", "crv": "P-521", "x": "AA", "y": "AA"}"#,
+            "curve \"P-521\" is not supported",
+        ),
+        (
+            r#"{"kty": "EC", "crv": "secp256k1", "x": "AA", "y": "AA"}"#,
+            "is not supported",
+        ),
+        (
+            r#"{"kty": "EC", "x": "AA", "y": "AA"}"#,
+            "\"crv\" is missing",
+        ),
+        (
+            r#"{"kty": "EC", "crv": "P-256", "x": "AA", "y": "AA"}"#,
+            "coordinates must be 32 bytes",
+        ),
+        (
+            r#"{"kty": "OKP", "crv": "X25519", "x": "AA"}"#,
+            "curve \"X25519\" is not supported",
+        ),
+        (
+            r#"{"kty": "OKP", "crv": "Ed448", "x": "AA"}"#,
+            "is not supported",
+        ),
+        (r#"{"kty": "OKP", "crv": "Ed25519", "x": "AA"}"#, "32 bytes"),
+        (
+            r#"{"kty": "oct", "k": "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0", "alg": "none"}"#,
+            "not a supported signature algorithm",
+        ),
+        (
+            r#"{"kty": "oct", "k": "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0", "alg": "RSA-OAEP"}"#,
+            "not a supported signature algorithm",
+        ),
+        (r#"{"kty": "oct", "k": 5}"#, "\"k\" is not a string"),
+        (
+            r#"{"kty": "oct", "k": "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0", "kid": 5}"#,
+            "\"kid\" is not a string",
+        ),
+        (
+            r#"{"kty": "oct", "k": "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0", "key_ops": "verify"}"#,
+            "not an array",
+        ),
+    ] {
+        let e = KeySet::load(text.as_bytes()).unwrap_err();
+        assert!(e.reason().contains(want), "{text}: got {e}");
+    }
+    // An EC point that is not on the curve.
+    let mut j = jwk(EC256_PUB, "bad");
+    let mut y = b64::decode(j["y"].as_str().unwrap().as_bytes()).unwrap();
+    y[31] ^= 1;
+    j["y"] = b64url(&y).into();
+    let e = KeySet::load(j.to_string().as_bytes()).unwrap_err();
+    assert!(e.reason().contains("not a valid point"), "{e}");
+    // JWK alg must fit its key type.
+    let mut j = jwk(EC256_PUB, "x");
+    j["alg"] = "ES384".into();
+    assert!(KeySet::load(j.to_string().as_bytes())
+        .unwrap_err()
+        .reason()
+        .contains("does not fit a EC P-256 key"));
+    let mut j = jwk(RSA_PUB, "x");
+    j["alg"] = "HS256".into();
+    assert!(KeySet::load(j.to_string().as_bytes()).is_err());
+    // Lenient loading (remote sets): unusable keys are skipped and reported.
+    let weak_der = pem::parse(RSA1024_PUB).unwrap().into_contents();
+    let Ok(der::PublicKeyDer::Rsa { n, e: ex }) = der::parse_spki(&weak_der) else {
+        panic!()
+    };
+    let mixed = json!({"keys": [
+        {"kty": "EC", "crv": "P-521", "kid": "p521", "x": "AA", "y": "AA"},
+        {"kty": "RSA", "kid": "weak", "n": b64url(n), "e": b64url(ex)},
+        {"kty": "RSA", "use": "enc", "kid": "enc", "n": "AA", "e": "AQAB"},
+        jwk(RSA_PUB, "good"),
+    ]})
+    .to_string();
+    assert!(KeySet::load(mixed.as_bytes()).is_err());
+    let (ks, skipped) = KeySet::load_lenient(mixed.as_bytes()).unwrap();
+    assert_eq!(ks.len(), 1);
+    assert_eq!(ks.keys()[0].kid(), Some("good"));
+    assert_eq!(skipped.len(), 2);
+    assert!(skipped[0].reason().starts_with("key #1 (kid \"p521\")"));
+    assert!(skipped[1].reason().contains("1024 bits"));
+    assert!(KeySet::load_lenient(b"{\"keys\": [{\"kty\": \"XYZ\"}]}").is_err());
+    assert!(KeySet::load_lenient(b"{\"keys\": [").is_err());
+    let (pems, skipped) =
+        KeySet::load_lenient(format!("{RSA1024_PUB}{EC256_PUB}").as_bytes()).unwrap();
+    assert_eq!((pems.len(), skipped.len()), (1, 1));
+    // Private JWKs are refused.
+    let mut j = jwk(EC256_PUB, "priv");
+    j["d"] = "AAAA".into();
+    let e = KeySet::load(j.to_string().as_bytes()).unwrap_err();
+    assert!(e.reason().contains("private key material"));
+    assert!(!e.reason().contains("AAAA"));
+}
+
+#[test]
+fn pem_loading() {
+    for (pem, kind) in [
+        (RSA_PUB, KeyKind::Rsa),
+        (RSA_PKCS1, KeyKind::Rsa),
+        (EC256_PUB, KeyKind::EcP256),
+        (EC384_PUB, KeyKind::EcP384),
+        (ED_PUB, KeyKind::Ed25519),
+    ] {
+        let ks = KeySet::load(pem.as_bytes()).unwrap();
+        assert_eq!(ks.len(), 1);
+        assert_eq!(ks.keys()[0].kind(), kind);
+        assert_eq!(ks.keys()[0].kid(), None);
+        // Leading whitespace / BOM tolerated.
+        assert!(KeySet::load(format!("\u{feff}\n  {pem}").as_bytes()).is_ok());
+    }
+    let spki = KeySet::load(RSA_PUB.as_bytes()).unwrap();
+    let pkcs1 = KeySet::load(RSA_PKCS1.as_bytes()).unwrap();
+    assert_eq!(
+        spki.keys()[0].to_public_jwk(),
+        pkcs1.keys()[0].to_public_jwk()
+    );
+    // Several blocks in one file.
+    let all = KeySet::load(format!("{RSA_PUB}\n{EC256_PUB}{ED_PUB}").as_bytes()).unwrap();
+    assert_eq!(all.len(), 3);
+    assert_eq!(all.algs(), AlgSet::RSA.with(Alg::ES256).with(Alg::EdDSA));
+    // Private keys, certificates, unsupported curves are errors.
+    for (text, want) in [
+        (RSA_KEY, "a private key was given"),
+        (EC256_KEY, "a private key was given"),
+        (
+            "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+            "certificates are not supported",
+        ),
+        (EC521_PUB, "P-521 is not supported"),
+        (
+            "-----BEGIN PUBLIC KEY-----\nMIIB\n-----END PUBLIC KEY-----\n",
+            "truncated DER",
+        ),
+        (
+            "-----BEGIN PUBLIC KEY-----\n!!!!\n-----END PUBLIC KEY-----\n",
+            "PEM",
+        ),
+        (
+            "-----BEGIN FOO-----\nAAAA\n-----END FOO-----\n",
+            "unsupported PEM type",
+        ),
+        ("-----BEGIN PUBLIC KEY-----\nAAAA\n", "PEM"),
+    ] {
+        let e = KeySet::load(text.as_bytes()).unwrap_err();
+        assert!(e.reason().contains(want), "{want}: got {e}");
+    }
+    // Truncations of a valid DER never panic and never load.
+    let der = pem::parse(RSA_PUB).unwrap().into_contents();
+    for cut in 0..der.len() {
+        assert!(der::parse_spki(&der[..cut]).is_err());
+    }
+}
+
+#[test]
+fn keyset_extend_and_ids() {
+    let mut a = KeySet::load(RSA_PUB.as_bytes()).unwrap();
+    let b = KeySet::load(EC256_PUB.as_bytes()).unwrap();
+    let id = a.id();
+    assert_ne!(a.id(), b.id());
+    a.extend(b);
+    assert_eq!(a.len(), 2);
+    assert_ne!(a.id(), id);
+    assert!(KeySet::new().is_empty());
+    let t = mint(Alg::ES256, json!({"alg": "ES256"}), claims());
+    assert_eq!(code(run(&t, &a, &Policy::default())), "ok");
+    assert_eq!(
+        code(run(&t, &KeySet::new(), &Policy::default())),
+        "alg_not_allowed"
+    );
+    // Debug output of keys never shows HMAC secrets.
+    let dbg = format!("{:?}", all_keys());
+    assert!(!dbg.contains(&b64url(SECRET64)) && !dbg.contains("0123456789abcdef"));
+}
+
+// ---------------------------------------------------------------------------------------
+// SECURITY-CASES 14 (core part): error texts never carry the token or secrets.
+
+#[test]
+fn case14_errors_never_echo_token() {
+    let keys = all_keys();
+    let p = Policy {
+        issuers: vec!["i".into()],
+        ..Policy::default()
+    };
+    let secret_sub = "SUBJECT-SECRET-VALUE";
+    for t in [
+        mint(
+            Alg::HS256,
+            json!({"alg": "HS256", "kid": "KID-SECRET"}),
+            json!({"sub": secret_sub}),
+        ),
+        mint(
+            Alg::HS256,
+            json!({"alg": "HS256"}),
+            json!({"sub": secret_sub, "iss": "ISS-SECRET"}),
+        ),
+        flip_sig_bit(
+            &mint(
+                Alg::HS256,
+                json!({"alg": "HS256"}),
+                json!({"sub": secret_sub}),
+            ),
+            3,
+        ),
+        mint_raw(
+            &signer(Alg::HS256),
+            r#"{"alg":"HS256"}"#,
+            r#"{"SECRET-NAME":1,"SECRET-NAME":2}"#,
+        ),
+        mint_raw(&signer(Alg::HS256), r#"{"alg":"ALG-SECRET"}"#, "{}"),
+        mint_raw(
+            &signer(Alg::HS256),
+            r#"{"alg":"HS256"}"#,
+            r#"{"exp":"EXP-SECRET"}"#,
+        ),
+    ] {
+        let e = run(&t, &keys, &p).unwrap_err();
+        let text = e.to_string();
+        assert!(!text.contains("SECRET"), "{text}");
+        for seg in t.split('.') {
+            assert!(seg.len() < 4 || !text.contains(seg), "{text}");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Claim rules and variables.
+
+fn verified(payload: Value) -> Verified {
+    run(
+        &mint(Alg::HS256, json!({"alg": "HS256"}), payload),
+        &all_keys(),
+        &Policy::default(),
+    )
+    .unwrap()
+}
+
+fn rule(path: &str, op: &str, values: &[&str]) -> ClaimRule {
+    ClaimRule::parse(path, op, values).unwrap()
+}
+
+#[test]
+fn claim_rules() {
+    let v = verified(json!({
+        "sub": "alice", "n": 42, "f": 1.5, "admin": true, "nul": null,
+        "scope": "read write  admin:all", "roles": ["user", "dev", 7],
+        "realm_access": {"roles": ["r1", "r2"]},
+        "https://example.com/roles": ["x"],
+        "a": {"b.c": "dotted", "b\\c": "backslash"},
+        "big": 18446744073709551615u64,
+    }));
+    let ok = |path: &str, op: &str, vals: &[&str]| rule(path, op, vals).check(&v);
+    assert!(ok("sub", "eq", &["alice"]));
+    assert!(!ok("sub", "eq", &["Alice"]));
+    assert!(ok("n", "eq", &["42"]));
+    assert!(ok("n", "eq", &["42.0"]));
+    assert!(!ok("n", "eq", &["042x"]));
+    assert!(ok("f", "eq", &["1.5"]));
+    assert!(ok("admin", "eq", &["true"]));
+    assert!(!ok("admin", "eq", &["1"]));
+    assert!(!ok("nul", "eq", &["null"]));
+    assert!(!ok("nul", "eq", &[""]));
+    assert!(!ok("roles", "eq", &["user"]));
+    assert!(ok("big", "eq", &["18446744073709551615"]));
+    assert!(!ok("big", "eq", &["18446744073709551614"]));
+    // ne: present scalar that differs; missing fails.
+    assert!(ok("sub", "ne", &["bob"]));
+    assert!(!ok("sub", "ne", &["alice"]));
+    assert!(!ok("missing", "ne", &["bob"]));
+    assert!(!ok("roles", "ne", &["bob"]));
+    // in
+    assert!(ok("sub", "in", &["bob", "alice"]));
+    assert!(!ok("sub", "in", &["bob", "carol"]));
+    assert!(ok("n", "in", &["1", "42"]));
+    // any / all over arrays and space-separated strings.
+    assert!(ok("roles", "any", &["admin", "dev"]));
+    assert!(!ok("roles", "any", &["admin", "root"]));
+    assert!(ok("roles", "all", &["user", "dev"]));
+    assert!(ok("roles", "any", &["7"]));
+    assert!(!ok("roles", "all", &["user", "admin"]));
+    assert!(ok("scope", "any", &["write"]));
+    assert!(ok("scope", "all", &["read", "admin:all"]));
+    assert!(!ok("scope", "any", &["rea", ""]));
+    assert!(!ok("scope", "all", &["read", "delete"]));
+    assert!(ok("sub", "any", &["alice"]));
+    assert!(ok("n", "any", &["42"]));
+    assert!(!ok("realm_access", "any", &["r1"]));
+    // nested and escaped paths
+    assert!(ok("realm_access.roles", "any", &["r2"]));
+    assert!(!ok("realm_access.roles.x", "any", &["r2"]));
+    assert!(ok("https://example\\.com/roles", "all", &["x"]));
+    assert!(!ok("https://example.com/roles", "all", &["x"]));
+    assert!(ok("a.b\\.c", "eq", &["dotted"]));
+    assert!(ok("a.b\\\\c", "eq", &["backslash"]));
+    // gt / lt
+    assert!(ok("n", "gt", &["41"]));
+    assert!(!ok("n", "gt", &["42"]));
+    assert!(ok("n", "lt", &["42.5"]));
+    assert!(ok("f", "gt", &["1"]));
+    assert!(!ok("sub", "gt", &["1"]));
+    assert!(!ok("missing", "lt", &["1"]));
+    assert!(ok("big", "gt", &["9223372036854775807"]));
+    // Missing claims fail every operator.
+    for op in ["eq", "ne", "in", "any", "all", "gt", "lt"] {
+        assert!(!ok("nope", op, &["1"]), "{op}");
+        assert!(!ok("realm_access.nope", op, &["1"]), "{op}");
+    }
+    // Parse errors.
+    for (p, op, vals) in [
+        ("", "eq", &["x"][..]),
+        ("a..b", "eq", &["x"]),
+        (".a", "eq", &["x"]),
+        ("a.", "eq", &["x"]),
+        ("a\\b", "eq", &["x"]),
+        ("a\\", "eq", &["x"]),
+        ("a", "eq", &[]),
+        ("a", "eq", &["x", "y"]),
+        ("a", "in", &[]),
+        ("a", "gt", &["x"]),
+        ("a", "lt", &["NaN"]),
+        ("a", "lt", &["inf"]),
+        ("a", "match", &["x"]),
+        ("a", "EQ", &["x"]),
+    ] {
+        assert!(ClaimRule::parse(p, op, vals).is_err(), "{p} {op} {vals:?}");
+    }
+    // In a policy: the failing rule's index is reported, without the value.
+    let p = Policy {
+        claim_rules: vec![
+            rule("sub", "eq", &["alice"]),
+            rule("roles", "any", &["secret-role"]),
+        ],
+        ..Policy::default()
+    };
+    match check_claims(&v, &p, NOW) {
+        Err(JwtError::ClaimMismatch { rule, detail }) => {
+            assert_eq!(rule, 1);
+            assert_eq!(detail, "roles any");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn variables_format_like_plus() {
+    let v = verified(json!({
+        "s": "text", "n": 42, "f": 1.5, "t": true, "nul": null,
+        "arr": ["a", "b", 3, true], "nested": [["a"], "b"], "obj": {"k": "v", "a": [1]},
+        "empty": [],
+    }));
+    let var = |k: &str| var_string(v.claim(&[k]).unwrap()).into_owned();
+    assert_eq!(var("s"), "text");
+    assert_eq!(var("n"), "42");
+    assert_eq!(var("f"), "1.5");
+    assert_eq!(var("t"), "true");
+    assert_eq!(var("nul"), "");
+    assert_eq!(var("arr"), "a,b,3,true");
+    assert_eq!(var("nested"), r#"[["a"],"b"]"#);
+    assert_eq!(var("obj"), r#"{"a":[1],"k":"v"}"#);
+    assert_eq!(var("empty"), "");
+    assert_eq!(var_string(v.header("alg").unwrap()), "HS256");
+}
+
+// ---------------------------------------------------------------------------------------
+// Cache.
+
+#[test]
+fn token_cache() {
+    let keys = all_keys();
+    let mut cache = TokenCache::new(2).unwrap();
+    assert_eq!(cache.capacity(), 2);
+    let t1 = with_claims(json!({"exp": NOW + 10}));
+    let t2 = with_claims(json!({"n": 2}));
+    let t3 = with_claims(json!({"n": 3}));
+    let v1 = Arc::new(run(&t1, &keys, &Policy::default()).unwrap());
+    assert!(cache.get(keys.id(), t1.as_bytes(), NOW).is_none());
+    cache.insert(keys.id(), t1.as_bytes(), Arc::clone(&v1), NOW);
+    let hit = cache.get(keys.id(), t1.as_bytes(), NOW).unwrap();
+    assert!(Arc::ptr_eq(&hit, &v1));
+    // Another key set, another token, one byte different: miss.
+    assert!(cache.get(keys.id() + 1, t1.as_bytes(), NOW).is_none());
+    assert!(cache.get(keys.id(), &t1.as_bytes()[1..], NOW).is_none());
+    // Never past exp (the entry is dropped).
+    assert!(cache.get(keys.id(), t1.as_bytes(), NOW + 9).is_some());
+    assert!(cache.get(keys.id(), t1.as_bytes(), NOW + 10).is_none());
+    assert_eq!(cache.len(), 0);
+    // Already-expired tokens are not stored.
+    cache.insert(keys.id(), t1.as_bytes(), Arc::clone(&v1), NOW + 10);
+    assert!(cache.is_empty());
+    // LRU eviction; tokens without exp stay until evicted.
+    let v2 = Arc::new(run(&t2, &keys, &Policy::default()).unwrap());
+    let v3 = Arc::new(run(&t3, &keys, &Policy::default()).unwrap());
+    cache.insert(keys.id(), t1.as_bytes(), v1, NOW);
+    cache.insert(keys.id(), t2.as_bytes(), v2, NOW);
+    assert!(cache.get(keys.id(), t1.as_bytes(), NOW).is_some());
+    cache.insert(keys.id(), t3.as_bytes(), v3, NOW);
+    assert!(cache.get(keys.id(), t2.as_bytes(), NOW).is_none());
+    assert!(cache.get(keys.id(), t1.as_bytes(), NOW).is_some());
+    assert!(cache.get(keys.id(), t3.as_bytes(), i64::MAX).is_some());
+    cache.clear();
+    assert!(cache.is_empty());
+    // Capacity 0: stores nothing.
+    let mut off = TokenCache::with_seed(0, [0; 16]);
+    off.insert(
+        1,
+        b"x",
+        Arc::new(run(&t2, &keys, &Policy::default()).unwrap()),
+        NOW,
+    );
+    assert!(off.get(1, b"x", NOW).is_none());
+    assert_eq!(off.capacity(), 0);
+}
+
+#[test]
+fn signer_rejects_mismatched_keys() {
+    assert!(Signer::from_file_bytes(Alg::ES256, RSA_KEY.as_bytes()).is_err());
+    assert!(Signer::from_file_bytes(Alg::RS256, EC256_KEY.as_bytes()).is_err());
+    assert!(Signer::from_file_bytes(Alg::ES384, EC256_KEY.as_bytes()).is_err());
+    assert!(Signer::from_file_bytes(Alg::HS256, RSA_KEY.as_bytes()).is_err());
+    assert!(Signer::hmac(Alg::RS256, b"x").is_err());
+    let ed = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap();
+    let s = Signer::from_pkcs8(Alg::EdDSA, ed.as_ref()).unwrap();
+    let kp = Ed25519KeyPair::from_pkcs8(ed.as_ref()).unwrap();
+    assert_eq!(s.public_key_bytes(), Some(kp.public_key().as_ref()));
+}
+
+/// Timing loop for a quick look (`cargo test --release -- --ignored --nocapture`); the
+/// full per-algorithm numbers come from `gw-jwt bench`.
+#[test]
+#[ignore]
+fn bench_hs256_decode_and_verify() {
+    let keys = all_keys();
+    let mut payload = claims();
+    payload["scope"] = "openid profile email read:orders write:orders".into();
+    payload["realm_access"] = json!({"roles": ["user", "dev", "offline_access"]});
+    payload["name"] = "Alice Example".into();
+    payload["email"] = "alice@example.com".into();
+    payload["jti"] = "7f3c1c1e-1b1a-4a7e-9a55-3c3b1f0e2d11".into();
+    let t = mint(
+        Alg::HS256,
+        json!({"alg": "HS256", "typ": "JWT", "kid": "hmac"}),
+        payload,
+    );
+    let n = 200_000;
+    let start = std::time::Instant::now();
+    for _ in 0..n {
+        let v = decode_and_verify_signature(t.as_bytes(), &keys, AlgSet::ALL, 8192).unwrap();
+        std::hint::black_box(v);
+    }
+    let per = start.elapsed().as_nanos() as f64 / n as f64;
+    println!(
+        "HS256 decode_and_verify_signature, {} byte token: {:.0} ns",
+        t.len(),
+        per
+    );
+}
+
+/// Cheap deterministic fuzzing: mutated tokens and key files never panic, and a mutated
+/// token is never accepted unless the mutation left it byte-identical in meaning.
+#[test]
+fn mutations_never_panic_or_pass() {
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut rnd = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let keys = all_keys();
+    let p = Policy::default();
+    let alphabet =
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.=+/ \x00\xff{}\"";
+    for alg in Alg::ALL {
+        let t = std_token(alg).into_bytes();
+        for _ in 0..300 {
+            let mut m = t.clone();
+            for _ in 0..(1 + rnd() % 3) {
+                let i = (rnd() as usize) % m.len();
+                match rnd() % 3 {
+                    0 => m[i] = alphabet[(rnd() as usize) % alphabet.len()],
+                    1 => {
+                        m.remove(i);
+                    }
+                    _ => m.insert(i, alphabet[(rnd() as usize) % alphabet.len()]),
+                }
+            }
+            if m == t {
+                continue;
+            }
+            if let Ok(v) = verify(&m, &keys, &p, NOW) {
+                // Only a change inside the signing input that decodes to the same bytes
+                // could pass; strict base64url rules that out entirely.
+                panic!("mutated {alg} token accepted: {:?}", v.payload_json());
+            }
+        }
+    }
+    for text in [RSA_PUB, EC256_PUB, ED_PUB, RSA_PKCS1] {
+        let b = text.as_bytes();
+        for _ in 0..300 {
+            let mut m = b.to_vec();
+            let i = (rnd() as usize) % m.len();
+            m[i] = alphabet[(rnd() as usize) % alphabet.len()];
+            let _ = KeySet::load(&m);
+            let _ = KeySet::load_lenient(&m);
+        }
+    }
+    let jwks_text =
+        json!({"keys": [jwk(RSA_PUB, "a"), jwk(EC384_PUB, "b"), oct(SECRET64, Some("c"), None)]})
+            .to_string();
+    for _ in 0..1000 {
+        let mut m = jwks_text.clone().into_bytes();
+        let i = (rnd() as usize) % m.len();
+        m[i] = alphabet[(rnd() as usize) % alphabet.len()];
+        let _ = KeySet::load(&m);
+        let _ = KeySet::load_lenient(&m);
+    }
+}

@@ -1,0 +1,944 @@
+//! Rate-limit algorithms: pure functions over a small `Copy` state.
+//!
+//! Two algorithms share one 24-byte [`State`] (so it fits a fixed-size shared-memory slot):
+//!
+//! * **Sliding window counter** ([`Algorithm::Sliding`], the default; for quotas such as
+//!   `1000r/h`). Time is cut into fixed windows of `period_ms` (aligned to multiples of the
+//!   period on the caller's clock). The state keeps the count of the current window and of the
+//!   previous one; a request at offset `e` into the current window sees the estimate
+//!   `prev * (P - e) / P + cur` and is admitted iff `estimate + 1 <= limit`. All arithmetic is
+//!   exact integer arithmetic (the comparison is cross-multiplied in `u128`), no floats.
+//!
+//! * **GCRA** ([`Algorithm::TokenBucket`], a token bucket with `burst`): the state is the
+//!   theoretical arrival time `tat`, kept in **nanoseconds** so that high rates stay exact
+//!   (3000r/s gives an emission interval of 333 333 ns, not a rounded 0 or 1 ms). With
+//!   `T = ceil(period / count)` and `tau = burst * T`, a request at `now` is admitted iff
+//!   `tat - now <= tau`, and then `tat = max(tat, now) + T`. As with nginx's `limit_req`,
+//!   `burst` counts requests in excess of the rate: `burst=5` lets 6 through at once.
+//!
+//! # Approximation bound of the sliding window counter
+//!
+//! Let `L` be the limit and `P` the period, with fixed windows `W_k = [kP, (k+1)P)`.
+//!
+//! 1. **Any fixed window admits at most `L`.** Admission needs `cur + 1 <= L - prev*(P-e)/P`,
+//!    and the prev term is never negative, so `cur` never exceeds `L`.
+//! 2. **Any sliding window of length `P` admits at most `L + floor(L*d/P)`, hence at most
+//!    `2L - 1`**, where `[t, t+P)` starts at offset `d = t - kP` into `W_k`. Proof: let `c` be the
+//!    number admitted in all of `W_k`, `a <= c` those admitted in `[t, (k+1)P)`, and `b` those in
+//!    `[(k+1)P, t+P)`. When the last of the `b` is admitted, at offset `e < d` into `W_{k+1}`,
+//!    the previous count is `c` and `b - 1` are already counted, so
+//!    `c*(P-e)/P + b <= L`, i.e. `b <= L - c*(1 - e/P) < L - c*(1 - d/P)`. Then
+//!    `a + b < a + L - c + c*d/P <= L + c*d/P <= L + L*d/P`, and `d < P` gives `< 2L`.
+//!    The bound is approached when a full window's `L` requests arrive just before a window
+//!    boundary and traffic then keeps arriving through the next window: the estimate assumes the
+//!    previous window's requests were spread evenly, and they were not. With traffic that is
+//!    spread out (the common case) the over-admission is small; the simulation test
+//!    `sliding_window_bound_by_simulation` checks both bounds against random arrivals and prints
+//!    the worst ratio seen. Use the token bucket where a strict bound over every interval
+//!    matters: GCRA admits at most `burst + 1 + floor(t / T)` in any interval of length `t`.
+//!
+//! The bounds hold while the parameters of a key stay the same and the clock does not go back.
+//! When the parameters change between requests (per-plan rates from a variable), the state is
+//! reinterpreted, never trusted blindly: counts are compared against the new limit, an old GCRA
+//! backlog is clamped to what the new parameters allow, and a state kept for the other algorithm
+//! is restarted. A clock that goes backwards is treated as standing still.
+//!
+//! # Several limits on one request, and dry runs
+//!
+//! [`check_and_consume`] leaves the state untouched when it rejects. The glue applies limits in
+//! order, each under its own zone's lock; when limit B rejects after A admitted, it calls
+//! [`refund`] on A, so a rejected request consumes nothing anywhere. A `dry_run` limit calls
+//! [`check_and_consume`] exactly as an enforced one (consuming only when it admits, as
+//! enforcement would) and merely ignores a rejection, so its counters and headers show what
+//! enforcement would have done.
+
+#![deny(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::parse::Rate;
+
+/// Which algorithm a limit uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Algorithm {
+    /// Sliding window counter (`algorithm=sliding`, the default).
+    #[default]
+    Sliding,
+    /// GCRA token bucket (`algorithm=token_bucket`).
+    TokenBucket,
+}
+
+impl Algorithm {
+    /// Parses the value of `algorithm=`: `sliding` or `token_bucket`.
+    pub fn parse(value: &[u8]) -> Option<Self> {
+        match value {
+            b"sliding" => Some(Algorithm::Sliding),
+            b"token_bucket" => Some(Algorithm::TokenBucket),
+            _ => None,
+        }
+    }
+
+    /// The name used in configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Algorithm::Sliding => "sliding",
+            Algorithm::TokenBucket => "token_bucket",
+        }
+    }
+}
+
+/// The parameters of one limit as applied to one request.
+///
+/// Any values are accepted: `count` is clamped to `1..=u32::MAX`, `period_ms` to
+/// `1..=u32::MAX`, and `burst` to `0..=u32::MAX`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Params {
+    /// The algorithm.
+    pub algorithm: Algorithm,
+    /// Requests per period.
+    pub count: u64,
+    /// Period in milliseconds.
+    pub period_ms: u64,
+    /// Token bucket only: requests allowed at once in excess of the rate (nginx's `burst`).
+    /// The sliding window ignores it.
+    pub burst: u64,
+}
+
+impl Params {
+    /// Parameters from a parsed rate.
+    pub fn new(algorithm: Algorithm, rate: Rate, burst: u64) -> Self {
+        Params {
+            algorithm,
+            count: rate.count,
+            period_ms: rate.period_ms,
+            burst,
+        }
+    }
+
+    fn count(&self) -> u64 {
+        self.count.clamp(1, u64::from(u32::MAX))
+    }
+
+    fn period_ms(&self) -> u64 {
+        self.period_ms.clamp(1, u64::from(u32::MAX))
+    }
+
+    fn burst(&self) -> u64 {
+        self.burst.min(u64::from(u32::MAX))
+    }
+
+    /// The limit as reported in headers: `count` for the sliding window; for the token bucket
+    /// its capacity, `burst + 1` (or more at rates above 1000r/s with a small burst, see
+    /// [`Params::gcra`]). Same value as [`Decision::limit`].
+    #[must_use]
+    pub fn limit(&self) -> u64 {
+        match self.algorithm {
+            Algorithm::Sliding => self.count(),
+            Algorithm::TokenBucket => {
+                let (t, tau) = self.gcra();
+                (tau.checked_div(t).unwrap_or(0)).saturating_add(1)
+            }
+        }
+    }
+
+    /// GCRA parameters in nanoseconds: the emission interval `T = ceil(period / count)` (at
+    /// least 1) and the tolerance `tau = max(burst * T, 1 ms)`.
+    ///
+    /// The floor of one millisecond on `tau` is the clock's granularity: times arrive in whole
+    /// milliseconds, so at rates above 1000r/s several requests share one timestamp and a
+    /// tolerance below 1 ms would cap the rate at one request per millisecond (and lose credit
+    /// every tick). With the floor the long-run rate is exact, and the extra instantaneous burst
+    /// is at most one millisecond's worth of requests. nginx's cached clock only advances once
+    /// per event-loop iteration, so at high rates also configure a `burst` covering a few
+    /// milliseconds of traffic.
+    #[must_use]
+    pub fn gcra(&self) -> (u64, u64) {
+        let period_ns = u128::from(self.period_ms()).saturating_mul(NS_PER_MS_128);
+        let t = period_ns.div_ceil(u128::from(self.count()));
+        let t = u64::try_from(t).unwrap_or(u64::MAX).max(1);
+        let tau = self.burst().saturating_mul(t).max(NS_PER_MS);
+        (t, tau)
+    }
+}
+
+const NS_PER_MS: u64 = 1_000_000;
+const NS_PER_MS_128: u128 = 1_000_000;
+
+/// The outcome of one check, with what the response headers need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    /// Whether the request is admitted (and was counted).
+    pub allowed: bool,
+    /// The limit: `count` (sliding window) or `burst + 1` (token bucket).
+    pub limit: u64,
+    /// Requests that would still be admitted right now, after this one.
+    pub remaining: u64,
+    /// Milliseconds until the state has fully reset, i.e. `remaining` is back to `limit` if no
+    /// further request arrives (rounded up).
+    pub reset_ms: u64,
+    /// When rejected, milliseconds until a request would be admitted (rounded up, at least 1);
+    /// 0 when allowed.
+    pub retry_after_ms: u64,
+}
+
+impl Decision {
+    /// `reset_ms` in whole seconds, rounded up (for `RateLimit: ...;t=` and
+    /// `X-RateLimit-Reset`).
+    #[must_use]
+    pub fn reset_secs(&self) -> u64 {
+        self.reset_ms.div_ceil(1000)
+    }
+
+    /// The `Retry-After` value in seconds: rounded up, at least 1 (0 when allowed).
+    #[must_use]
+    pub fn retry_after_secs(&self) -> u64 {
+        if self.allowed {
+            0
+        } else {
+            self.retry_after_ms.div_ceil(1000).max(1)
+        }
+    }
+}
+
+/// Per-key algorithm state: 24 bytes, all-zero means "no requests seen".
+///
+/// Interpreted according to `kind`:
+/// * sliding window: `t` = start of the current window (ms), `a` = previous window's count,
+///   `b` = current window's count, `aux` = the period (ms) the counts belong to;
+/// * GCRA: `t` = theoretical arrival time (ns).
+///
+/// Plain old data with no invalid bit patterns: any 24 bytes (a corrupted shared-memory slot)
+/// are a valid `State` that the functions here handle without panicking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(C)]
+pub struct State {
+    t: u64,
+    a: u32,
+    b: u32,
+    kind: u32,
+    aux: u32,
+}
+
+const _: () = assert!(std::mem::size_of::<State>() == 24);
+const _: () = assert!(std::mem::align_of::<State>() == 8);
+
+// SAFETY: `State` is `repr(C)`, contains only integers (for which the all-zero pattern is
+// valid), and has no padding: 8 + 4 + 4 + 4 + 4 = 24 = size_of (asserted above).
+unsafe impl Zeroable for State {}
+// SAFETY: as above; additionally `State` is `Copy + 'static` and every bit pattern is a valid
+// value of each integer field, so any bytes are a valid `State`.
+unsafe impl Pod for State {}
+
+const KIND_EMPTY: u32 = 0;
+const KIND_SLIDING: u32 = 1;
+const KIND_GCRA: u32 = 2;
+
+impl State {
+    /// A state with no requests seen.
+    pub const EMPTY: State = State {
+        t: 0,
+        a: 0,
+        b: 0,
+        kind: KIND_EMPTY,
+        aux: 0,
+    };
+
+    /// Which algorithm last wrote this state, if any.
+    #[must_use]
+    pub fn algorithm(&self) -> Option<Algorithm> {
+        match self.kind {
+            KIND_SLIDING => Some(Algorithm::Sliding),
+            KIND_GCRA => Some(Algorithm::TokenBucket),
+            _ => None,
+        }
+    }
+
+    /// Whether this state is indistinguishable from an empty one at `now_ms` (every counted
+    /// request has expired), so that reusing its slot for another key loses nothing.
+    #[must_use]
+    pub fn is_idle(&self, now_ms: u64) -> bool {
+        match self.kind {
+            KIND_SLIDING => {
+                let period = u64::from(self.aux.max(1));
+                let elapsed = now_ms.saturating_sub(self.t);
+                let prev_expired = self.a == 0 || elapsed >= period;
+                (self.b == 0 && prev_expired) || elapsed >= period.saturating_mul(2)
+            }
+            KIND_GCRA => self.t <= now_ms.saturating_mul(NS_PER_MS),
+            _ => true,
+        }
+    }
+}
+
+/// The sliding-window state brought forward to `now`: (window start, prev, cur, elapsed).
+struct Window {
+    start: u64,
+    prev: u64,
+    cur: u64,
+    elapsed: u64,
+}
+
+fn sliding_window(st: &State, now_ms: u64, period: u64) -> Window {
+    let fresh = |now: u64| {
+        let elapsed = now.checked_rem(period).unwrap_or(0);
+        Window {
+            start: now.saturating_sub(elapsed),
+            prev: 0,
+            cur: 0,
+            elapsed,
+        }
+    };
+    if st.kind != KIND_SLIDING {
+        return fresh(now_ms);
+    }
+    // A clock that went backwards stands still at the window start.
+    let now = now_ms.max(st.t);
+    let elapsed = now.saturating_sub(st.t);
+    let (prev, cur) = (u64::from(st.a), u64::from(st.b));
+    if elapsed < period {
+        Window {
+            start: st.t,
+            prev,
+            cur,
+            elapsed,
+        }
+    } else if elapsed < period.saturating_mul(2) {
+        Window {
+            start: st.t.saturating_add(period),
+            prev: cur,
+            cur: 0,
+            elapsed: elapsed.saturating_sub(period),
+        }
+    } else {
+        fresh(now)
+    }
+}
+
+fn store_sliding(st: &mut State, w: &Window, period: u64) {
+    *st = State {
+        t: w.start,
+        a: u32::try_from(w.prev).unwrap_or(u32::MAX),
+        b: u32::try_from(w.cur).unwrap_or(u32::MAX),
+        kind: KIND_SLIDING,
+        aux: u32::try_from(period).unwrap_or(u32::MAX),
+    };
+}
+
+/// `ceil(prev * (P - e) / P)`: the previous window's weighted contribution, rounded up.
+fn weighted_prev(prev: u64, elapsed: u64, period: u64) -> u64 {
+    let num = u128::from(prev).saturating_mul(u128::from(period.saturating_sub(elapsed)));
+    let w = num.div_ceil(u128::from(period.max(1)));
+    u64::try_from(w).unwrap_or(u64::MAX)
+}
+
+/// Whether one more request fits: `prev*(P-e)/P + cur + 1 <= L`, exactly.
+fn sliding_admits(prev: u64, cur: u64, elapsed: u64, period: u64, limit: u64) -> bool {
+    let Some(room) = limit.checked_sub(cur).and_then(|r| r.checked_sub(1)) else {
+        return false;
+    };
+    let lhs = u128::from(prev).saturating_mul(u128::from(period.saturating_sub(elapsed)));
+    lhs <= u128::from(room).saturating_mul(u128::from(period))
+}
+
+/// Milliseconds from offset `elapsed` until `prev*(P-e')/P + cur + 1 <= limit` holds, assuming
+/// no further requests (the window may roll over in between).
+fn sliding_wait(prev: u64, cur: u64, elapsed: u64, period: u64, limit: u64) -> u64 {
+    // Smallest offset e' in a window with counts (p, c) at which one more fits, if any (<= P).
+    let fit_at = |p: u64, c: u64| -> Option<u64> {
+        let room = limit.checked_sub(c)?.checked_sub(1)?;
+        if p == 0 {
+            return Some(0);
+        }
+        // P - e' <= room * P / p  <=>  e' >= P - floor(room * P / p)
+        let slack = u128::from(room)
+            .saturating_mul(u128::from(period))
+            .checked_div(u128::from(p))
+            .unwrap_or(0);
+        let slack = u64::try_from(slack).unwrap_or(u64::MAX);
+        Some(period.saturating_sub(slack))
+    };
+    let to_end = period.saturating_sub(elapsed);
+    match fit_at(prev, cur) {
+        Some(e) if e < period => e.saturating_sub(elapsed),
+        // Not in this window: after the roll the counts are (cur, 0).
+        _ => match fit_at(cur, 0) {
+            Some(e) => to_end.saturating_add(e),
+            // limit < 1 cannot happen (count is clamped to >= 1); wait two windows regardless.
+            None => to_end.saturating_add(period),
+        },
+    }
+}
+
+/// Milliseconds until a sliding state with these counts has fully reset.
+fn sliding_reset(prev: u64, cur: u64, elapsed: u64, period: u64) -> u64 {
+    let to_end = period.saturating_sub(elapsed);
+    if cur > 0 {
+        to_end.saturating_add(period)
+    } else if prev > 0 {
+        to_end
+    } else {
+        0
+    }
+}
+
+fn check_sliding(st: &mut State, now_ms: u64, p: &Params) -> Decision {
+    let period = p.period_ms();
+    let limit = p.count();
+    let mut w = sliding_window(st, now_ms, period);
+    let allowed = sliding_admits(w.prev, w.cur, w.elapsed, period, limit);
+    let retry_after_ms = if allowed {
+        w.cur = w.cur.saturating_add(1);
+        store_sliding(st, &w, period);
+        0
+    } else {
+        sliding_wait(w.prev, w.cur, w.elapsed, period, limit).max(1)
+    };
+    let used = w
+        .cur
+        .saturating_add(weighted_prev(w.prev, w.elapsed, period));
+    Decision {
+        allowed,
+        limit,
+        remaining: limit.saturating_sub(used),
+        reset_ms: sliding_reset(w.prev, w.cur, w.elapsed, period),
+        retry_after_ms,
+    }
+}
+
+fn ns_to_ms_ceil(ns: u64) -> u64 {
+    ns.div_ceil(NS_PER_MS)
+}
+
+fn check_gcra(st: &mut State, now_ms: u64, p: &Params) -> Decision {
+    let now = now_ms.saturating_mul(NS_PER_MS);
+    let (t, tau) = p.gcra();
+    let limit = p.limit();
+    let tat = if st.kind == KIND_GCRA { st.t } else { 0 };
+    // Backlog in front of `now`. Under fixed parameters it never exceeds tau + T after an
+    // admission; a larger one (slower rate before, or a clock that went back) is clamped, and
+    // the clamp is stored even on rejection (it counts nothing, it only forgets an
+    // impossible backlog; otherwise a key would stay blocked at the old, slower rate).
+    let max_backlog = tau.saturating_add(t);
+    let mut backlog = tat.saturating_sub(now);
+    if backlog > max_backlog {
+        backlog = max_backlog;
+        st.t = now.saturating_add(max_backlog);
+    }
+    if backlog > tau {
+        return Decision {
+            allowed: false,
+            limit,
+            remaining: 0,
+            reset_ms: ns_to_ms_ceil(backlog),
+            retry_after_ms: ns_to_ms_ceil(backlog.saturating_sub(tau)).max(1),
+        };
+    }
+    let new_backlog = backlog.saturating_add(t);
+    *st = State {
+        t: now.saturating_add(new_backlog),
+        a: 0,
+        b: 0,
+        kind: KIND_GCRA,
+        aux: 0,
+    };
+    let remaining = match tau.checked_sub(new_backlog) {
+        Some(slack) => slack.checked_div(t).unwrap_or(0).saturating_add(1),
+        None => 0,
+    };
+    Decision {
+        allowed: true,
+        limit,
+        remaining: remaining.min(limit),
+        reset_ms: ns_to_ms_ceil(new_backlog),
+        retry_after_ms: 0,
+    }
+}
+
+/// Checks one request against a limit and counts it if admitted.
+///
+/// A rejected request is not counted: the state is left as it was, except that a GCRA backlog
+/// impossible under the current parameters (left by a slower rate, or by a clock that went
+/// back) is clamped to the largest possible one, which only ever makes the state more lenient.
+/// Never panics, whatever the state bytes and parameters.
+pub fn check_and_consume(state: &mut State, now_ms: u64, params: &Params) -> Decision {
+    match params.algorithm {
+        Algorithm::Sliding => check_sliding(state, now_ms, params),
+        Algorithm::TokenBucket => check_gcra(state, now_ms, params),
+    }
+}
+
+/// Reports what [`check_and_consume`] would decide, without changing anything.
+#[must_use]
+pub fn peek(state: &State, now_ms: u64, params: &Params) -> Decision {
+    let mut copy = *state;
+    check_and_consume(&mut copy, now_ms, params)
+}
+
+/// Undoes one request admitted by [`check_and_consume`] with the same parameters, shortly
+/// before. Saturates: refunding a state with nothing counted (for example one whose slot was
+/// evicted and reused in between) does nothing, and a state kept for the other algorithm is
+/// left alone.
+pub fn refund(state: &mut State, now_ms: u64, params: &Params) {
+    match params.algorithm {
+        Algorithm::Sliding => {
+            if state.kind != KIND_SLIDING {
+                return;
+            }
+            let period = params.period_ms();
+            let mut w = sliding_window(state, now_ms, period);
+            if w.cur > 0 {
+                w.cur = w.cur.saturating_sub(1);
+            } else {
+                // The window rolled over since the hit: it is counted in `prev` now.
+                w.prev = w.prev.saturating_sub(1);
+            }
+            store_sliding(state, &w, period);
+        }
+        Algorithm::TokenBucket => {
+            if state.kind == KIND_GCRA {
+                state.t = state.t.saturating_sub(params.gcra().0);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation
+)]
+mod tests {
+    use super::*;
+
+    fn sliding(count: u64, period_ms: u64) -> Params {
+        Params {
+            algorithm: Algorithm::Sliding,
+            count,
+            period_ms,
+            burst: 0,
+        }
+    }
+
+    fn bucket(count: u64, period_ms: u64, burst: u64) -> Params {
+        Params {
+            algorithm: Algorithm::TokenBucket,
+            count,
+            period_ms,
+            burst,
+        }
+    }
+
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n.max(1)
+        }
+    }
+
+    #[test]
+    fn sliding_basic_window() {
+        let p = sliding(3, 1000);
+        let mut st = State::EMPTY;
+        let base = 10_000; // window-aligned
+        let d = check_and_consume(&mut st, base, &p);
+        assert!(d.allowed);
+        assert_eq!((d.limit, d.remaining, d.retry_after_ms), (3, 2, 0));
+        assert_eq!(d.reset_ms, 2000); // cur > 0: resets at the end of the next window
+        assert!(check_and_consume(&mut st, base + 1, &p).allowed);
+        let d = check_and_consume(&mut st, base + 2, &p);
+        assert!(d.allowed);
+        assert_eq!(d.remaining, 0);
+        let before = st;
+        let d = check_and_consume(&mut st, base + 3, &p);
+        assert!(!d.allowed);
+        assert_eq!(st, before, "rejection must not change the state");
+        // Window rolls at base+1000: prev=3, cur=0. One more fits when 3*(1000-e)/1000 <= 2,
+        // i.e. e >= 334: wait = 997 + 334.
+        assert_eq!(d.retry_after_ms, 997 + 334);
+        assert_eq!(d.retry_after_secs(), 2);
+        assert!(!check_and_consume(&mut st, base + 1000 + 333, &p).allowed);
+        let d = check_and_consume(&mut st, base + 1000 + 334, &p);
+        assert!(d.allowed);
+        assert_eq!(d.remaining, 0);
+        // Two whole windows later everything has expired.
+        let d = check_and_consume(&mut st, base + 3000, &p);
+        assert!(d.allowed);
+        assert_eq!(d.remaining, 2);
+    }
+
+    #[test]
+    fn sliding_retry_after_is_exact() {
+        // For random states, retry_after is the first millisecond at which a request fits.
+        let mut rng = Rng(7);
+        for _ in 0..3000 {
+            let p = sliding(1 + rng.below(20), 1 + rng.below(5000));
+            let mut st = State::EMPTY;
+            let mut now = rng.below(1 << 40);
+            for _ in 0..rng.below(60) {
+                now += rng.below(p.period_ms / 4 + 1);
+                check_and_consume(&mut st, now, &p);
+            }
+            let d = peek(&st, now, &p);
+            if d.allowed {
+                continue;
+            }
+            let w = d.retry_after_ms;
+            assert!(w >= 1);
+            assert!(peek(&st, now + w, &p).allowed, "{p:?} {st:?} {now} {w}");
+            assert!(
+                !peek(&st, now + w - 1, &p).allowed,
+                "{p:?} {st:?} {now} {w}"
+            );
+        }
+    }
+
+    #[test]
+    fn sliding_remaining_and_reset_are_consistent() {
+        // `remaining` further requests at the same instant are admitted, and no more; after
+        // `reset_ms` the full limit is available again.
+        let mut rng = Rng(99);
+        for _ in 0..2000 {
+            let p = sliding(1 + rng.below(30), 1 + rng.below(3000));
+            let mut st = State::EMPTY;
+            let mut now = rng.below(1 << 30);
+            for _ in 0..rng.below(40) {
+                now += rng.below(p.period_ms / 3 + 1);
+                check_and_consume(&mut st, now, &p);
+            }
+            let d = check_and_consume(&mut st, now, &p);
+            let mut probe = st;
+            for _ in 0..d.remaining {
+                assert!(check_and_consume(&mut probe, now, &p).allowed);
+            }
+            assert!(!check_and_consume(&mut probe, now, &p).allowed);
+            let full = peek(&st, now + d.reset_ms, &p);
+            assert_eq!(full.remaining + 1, p.count, "{p:?} {d:?}");
+        }
+    }
+
+    /// Simulates random arrivals and checks the derived bounds: at most L per fixed window,
+    /// and at most L + floor(L*d/P) <= 2L-1 in any sliding window of length P.
+    #[test]
+    fn sliding_window_bound_by_simulation() {
+        let mut rng = Rng(0x1234_5678);
+        let mut worst_ratio: f64 = 0.0;
+        for round in 0..300 {
+            let limit = 1 + rng.below(50);
+            let period = 100 + rng.below(2000);
+            let p = sliding(limit, period);
+            let mut st = State::EMPTY;
+            let start = period * (1 + rng.below(1000));
+            let mut now = start;
+            let mut admitted = Vec::new();
+            // Mix of patterns: uniform, bursty (runs at one instant), end-of-window bursts.
+            for _ in 0..4000 {
+                now += match round % 3 {
+                    0 => rng.below(2 * period / limit + 1),
+                    1 => {
+                        if rng.below(10) == 0 {
+                            rng.below(period)
+                        } else {
+                            0
+                        }
+                    }
+                    _ => {
+                        let to_end = period - 1 - now % period;
+                        if rng.below(4) == 0 {
+                            to_end
+                        } else {
+                            rng.below(period / 8 + 1)
+                        }
+                    }
+                };
+                if check_and_consume(&mut st, now, &p).allowed {
+                    admitted.push(now);
+                }
+            }
+            // Fixed windows.
+            let mut i = 0;
+            while i < admitted.len() {
+                let w = admitted[i] / period;
+                let n = admitted[i..]
+                    .iter()
+                    .take_while(|&&t| t / period == w)
+                    .count();
+                assert!(n as u64 <= limit, "fixed window over limit");
+                i += n;
+            }
+            // Sliding windows [t, t+P) starting at every admission time (the maximum over all
+            // t is attained at one of them).
+            let mut j = 0;
+            for (i, &t) in admitted.iter().enumerate() {
+                while j < admitted.len() && admitted[j] < t + period {
+                    j += 1;
+                }
+                let n = (j - i) as u64;
+                let d = t % period;
+                assert!(
+                    n <= limit + limit * d / period,
+                    "n={n} L={limit} d={d} P={period}"
+                );
+                assert!(n < 2 * limit.max(1), "n={n} L={limit}");
+                worst_ratio = worst_ratio.max(n as f64 / limit as f64);
+            }
+        }
+        eprintln!(
+            "sliding window: worst count/limit over any window of length P: {worst_ratio:.3}"
+        );
+        assert!(
+            worst_ratio > 1.0,
+            "the adversarial pattern should exceed L somewhere"
+        );
+    }
+
+    /// The bound is essentially tight: L requests at the end of a window, then steady traffic.
+    #[test]
+    fn sliding_window_worst_case_construction() {
+        let (limit, period) = (100u64, 1000u64);
+        let p = sliding(limit, period);
+        let mut st = State::EMPTY;
+        let mut admitted = 0;
+        for _ in 0..limit {
+            admitted += check_and_consume(&mut st, 999, &p).allowed as u64;
+        }
+        for t in 1000..1999 {
+            admitted += check_and_consume(&mut st, t, &p).allowed as u64;
+        }
+        // Everything in [999, 1999) lies in one sliding window of length P.
+        assert_eq!(admitted, 2 * limit - 1);
+    }
+
+    #[test]
+    fn gcra_burst_and_spacing() {
+        let p = bucket(10, 1000, 4); // T = 100 ms, 5 at once
+        let mut st = State::EMPTY;
+        for i in 0..5 {
+            let d = check_and_consume(&mut st, 1000, &p);
+            assert!(d.allowed);
+            assert_eq!(d.limit, 5);
+            assert_eq!(d.remaining, 4 - i);
+        }
+        let before = st;
+        let d = check_and_consume(&mut st, 1000, &p);
+        assert!(!d.allowed);
+        assert_eq!(st, before);
+        assert_eq!(d.retry_after_ms, 100);
+        assert_eq!(d.reset_ms, 500);
+        assert!(!check_and_consume(&mut st, 1099, &p).allowed);
+        assert!(check_and_consume(&mut st, 1100, &p).allowed);
+        // Full again after the backlog drains.
+        let d = peek(&st, 1100 + 500, &p);
+        assert_eq!(d.remaining, 4);
+    }
+
+    #[test]
+    fn gcra_high_rates_are_exact() {
+        for rate in [1000u64, 3000, 7000, 10_000, 1_000_000] {
+            let p = bucket(rate, 1000, 0);
+            let mut st = State::EMPTY;
+            // Offer 2x the rate for 10 s, 1 ms apart in batches.
+            let per_ms = 2 * rate / 1000 + 1;
+            let mut ok = 0u64;
+            for ms in 0..10_000u64 {
+                for _ in 0..per_ms {
+                    ok += check_and_consume(&mut st, 1_000_000 + ms, &p).allowed as u64;
+                }
+            }
+            let expected = rate * 10;
+            let err = (ok as f64 - expected as f64).abs() / expected as f64;
+            assert!(
+                err < 0.001,
+                "rate {rate}: admitted {ok}, expected ~{expected}"
+            );
+            assert!(
+                ok <= expected + p.limit(),
+                "rate {rate}: over-admitted {ok}"
+            );
+        }
+    }
+
+    #[test]
+    fn gcra_never_exceeds_its_bound() {
+        // In any interval of length t: at most burst + 1 + floor(t / T) admitted.
+        let mut rng = Rng(42);
+        for _ in 0..200 {
+            let p = bucket(1 + rng.below(100), 1000, rng.below(10));
+            let (tns, tau) = p.gcra();
+            let mut st = State::EMPTY;
+            let mut now = 5_000_000;
+            let mut admitted = Vec::new();
+            for _ in 0..2000 {
+                now += rng.below(30);
+                if check_and_consume(&mut st, now, &p).allowed {
+                    admitted.push(now);
+                }
+            }
+            for i in 0..admitted.len() {
+                for j in i..admitted.len().min(i + 300) {
+                    let span_ns = (admitted[j] - admitted[i]) * NS_PER_MS;
+                    let n = (j - i + 1) as u64;
+                    assert!(n <= 1 + (span_ns + tau) / tns);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn refund_undoes_consume() {
+        let mut rng = Rng(5);
+        for _ in 0..2000 {
+            let p = if rng.below(2) == 0 {
+                sliding(1 + rng.below(10), 1 + rng.below(2000))
+            } else {
+                bucket(1 + rng.below(10), 1 + rng.below(2000), rng.below(5))
+            };
+            let mut st = State::EMPTY;
+            let mut now = rng.below(1 << 30);
+            for _ in 0..rng.below(20) {
+                now += rng.below(200);
+                check_and_consume(&mut st, now, &p);
+            }
+            let before = peek(&st, now, &p);
+            let mut after = st;
+            if check_and_consume(&mut after, now, &p).allowed {
+                refund(&mut after, now, &p);
+                assert_eq!(peek(&after, now, &p), before, "{p:?}");
+            }
+        }
+        // Refunding an empty state or the other algorithm's state does nothing harmful.
+        let mut st = State::EMPTY;
+        refund(&mut st, 5, &sliding(1, 1000));
+        refund(&mut st, 5, &bucket(1, 1000, 0));
+        assert!(check_and_consume(&mut st, 5, &sliding(1, 1000)).allowed);
+    }
+
+    #[test]
+    fn clock_going_backwards_is_tolerated() {
+        let p = sliding(2, 1000);
+        let mut st = State::EMPTY;
+        assert!(check_and_consume(&mut st, 5500, &p).allowed);
+        // 100 ms back, across the window start: treated as the window start.
+        assert!(check_and_consume(&mut st, 4900, &p).allowed);
+        assert!(!check_and_consume(&mut st, 0, &p).allowed);
+        let g = bucket(10, 1000, 0);
+        let mut st = State::EMPTY;
+        assert!(check_and_consume(&mut st, 5000, &g).allowed);
+        let d = check_and_consume(&mut st, 4000, &g);
+        assert!(!d.allowed);
+        assert!(d.retry_after_ms <= 100, "backlog clamped to one interval");
+    }
+
+    #[test]
+    fn parameter_changes_are_clamped() {
+        // GCRA at 1r/d leaves a day of backlog; switching to 100r/s waits at most one interval.
+        let mut st = State::EMPTY;
+        assert!(check_and_consume(&mut st, 1000, &bucket(1, 86_400_000, 0)).allowed);
+        let fast = bucket(100, 1000, 0);
+        let d = check_and_consume(&mut st, 1001, &fast);
+        assert!(!d.allowed);
+        assert!(d.retry_after_ms <= 10);
+        assert!(check_and_consume(&mut st, 1011, &fast).allowed);
+        // Sliding: a lower limit rejects until the counts age out, then works normally.
+        let mut st = State::EMPTY;
+        for _ in 0..10 {
+            check_and_consume(&mut st, 0, &sliding(10, 1000));
+        }
+        assert!(!check_and_consume(&mut st, 10, &sliding(5, 1000)).allowed);
+        assert!(check_and_consume(&mut st, 2000, &sliding(5, 1000)).allowed);
+        // Switching algorithm restarts the state.
+        assert!(check_and_consume(&mut st, 2001, &bucket(1, 1000, 0)).allowed);
+        assert_eq!(st.algorithm(), Some(Algorithm::TokenBucket));
+        // Degenerate parameters are clamped, not trusted.
+        for p in [
+            sliding(0, 0),
+            sliding(u64::MAX, u64::MAX),
+            bucket(0, 0, u64::MAX),
+            bucket(u64::MAX, u64::MAX, u64::MAX),
+        ] {
+            let mut st = State::EMPTY;
+            for now in [0, 1, u64::MAX / 2, u64::MAX - 1, u64::MAX, 3] {
+                let d = check_and_consume(&mut st, now, &p);
+                let _ = (d.reset_secs(), d.retry_after_secs());
+                refund(&mut st, now, &p);
+            }
+        }
+    }
+
+    #[test]
+    fn garbage_states_never_panic() {
+        let mut rng = Rng(31337);
+        for _ in 0..100_000 {
+            let mut bytes = [0u8; 24];
+            for b in bytes.iter_mut() {
+                *b = rng.next() as u8;
+            }
+            let mut st: State = bytemuck::cast(bytes);
+            if rng.below(2) == 0 {
+                st.kind = rng.below(3) as u32;
+            }
+            let p = Params {
+                algorithm: if rng.below(2) == 0 {
+                    Algorithm::Sliding
+                } else {
+                    Algorithm::TokenBucket
+                },
+                count: rng.next() >> rng.below(64),
+                period_ms: rng.next() >> rng.below(64),
+                burst: rng.next() >> rng.below(64),
+            };
+            let now = rng.next() >> rng.below(64);
+            let _ = st.is_idle(now);
+            let d = check_and_consume(&mut st, now, &p);
+            assert!(d.remaining <= d.limit);
+            assert_eq!(d.allowed, d.retry_after_ms == 0);
+            refund(&mut st, now, &p);
+        }
+    }
+
+    #[test]
+    fn idle_detection() {
+        let p = sliding(5, 1000);
+        let mut st = State::EMPTY;
+        assert!(st.is_idle(0));
+        check_and_consume(&mut st, 1500, &p);
+        assert!(!st.is_idle(2999));
+        assert!(st.is_idle(3000));
+        let g = bucket(10, 1000, 3);
+        let mut st = State::EMPTY;
+        check_and_consume(&mut st, 1000, &g);
+        assert!(!st.is_idle(1099));
+        assert!(st.is_idle(1100));
+    }
+
+    #[test]
+    fn decision_seconds() {
+        let d = Decision {
+            allowed: false,
+            limit: 1,
+            remaining: 0,
+            reset_ms: 1001,
+            retry_after_ms: 1,
+        };
+        assert_eq!((d.reset_secs(), d.retry_after_secs()), (2, 1));
+        assert_eq!(
+            Algorithm::parse(b"token_bucket"),
+            Some(Algorithm::TokenBucket)
+        );
+        assert_eq!(Algorithm::parse(b"sliding"), Some(Algorithm::Sliding));
+        assert_eq!(Algorithm::parse(b"leaky"), None);
+    }
+}

@@ -1,0 +1,318 @@
+//! `auth_jwt*` directives: parsed and checked when the configuration loads, turned into one
+//! immutable [`JwtRuntime`] per location when blocks are merged.
+
+use std::sync::Arc;
+
+use gateway_core::jwt::{Alg, AlgSet, ClaimRule, KeySet, Policy};
+use nginx_sys::ngx_conf_t;
+
+use super::util::{arg_str, args, compile_cv, full_path, invalid, kv, ComplexValue};
+
+/// `auth_jwt_require $value ... [error=401|403]`: all values must be non-empty and not "0".
+#[derive(Clone, Debug)]
+pub struct Requirement {
+    pub values: Vec<ComplexValue>,
+    pub status: u16,
+}
+
+/// `auth_jwt` as written in one block.
+#[derive(Clone, Debug)]
+pub enum AuthJwt {
+    Off,
+    On {
+        realm: ComplexValue,
+        token: Option<ComplexValue>,
+    },
+}
+
+/// The `auth_jwt*` settings of one block, before merging (`None` = not set here).
+#[derive(Default, Debug)]
+pub struct JwtConf {
+    pub auth: Option<AuthJwt>,
+    pub keys: Option<Arc<KeySet>>,
+    pub leeway: Option<u32>,
+    pub requirements: Option<Vec<Requirement>>,
+    pub algorithms: Option<AlgSet>,
+    pub issuers: Option<Vec<String>>,
+    pub audiences: Option<Vec<String>>,
+    pub typ: Option<String>,
+    pub require_exp: Option<bool>,
+    pub claim_rules: Option<Vec<(ClaimRule, u16)>>,
+    pub max_size: Option<usize>,
+    /// Built by `merge` for a location where `auth_jwt` is on.
+    pub runtime: Option<Arc<JwtRuntime>>,
+}
+
+/// Everything the request path needs for one location, built once.
+#[derive(Debug)]
+pub struct JwtRuntime {
+    pub realm: ComplexValue,
+    pub token: Option<ComplexValue>,
+    pub keys: Arc<KeySet>,
+    pub policy: Policy,
+    pub allowed: AlgSet,
+    pub requirements: Vec<Requirement>,
+    /// Answer for each claim rule (same order as `policy.claim_rules`).
+    pub rule_status: Vec<u16>,
+}
+
+fn inherit<T: Clone>(v: &mut Option<T>, prev: &Option<T>) {
+    if v.is_none() {
+        v.clone_from(prev);
+    }
+}
+
+impl JwtConf {
+    /// Inherits unset values and builds the runtime. `Err` is an `[emerg]` message.
+    pub fn merge(&mut self, prev: &JwtConf) -> Result<(), String> {
+        inherit(&mut self.auth, &prev.auth);
+        inherit(&mut self.keys, &prev.keys);
+        inherit(&mut self.leeway, &prev.leeway);
+        inherit(&mut self.requirements, &prev.requirements);
+        inherit(&mut self.algorithms, &prev.algorithms);
+        inherit(&mut self.issuers, &prev.issuers);
+        inherit(&mut self.audiences, &prev.audiences);
+        inherit(&mut self.typ, &prev.typ);
+        inherit(&mut self.require_exp, &prev.require_exp);
+        inherit(&mut self.claim_rules, &prev.claim_rules);
+        inherit(&mut self.max_size, &prev.max_size);
+
+        self.runtime = None;
+        let Some(AuthJwt::On { realm, token }) = self.auth.clone() else {
+            return Ok(());
+        };
+        let Some(keys) = self.keys.clone() else {
+            return Err(
+                "\"auth_jwt\" is on but no keys are configured: add \"auth_jwt_key_file\"".into(),
+            );
+        };
+        let rules = self.claim_rules.clone().unwrap_or_default();
+        let policy = Policy {
+            algorithms: self.algorithms,
+            issuers: self.issuers.clone().unwrap_or_default(),
+            audiences: self.audiences.clone().unwrap_or_default(),
+            typ: self.typ.clone(),
+            leeway: self.leeway.unwrap_or(0),
+            require_exp: self.require_exp.unwrap_or(false),
+            max_token_size: self
+                .max_size
+                .unwrap_or(gateway_core::jwt::DEFAULT_MAX_TOKEN_SIZE),
+            claim_rules: rules.iter().map(|(r, _)| r.clone()).collect(),
+        };
+        let allowed = policy.effective_algs(&keys);
+        if allowed.is_empty() {
+            return Err(
+                "\"auth_jwt_algorithms\" allows no algorithm that the configured keys support"
+                    .into(),
+            );
+        }
+        self.runtime = Some(Arc::new(JwtRuntime {
+            realm,
+            token,
+            keys,
+            policy,
+            allowed,
+            requirements: self.requirements.clone().unwrap_or_default(),
+            rule_status: rules.iter().map(|(_, s)| *s).collect(),
+        }));
+        Ok(())
+    }
+}
+
+fn strs(cf: &ngx_conf_t) -> Result<Vec<&str>, String> {
+    args(cf).iter().skip(1).map(arg_str).collect()
+}
+
+fn duplicate(cf: &ngx_conf_t) -> String {
+    format!("\"{}\" directive is duplicate", super::util::name(cf))
+}
+
+fn error_status(cf: &ngx_conf_t, a: &str) -> Result<u16, String> {
+    match a {
+        "error=401" => Ok(401),
+        "error=403" => Ok(403),
+        _ => Err(invalid(cf, a, "must be \"error=401\" or \"error=403\"")),
+    }
+}
+
+/// `auth_jwt "realm" [token=$variable] | off`
+pub fn set_auth_jwt(cf: &mut ngx_conf_t, c: &mut JwtConf) -> Result<(), String> {
+    if c.auth.is_some() {
+        return Err(duplicate(cf));
+    }
+    let a = args(cf).to_vec();
+    let first = arg_str(&a[1])?;
+    if first == "off" && a.len() == 2 {
+        c.auth = Some(AuthJwt::Off);
+        return Ok(());
+    }
+    let realm = compile_cv(cf, &a[1])?;
+    let mut token = None;
+    if let Some(t) = a.get(2) {
+        let s = arg_str(t)?;
+        match kv(s) {
+            Some(("token", v)) if v.starts_with('$') => {
+                let mut value = *t;
+                // SAFETY: `token=` is a 6-byte ASCII prefix of this argument.
+                value.data = unsafe { value.data.add(6) };
+                value.len -= 6;
+                token = Some(compile_cv(cf, &value)?);
+            }
+            _ => return Err(invalid(cf, s, "expected \"token=$variable\"")),
+        }
+    }
+    c.auth = Some(AuthJwt::On { realm, token });
+    Ok(())
+}
+
+/// `auth_jwt_key_file file` (may repeat; the keys of all files are used)
+pub fn set_key_file(cf: &mut ngx_conf_t, c: &mut JwtConf) -> Result<(), String> {
+    let a = args(cf)[1];
+    let path = full_path(cf, &a)?;
+    let bytes =
+        std::fs::read(&path).map_err(|e| format!("cannot read key file \"{path}\": {e}"))?;
+    let set =
+        KeySet::load(&bytes).map_err(|e| format!("invalid key file \"{path}\": {}", e.reason()))?;
+    let mut keys = c.keys.as_deref().cloned().unwrap_or_else(KeySet::new);
+    keys.extend(set);
+    c.keys = Some(Arc::new(keys));
+    Ok(())
+}
+
+/// `auth_jwt_leeway time`
+pub fn set_leeway(cf: &mut ngx_conf_t, c: &mut JwtConf) -> Result<(), String> {
+    if c.leeway.is_some() {
+        return Err(duplicate(cf));
+    }
+    let v = arg_str(&args(cf)[1])?;
+    let ms =
+        gateway_core::parse::parse_duration_ms(v).map_err(|e| invalid(cf, v, &e.to_string()))?;
+    c.leeway = Some(u32::try_from(ms / 1000).map_err(|_| invalid(cf, v, "too large"))?);
+    Ok(())
+}
+
+/// `auth_jwt_type signed` (JWE is not supported; `encrypted`/`nested` are refused)
+pub fn set_type(cf: &mut ngx_conf_t, _c: &mut JwtConf) -> Result<(), String> {
+    match arg_str(&args(cf)[1])? {
+        "signed" => Ok(()),
+        v @ ("encrypted" | "nested") => {
+            Err(invalid(cf, v, "only signed tokens (JWS) are supported"))
+        }
+        v => Err(invalid(cf, v, "must be \"signed\"")),
+    }
+}
+
+/// `auth_jwt_require $value ... [error=401|403]`
+pub fn set_require(cf: &mut ngx_conf_t, c: &mut JwtConf) -> Result<(), String> {
+    let a = args(cf).to_vec();
+    let mut values = Vec::new();
+    let mut status = 401;
+    for (i, v) in a.iter().enumerate().skip(1) {
+        let s = arg_str(v)?;
+        if s.starts_with("error=") && i == a.len() - 1 {
+            status = error_status(cf, s)?;
+        } else {
+            values.push(compile_cv(cf, v)?);
+        }
+    }
+    if values.is_empty() {
+        return Err(format!(
+            "\"{}\" needs at least one value",
+            super::util::name(cf)
+        ));
+    }
+    c.requirements
+        .get_or_insert_with(Vec::new)
+        .push(Requirement { values, status });
+    Ok(())
+}
+
+/// `auth_jwt_algorithms alg ...`
+pub fn set_algorithms(cf: &mut ngx_conf_t, c: &mut JwtConf) -> Result<(), String> {
+    if c.algorithms.is_some() {
+        return Err(duplicate(cf));
+    }
+    let mut set = AlgSet::EMPTY;
+    for s in strs(cf)? {
+        let alg =
+            Alg::from_name(s).ok_or_else(|| invalid(cf, s, "unknown or unsupported algorithm"))?;
+        set.insert(alg);
+    }
+    c.algorithms = Some(set);
+    Ok(())
+}
+
+/// `auth_jwt_issuer iss ...`
+pub fn set_issuer(cf: &mut ngx_conf_t, c: &mut JwtConf) -> Result<(), String> {
+    if c.issuers.is_some() {
+        return Err(duplicate(cf));
+    }
+    c.issuers = Some(strs(cf)?.into_iter().map(String::from).collect());
+    Ok(())
+}
+
+/// `auth_jwt_audience aud ...`
+pub fn set_audience(cf: &mut ngx_conf_t, c: &mut JwtConf) -> Result<(), String> {
+    if c.audiences.is_some() {
+        return Err(duplicate(cf));
+    }
+    c.audiences = Some(strs(cf)?.into_iter().map(String::from).collect());
+    Ok(())
+}
+
+/// `auth_jwt_typ type`
+pub fn set_typ(cf: &mut ngx_conf_t, c: &mut JwtConf) -> Result<(), String> {
+    if c.typ.is_some() {
+        return Err(duplicate(cf));
+    }
+    c.typ = Some(arg_str(&args(cf)[1])?.to_string());
+    Ok(())
+}
+
+/// `auth_jwt_require_exp on|off`
+pub fn set_require_exp(cf: &mut ngx_conf_t, c: &mut JwtConf) -> Result<(), String> {
+    if c.require_exp.is_some() {
+        return Err(duplicate(cf));
+    }
+    c.require_exp = Some(match arg_str(&args(cf)[1])? {
+        "on" => true,
+        "off" => false,
+        v => return Err(invalid(cf, v, "it must be \"on\" or \"off\"")),
+    });
+    Ok(())
+}
+
+/// `auth_jwt_require_claim path op value... [error=401|403]`
+pub fn set_require_claim(cf: &mut ngx_conf_t, c: &mut JwtConf) -> Result<(), String> {
+    let mut s = strs(cf)?;
+    let mut status = 403;
+    if s.len() > 3 && s[s.len() - 1].starts_with("error=") {
+        status = error_status(cf, s[s.len() - 1])?;
+        s.pop();
+    }
+    if s.len() < 3 {
+        return Err(format!(
+            "invalid number of arguments in \"{}\" directive",
+            super::util::name(cf)
+        ));
+    }
+    let rule = ClaimRule::parse(s[0], s[1], &s[2..]).map_err(|e| invalid(cf, s[0], &e))?;
+    c.claim_rules
+        .get_or_insert_with(Vec::new)
+        .push((rule, status));
+    Ok(())
+}
+
+/// `auth_jwt_max_size size`
+pub fn set_max_size(cf: &mut ngx_conf_t, c: &mut JwtConf) -> Result<(), String> {
+    if c.max_size.is_some() {
+        return Err(duplicate(cf));
+    }
+    let v = arg_str(&args(cf)[1])?;
+    let n = gateway_core::parse::parse_size(v).map_err(|e| invalid(cf, v, &e.to_string()))?;
+    if n == 0 {
+        return Err(invalid(cf, v, "must be positive"));
+    }
+    c.max_size = Some(n);
+    Ok(())
+}

@@ -1,0 +1,410 @@
+//! `rate_limit*` directives and the shared-memory zones behind them.
+
+use core::ffi::c_void;
+use core::ptr;
+
+use gateway_core::parse::{parse_number, parse_rate, parse_zone, split_key_value};
+use gateway_core::ratelimit::algo::Algorithm;
+use gateway_core::ratelimit::table::{random_seed, Table};
+use nginx_sys::{
+    ngx_conf_t, ngx_int_t, ngx_pagesize, ngx_shared_memory_add, ngx_shm_zone_t, ngx_slab_alloc,
+    ngx_slab_pool_t, ngx_str_t, NGX_ERROR, NGX_LOG_EMERG, NGX_LOG_NOTICE, NGX_OK,
+};
+use ngx::core::Pool;
+
+use super::util::{arg_str, args, compile_cv, invalid, name, ComplexValue};
+use super::MainConf;
+use ngx::http::HttpModuleMainConf;
+
+use crate::http::{guard_conf, GatewayModule};
+
+/// A `rate_limit_zone`: its key and, once nginx has mapped it, its table region.
+#[derive(Debug)]
+pub struct Zone {
+    pub name: String,
+    pub key: ComplexValue,
+    /// The key as written, to notice a changed key on reload.
+    pub key_text: String,
+    pub shm: *mut ngx_shm_zone_t,
+    /// The algorithm limits on this zone use (one per zone: switching would reset counts).
+    pub algorithm: Option<Algorithm>,
+    /// Set by `init_zone`.
+    pub region: *mut u8,
+    pub region_len: usize,
+}
+
+impl Zone {
+    /// The zone's slab pool (its mutex guards the table).
+    pub fn shpool(&self) -> *mut ngx_slab_pool_t {
+        // SAFETY: `shm` was returned by ngx_shared_memory_add; after initialization its
+        // address is the slab pool nginx set up.
+        unsafe { (*self.shm).shm.addr.cast() }
+    }
+}
+
+/// The rate of a limit: fixed, or from a variable (`map $jwt_claim_plan $quota {...}`).
+#[derive(Clone, Copy, Debug)]
+pub enum RateSpec {
+    Fixed(gateway_core::parse::Rate),
+    Variable(ComplexValue),
+}
+
+/// One `rate_limit` directive.
+#[derive(Clone, Debug)]
+pub struct Limit {
+    pub zone: *mut Zone,
+    pub rate: RateSpec,
+    pub algorithm: Algorithm,
+    pub burst: u64,
+    pub dry_run: bool,
+    pub policy: String,
+}
+
+/// `rate_limit_headers`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeaderMode {
+    Draft,
+    Legacy,
+    Both,
+    Off,
+}
+
+/// The `rate_limit*` settings of one block (`None` = not set here).
+#[derive(Default, Debug)]
+pub struct RateLimitConf {
+    pub limits: Option<Vec<Limit>>,
+    pub status: Option<u16>,
+    pub headers: Option<HeaderMode>,
+    pub dry_run: Option<bool>,
+    /// `rate_limit_invalid_rate pass|error`: what a bad rate from a variable does.
+    pub invalid_rate_error: Option<bool>,
+}
+
+impl RateLimitConf {
+    pub fn merge(&mut self, prev: &RateLimitConf) {
+        if self.limits.is_none() {
+            self.limits.clone_from(&prev.limits);
+        }
+        self.status = self.status.or(prev.status);
+        self.headers = self.headers.or(prev.headers);
+        self.dry_run = self.dry_run.or(prev.dry_run);
+        self.invalid_rate_error = self.invalid_rate_error.or(prev.invalid_rate_error);
+    }
+
+    pub fn status(&self) -> u16 {
+        self.status.unwrap_or(429)
+    }
+
+    pub fn header_mode(&self) -> HeaderMode {
+        self.headers.unwrap_or(HeaderMode::Draft)
+    }
+}
+
+fn utf8(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// `rate_limit_zone $key zone=name:size`
+pub fn set_zone(cf: &mut ngx_conf_t, mcf: &mut MainConf) -> Result<(), String> {
+    let a = args(cf).to_vec();
+    let key_text = arg_str(&a[1])?.to_string();
+    if key_text.is_empty() {
+        return Err(invalid(cf, &key_text, "the key must not be empty"));
+    }
+    let key = compile_cv(cf, &a[1])?;
+    let mut zone_arg = None;
+    for v in &a[2..] {
+        let s = arg_str(v)?;
+        match split_key_value(s) {
+            Ok((b"zone", z)) => zone_arg = Some(z.to_vec()),
+            _ => return Err(invalid(cf, s, "")),
+        }
+    }
+    let Some(z) = zone_arg else {
+        return Err(format!("\"{}\" must have \"zone\" parameter", name(cf)));
+    };
+    let (zname, size) = parse_zone(&z, true).map_err(|e| format!("{e}"))?;
+    let size = size.unwrap_or(0);
+    let min = 8 * 4096usize;
+    if size < min {
+        return Err(format!(
+            "zone \"{}\" is too small, at least 32k",
+            utf8(zname)
+        ));
+    }
+    let zname = utf8(zname);
+    // SAFETY: `mcf.zones` holds zones allocated in the configuration pool.
+    if mcf.zones.iter().any(|z| unsafe { (**z).name == zname }) {
+        return Err(format!("duplicate zone \"{zname}\""));
+    }
+
+    // SAFETY: `cf.pool` is the configuration pool; the zone is dropped with it.
+    let pool = unsafe { Pool::from_ngx_pool(cf.pool) };
+    let zone = pool.allocate(Zone {
+        name: zname.clone(),
+        key,
+        key_text,
+        shm: ptr::null_mut(),
+        algorithm: None,
+        region: ptr::null_mut(),
+        region_len: 0,
+    });
+    if zone.is_null() {
+        return Err("out of memory".into());
+    }
+    let mut nname = ngx_str_t {
+        len: zname.len(),
+        data: pool.alloc_unaligned(zname.len()).cast(),
+    };
+    if nname.data.is_null() {
+        return Err("out of memory".into());
+    }
+    // SAFETY: `nname.data` has room for the name; the module static lives forever.
+    let shm = unsafe {
+        ptr::copy_nonoverlapping(zname.as_ptr(), nname.data, zname.len());
+        ngx_shared_memory_add(
+            cf,
+            &mut nname,
+            size,
+            ptr::addr_of_mut!(crate::ngx_http_gateway_module).cast(),
+        )
+    };
+    if shm.is_null() {
+        return Err(format!("cannot add shared zone \"{zname}\""));
+    }
+    // SAFETY: `shm` was just returned by nginx; `zone` lives in the configuration pool.
+    unsafe {
+        if !(*shm).data.is_null() {
+            return Err(format!(
+                "zone \"{zname}\" is already used by another module or directive"
+            ));
+        }
+        (*shm).init = Some(init_zone);
+        (*shm).data = zone.cast();
+        (*zone).shm = shm;
+    }
+    mcf.zones.push(zone);
+    Ok(())
+}
+
+/// Shared-zone initialization: a reused zone (reload with the same name and size) keeps its
+/// table and counters; a new one gets a freshly formatted table.
+unsafe extern "C" fn init_zone(shm_zone: *mut ngx_shm_zone_t, data: *mut c_void) -> ngx_int_t {
+    guard_conf(NGX_ERROR as ngx_int_t, || {
+        // SAFETY: nginx passes the zone we registered; `data` is the previous cycle's `Zone`
+        // for the same name and size, or null.
+        let (zone, old) = unsafe {
+            (
+                &mut *(*shm_zone).data.cast::<Zone>(),
+                data.cast::<Zone>().as_ref(),
+            )
+        };
+        let log = ngx::log::ngx_cycle_log().as_ptr();
+        let shpool = zone.shpool();
+        if let Some(old) = old {
+            zone.region = old.region;
+            zone.region_len = old.region_len;
+            // SAFETY: the region lives in the same (reused) shared memory.
+            let region = unsafe { core::slice::from_raw_parts_mut(zone.region, zone.region_len) };
+            let reusable = old.key_text == zone.key_text && Table::attach(&mut *region).is_ok();
+            if reusable {
+                return NGX_OK as ngx_int_t;
+            }
+            let why = if old.key_text != zone.key_text {
+                format!(
+                    "key changed from \"{}\" to \"{}\"",
+                    old.key_text, zone.key_text
+                )
+            } else {
+                "table from an incompatible build".to_string()
+            };
+            gw_log!(
+                NGX_LOG_NOTICE,
+                log,
+                "rate_limit_zone \"{}\": {why}, counters start afresh",
+                zone.name
+            );
+            return match Table::init(region, random_seed()) {
+                Ok(_) => NGX_OK as ngx_int_t,
+                Err(e) => {
+                    gw_log!(NGX_LOG_EMERG, log, "rate_limit_zone \"{}\": {e}", zone.name);
+                    NGX_ERROR as ngx_int_t
+                }
+            };
+        }
+        // A fresh zone: one big block from the slab pool for the table.
+        // SAFETY: nginx initialized the slab pool at the start of the zone.
+        unsafe {
+            let pagesize = ngx_pagesize;
+            let mut pages = (*shpool).pfree;
+            let mut region: *mut u8 = ptr::null_mut();
+            while pages > 1 && region.is_null() {
+                pages -= 1;
+                region = ngx_slab_alloc(shpool, pages * pagesize).cast::<u8>();
+            }
+            if region.is_null() {
+                gw_log!(
+                    NGX_LOG_EMERG,
+                    log,
+                    "rate_limit_zone \"{}\" is too small",
+                    zone.name
+                );
+                return NGX_ERROR as ngx_int_t;
+            }
+            zone.region = region;
+            zone.region_len = pages * pagesize;
+            (*shpool).data = region.cast();
+            let r = core::slice::from_raw_parts_mut(region, zone.region_len);
+            if let Err(e) = Table::init(r, random_seed()) {
+                gw_log!(NGX_LOG_EMERG, log, "rate_limit_zone \"{}\": {e}", zone.name);
+                return NGX_ERROR as ngx_int_t;
+            }
+        }
+        NGX_OK as ngx_int_t
+    })
+}
+
+/// `rate_limit zone=name rate=N r/s|r/m|r/h|r/d [burst=N] [algorithm=..] [dry_run] [policy=label]`
+pub fn set_limit(cf: &mut ngx_conf_t, c: &mut RateLimitConf) -> Result<(), String> {
+    let a = args(cf).to_vec();
+    let mut zone_name = None;
+    let mut rate = None;
+    let mut burst = None;
+    let mut algorithm = Algorithm::Sliding;
+    let mut dry_run = false;
+    let mut policy = None;
+    for v in &a[1..] {
+        let s = arg_str(v)?;
+        if s == "dry_run" {
+            dry_run = true;
+            continue;
+        }
+        let Ok((k, val)) = split_key_value(s) else {
+            return Err(invalid(cf, s, ""));
+        };
+        match k {
+            b"zone" => zone_name = Some(utf8(val)),
+            b"rate" if val.starts_with(b"$") => {
+                let mut value = *v;
+                // SAFETY: skips the 5-byte ASCII prefix "rate=" of this argument.
+                value.data = unsafe { value.data.add(5) };
+                value.len -= 5;
+                rate = Some(RateSpec::Variable(compile_cv(cf, &value)?));
+            }
+            b"rate" => rate = Some(RateSpec::Fixed(parse_rate(val).map_err(|e| e.to_string())?)),
+            b"burst" => burst = Some(parse_number(val).map_err(|e| e.to_string())?),
+            b"algorithm" => {
+                algorithm = Algorithm::parse(val)
+                    .ok_or_else(|| invalid(cf, s, "must be \"sliding\" or \"token_bucket\""))?
+            }
+            b"policy"
+                if !val.is_empty()
+                    && val
+                        .iter()
+                        .all(|c| c.is_ascii_graphic() && *c != b'"' && *c != b'\\') =>
+            {
+                policy = Some(utf8(val))
+            }
+            _ => return Err(invalid(cf, s, "")),
+        }
+    }
+    let Some(zone_name) = zone_name else {
+        return Err(format!("\"{}\" must have \"zone\" parameter", name(cf)));
+    };
+    let Some(rate) = rate else {
+        return Err(format!("\"{}\" must have \"rate\" parameter", name(cf)));
+    };
+    if burst.is_some() && algorithm == Algorithm::Sliding {
+        return Err("\"burst\" applies to algorithm=token_bucket only".into());
+    }
+    let mcf = GatewayModule::main_conf(cf).ok_or("no http main conf")?;
+    // SAFETY: zones live in the configuration pool.
+    let zone = mcf
+        .zones
+        .iter()
+        .copied()
+        .find(|z| unsafe { (**z).name == zone_name })
+        .ok_or_else(|| format!("unknown rate_limit_zone \"{zone_name}\" (declare it with \"rate_limit_zone\" before use)"))?;
+    // SAFETY: as above.
+    let z = unsafe { &mut *zone };
+    match z.algorithm {
+        Some(prev) if prev != algorithm => {
+            return Err(format!(
+                "zone \"{zone_name}\" is used with algorithm={} elsewhere; one zone keeps one kind of counter, use another zone",
+                prev.as_str()
+            ))
+        }
+        _ => z.algorithm = Some(algorithm),
+    }
+    c.limits.get_or_insert_with(Vec::new).push(Limit {
+        zone,
+        rate,
+        algorithm,
+        burst: burst.unwrap_or(0),
+        dry_run,
+        policy: policy.unwrap_or(zone_name),
+    });
+    Ok(())
+}
+
+fn dup(cf: &ngx_conf_t) -> String {
+    format!("\"{}\" directive is duplicate", name(cf))
+}
+
+/// `rate_limit_status code`
+pub fn set_status(cf: &mut ngx_conf_t, c: &mut RateLimitConf) -> Result<(), String> {
+    if c.status.is_some() {
+        return Err(dup(cf));
+    }
+    let v = arg_str(&args(cf)[1])?;
+    let n: u16 = v
+        .parse()
+        .ok()
+        .filter(|n| (400..=599).contains(n))
+        .ok_or_else(|| invalid(cf, v, "value must be between 400 and 599"))?;
+    c.status = Some(n);
+    Ok(())
+}
+
+/// `rate_limit_headers draft|legacy|both|off`
+pub fn set_headers(cf: &mut ngx_conf_t, c: &mut RateLimitConf) -> Result<(), String> {
+    if c.headers.is_some() {
+        return Err(dup(cf));
+    }
+    c.headers = Some(match arg_str(&args(cf)[1])? {
+        "draft" => HeaderMode::Draft,
+        "legacy" => HeaderMode::Legacy,
+        "both" => HeaderMode::Both,
+        "off" => HeaderMode::Off,
+        v => {
+            return Err(invalid(
+                cf,
+                v,
+                "must be \"draft\", \"legacy\", \"both\" or \"off\"",
+            ))
+        }
+    });
+    Ok(())
+}
+
+/// `rate_limit_dry_run on|off`
+pub fn set_dry_run(cf: &mut ngx_conf_t, c: &mut RateLimitConf) -> Result<(), String> {
+    if c.dry_run.is_some() {
+        return Err(dup(cf));
+    }
+    c.dry_run = Some(super::on_off(cf)?);
+    Ok(())
+}
+
+/// `rate_limit_invalid_rate pass|error`
+pub fn set_invalid_rate(cf: &mut ngx_conf_t, c: &mut RateLimitConf) -> Result<(), String> {
+    if c.invalid_rate_error.is_some() {
+        return Err(dup(cf));
+    }
+    c.invalid_rate_error = Some(match arg_str(&args(cf)[1])? {
+        "pass" => false,
+        "error" => true,
+        v => return Err(invalid(cf, v, "must be \"pass\" or \"error\"")),
+    });
+    Ok(())
+}

@@ -1,0 +1,252 @@
+//! Request-time JWT authentication: token extraction, the per-worker verification cache, and
+//! the answer (401/403/500 with `WWW-Authenticate`) when a token is refused.
+//!
+//! The outcome is computed at most once per request and kept in the request context; the
+//! access handler and every `$jwt_*` variable read that one result, whichever runs first
+//! (a `map` or `limit_req_zone` key may evaluate a claim before the access phase).
+
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use gateway_core::bearer::bearer_token;
+use gateway_core::jwt::{
+    check_claims, decode_and_verify_signature, JwtError, TokenCache, Verified,
+};
+use nginx_sys::{ngx_cached_time, ngx_int_t, NGX_LOG_ERR, NGX_LOG_INFO};
+use ngx::http::Request;
+
+use super::{ctx::RequestCtx, set_www_authenticate};
+use crate::conf::jwt::JwtRuntime;
+
+/// Entries of the per-worker cache of verified tokens (`auth_jwt_cache`); 0 disables it.
+pub static CACHE_SIZE: AtomicUsize = AtomicUsize::new(DEFAULT_CACHE_SIZE);
+/// Default `auth_jwt_cache size=`.
+pub const DEFAULT_CACHE_SIZE: usize = 1024;
+
+thread_local! {
+    static CACHE: RefCell<Option<TokenCache>> = const { RefCell::new(None) };
+}
+
+/// What authentication decided for a request.
+pub struct AuthOutcome {
+    /// The location configuration the outcome was computed for.
+    pub runtime: *const JwtRuntime,
+    /// The token with a valid signature (even if a claim check then failed).
+    pub verified: Option<Arc<Verified>>,
+    /// Why the token was refused; `None` when it is valid.
+    pub error: Option<JwtError>,
+}
+
+impl AuthOutcome {
+    /// The token is valid: signature, time claims and policy.
+    pub fn valid(&self) -> Option<&Verified> {
+        match self.error {
+            None => self.verified.as_deref(),
+            Some(_) => None,
+        }
+    }
+
+    /// `$jwt_status`: `valid`, `invalid`, `missing` or `error` (keys unavailable).
+    pub fn status(&self) -> &'static str {
+        match &self.error {
+            None => "valid",
+            Some(JwtError::Missing) => "missing",
+            Some(JwtError::KeyUnavailable) => "error",
+            Some(_) => "invalid",
+        }
+    }
+}
+
+fn now() -> i64 {
+    // SAFETY: nginx keeps `ngx_cached_time` pointing at a valid, updated time slot.
+    unsafe { (*ngx_cached_time).sec as i64 }
+}
+
+fn token<'r>(request: &'r Request, rt: &JwtRuntime) -> Option<&'r [u8]> {
+    match rt.token {
+        // SAFETY: the complex value was compiled from this configuration.
+        Some(cv) => request
+            .get_complex_value(unsafe { &*cv.0 })
+            .map(|s| s.as_bytes())
+            .filter(|s| !s.is_empty()),
+        None => {
+            let h = request.as_ref().headers_in.authorization;
+            if h.is_null() {
+                return None;
+            }
+            // SAFETY: a non-null header element of the live request.
+            bearer_token(unsafe { (*h).value.as_bytes() })
+        }
+    }
+}
+
+fn verify_cached(token: &[u8], rt: &JwtRuntime, now: i64) -> Result<Arc<Verified>, JwtError> {
+    let size = CACHE_SIZE.load(Ordering::Relaxed);
+    let keyset = rt.keys.id();
+    if size > 0 {
+        let hit = CACHE.with(|c| {
+            let mut c = c.borrow_mut();
+            let cache = c.get_or_insert_with(|| {
+                TokenCache::new(size)
+                    .unwrap_or_else(|_| TokenCache::with_seed(size, gateway_core::reqid::os_seed()))
+            });
+            cache.get(keyset, token, now)
+        });
+        if let Some(v) = hit {
+            return Ok(v);
+        }
+    }
+    let v = Arc::new(decode_and_verify_signature(
+        token,
+        &rt.keys,
+        rt.allowed,
+        rt.policy.max_token_size,
+    )?);
+    if size > 0 {
+        CACHE.with(|c| {
+            if let Some(cache) = c.borrow_mut().as_mut() {
+                cache.insert(keyset, token, v.clone(), now);
+            }
+        });
+    }
+    Ok(v)
+}
+
+/// Authenticates the request against `rt`, once: later calls return the stored outcome
+/// (recomputed only if the request moved to a location with a different configuration).
+pub fn authenticate<'c>(
+    request: &Request,
+    ctx: &'c mut RequestCtx,
+    rt: &Arc<JwtRuntime>,
+) -> &'c AuthOutcome {
+    let rtp = Arc::as_ptr(rt);
+    if ctx.auth.as_ref().is_some_and(|a| a.runtime == rtp) {
+        return ctx.auth.as_ref().expect("checked above");
+    }
+    let outcome = match token(request, rt) {
+        None => AuthOutcome {
+            runtime: rtp,
+            verified: None,
+            error: Some(JwtError::Missing),
+        },
+        Some(t) => {
+            let now = now();
+            match verify_cached(t, rt, now) {
+                Ok(v) => {
+                    let error = check_claims(&v, &rt.policy, now).err();
+                    AuthOutcome {
+                        runtime: rtp,
+                        verified: Some(v),
+                        error,
+                    }
+                }
+                Err(e) => AuthOutcome {
+                    runtime: rtp,
+                    verified: None,
+                    error: Some(e),
+                },
+            }
+        }
+    };
+    ctx.auth.insert(outcome)
+}
+
+/// "a value is non-empty and not 0", as NGINX Plus's `auth_jwt_require`.
+fn truthy(v: &[u8]) -> bool {
+    !v.is_empty() && v != b"0"
+}
+
+/// The access-phase decision: `NGX_DECLINED` to go on, or the HTTP status to answer.
+pub fn access(
+    request: &mut Request,
+    ctx: &mut RequestCtx,
+    rt: &Arc<JwtRuntime>,
+) -> Option<ngx_int_t> {
+    let log = request.log();
+    let outcome = authenticate(request, ctx, rt);
+    let (status, error) = match &outcome.error {
+        None => {
+            let mut failed = None;
+            'req: for req in &rt.requirements {
+                for cv in &req.values {
+                    // SAFETY: the complex value was compiled from this configuration.
+                    let ok = request
+                        .get_complex_value(unsafe { &*cv.0 })
+                        .is_some_and(|v| truthy(v.as_bytes()));
+                    if !ok {
+                        failed = Some(req.status);
+                        break 'req;
+                    }
+                }
+            }
+            match failed {
+                None => return None,
+                Some(s) => {
+                    gw_log!(
+                        NGX_LOG_INFO,
+                        log,
+                        "jwt refused: auth_jwt_require failed, status: {s}"
+                    );
+                    (
+                        s,
+                        if s == 403 {
+                            "insufficient_scope"
+                        } else {
+                            "invalid_token"
+                        },
+                    )
+                }
+            }
+        }
+        Some(JwtError::Missing) => {
+            gw_log!(NGX_LOG_INFO, log, "jwt refused: no token");
+            (401, "")
+        }
+        Some(JwtError::KeyUnavailable) => {
+            gw_log!(NGX_LOG_ERR, log, "jwt: keys unavailable, answering 500");
+            return Some(500);
+        }
+        Some(e @ JwtError::ClaimMismatch { rule, .. }) => {
+            let s = rt.rule_status.get(*rule).copied().unwrap_or(403);
+            gw_log!(NGX_LOG_INFO, log, "jwt refused: {e} ({})", e.code());
+            (
+                s,
+                if s == 403 {
+                    "insufficient_scope"
+                } else {
+                    "invalid_token"
+                },
+            )
+        }
+        Some(e) => {
+            gw_log!(NGX_LOG_INFO, log, "jwt refused: {e} ({})", e.code());
+            (401, "invalid_token")
+        }
+    };
+    // SAFETY: the realm complex value was compiled from this configuration.
+    let realm = request
+        .get_complex_value(unsafe { &*rt.realm.0 })
+        .map(|s| s.as_bytes().to_vec())
+        .unwrap_or_default();
+    let mut v = Vec::with_capacity(realm.len() + 48);
+    v.extend_from_slice(b"Bearer realm=\"");
+    for &b in &realm {
+        if b == b'"' || b == b'\\' {
+            v.push(b'\\');
+        }
+        if b >= 0x20 && b != 0x7f {
+            v.push(b);
+        }
+    }
+    v.push(b'"');
+    if !error.is_empty() {
+        v.extend_from_slice(b", error=\"");
+        v.extend_from_slice(error.as_bytes());
+        v.push(b'"');
+    }
+    if set_www_authenticate(request, &v).is_none() {
+        return Some(500);
+    }
+    Some(status as ngx_int_t)
+}

@@ -1,0 +1,252 @@
+//! Request-time rate limiting: every decision under the zone's mutex, all limits of a
+//! location must pass, and a request rejected by one limit consumes none of the others.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use gateway_core::parse::parse_rate;
+use gateway_core::ratelimit::algo::{check_and_consume, refund, Decision, Params};
+use gateway_core::ratelimit::table::{Outcome, Table};
+use nginx_sys::{
+    ngx_cached_time, ngx_int_t, ngx_shmtx_lock, ngx_shmtx_unlock, NGX_LOG_ERR, NGX_LOG_INFO,
+    NGX_LOG_WARN,
+};
+use ngx::http::Request;
+
+use super::ctx::RequestCtx;
+use crate::conf::ratelimit::{HeaderMode, Limit, RateLimitConf, RateSpec, Zone};
+
+/// `$rate_limit_status`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RlStatus {
+    Passed,
+    Rejected,
+    RejectedDryRun,
+}
+
+impl RlStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RlStatus::Passed => "PASSED",
+            RlStatus::Rejected => "REJECTED",
+            RlStatus::RejectedDryRun => "REJECTED_DRY_RUN",
+        }
+    }
+}
+
+/// What the limiter decided for a request: the overall status and the decision of the most
+/// restrictive limit that applied (the one whose values the headers carry).
+#[derive(Clone, Debug)]
+pub struct RlOutcome {
+    pub status: RlStatus,
+    pub decision: Decision,
+    pub policy: String,
+    /// Window of the reported limit, seconds.
+    pub window: u64,
+    pub headers: HeaderMode,
+}
+
+fn now_ms() -> u64 {
+    // SAFETY: nginx keeps `ngx_cached_time` pointing at a valid, updated time slot. Wall-clock
+    // milliseconds are the same in every worker and survive reloads (the counters do too).
+    unsafe { ((*ngx_cached_time).sec as u64) * 1000 + (*ngx_cached_time).msec as u64 }
+}
+
+/// Runs `f` on the zone's table with the zone's mutex held.
+fn with_table<T>(zone: &Zone, f: impl FnOnce(&mut Table) -> T) -> Option<T> {
+    let shpool = zone.shpool();
+    // SAFETY: the slab pool's mutex guards the table region, which lives in the zone's shared
+    // memory for as long as the configuration does.
+    unsafe {
+        ngx_shmtx_lock(&mut (*shpool).mutex);
+        let region = core::slice::from_raw_parts_mut(zone.region, zone.region_len);
+        let r = Table::attach(region).ok().map(|mut t| f(&mut t));
+        ngx_shmtx_unlock(&mut (*shpool).mutex);
+        r
+    }
+}
+
+/// Once-a-minute limiter for error-log lines about bad rates from variables (per worker).
+static LAST_BAD_RATE_LOG: AtomicU64 = AtomicU64::new(0);
+
+enum ParamsOr {
+    Params(Params),
+    Skip,
+    Error,
+}
+
+fn params_for(request: &Request, limit: &Limit, conf: &RateLimitConf, now: u64) -> ParamsOr {
+    match limit.rate {
+        RateSpec::Fixed(r) => ParamsOr::Params(Params::new(limit.algorithm, r, limit.burst)),
+        RateSpec::Variable(cv) => {
+            // SAFETY: the complex value was compiled from this configuration.
+            let v = request.get_complex_value(unsafe { &*cv.0 });
+            let v = v.map(|s| s.as_bytes()).unwrap_or_default();
+            match parse_rate(v) {
+                Ok(r) => ParamsOr::Params(Params::new(limit.algorithm, r, limit.burst)),
+                Err(e) if v.is_empty() => {
+                    let _ = e;
+                    ParamsOr::Skip
+                }
+                Err(e) => {
+                    let last = LAST_BAD_RATE_LOG.load(Ordering::Relaxed);
+                    if now.saturating_sub(last) >= 60_000 {
+                        LAST_BAD_RATE_LOG.store(now, Ordering::Relaxed);
+                        gw_log!(
+                            NGX_LOG_ERR,
+                            request.log(),
+                            "rate_limit \"{}\": {e} from variable",
+                            limit.policy
+                        );
+                    }
+                    if conf.invalid_rate_error.unwrap_or(false) {
+                        ParamsOr::Error
+                    } else {
+                        ParamsOr::Skip
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A limit that admitted the request, kept to refund it if a later limit rejects.
+struct Consumed<'a> {
+    zone: &'a Zone,
+    key: Vec<u8>,
+    params: Params,
+}
+
+/// Applies the location's limits. Returns the status to answer when the request is rejected.
+pub fn access(
+    request: &mut Request,
+    ctx: &mut RequestCtx,
+    conf: &RateLimitConf,
+) -> Option<ngx_int_t> {
+    let limits = conf.limits.as_deref().unwrap_or_default();
+    if limits.is_empty() {
+        return None;
+    }
+    let now = now_ms();
+    let dry_all = conf.dry_run.unwrap_or(false);
+    let mut consumed: Vec<Consumed> = Vec::with_capacity(limits.len());
+    let mut best: Option<(Decision, &Limit, u64)> = None;
+    let mut status = None;
+    let mut rejected: Option<(Decision, &Limit, u64)> = None;
+
+    for limit in limits {
+        // SAFETY: zones live in the configuration pool, as long as this configuration.
+        let zone = unsafe { &*limit.zone };
+        // SAFETY: the key complex value was compiled from this configuration.
+        let key = request
+            .get_complex_value(unsafe { &*zone.key.0 })
+            .map(|k| k.as_bytes())
+            .unwrap_or_default();
+        if key.is_empty() {
+            continue; // an empty key is not limited, as with limit_req
+        }
+        let params = match params_for(request, limit, conf, now) {
+            ParamsOr::Params(p) => p,
+            ParamsOr::Skip => continue,
+            ParamsOr::Error => {
+                rollback(&consumed, now);
+                return Some(500);
+            }
+        };
+        let log = request.log();
+        let r = with_table(zone, |t| {
+            let (state, outcome) = t.lookup_or_insert(key, now);
+            let d = check_and_consume(state, now, &params);
+            let evicted = if outcome == Outcome::Evicted {
+                t.eviction_report(now, 60_000)
+            } else {
+                None
+            };
+            (d, evicted)
+        });
+        let Some((d, evicted)) = r else {
+            gw_log!(
+                NGX_LOG_ERR,
+                log,
+                "rate_limit_zone \"{}\" is unusable, limit skipped",
+                zone.name
+            );
+            continue;
+        };
+        if let Some(n) = evicted {
+            gw_log!(NGX_LOG_WARN, log, "rate_limit_zone \"{}\" is full: {n} keys with live counts evicted in the last minute; make the zone larger", zone.name);
+        }
+        let window = (params.period_ms / 1000).max(1);
+        if d.allowed {
+            consumed.push(Consumed {
+                zone,
+                key: key.to_vec(),
+                params,
+            });
+            if best
+                .as_ref()
+                .is_none_or(|(b, _, _)| d.remaining < b.remaining)
+            {
+                best = Some((d, limit, window));
+            }
+        } else if limit.dry_run || dry_all {
+            gw_log!(
+                NGX_LOG_INFO,
+                log,
+                "rate_limit \"{}\" would reject (dry run)",
+                limit.policy
+            );
+            status = Some(RlStatus::RejectedDryRun);
+            if best
+                .as_ref()
+                .is_none_or(|(b, _, _)| d.remaining <= b.remaining)
+            {
+                best = Some((d, limit, window));
+            }
+        } else {
+            gw_log!(
+                NGX_LOG_INFO,
+                log,
+                "rate_limit \"{}\" rejected the request, retry after {}s",
+                limit.policy,
+                d.retry_after_secs()
+            );
+            rejected = Some((d, limit, window));
+            break;
+        }
+    }
+
+    if rejected.is_some() {
+        rollback(&consumed, now);
+    }
+    let (d, limit, window) = match rejected.or(best) {
+        Some(x) => x,
+        None => return None,
+    };
+    let status = if rejected.is_some() {
+        RlStatus::Rejected
+    } else {
+        status.unwrap_or(RlStatus::Passed)
+    };
+    ctx.rate_limit = Some(RlOutcome {
+        status,
+        decision: d,
+        policy: limit.policy.clone(),
+        window,
+        headers: conf.header_mode(),
+    });
+    let outcome = ctx.rate_limit.as_ref().expect("just set");
+    if super::add_rate_limit_headers(request, outcome).is_none() {
+        return Some(500);
+    }
+    (status == RlStatus::Rejected).then(|| conf.status() as ngx_int_t)
+}
+
+fn rollback(consumed: &[Consumed], now: u64) {
+    for c in consumed {
+        with_table(c.zone, |t| {
+            if let Some(state) = t.get_mut(&c.key) {
+                refund(state, now, &c.params);
+            }
+        });
+    }
+}

@@ -1,0 +1,1238 @@
+//! Running one block: server root, nginx.conf, nginx, requests, checks, report.
+
+use crate::http::{self, Response};
+use crate::nginx::{self, ConfParams, Info, Nginx, Start};
+use crate::parse::{Block, TestFile};
+use crate::perl::{PerlRegex, Value};
+use regex::bytes::Regex;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::fs;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::thread::sleep;
+use std::time::Duration;
+
+/// Sections the runner understands. Any other section fails the block, so that a typo such as
+/// `--- response_bdy` cannot make a check silently disappear.
+const KNOWN_SECTIONS: &[&str] = &[
+    "main_config",
+    "post_main_config",
+    "http_config",
+    "config",
+    "user_files",
+    "request",
+    "raw_request",
+    "more_headers",
+    "error_code",
+    "error_code_like",
+    "response_body",
+    "response_body_like",
+    "response_body_unlike",
+    "response_headers",
+    "response_headers_like",
+    "raw_response_headers_like",
+    "raw_response_headers_unlike",
+    "error_log",
+    "no_error_log",
+    "shutdown_error_log",
+    "no_shutdown_error_log",
+    "access_log",
+    "no_access_log",
+    "log_level",
+    "wait",
+    "must_die",
+    "timeout",
+    "skip_nginx",
+    "skip_nginx2",
+    "ONLY",
+    "SKIP",
+    "LAST",
+    "grep_error_log",
+    "grep_error_log_out",
+    "no_check_leak",
+    // Runner extension for tests/selftest: substrings the failure message must contain.
+    "selftest_failure",
+];
+
+/// How long nginx may take to start, and to exit after SIGQUIT.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Where and how to run a block.
+pub struct Job<'a> {
+    pub file: &'a TestFile,
+    pub display: &'a str,
+    pub block: &'a Block,
+    pub servroot: PathBuf,
+}
+
+/// The `skip_nginx`/`skip_nginx2` condition: Some(reason) when the block must be skipped.
+pub fn skip_reason(block: &Block) -> Result<Option<String>, String> {
+    let spec = match (block.get("skip_nginx"), block.get("skip_nginx2")) {
+        (Some(s), _) | (None, Some(s)) => s.text.trim().to_string(),
+        (None, None) => return Ok(None),
+    };
+    let info = nginx::info()?;
+    let bad = || format!("invalid --- skip_nginx spec {spec:?} (want e.g. '3: < 1.23.0')");
+    let cond = spec.split_once(':').ok_or_else(bad)?.1.trim();
+    let test = |c: &str| -> Result<bool, String> {
+        let c = c.trim();
+        let op_len = c.find(|ch: char| ch.is_ascii_digit()).ok_or_else(bad)?;
+        let v = nginx::parse_version(&c[op_len..]).ok_or_else(bad)?;
+        Ok(match c[..op_len].trim() {
+            "<" => info.version < v,
+            "<=" => info.version <= v,
+            ">" => info.version > v,
+            ">=" => info.version >= v,
+            _ => return Err(bad()),
+        })
+    };
+    let skip = if let Some((a, b)) = cond.split_once(" and ") {
+        test(a)? && test(b)?
+    } else if let Some((a, b)) = cond.split_once(" or ") {
+        test(a)? || test(b)?
+    } else {
+        test(cond)?
+    };
+    let (a, b, c) = info.version;
+    Ok(skip.then(|| format!("skip_nginx: nginx {a}.{b}.{c} matches '{cond}'")))
+}
+
+/// Runs a block; Err carries the full failure report.
+pub fn run(job: &Job) -> Result<(), String> {
+    let b = job.block;
+    let here = format!("{} line {}", job.display, b.line);
+    if let Some(e) = &b.error {
+        return Err(format!("{e}\n  at {here}"));
+    }
+    for s in &b.sections {
+        if !KNOWN_SECTIONS.contains(&s.name.as_str()) {
+            return Err(format!(
+                "unsupported section '--- {}' (see t/README.md for the supported ones)\n  at {here}",
+                s.name
+            ));
+        }
+    }
+    let info = nginx::info()?;
+    // Retry with another port if nginx finds ours taken.
+    for _ in 0..5 {
+        let port = nginx::free_port()?;
+        let mut run = BlockRun::new(job, info, port).map_err(|e| format!("{e}\n  at {here}"))?;
+        match run.execute() {
+            Ok(Outcome::Retry) => continue,
+            Ok(Outcome::Done) if run.failures.is_empty() => return Ok(()),
+            Ok(Outcome::Done) => return Err(run.report(&here)),
+            Err(e) => {
+                run.failures.push(e);
+                return Err(run.report(&here));
+            }
+        }
+    }
+    Err(format!(
+        "nginx kept failing with 'Address already in use'\n  at {here}"
+    ))
+}
+
+enum Outcome {
+    Done,
+    Retry,
+}
+
+/// A request to send; HEAD responses have no body.
+struct Request {
+    bytes: Vec<u8>,
+    head: bool,
+}
+
+impl Request {
+    fn new(bytes: Vec<u8>) -> Self {
+        let head = bytes.starts_with(b"HEAD ");
+        Request { bytes, head }
+    }
+}
+
+/// One request and what came back, for the report.
+struct Exchange {
+    request: Vec<u8>,
+    response: Option<Response>,
+}
+
+/// State of one attempt at running a block.
+struct BlockRun<'a> {
+    job: &'a Job<'a>,
+    info: &'static Info,
+    port: u16,
+    vars: Vars,
+    failures: Vec<String>,
+    exchanges: Vec<Exchange>,
+    nginx_output: Option<String>,
+}
+
+impl<'a> BlockRun<'a> {
+    fn new(job: &'a Job<'a>, info: &'static Info, port: u16) -> Result<Self, String> {
+        let servroot = &job.servroot;
+        nginx::setup_servroot(servroot)?;
+        let mut vars = Vars::default();
+        vars.fixed.extend(job.file.preamble.env.clone());
+        vars.fixed
+            .insert("TEST_NGINX_SERVER_PORT".into(), port.to_string());
+        vars.fixed.insert(
+            "TEST_NGINX_SERVER_ROOT".into(),
+            servroot.display().to_string(),
+        );
+        vars.fixed.insert(
+            "TEST_NGINX_HTML_DIR".into(),
+            servroot.join("html").display().to_string(),
+        );
+        Ok(BlockRun {
+            job,
+            info,
+            port,
+            vars,
+            failures: Vec::new(),
+            exchanges: Vec::new(),
+            nginx_output: None,
+        })
+    }
+
+    fn block(&self) -> &'a Block {
+        self.job.block
+    }
+
+    /// A section's value after its filters, or None when the block lacks it.
+    fn value(&self, name: &str) -> Result<Option<Value>, String> {
+        self.block().get(name).map(|s| s.value()).transpose()
+    }
+
+    /// A section that must be a string, with `$TEST_NGINX_*` interpolated.
+    fn text(&mut self, name: &str) -> Result<Option<String>, String> {
+        match self.value(name)? {
+            None => Ok(None),
+            Some(Value::Str(s)) => Ok(Some(self.vars.expand(&String::from_utf8_lossy(&s))?)),
+            Some(other) => Err(format!("--- {name} must be a string, got {other}")),
+        }
+    }
+
+    fn seconds(&mut self, name: &str) -> Result<Option<f64>, String> {
+        match self.text(name)? {
+            None => Ok(None),
+            Some(t) => parse_seconds(&t)
+                .map(Some)
+                .ok_or_else(|| format!("--- {name}: {t:?} is not a number of seconds")),
+        }
+    }
+
+    fn execute(&mut self) -> Result<Outcome, String> {
+        let job = self.job;
+        let pre = &job.file.preamble;
+        let log_level = self.text("log_level")?.map(|l| l.trim().to_string());
+        let main_config = self.text("main_config")?.unwrap_or_default();
+        let post_main_config = self.text("post_main_config")?.unwrap_or_default();
+        let http_config = self.text("http_config")?.unwrap_or_default();
+        let config = self.text("config")?.unwrap_or_default();
+        self.write_user_files()?;
+        nginx::write_conf(
+            &ConfParams {
+                port: self.port,
+                servroot: &job.servroot,
+                workers: pre.workers,
+                master: pre.master,
+                log_level: log_level.as_deref().unwrap_or(&pre.log_level),
+                worker_connections: pre.worker_connections,
+                no_root_location: pre.no_root_location,
+                env_to_nginx: &pre.env_to_nginx,
+                main_config: &main_config,
+                post_main_config: &post_main_config,
+                http_config: &http_config,
+                config: &config,
+            },
+            self.info,
+        )?;
+
+        let must_die = self.text("must_die")?;
+        let mut nginx = match Nginx::start(self.info, &job.servroot, STARTUP_TIMEOUT)? {
+            Start::AddressInUse => return Ok(Outcome::Retry),
+            Start::Exited {
+                code,
+                signal,
+                output,
+            } => {
+                self.nginx_output = Some(output.clone());
+                let Some(must_die) = must_die else {
+                    return Err(format!(
+                        "nginx failed to start ({})",
+                        exit_text(code, signal)
+                    ));
+                };
+                if let Some(sig) = signal {
+                    self.failures.push(format!(
+                        "nginx was killed by signal {sig} instead of refusing the config"
+                    ));
+                } else if let Ok(want) = must_die.trim().parse::<i32>() {
+                    if code != Some(want) {
+                        self.failures.push(format!(
+                            "must_die: nginx should exit with code {want}, got {}",
+                            exit_text(code, signal)
+                        ));
+                    }
+                } else if code == Some(0) {
+                    self.failures
+                        .push("must_die: nginx exited with code 0".to_string());
+                }
+                let lines: Vec<String> = output.lines().map(str::to_string).collect();
+                self.check_logs(
+                    &lines,
+                    &["error_log", "shutdown_error_log"],
+                    &["no_error_log", "no_shutdown_error_log"],
+                    "nginx output",
+                )?;
+                self.check_unexpected(&lines, true)?;
+                return Ok(Outcome::Done);
+            }
+            Start::Running(n) => n,
+        };
+        if must_die.is_some() {
+            let _ = nginx.stop(SHUTDOWN_GRACE);
+            self.nginx_output = Some(nginx.output());
+            self.failures.push(
+                "must_die: nginx started, but the block expects it to refuse the configuration"
+                    .to_string(),
+            );
+            return Ok(Outcome::Done);
+        }
+
+        self.run_requests(&mut nginx)?;
+
+        if let Some(w) = self.seconds("wait")? {
+            sleep(Duration::from_secs_f64(w.max(0.0)));
+        }
+        let was_running = nginx.running();
+        let stop = nginx.stop(SHUTDOWN_GRACE);
+        self.nginx_output = Some(nginx.output());
+        drop(nginx);
+        if !was_running {
+            self.failures
+                .push("nginx exited before the requests were done".to_string());
+        } else {
+            match stop {
+                Err(e) => self.failures.push(e),
+                Ok(st) => {
+                    use std::os::unix::process::ExitStatusExt;
+                    if !st.success() {
+                        self.failures.push(format!(
+                            "nginx exited abnormally on SIGQUIT ({})",
+                            exit_text(st.code(), st.signal())
+                        ));
+                    }
+                }
+            }
+        }
+        let lines = read_lines(&self.job.servroot.join("logs/error.log"));
+        self.check_unexpected(&lines, false)?;
+        self.check_logs(
+            &lines,
+            &["error_log", "shutdown_error_log"],
+            &["no_error_log", "no_shutdown_error_log"],
+            "error.log",
+        )?;
+        self.check_grep_error_log(&lines)?;
+        if self.block().has("access_log") || self.block().has("no_access_log") {
+            let lines = read_lines(&self.job.servroot.join("logs/access.log"));
+            self.check_logs(&lines, &["access_log"], &["no_access_log"], "access.log")?;
+        }
+        Ok(Outcome::Done)
+    }
+
+    /// `--- user_files`: `>>> name [touch -t date]` lines, each followed by the file's content,
+    /// written under the html dir (absolute names as they are). With `eval`, an array of
+    /// `[name, content]` pairs.
+    fn write_user_files(&mut self) -> Result<(), String> {
+        let mut files: Vec<(String, Vec<u8>, Option<String>)> = Vec::new();
+        match self.value("user_files")? {
+            None => return Ok(()),
+            Some(Value::Str(s)) => {
+                let text = String::from_utf8_lossy(&s).into_owned();
+                for line in text.split_inclusive('\n') {
+                    if let Some(p) = line.find(">>> ") {
+                        let mut words = line[p + 4..].split_whitespace();
+                        if let Some(name) = words.next() {
+                            let date = words.collect::<Vec<_>>().join(" ");
+                            files.push((
+                                name.to_string(),
+                                Vec::new(),
+                                (!date.is_empty()).then_some(date),
+                            ));
+                            continue;
+                        }
+                    }
+                    match files.last_mut() {
+                        Some(f) => f.1.extend_from_slice(line.as_bytes()),
+                        None => {
+                            return Err(
+                                "--- user_files must start with a '>>> name' line".to_string()
+                            )
+                        }
+                    }
+                }
+            }
+            Some(Value::Array(items)) => {
+                for item in items {
+                    match item {
+                        Value::Array(pair) => match pair.as_slice() {
+                            [Value::Str(n), Value::Str(b), rest @ ..] => {
+                                let date = match rest.first() {
+                                    Some(Value::Str(d)) => {
+                                        Some(String::from_utf8_lossy(d).into_owned())
+                                    }
+                                    _ => None,
+                                };
+                                files.push((
+                                    String::from_utf8_lossy(n).into_owned(),
+                                    b.clone(),
+                                    date,
+                                ));
+                            }
+                            _ => {
+                                return Err(
+                                    "--- user_files eval: want [[name, content], ...]".to_string()
+                                )
+                            }
+                        },
+                        _ => {
+                            return Err(
+                                "--- user_files eval: want [[name, content], ...]".to_string()
+                            )
+                        }
+                    }
+                }
+            }
+            Some(other) => return Err(format!("--- user_files: unsupported value {other}")),
+        }
+        let html = self.job.servroot.join("html");
+        for (name, body, date) in files {
+            let name = self.vars.expand(&name)?;
+            let path = if name.starts_with('/') {
+                PathBuf::from(&name)
+            } else {
+                html.join(&name)
+            };
+            if let Some(dir) = path.parent() {
+                fs::create_dir_all(dir)
+                    .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            }
+            let body = self.vars.expand_bytes(&body)?;
+            fs::write(&path, body).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            if let Some(date) = date {
+                let ok = std::process::Command::new("touch")
+                    .env("TZ", "GMT")
+                    .arg("-t")
+                    .arg(&date)
+                    .arg(&path)
+                    .status()
+                    .is_ok_and(|s| s.success());
+                if !ok {
+                    return Err(format!("touch -t {date} {} failed", path.display()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Builds the requests, and tells whether expectations must be arrays (one per request).
+    fn requests(&mut self) -> Result<(Vec<Request>, bool), String> {
+        if let Some(raw) = self.value("raw_request")? {
+            let bytes = match raw {
+                Value::Str(s) => s,
+                Value::Array(parts) => {
+                    let mut all = Vec::new();
+                    for p in parts {
+                        match p {
+                            Value::Str(s) => all.extend(s),
+                            other => {
+                                return Err(format!("--- raw_request: unsupported packet {other}"))
+                            }
+                        }
+                    }
+                    all
+                }
+                other => return Err(format!("--- raw_request: unsupported value {other}")),
+            };
+            let bytes = self.vars.expand_bytes(&bytes)?;
+            return Ok((vec![Request::new(bytes)], false));
+        }
+        let Some(req) = self.value("request")? else {
+            return Err("the block has no --- request or --- raw_request section".to_string());
+        };
+        let more = self.value("more_headers")?;
+        let (reqs, need_array) = match req {
+            Value::Str(s) => (vec![s], false),
+            Value::Array(items) => {
+                let mut v = Vec::new();
+                for it in items {
+                    match it {
+                        Value::Str(s) => v.push(s),
+                        // A request given as packets: sent in one go (no delays between them).
+                        Value::Array(packets) => {
+                            let mut all = Vec::new();
+                            for p in packets {
+                                match p {
+                                    Value::Str(s) => all.extend(s),
+                                    other => {
+                                        return Err(format!(
+                                            "--- request eval: unsupported packet {other}"
+                                        ))
+                                    }
+                                }
+                            }
+                            v.push(all);
+                        }
+                        other => {
+                            return Err(format!("--- request eval: unsupported request {other}"))
+                        }
+                    }
+                }
+                (v, true)
+            }
+            other => return Err(format!("--- request: unsupported value {other}")),
+        };
+        let mut out = Vec::new();
+        for (i, r) in reqs.iter().enumerate() {
+            let headers = match &more {
+                None => String::new(),
+                Some(Value::Str(s)) => String::from_utf8_lossy(s).into_owned(),
+                Some(Value::Array(a)) => match a.get(i) {
+                    Some(Value::Str(s)) => String::from_utf8_lossy(s).into_owned(),
+                    _ => {
+                        return Err(format!(
+                            "--- more_headers lacks data for request #{}",
+                            i + 1
+                        ))
+                    }
+                },
+                Some(other) => return Err(format!("--- more_headers: unsupported value {other}")),
+            };
+            let headers = self.vars.expand(&headers)?;
+            let r = self.vars.expand_bytes(r)?;
+            out.push(Request::new(http::build_request(&r, &headers)?));
+        }
+        Ok((out, need_array))
+    }
+
+    fn run_requests(&mut self, nginx: &mut Nginx) -> Result<(), String> {
+        let (reqs, need_array) = self.requests()?;
+        let timeout = match self.seconds("timeout")? {
+            Some(t) => t,
+            None => self
+                .job
+                .file
+                .preamble
+                .timeout
+                .or_else(|| {
+                    std::env::var("TEST_NGINX_TIMEOUT")
+                        .ok()
+                        .and_then(|t| parse_seconds(&t))
+                })
+                .unwrap_or(3.0),
+        };
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        let n = reqs.len();
+        for (i, Request { bytes, head }) in reqs.into_iter().enumerate() {
+            let label = if n > 1 {
+                format!(" (request #{})", i + 1)
+            } else {
+                String::new()
+            };
+            let resp = http::send(
+                addr,
+                &bytes,
+                Duration::from_secs_f64(timeout.max(0.001)),
+                head,
+            );
+            match resp {
+                Ok(resp) => {
+                    for p in &resp.problems {
+                        self.failures.push(format!("{p}{label}"));
+                    }
+                    self.exchanges.push(Exchange {
+                        request: bytes,
+                        response: Some(resp),
+                    });
+                    let idx = self.exchanges.len() - 1;
+                    self.check_response(idx, i, need_array, &label)?;
+                }
+                Err(e) => {
+                    self.exchanges.push(Exchange {
+                        request: bytes,
+                        response: None,
+                    });
+                    self.failures.push(format!("{e}{label}"));
+                }
+            }
+            if !nginx.running() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// The expectation of section `name` for request `i` (arrays are indexed per request).
+    fn expected(
+        &mut self,
+        name: &str,
+        i: usize,
+        need_array: bool,
+    ) -> Result<Option<Value>, String> {
+        let Some(v) = self.value(name)? else {
+            return Ok(None);
+        };
+        let v = match v {
+            Value::Array(mut items) => {
+                if i >= items.len() {
+                    return Err(format!("--- {name} has no value for request #{}", i + 1));
+                }
+                items.swap_remove(i)
+            }
+            other if need_array => {
+                return Err(format!(
+                "--- {name}: the block sends several requests, so the expected values must be an \
+                     array (use '--- {name} eval' with [...]); got {other}"
+            ))
+            }
+            other => other,
+        };
+        Ok(Some(match v {
+            Value::Str(s) => Value::Str(self.vars.expand_expected(&s)?),
+            Value::Regex(r) => Value::Regex(PerlRegex::new(self.vars.expand(&r.source)?, r.flags)),
+            other => other,
+        }))
+    }
+
+    fn check_response(
+        &mut self,
+        idx: usize,
+        i: usize,
+        need_array: bool,
+        label: &str,
+    ) -> Result<(), String> {
+        let Some(resp) = self.exchanges[idx].response.take() else {
+            return Ok(());
+        };
+        let result = self.check_response_inner(&resp, i, need_array, label);
+        self.exchanges[idx].response = Some(resp);
+        result
+    }
+
+    fn check_response_inner(
+        &mut self,
+        resp: &Response,
+        i: usize,
+        need_array: bool,
+        label: &str,
+    ) -> Result<(), String> {
+        let got_code = resp.status.map(|s| s.to_string()).unwrap_or_default();
+        // Status: --- error_code_like, --- error_code, else 200 (as Test::Nginx).
+        if let Some(want) = self.expected("error_code_like", i, need_array)? {
+            let re = regex_of(&want, "sm")?;
+            if !re.is_match(got_code.as_bytes()) {
+                self.failures.push(format!(
+                    "status code{label}: got {got_code:?}, want one like {want}"
+                ));
+            }
+        } else {
+            let want = match self.expected("error_code", i, need_array)? {
+                Some(Value::Str(s)) => String::from_utf8_lossy(&s).trim().to_string(),
+                Some(other) => return Err(format!("--- error_code: unsupported value {other}")),
+                None => "200".to_string(),
+            };
+            if got_code != want {
+                self.failures.push(format!(
+                    "status code{label}: got {got_code:?}, want {want:?}"
+                ));
+            }
+        }
+
+        if let Some(want) = self.expected("response_headers", i, need_array)? {
+            let want = string_of("response_headers", want)?;
+            for (name, val) in parse_header_spec(&want) {
+                match val {
+                    None => {
+                        if resp.header(&name).is_some() {
+                            self.failures.push(format!(
+                                "response header{label} '{name}' should be absent, but is {:?}",
+                                resp.header(&name).unwrap_or_default()
+                            ));
+                        }
+                    }
+                    Some(v) => {
+                        let got = resp.header(&name).unwrap_or_default();
+                        if got != v {
+                            self.failures.push(format!(
+                                "response header{label} '{name}': got {got:?}, want {v:?}{}",
+                                if resp.header(&name).is_none() {
+                                    " (header absent)"
+                                } else {
+                                    ""
+                                }
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(want) = self.expected("response_headers_like", i, need_array)? {
+            let want = string_of("response_headers_like", want)?;
+            for (name, val) in parse_header_spec(&want) {
+                let got = resp.header(&name);
+                match val {
+                    None => {
+                        if let Some(g) = got {
+                            self.failures.push(format!(
+                                "response header{label} '{name}' should be absent, but is {g:?}"
+                            ));
+                        }
+                    }
+                    Some(v) => {
+                        let re = PerlRegex::new(format!("^{v}$"), "").compile()?;
+                        let g = got.unwrap_or_default();
+                        if !re.is_match(g.as_bytes()) {
+                            self.failures.push(format!(
+                                "response header{label} '{name}': got {g:?}, want a match for /^{v}$/"
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        for (section, negate) in [
+            ("raw_response_headers_like", false),
+            ("raw_response_headers_unlike", true),
+        ] {
+            if let Some(want) = self.expected(section, i, need_array)? {
+                let re = regex_of(&want, "s")?;
+                if re.is_match(resp.raw_headers.as_bytes()) == negate {
+                    self.failures.push(format!(
+                        "raw response headers{label} {} {want}:\n{}",
+                        if negate { "match" } else { "do not match" },
+                        indent(&resp.raw_headers)
+                    ));
+                }
+            }
+        }
+
+        if let Some(want) = self.expected("response_body", i, need_array)? {
+            match want {
+                Value::Str(w) => {
+                    if resp.body != w {
+                        self.failures.push(format!(
+                            "response body{label} differs:\n{}",
+                            diff(&w, &resp.body)
+                        ));
+                    }
+                }
+                Value::Regex(r) => {
+                    if !r.compile()?.is_match(&resp.body) {
+                        self.failures.push(format!(
+                            "response body{label} does not match {r}:\n{}",
+                            indent(&show(&resp.body))
+                        ));
+                    }
+                }
+                other => return Err(format!("--- response_body: unsupported value {other}")),
+            }
+        } else {
+            for (section, negate) in [
+                ("response_body_like", false),
+                ("response_body_unlike", true),
+            ] {
+                if let Some(want) = self.expected(section, i, need_array)? {
+                    let re = regex_of(&want, "s")?;
+                    if re.is_match(&resp.body) == negate {
+                        self.failures.push(format!(
+                            "response body{label} {} {}:\n{}",
+                            if negate { "matches" } else { "does not match" },
+                            pattern_text(&want, "s"),
+                            indent(&show(&resp.body))
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `error_log`-like sections must each match a line; `no_error_log`-like ones none.
+    fn check_logs(
+        &mut self,
+        lines: &[String],
+        positive: &[&str],
+        negative: &[&str],
+        what: &str,
+    ) -> Result<(), String> {
+        for section in positive {
+            for pat in self.patterns(section)? {
+                if !lines.iter().any(|l| pat.matches(l)) {
+                    self.failures.push(format!(
+                        "--- {section}: {} should match a line in {what}",
+                        pat.text()
+                    ));
+                }
+            }
+        }
+        for section in negative {
+            for pat in self.patterns(section)? {
+                if let Some(l) = lines.iter().find(|l| pat.matches(l)) {
+                    self.failures.push(format!(
+                        "--- {section}: {} should not match any line in {what}, but matches:\n    {l}",
+                        pat.text()
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `--- grep_error_log` (a substring or qr//): the matched parts of all error.log lines, one
+    /// per line, must equal `--- grep_error_log_out` (or match it, if that is a qr//).
+    fn check_grep_error_log(&mut self, lines: &[String]) -> Result<(), String> {
+        let (pat, want) = match (
+            self.value("grep_error_log")?,
+            self.value("grep_error_log_out")?,
+        ) {
+            (None, None) => return Ok(()),
+            (Some(p), Some(w)) => (p, w),
+            _ => {
+                return Err("--- grep_error_log and --- grep_error_log_out go together".to_string())
+            }
+        };
+        let first = |v: Value| match v {
+            Value::Array(mut a) if !a.is_empty() => a.swap_remove(0),
+            other => other,
+        };
+        let pat = match first(pat) {
+            Value::Str(s) => Pattern::Sub(self.vars.expand(&String::from_utf8_lossy(&s))?),
+            Value::Regex(r) => {
+                let r = PerlRegex::new(self.vars.expand(&r.source)?, r.flags);
+                Pattern::Re(r.compile()?, r.to_string())
+            }
+            other => return Err(format!("--- grep_error_log: unsupported pattern {other}")),
+        };
+        let mut got = String::new();
+        for line in lines {
+            let matched = match &pat {
+                Pattern::Sub(s) => line.contains(s.as_str()).then(|| s.clone()),
+                Pattern::Re(r, _) => r
+                    .find(line.as_bytes())
+                    .map(|m| String::from_utf8_lossy(m.as_bytes()).into_owned()),
+            };
+            if let Some(m) = matched.filter(|m| !m.contains('\n')) {
+                got.push_str(&m);
+                got.push('\n');
+            }
+        }
+        match first(want) {
+            Value::Str(w) => {
+                let w = self.vars.expand_bytes(&w)?;
+                if got.as_bytes() != w.as_slice() {
+                    self.failures.push(format!(
+                        "--- grep_error_log_out: the lines matching {} differ:\n{}",
+                        pat.text(),
+                        diff(&w, got.as_bytes())
+                    ));
+                }
+            }
+            Value::Regex(r) => {
+                if !r.compile()?.is_match(got.as_bytes()) {
+                    self.failures.push(format!(
+                        "--- grep_error_log_out: the lines matching {} do not match {r}:\n{}",
+                        pat.text(),
+                        indent(&show(got.as_bytes()))
+                    ));
+                }
+            }
+            other => return Err(format!("--- grep_error_log_out: unsupported value {other}")),
+        }
+        Ok(())
+    }
+
+    /// Patterns of an error_log-like section: lines (substrings), qr// or an array of those.
+    fn patterns(&mut self, section: &str) -> Result<Vec<Pattern>, String> {
+        let Some(v) = self.value(section)? else {
+            return Ok(Vec::new());
+        };
+        let items = match v {
+            Value::Array(a) => a,
+            Value::Str(s) => {
+                let s = String::from_utf8_lossy(&s).into_owned();
+                s.strip_suffix('\n')
+                    .unwrap_or(&s)
+                    .split('\n')
+                    .filter(|l| !l.is_empty())
+                    .map(Value::text)
+                    .collect()
+            }
+            other => vec![other],
+        };
+        let mut out = Vec::new();
+        for it in items {
+            out.push(match it {
+                Value::Str(s) => Pattern::Sub(self.vars.expand(&String::from_utf8_lossy(&s))?),
+                Value::Regex(r) => {
+                    let r = PerlRegex::new(self.vars.expand(&r.source)?, r.flags);
+                    Pattern::Re(r.compile()?, r.to_string())
+                }
+                other => return Err(format!("--- {section}: unsupported pattern {other}")),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Fails on `[alert]`, `[crit]`, `[emerg]` lines and crashed workers, unless the block's
+    /// log sections mention them (then they are checked there).
+    fn check_unexpected(&mut self, lines: &[String], must_die: bool) -> Result<(), String> {
+        // As Test::Nginx: a marker is exempt when a log pattern mentions it ("[alert" in a
+        // string pattern, "alert" in a regex).
+        let mut mentioned_text = String::new();
+        let mut mentioned_re = String::new();
+        for s in [
+            "error_log",
+            "no_error_log",
+            "shutdown_error_log",
+            "no_shutdown_error_log",
+        ] {
+            for p in self.patterns(s)? {
+                match p {
+                    Pattern::Sub(t) => mentioned_text.push_str(&t),
+                    Pattern::Re(_, src) => mentioned_re.push_str(&src),
+                }
+                mentioned_text.push('\n');
+                mentioned_re.push('\n');
+            }
+        }
+        let markers = [
+            ("[alert]", "[alert", "alert"),
+            ("[crit]", "[crit", "crit"),
+            ("[emerg]", "[emerg", "emerg"),
+            ("exited on signal", "exited on signal", "signal"),
+        ];
+        for line in lines {
+            for (marker, in_text, in_re) in markers {
+                let expected = mentioned_text.contains(in_text)
+                    || mentioned_re.contains(in_re)
+                    || (must_die && in_re == "emerg");
+                if line.contains(marker) && !expected {
+                    self.failures.push(format!(
+                        "unexpected {marker} in the error log (list it under --- error_log if expected):\n    {line}"
+                    ));
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The failure report: what failed, then the requests, responses and error.log tail.
+    fn report(&self, here: &str) -> String {
+        let mut r = String::new();
+        for f in &self.failures {
+            let _ = writeln!(r, "{f}");
+        }
+        let _ = writeln!(r, "  at {here}");
+        for (i, ex) in self.exchanges.iter().enumerate() {
+            let n = if self.exchanges.len() > 1 {
+                format!(" #{}", i + 1)
+            } else {
+                String::new()
+            };
+            let _ = writeln!(r, "request{n}:\n{}", indent(&show(&ex.request)));
+            if let Some(resp) = &ex.response {
+                let head_len = resp.raw_headers.len();
+                let _ = writeln!(
+                    r,
+                    "response{n} headers:\n{}",
+                    indent(&show(&resp.raw[..head_len.min(resp.raw.len())]))
+                );
+                const MAX_BODY: usize = 2000;
+                let body = &resp.body[..resp.body.len().min(MAX_BODY)];
+                let _ = writeln!(
+                    r,
+                    "response{n} body{}:\n{}",
+                    if resp.body.len() > MAX_BODY {
+                        format!(" (first {MAX_BODY} of {} bytes)", resp.body.len())
+                    } else {
+                        String::new()
+                    },
+                    indent(&show(body))
+                );
+            }
+        }
+        let output = self.nginx_output.clone().unwrap_or_else(|| {
+            let root = &self.job.servroot;
+            fs::read_to_string(root.join("logs/stderr.log")).unwrap_or_default()
+                + &fs::read_to_string(root.join("logs/error.log")).unwrap_or_default()
+        });
+        let lines = without_debug(&output);
+        const TAIL: usize = 40;
+        let _ = writeln!(
+            r,
+            "nginx stderr + error.log{} (debug lines left out):",
+            if lines.len() > TAIL {
+                format!(", last {TAIL} lines")
+            } else {
+                String::new()
+            }
+        );
+        for l in &lines[lines.len().saturating_sub(TAIL)..] {
+            let _ = writeln!(r, "    {l}");
+        }
+        let _ = write!(
+            r,
+            "server root (nginx.conf, logs): {}",
+            self.job.servroot.display()
+        );
+        r
+    }
+}
+
+/// Log lines without `[debug]` entries (and their continuation lines, such as header dumps).
+fn without_debug(log: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut in_debug = false;
+    for line in log.lines() {
+        // Entries start with "YYYY/MM/DD HH:MM:SS [level]".
+        let b = line.as_bytes();
+        let is_entry =
+            b.len() > 20 && b[4] == b'/' && b[7] == b'/' && b[13] == b':' && b[20] == b'[';
+        if is_entry {
+            in_debug = line[20..].starts_with("[debug]");
+        }
+        if !in_debug {
+            out.push(line);
+        }
+    }
+    out
+}
+
+/// A log pattern: a substring or a regex.
+enum Pattern {
+    Sub(String),
+    Re(Regex, String),
+}
+
+impl Pattern {
+    fn matches(&self, line: &str) -> bool {
+        match self {
+            Pattern::Sub(s) => line.contains(s.as_str()),
+            Pattern::Re(r, _) => r.is_match(line.as_bytes()),
+        }
+    }
+
+    fn text(&self) -> String {
+        match self {
+            Pattern::Sub(s) => format!("{s:?}"),
+            Pattern::Re(_, src) => src.clone(),
+        }
+    }
+}
+
+/// `$TEST_NGINX_*` interpolation.
+#[derive(Default)]
+struct Vars {
+    fixed: BTreeMap<String, String>,
+}
+
+impl Vars {
+    fn lookup(&mut self, name: &str) -> Result<String, String> {
+        if let Some(v) = self.fixed.get(name) {
+            return Ok(v.clone());
+        }
+        if name.starts_with("TEST_NGINX_RAND_PORT_") {
+            let p = nginx::free_port()?.to_string();
+            self.fixed.insert(name.to_string(), p.clone());
+            return Ok(p);
+        }
+        std::env::var(name).map_err(|_| format!("No environment {name} defined (used as ${name})"))
+    }
+
+    fn expand_bytes(&mut self, text: &[u8]) -> Result<Vec<u8>, String> {
+        let mut out = Vec::with_capacity(text.len());
+        let mut i = 0;
+        while i < text.len() {
+            if text[i..].starts_with(b"$TEST_NGINX_") {
+                let start = i + 1;
+                let mut end = start + "TEST_NGINX_".len();
+                while end < text.len()
+                    && (text[end].is_ascii_uppercase()
+                        || text[end].is_ascii_digit()
+                        || text[end] == b'_')
+                {
+                    end += 1;
+                }
+                let name = String::from_utf8_lossy(&text[start..end]).into_owned();
+                out.extend_from_slice(self.lookup(&name)?.as_bytes());
+                i = end;
+            } else {
+                out.push(text[i]);
+                i += 1;
+            }
+        }
+        Ok(out)
+    }
+
+    fn expand(&mut self, text: &str) -> Result<String, String> {
+        Ok(String::from_utf8_lossy(&self.expand_bytes(text.as_bytes())?).into_owned())
+    }
+
+    /// Expected values also get Test::Nginx's `$ServerPort`.
+    fn expand_expected(&mut self, text: &[u8]) -> Result<Vec<u8>, String> {
+        let port = self.lookup("TEST_NGINX_SERVER_PORT")?;
+        let re = Regex::new(r"\$ServerPort\b").map_err(|e| e.to_string())?;
+        let text = re.replace_all(text, port.as_bytes()).into_owned();
+        self.expand_bytes(&text)
+    }
+}
+
+/// `Name: value` lines; `!Name` means "absent" (value None).
+fn parse_header_spec(spec: &str) -> Vec<(String, Option<String>)> {
+    spec.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(|l| match l.strip_prefix('!') {
+            Some(name) => (name.trim().to_string(), None),
+            None => match l.split_once(':') {
+                Some((k, v)) => (k.trim().to_string(), Some(v.trim().to_string())),
+                None => (l.to_string(), Some(String::new())),
+            },
+        })
+        .collect()
+}
+
+fn string_of(section: &str, v: Value) -> Result<String, String> {
+    match v {
+        Value::Str(s) => Ok(String::from_utf8_lossy(&s).into_owned()),
+        other => Err(format!("--- {section}: expected a string, got {other}")),
+    }
+}
+
+/// A regex from a section value: a string is a pattern compiled with `flags` (as Test::Nginx's
+/// `qr/$pat/s`); a qr// keeps its own flags.
+fn regex_of(v: &Value, flags: &str) -> Result<Regex, String> {
+    match v {
+        Value::Str(s) => PerlRegex::new(String::from_utf8_lossy(s), flags).compile(),
+        Value::Regex(r) => r.compile(),
+        other => Err(format!("expected a pattern, got {other}")),
+    }
+}
+
+fn pattern_text(v: &Value, flags: &str) -> String {
+    match v {
+        Value::Str(s) => format!("/{}/{flags}", show(s)),
+        other => other.to_string(),
+    }
+}
+
+fn parse_seconds(t: &str) -> Option<f64> {
+    let t = t.trim();
+    if let Some(ms) = t.strip_suffix("ms") {
+        return ms.trim().parse::<f64>().ok().map(|v| v / 1000.0);
+    }
+    t.strip_suffix('s').unwrap_or(t).trim().parse().ok()
+}
+
+fn exit_text(code: Option<i32>, signal: Option<i32>) -> String {
+    match (code, signal) {
+        (Some(c), _) => format!("exit code {c}"),
+        (None, Some(s)) => format!("killed by signal {s}"),
+        _ => "unknown exit status".to_string(),
+    }
+}
+
+fn read_lines(path: &Path) -> Vec<String> {
+    fs::read(path)
+        .map(|b| {
+            String::from_utf8_lossy(&b)
+                .lines()
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Bytes as text with invisible characters escaped; newlines kept (shown as `\n` + newline).
+fn show(b: &[u8]) -> String {
+    let mut out = String::new();
+    for ch in String::from_utf8_lossy(b).chars() {
+        match ch {
+            '\n' => out.push_str("\\n\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn indent(s: &str) -> String {
+    let s = s.strip_suffix('\n').unwrap_or(s);
+    s.lines()
+        .map(|l| format!("    {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A line diff of expected vs got (`-` expected only, `+` got only), escapes shown.
+pub fn diff(want: &[u8], got: &[u8]) -> String {
+    let a: Vec<String> = show(want).lines().map(str::to_string).collect();
+    let b: Vec<String> = show(got).lines().map(str::to_string).collect();
+    let mut out = String::new();
+    if a.len() * b.len() > 4_000_000 {
+        let _ = write!(
+            out,
+            "    (too long to diff: want {} bytes, got {} bytes)",
+            want.len(),
+            got.len()
+        );
+        return out;
+    }
+    // LCS table from the end.
+    let mut t = vec![vec![0u32; b.len() + 1]; a.len() + 1];
+    for i in (0..a.len()).rev() {
+        for j in (0..b.len()).rev() {
+            t[i][j] = if a[i] == b[j] {
+                t[i + 1][j + 1] + 1
+            } else {
+                t[i + 1][j].max(t[i][j + 1])
+            };
+        }
+    }
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() || j < b.len() {
+        if i < a.len() && j < b.len() && a[i] == b[j] {
+            let _ = writeln!(out, "      {}", a[i]);
+            i += 1;
+            j += 1;
+        } else if i < a.len() && (j == b.len() || t[i + 1][j] >= t[i][j + 1]) {
+            let _ = writeln!(out, "    - {}", a[i]);
+            i += 1;
+        } else {
+            let _ = writeln!(out, "    + {}", b[j]);
+            j += 1;
+        }
+    }
+    if want.is_empty() {
+        out.push_str("    (want an empty body)\n");
+    }
+    if got.is_empty() {
+        out.push_str("    (got an empty body)\n");
+    }
+    let _ = write!(
+        out,
+        "    (- want, + got; want {} bytes, got {} bytes)",
+        want.len(),
+        got.len()
+    );
+    out
+}
