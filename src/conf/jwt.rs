@@ -1,6 +1,7 @@
 //! `auth_jwt*` directives: parsed and checked when the configuration loads, turned into one
 //! immutable [`JwtRuntime`] per location when blocks are merged.
 
+use std::rc::Rc;
 use std::sync::Arc;
 
 use gateway_core::jwt::{Alg, AlgSet, ClaimRule, KeySet, Policy};
@@ -40,7 +41,7 @@ pub struct JwtConf {
     pub claim_rules: Option<Vec<(ClaimRule, u16)>>,
     pub max_size: Option<usize>,
     /// Built by `merge` for a location where `auth_jwt` is on.
-    pub runtime: Option<Arc<JwtRuntime>>,
+    pub runtime: Option<Rc<JwtRuntime>>,
 }
 
 /// Everything the request path needs for one location, built once.
@@ -106,7 +107,7 @@ impl JwtConf {
                     .into(),
             );
         }
-        self.runtime = Some(Arc::new(JwtRuntime {
+        self.runtime = Some(Rc::new(JwtRuntime {
             realm,
             token,
             keys,

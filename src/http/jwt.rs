@@ -6,6 +6,7 @@
 //! (a `map` or `limit_req_zone` key may evaluate a claim before the access phase).
 
 use std::cell::RefCell;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -60,7 +61,7 @@ impl AuthOutcome {
 
 fn now() -> i64 {
     // SAFETY: nginx keeps `ngx_cached_time` pointing at a valid, updated time slot.
-    unsafe { (*ngx_cached_time).sec as i64 }
+    unsafe { (*ngx_cached_time).sec }
 }
 
 fn token<'r>(request: &'r Request, rt: &JwtRuntime) -> Option<&'r [u8]> {
@@ -118,9 +119,9 @@ fn verify_cached(token: &[u8], rt: &JwtRuntime, now: i64) -> Result<Arc<Verified
 pub fn authenticate<'c>(
     request: &Request,
     ctx: &'c mut RequestCtx,
-    rt: &Arc<JwtRuntime>,
+    rt: &Rc<JwtRuntime>,
 ) -> &'c AuthOutcome {
-    let rtp = Arc::as_ptr(rt);
+    let rtp = Rc::as_ptr(rt);
     if ctx.auth.as_ref().is_some_and(|a| a.runtime == rtp) {
         return ctx.auth.as_ref().expect("checked above");
     }
@@ -161,7 +162,7 @@ fn truthy(v: &[u8]) -> bool {
 pub fn access(
     request: &mut Request,
     ctx: &mut RequestCtx,
-    rt: &Arc<JwtRuntime>,
+    rt: &Rc<JwtRuntime>,
 ) -> Option<ngx_int_t> {
     let log = request.log();
     let outcome = authenticate(request, ctx, rt);

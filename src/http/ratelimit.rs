@@ -184,7 +184,7 @@ pub fn access(
             });
             if best
                 .as_ref()
-                .is_none_or(|(b, _, _)| d.remaining < b.remaining)
+                .map_or(true, |(b, _, _)| d.remaining < b.remaining)
             {
                 best = Some((d, limit, window));
             }
@@ -198,7 +198,7 @@ pub fn access(
             status = Some(RlStatus::RejectedDryRun);
             if best
                 .as_ref()
-                .is_none_or(|(b, _, _)| d.remaining <= b.remaining)
+                .map_or(true, |(b, _, _)| d.remaining <= b.remaining)
             {
                 best = Some((d, limit, window));
             }
@@ -218,10 +218,7 @@ pub fn access(
     if rejected.is_some() {
         rollback(&consumed, now);
     }
-    let (d, limit, window) = match rejected.or(best) {
-        Some(x) => x,
-        None => return None,
-    };
+    let (d, limit, window) = rejected.or(best)?;
     let status = if rejected.is_some() {
         RlStatus::Rejected
     } else {

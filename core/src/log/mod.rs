@@ -28,7 +28,9 @@ pub struct Record {
 impl Record {
     /// An empty record.
     pub fn new() -> Self {
-        Self { fields: Vec::with_capacity(24) }
+        Self {
+            fields: Vec::with_capacity(24),
+        }
     }
 
     /// Sets `name` (dotted for nesting) to `value`, replacing an earlier value of that name.
@@ -307,7 +309,10 @@ mod tests {
             r.auto("n", &bytes);
             r.set(&String::from_utf8_lossy(&bytes), Value::Str(bytes.clone()));
             let line = r.to_json();
-            assert!(serde_json::from_slice::<serde_json::Value>(&line).is_ok(), "{line:?}");
+            assert!(
+                serde_json::from_slice::<serde_json::Value>(&line).is_ok(),
+                "{line:?}"
+            );
         }
     }
 
@@ -341,7 +346,18 @@ mod tests {
         for ok in ["0", "-1", "0.005", "1e10", "2.5E-3", "123"] {
             assert!(is_json_number(ok.as_bytes()), "{ok}");
         }
-        for bad in ["", "-", "01", "1.", ".5", "0.004, 0.010", "1e", "NaN", "+1", "1 "] {
+        for bad in [
+            "",
+            "-",
+            "01",
+            "1.",
+            ".5",
+            "0.004, 0.010",
+            "1e",
+            "NaN",
+            "+1",
+            "1 ",
+        ] {
             assert!(!is_json_number(bad.as_bytes()), "{bad}");
         }
         let mut r = Record::new();
@@ -363,8 +379,12 @@ mod tests {
         let (t, s) = parse_traceparent(tp).expect("valid");
         assert_eq!(t, b"4bf92f3577b34da6a3ce929d0e0e4736");
         assert_eq!(s, b"00f067aa0ba902b7");
-        assert!(parse_traceparent(b"00-00000000000000000000000000000000-00f067aa0ba902b7-01").is_none());
-        assert!(parse_traceparent(b"00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01").is_none());
+        assert!(
+            parse_traceparent(b"00-00000000000000000000000000000000-00f067aa0ba902b7-01").is_none()
+        );
+        assert!(
+            parse_traceparent(b"00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01").is_none()
+        );
         assert!(parse_traceparent(b"garbage").is_none());
     }
 }
