@@ -166,14 +166,25 @@ pub fn set_auth_jwt(cf: &mut ngx_conf_t, c: &mut JwtConf) -> Result<(), String> 
     Ok(())
 }
 
-/// `auth_jwt_key_file file` (may repeat; the keys of all files are used)
+/// `auth_jwt_key_file file [kid=name]` (may repeat; the keys of all files are used). `kid=`
+/// names the keys of the file that have no `kid` of their own (PEM keys never do).
 pub fn set_key_file(cf: &mut ngx_conf_t, c: &mut JwtConf) -> Result<(), String> {
-    let a = args(cf)[1];
-    let path = full_path(cf, &a)?;
+    let a = args(cf).to_vec();
+    let kid = match a.get(2) {
+        None => None,
+        Some(k) => match kv(arg_str(k)?) {
+            Some(("kid", v)) if !v.is_empty() => Some(v.to_string()),
+            _ => return Err(invalid(cf, arg_str(k)?, "expected \"kid=name\"")),
+        },
+    };
+    let path = full_path(cf, &a[1])?;
     let bytes =
         std::fs::read(&path).map_err(|e| format!("cannot read key file \"{path}\": {e}"))?;
-    let set =
+    let mut set =
         KeySet::load(&bytes).map_err(|e| format!("invalid key file \"{path}\": {}", e.reason()))?;
+    if let Some(kid) = kid {
+        set.set_default_kid(&kid);
+    }
     let mut keys = c.keys.as_deref().cloned().unwrap_or_else(KeySet::new);
     keys.extend(set);
     c.keys = Some(Arc::new(keys));

@@ -103,7 +103,7 @@ pub static mut COMMANDS: [ngx_command_t; 23] = [
     ),
     command(
         ngx_string!("auth_jwt_key_file"),
-        ANY_CONF | NGX_CONF_TAKE1,
+        ANY_CONF | NGX_CONF_TAKE12,
         LOC,
         cmd_key_file,
     ),
