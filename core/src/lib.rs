@@ -6,6 +6,7 @@
 pub mod bearer;
 pub mod jwt;
 pub mod log;
+pub mod metrics;
 pub mod parse;
 pub mod ratelimit;
 pub mod reqid;

@@ -7,8 +7,9 @@ use core::ptr;
 
 use nginx_sys::{
     ngx_command_t, ngx_conf_t, ngx_http_add_variable, ngx_str_t, ngx_uint_t, NGX_CONF_1MORE,
-    NGX_CONF_2MORE, NGX_CONF_FLAG, NGX_CONF_TAKE1, NGX_CONF_TAKE12, NGX_HTTP_LOC_CONF,
-    NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF,
+    NGX_CONF_2MORE, NGX_CONF_FLAG, NGX_CONF_NOARGS, NGX_CONF_TAKE1, NGX_CONF_TAKE12,
+    NGX_CONF_TAKE2, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF,
+    NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF,
 };
 use ngx::core::{Pool, NGX_CONF_ERROR};
 use ngx::ngx_string;
@@ -16,6 +17,7 @@ use ngx::ngx_string;
 use crate::http::guard_conf;
 
 pub mod jwt;
+pub mod log;
 pub mod ratelimit;
 pub mod util;
 
@@ -30,6 +32,8 @@ pub struct LocConf {
     pub jwt: jwt::JwtConf,
     /// `rate_limit*`.
     pub rl: ratelimit::RateLimitConf,
+    /// `gateway_log*`.
+    pub log: log::LogConf,
 }
 
 impl LocConf {
@@ -39,6 +43,7 @@ impl LocConf {
             self.enabled = prev.enabled;
         }
         self.rl.merge(&prev.rl);
+        self.log.merge(&prev.log);
         self.jwt.merge(&prev.jwt)
     }
 
@@ -49,8 +54,16 @@ impl LocConf {
 }
 
 /// http-level configuration.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MainConf {
+    /// The counter layout of this configuration (`gateway_metrics`).
+    pub metrics: gateway_core::metrics::Registry,
+    /// Slots of the fixed counters.
+    pub slots: crate::http::metrics::Slots,
+    /// The `gateway_metrics` shared zone.
+    pub metrics_shm: *mut nginx_sys::ngx_shm_zone_t,
+    /// Indexes of the nginx variables the JSON record reads.
+    pub log_vars: crate::http::log::LogVars,
     /// `auth_jwt_cache size=N | off`: entries of the per-worker verified-token cache.
     pub jwt_cache: Option<usize>,
     /// `rate_limit_zone`s, allocated in the configuration pool.
@@ -88,7 +101,7 @@ const LOC: usize = NGX_HTTP_LOC_CONF_OFFSET;
 const MAIN: usize = NGX_HTTP_MAIN_CONF_OFFSET;
 
 /// The module's directive table.
-pub static mut COMMANDS: [ngx_command_t; 23] = [
+pub static mut COMMANDS: [ngx_command_t; 27] = [
     command(
         ngx_string!("gateway"),
         ANY_CONF | NGX_CONF_FLAG,
@@ -221,6 +234,30 @@ pub static mut COMMANDS: [ngx_command_t; 23] = [
         LOC,
         cmd_rl_invalid_rate,
     ),
+    command(
+        ngx_string!("gateway_log"),
+        ANY_CONF | NGX_CONF_1MORE,
+        LOC,
+        cmd_log,
+    ),
+    command(
+        ngx_string!("gateway_log_field"),
+        ANY_CONF | NGX_CONF_TAKE2,
+        LOC,
+        cmd_log_field,
+    ),
+    command(
+        ngx_string!("gateway_log_fields"),
+        ANY_CONF | NGX_CONF_1MORE,
+        LOC,
+        cmd_log_fields,
+    ),
+    command(
+        ngx_string!("gateway_metrics"),
+        NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS,
+        LOC,
+        cmd_metrics,
+    ),
     ngx_command_t::empty(),
 ];
 
@@ -266,6 +303,20 @@ directive!(cmd_require_claim, LocConf, |cf, c| jwt::set_require_claim(
 ));
 directive!(cmd_max_size, LocConf, |cf, c| jwt::set_max_size(
     cf, &mut c.jwt
+));
+directive!(cmd_metrics, LocConf, |cf, _c| {
+    let clcf =
+        <ngx::http::NgxHttpCoreModule as ngx::http::HttpModuleLocationConf>::location_conf_mut(cf)
+            .ok_or("no core location conf")?;
+    clcf.handler = Some(crate::http::metrics::metrics_handler);
+    Ok(())
+});
+directive!(cmd_log, LocConf, |cf, c| log::set_log(cf, &mut c.log));
+directive!(cmd_log_field, LocConf, |cf, c| log::set_field(
+    cf, &mut c.log
+));
+directive!(cmd_log_fields, LocConf, |cf, c| log::set_fields(
+    cf, &mut c.log
 ));
 directive!(cmd_rl_zone, MainConf, ratelimit::set_zone);
 directive!(cmd_rl, LocConf, |cf, c| ratelimit::set_limit(cf, &mut c.rl));
@@ -349,7 +400,17 @@ pub unsafe extern "C" fn create_main_conf(cf: *mut ngx_conf_t) -> *mut c_void {
     guard_conf(ptr::null_mut(), || {
         // SAFETY: nginx passes a valid configuration whose pool outlives the configuration.
         let pool = unsafe { Pool::from_ngx_pool((*cf).pool) };
-        pool.allocate(MainConf::default()).cast()
+        let mut metrics = gateway_core::metrics::Registry::new();
+        let slots = crate::http::metrics::init_registry(&mut metrics);
+        pool.allocate(MainConf {
+            metrics,
+            slots,
+            metrics_shm: ptr::null_mut(),
+            log_vars: Default::default(),
+            jwt_cache: None,
+            zones: Vec::new(),
+        })
+        .cast()
     })
 }
 

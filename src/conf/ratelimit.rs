@@ -42,6 +42,24 @@ impl Zone {
     }
 }
 
+impl Zone {
+    /// The table's counters, read under the zone's mutex (`None` before initialization).
+    pub fn stats(&self) -> Option<gateway_core::ratelimit::table::Stats> {
+        if self.region.is_null() {
+            return None;
+        }
+        let shpool = self.shpool();
+        // SAFETY: the slab pool's mutex guards the table region in the zone's shared memory.
+        unsafe {
+            nginx_sys::ngx_shmtx_lock(&mut (*shpool).mutex);
+            let region = core::slice::from_raw_parts_mut(self.region, self.region_len);
+            let s = Table::attach(region).ok().map(|t| t.stats());
+            nginx_sys::ngx_shmtx_unlock(&mut (*shpool).mutex);
+            s
+        }
+    }
+}
+
 /// The rate of a limit: fixed, or from a variable (`map $jwt_claim_plan $quota {...}`).
 #[derive(Clone, Copy, Debug)]
 pub enum RateSpec {
@@ -58,6 +76,8 @@ pub struct Limit {
     pub burst: u64,
     pub dry_run: bool,
     pub policy: String,
+    /// `gateway_rate_limit_total` slots: passed, rejected, rejected in dry run.
+    pub slots: [usize; 3],
 }
 
 /// `rate_limit_headers`.
@@ -317,7 +337,7 @@ pub fn set_limit(cf: &mut ngx_conf_t, c: &mut RateLimitConf) -> Result<(), Strin
     if burst.is_some() && algorithm == Algorithm::Sliding {
         return Err("\"burst\" applies to algorithm=token_bucket only".into());
     }
-    let mcf = GatewayModule::main_conf(cf).ok_or("no http main conf")?;
+    let mcf = GatewayModule::main_conf_mut(cf).ok_or("no http main conf")?;
     // SAFETY: zones live in the configuration pool.
     let zone = mcf
         .zones
@@ -336,13 +356,26 @@ pub fn set_limit(cf: &mut ngx_conf_t, c: &mut RateLimitConf) -> Result<(), Strin
         }
         _ => z.algorithm = Some(algorithm),
     }
+    let policy = policy.unwrap_or(zone_name.clone());
+    let mut slot = |result| {
+        mcf.metrics.slot(
+            "gateway_rate_limit_total",
+            &[
+                ("zone", &zone_name),
+                ("policy", &policy),
+                ("result", result),
+            ],
+        )
+    };
+    let slots = [slot("passed"), slot("rejected"), slot("rejected_dry_run")];
     c.limits.get_or_insert_with(Vec::new).push(Limit {
         zone,
         rate,
         algorithm,
         burst: burst.unwrap_or(0),
         dry_run,
-        policy: policy.unwrap_or(zone_name),
+        policy,
+        slots,
     });
     Ok(())
 }

@@ -17,6 +17,15 @@ pub struct RequestCtx {
 }
 
 impl RequestCtx {
+    /// The request's context if something created it.
+    pub fn get<'a>(request: &Request) -> Option<&'a mut RequestCtx> {
+        let p = request
+            .get_module_ctx::<RequestCtx>(GatewayModule::module())
+            .map(|c| c as *const RequestCtx as *mut RequestCtx)?;
+        // SAFETY: as in `get_or_create`.
+        Some(unsafe { &mut *p })
+    }
+
     /// The request's context, created on first use. `None` only when the pool is exhausted.
     ///
     /// The context lives in the request pool, not inside `Request`, so its borrow is not tied

@@ -37,6 +37,8 @@ pub struct AuthOutcome {
     pub verified: Option<Arc<Verified>>,
     /// Why the token was refused; `None` when it is valid.
     pub error: Option<JwtError>,
+    /// A valid token failed an `auth_jwt_require` check.
+    pub denied_by_requirement: bool,
 }
 
 impl AuthOutcome {
@@ -94,6 +96,7 @@ fn verify_cached(token: &[u8], rt: &JwtRuntime, now: i64) -> Result<Arc<Verified
             });
             cache.get(keyset, token, now)
         });
+        super::metrics::inc_cache(hit.is_some());
         if let Some(v) = hit {
             return Ok(v);
         }
@@ -130,6 +133,7 @@ pub fn authenticate<'c>(
             runtime: rtp,
             verified: None,
             error: Some(JwtError::Missing),
+            denied_by_requirement: false,
         },
         Some(t) => {
             let now = now();
@@ -140,12 +144,14 @@ pub fn authenticate<'c>(
                         runtime: rtp,
                         verified: Some(v),
                         error,
+                        denied_by_requirement: false,
                     }
                 }
                 Err(e) => AuthOutcome {
                     runtime: rtp,
                     verified: None,
                     error: Some(e),
+                    denied_by_requirement: false,
                 },
             }
         }
@@ -184,6 +190,9 @@ pub fn access(
             match failed {
                 None => return None,
                 Some(s) => {
+                    if let Some(a) = ctx.auth.as_mut() {
+                        a.denied_by_requirement = true;
+                    }
                     gw_log!(
                         NGX_LOG_INFO,
                         log,

@@ -7,8 +7,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use nginx_sys::{
     ngx_conf_t, ngx_cycle_t, ngx_http_handler_pt, ngx_http_phases_NGX_HTTP_ACCESS_PHASE,
-    ngx_http_request_t, ngx_int_t, ngx_log_t, ngx_str_t, ngx_table_elt_t, ngx_uint_t,
-    ngx_variable_value_t, NGX_ERROR, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_LOG_ERR, NGX_OK,
+    ngx_http_phases_NGX_HTTP_LOG_PHASE, ngx_http_request_t, ngx_int_t, ngx_log_t, ngx_str_t,
+    ngx_table_elt_t, ngx_uint_t, ngx_variable_value_t, NGX_ERROR, NGX_HTTP_INTERNAL_SERVER_ERROR,
+    NGX_LOG_ERR, NGX_OK,
 };
 use ngx::core::Status;
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule, Request};
@@ -17,6 +18,8 @@ use crate::conf::{LocConf, MainConf};
 
 mod ctx;
 pub mod jwt;
+pub mod log;
+pub mod metrics;
 pub mod ratelimit;
 pub mod variables;
 
@@ -109,6 +112,43 @@ pub unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
         }
         // SAFETY: `h` points at a freshly pushed, properly aligned element.
         unsafe { *h = Some(access_handler) };
+        let handlers = &mut cmcf.phases[ngx_http_phases_NGX_HTTP_LOG_PHASE as usize].handlers;
+        // SAFETY: as above, for the log phase.
+        let h = unsafe { nginx_sys::ngx_array_push(handlers) }.cast::<ngx_http_handler_pt>();
+        if h.is_null() {
+            return NGX_ERROR as ngx_int_t;
+        }
+        // SAFETY: as above.
+        unsafe { *h = Some(log::log_handler) };
+        let Some(mcf) = GatewayModule::main_conf_mut(cf) else {
+            return NGX_ERROR as ngx_int_t;
+        };
+        let mut index = |name: &'static str| {
+            let mut n = ngx_str_t {
+                len: name.len(),
+                data: name.as_ptr().cast_mut(),
+            };
+            // SAFETY: `cf` is the configuration being parsed; nginx resolves the index later.
+            let i = unsafe { nginx_sys::ngx_http_get_variable_index(cf, &mut n) };
+            usize::try_from(i).ok()
+        };
+        let vars = (|| {
+            Some(log::LogVars {
+                host: index("host")?,
+                upstream_addr: index("upstream_addr")?,
+                upstream_status: index("upstream_status")?,
+                upstream_response_time: index("upstream_response_time")?,
+                traceparent: index("http_traceparent")?,
+            })
+        })();
+        let Some(vars) = vars else {
+            return NGX_ERROR as ngx_int_t;
+        };
+        mcf.log_vars = vars;
+        if let Err(e) = metrics::add_zone(cf, mcf) {
+            gw_conf_err!(cf, "{}", e);
+            return NGX_ERROR as ngx_int_t;
+        }
         NGX_OK as ngx_int_t
     })
 }
@@ -122,6 +162,7 @@ pub unsafe extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
         if let Some(mcf) = GatewayModule::main_conf(cycle) {
             let size = mcf.jwt_cache.unwrap_or(jwt::DEFAULT_CACHE_SIZE);
             jwt::CACHE_SIZE.store(size, std::sync::atomic::Ordering::Relaxed);
+            metrics::attach(mcf);
         }
         NGX_OK as ngx_int_t
     })
@@ -254,20 +295,45 @@ fn reject_rate_limited(request: &mut Request, ctx: &RequestCtx, status: ngx_int_
         .as_ref()
         .map(|o| (o.policy.as_str(), o.decision.retry_after_secs()))
         .unwrap_or(("", 1));
-    let title = if status == 429 {
-        "Too Many Requests"
+    let title: &[u8] = if status == 429 {
+        b"Too Many Requests"
     } else {
-        "Request Rejected"
+        b"Request Rejected"
     };
-    let body = format!(
-        "{{\"type\":\"about:blank\",\"title\":\"{title}\",\"status\":{status},\"detail\":\"rate limit \\\"{policy}\\\" exceeded, retry in {retry} s\",\"policy\":\"{policy}\"}}\n"
+    let mut problem = gateway_core::log::Record::new();
+    problem.str("type", b"about:blank");
+    problem.str("title", title);
+    problem.int("status", status as i64);
+    problem.str(
+        "detail",
+        format!("rate limit \"{policy}\" exceeded, retry in {retry} s").as_bytes(),
     );
+    problem.str("policy", policy.as_bytes());
+    let mut body = Vec::with_capacity(200);
+    problem.write_line(&mut body);
     let r: *mut ngx_http_request_t = request.as_mut();
-    // SAFETY: `r` is the live request; the body is copied into its pool before sending, and
-    // after finalizing the request we return NGX_DONE so the phase checker does not touch it.
+    // SAFETY: `r` is the live request.
+    let rc = unsafe { send_body(r, status, "application/problem+json", &body) };
+    // SAFETY: the response is complete: finalize the request and return NGX_DONE, so the
+    // access phase checker does not touch the (possibly freed) request again.
+    unsafe { nginx_sys::ngx_http_finalize_request(r, rc) };
+    nginx_sys::NGX_DONE as ngx_int_t
+}
+
+/// Sends a complete response (status, content type, body copied into the request pool) and
+/// returns nginx's result for the caller to finalize with (a content handler returns it).
+///
+/// # Safety
+/// `r` must be a live request.
+pub unsafe fn send_body(
+    r: *mut ngx_http_request_t,
+    status: ngx_int_t,
+    content_type: &'static str,
+    body: &[u8],
+) -> ngx_int_t {
+    // SAFETY: the caller guarantees `r`; the copy lives in the request pool.
     unsafe {
-        let pool = (*r).pool;
-        let data = nginx_sys::ngx_pnalloc(pool, body.len()).cast::<u8>();
+        let data = nginx_sys::ngx_pnalloc((*r).pool, body.len().max(1)).cast::<u8>();
         if data.is_null() {
             return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
         }
@@ -277,11 +343,12 @@ fn reject_rate_limited(request: &mut Request, ctx: &RequestCtx, status: ngx_int_
             len: body.len(),
             data,
         };
-        let mut ct = ngx::ngx_string!("application/problem+json");
-        let rc = nginx_sys::ngx_http_send_response(r, status as ngx_uint_t, &mut ct, &mut cv);
-        nginx_sys::ngx_http_finalize_request(r, rc);
+        let mut ct = ngx_str_t {
+            len: content_type.len(),
+            data: content_type.as_ptr().cast_mut(),
+        };
+        nginx_sys::ngx_http_send_response(r, status as ngx_uint_t, &mut ct, &mut cv)
     }
-    nginx_sys::NGX_DONE as ngx_int_t
 }
 
 /// Points an nginx variable value at `len` bytes at `data` that live as long as the request.

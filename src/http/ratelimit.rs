@@ -176,6 +176,16 @@ pub fn access(
             gw_log!(NGX_LOG_WARN, log, "rate_limit_zone \"{}\" is full: {n} keys with live counts evicted in the last minute; make the zone larger", zone.name);
         }
         let window = (params.period_ms / 1000).max(1);
+        let dry = !d.allowed && (limit.dry_run || dry_all);
+        super::metrics::inc(
+            limit.slots[if d.allowed {
+                0
+            } else if dry {
+                2
+            } else {
+                1
+            }],
+        );
         if d.allowed {
             consumed.push(Consumed {
                 zone,
@@ -188,7 +198,7 @@ pub fn access(
             {
                 best = Some((d, limit, window));
             }
-        } else if limit.dry_run || dry_all {
+        } else if dry {
             gw_log!(
                 NGX_LOG_INFO,
                 log,

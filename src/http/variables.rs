@@ -21,6 +21,7 @@ type GetHandler =
 /// The module's variables: name, handler, flags, data passed to the handler.
 const VARIABLES: &[(ngx_str_t, GetHandler, u32, usize)] = &[
     (ngx_string!("gateway_request_id"), request_id_variable, 0, 0),
+    (ngx_string!("gateway_log_json"), log_json_variable, 0, 0),
     (
         ngx_string!("jwt_claim_"),
         jwt_claim_variable,
@@ -91,7 +92,7 @@ thread_local! {
     static REQUEST_IDS: RefCell<Option<RequestIds>> = const { RefCell::new(None) };
 }
 
-fn next_request_id() -> [u8; 32] {
+pub fn next_request_id() -> [u8; 32] {
     REQUEST_IDS.with(|g| {
         let mut g = g.borrow_mut();
         g.get_or_insert_with(|| RequestIds::from_os(std::process::id()))
@@ -283,5 +284,27 @@ unsafe extern "C" fn rate_limit_variable(
             RL_REMAINING => set_copy(request, v, o.decision.remaining.to_string().as_bytes()),
             _ => set_copy(request, v, o.policy.as_bytes()),
         }
+    })
+}
+
+/// `$gateway_log_json`: the request's JSON record (as `gateway_log` would write it for this
+/// location), for `log_format` / `access_log` users.
+unsafe extern "C" fn log_json_variable(
+    r: *mut ngx_http_request_t,
+    v: *mut ngx_variable_value_t,
+    _data: usize,
+) -> ngx_int_t {
+    guard_request(r, || {
+        // SAFETY: nginx evaluates variables for a live request.
+        let request = unsafe { Request::from_ngx_http_request(r) };
+        let (Some(lcf), Some(mcf)) = (
+            GatewayModule::location_conf(request),
+            <GatewayModule as ngx::http::HttpModuleMainConf>::main_conf(request),
+        ) else {
+            set_not_found(v);
+            return NGX_OK as ngx_int_t;
+        };
+        let json = super::log::record_line(request, lcf, mcf, true);
+        set_copy(request, v, &json)
     })
 }

@@ -1,0 +1,330 @@
+//! Counters in shared memory, shared by all workers, and the `gateway_metrics` handler.
+//!
+//! The counter layout is fixed when the configuration loads (`MainConf::metrics`); the
+//! values live in the `gateway_metrics` shared zone as an array of `u64` updated with atomic
+//! adds, so counting costs no lock. A reload with the same layout keeps the values.
+
+use core::ffi::c_void;
+use core::ptr;
+use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+
+use gateway_core::metrics::{write_labels, Family, Registry};
+use nginx_sys::{
+    ngx_conf_t, ngx_http_request_t, ngx_int_t, ngx_shared_memory_add, ngx_shm_zone_t,
+    ngx_slab_alloc, ngx_slab_pool_t, NGX_ERROR, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_LOG_NOTICE,
+    NGX_OK,
+};
+use ngx::http::{HttpModuleMainConf, Request};
+
+use super::{guard_conf, guard_request, GatewayModule};
+use crate::conf::MainConf;
+
+const MAGIC: u64 = 0x6777_6d65_7472_6963; // "gwmetric"
+const HEADER_WORDS: usize = 4; // magic, layout hash, slots in use, words in the block
+const ZONE_SIZE: usize = 256 * 1024;
+
+/// The JWT reason codes counted in `gateway_auth_total` (a closed set).
+pub const AUTH_REASONS: &[&str] = &[
+    "",
+    "missing",
+    "too_large",
+    "malformed",
+    "alg_not_allowed",
+    "unknown_key",
+    "bad_signature",
+    "expired",
+    "not_yet_valid",
+    "bad_issuer",
+    "bad_audience",
+    "bad_type",
+    "claim_mismatch",
+    "key_unavailable",
+    "requirement",
+];
+
+/// Slots of the counters every configuration has.
+#[derive(Debug, Default, Clone)]
+pub struct Slots {
+    /// `gateway_auth_total{result,reason}` by (result, reason) name.
+    pub auth: Vec<(&'static str, &'static str, usize)>,
+    pub cache_hit: usize,
+    pub cache_miss: usize,
+    pub log_write_errors: usize,
+    /// `gateway_requests_total{status}` for 1xx..5xx (index 0..4).
+    pub requests: [usize; 5],
+}
+
+/// Declares the fixed counters; rate-limit counters are added by `rate_limit` directives.
+pub fn init_registry(r: &mut Registry) -> Slots {
+    r.family(Family {
+        name: "gateway_requests_total",
+        help: "Requests logged by the gateway, by status class.",
+        kind: "counter",
+    });
+    r.family(Family {
+        name: "gateway_auth_total",
+        help: "auth_jwt decisions by result and reason code.",
+        kind: "counter",
+    });
+    r.family(Family {
+        name: "gateway_rate_limit_total",
+        help: "Rate-limit decisions by zone, policy and result.",
+        kind: "counter",
+    });
+    r.family(Family {
+        name: "gateway_jwt_cache_total",
+        help: "Verified-token cache lookups by result.",
+        kind: "counter",
+    });
+    r.family(Family {
+        name: "gateway_log_write_errors_total",
+        help: "Failed writes of gateway_log records.",
+        kind: "counter",
+    });
+    let mut s = Slots::default();
+    for (i, class) in ["1xx", "2xx", "3xx", "4xx", "5xx"].iter().enumerate() {
+        s.requests[i] = r.slot("gateway_requests_total", &[("status", class)]);
+    }
+    for reason in AUTH_REASONS {
+        let result = match *reason {
+            "" => "valid",
+            "missing" => "missing",
+            "key_unavailable" => "error",
+            "requirement" | "claim_mismatch" => "forbidden",
+            _ => "invalid",
+        };
+        let slot = r.slot(
+            "gateway_auth_total",
+            &[("result", result), ("reason", reason)],
+        );
+        s.auth.push((result, reason, slot));
+    }
+    s.cache_hit = r.slot("gateway_jwt_cache_total", &[("result", "hit")]);
+    s.cache_miss = r.slot("gateway_jwt_cache_total", &[("result", "miss")]);
+    s.log_write_errors = r.slot("gateway_log_write_errors_total", &[]);
+    s
+}
+
+static COUNTERS: AtomicPtr<AtomicU64> = AtomicPtr::new(ptr::null_mut());
+static COUNTERS_LEN: AtomicUsize = AtomicUsize::new(0);
+/// Slots of counters bumped where no configuration is at hand (set by `attach`).
+static CACHE_HIT: AtomicUsize = AtomicUsize::new(usize::MAX);
+static CACHE_MISS: AtomicUsize = AtomicUsize::new(usize::MAX);
+static LOG_WRITE_ERRORS: AtomicUsize = AtomicUsize::new(usize::MAX);
+
+/// Counts a verified-token cache lookup.
+pub fn inc_cache(hit: bool) {
+    inc(if hit { &CACHE_HIT } else { &CACHE_MISS }.load(Ordering::Relaxed));
+}
+
+/// Counts a failed log write.
+pub fn inc_log_write_error() {
+    inc(LOG_WRITE_ERRORS.load(Ordering::Relaxed));
+}
+
+/// Adds 1 to a counter (no-op before the zone is attached).
+pub fn inc(slot: usize) {
+    let p = COUNTERS.load(Ordering::Relaxed);
+    if !p.is_null() && slot < COUNTERS_LEN.load(Ordering::Relaxed) {
+        // SAFETY: `p` points at `COUNTERS_LEN` u64 slots in the shared zone, mapped for the
+        // life of the process; atomics make concurrent increments from all workers exact.
+        unsafe { (*p.add(slot)).fetch_add(1, Ordering::Relaxed) };
+    }
+}
+
+fn values() -> Vec<u64> {
+    let p = COUNTERS.load(Ordering::Relaxed);
+    let n = COUNTERS_LEN.load(Ordering::Relaxed);
+    if p.is_null() {
+        return Vec::new();
+    }
+    // SAFETY: as in `inc`.
+    (0..n)
+        .map(|i| unsafe { (*p.add(i)).load(Ordering::Relaxed) })
+        .collect()
+}
+
+/// Adds the `gateway_metrics` shared zone (called once the registry is complete).
+pub fn add_zone(cf: &mut ngx_conf_t, mcf: &mut MainConf) -> Result<(), String> {
+    let need = (HEADER_WORDS + mcf.metrics.len()) * 8 * 2 + 16 * 4096;
+    let size = need.max(ZONE_SIZE).next_multiple_of(4096);
+    let mut name = ngx::ngx_string!("gateway_metrics");
+    // SAFETY: `cf` is the configuration being parsed; the module static lives forever.
+    let shm = unsafe {
+        ngx_shared_memory_add(
+            cf,
+            &mut name,
+            size,
+            ptr::addr_of_mut!(crate::ngx_http_gateway_module).cast(),
+        )
+    };
+    if shm.is_null() {
+        return Err("cannot add the gateway_metrics shared zone".into());
+    }
+    // SAFETY: `shm` was just returned by nginx; `mcf` lives in the configuration pool.
+    unsafe {
+        (*shm).init = Some(init_zone);
+        (*shm).data = (mcf as *mut MainConf).cast();
+        (*shm).noreuse = 0;
+    }
+    mcf.metrics_shm = shm;
+    Ok(())
+}
+
+/// The counter array: a block of the zone's slab pool, recorded in the pool's `data`.
+fn zone_words(shm: *mut ngx_shm_zone_t) -> *mut u64 {
+    // SAFETY: nginx initialized the zone as a slab pool; `data` is null or our block.
+    unsafe {
+        (*(*shm).shm.addr.cast::<ngx_slab_pool_t>())
+            .data
+            .cast::<u64>()
+    }
+}
+
+unsafe extern "C" fn init_zone(shm: *mut ngx_shm_zone_t, _old: *mut c_void) -> ngx_int_t {
+    guard_conf(NGX_ERROR as ngx_int_t, || {
+        // SAFETY: `data` is the MainConf registered in `add_zone`.
+        let mcf = unsafe { &*(*shm).data.cast::<MainConf>() };
+        let n = mcf.metrics.len();
+        let hash = mcf.metrics.layout_hash();
+        let shpool = unsafe { (*shm).shm.addr.cast::<ngx_slab_pool_t>() };
+        let mut words = zone_words(shm);
+        // SAFETY: a reused zone keeps its block (with room for `cap` words, recorded in the
+        // header); a new one gets a fresh block. Init runs in the master before any worker
+        // exists, so plain writes are fine.
+        unsafe {
+            let cap = if words.is_null() {
+                0
+            } else {
+                *words.add(3) as usize
+            };
+            if words.is_null() || cap < HEADER_WORDS + n {
+                let want = (HEADER_WORDS + n).max(ZONE_SIZE / 16);
+                words = ngx_slab_alloc(shpool, want * 8).cast::<u64>();
+                if words.is_null() {
+                    return NGX_ERROR as ngx_int_t;
+                }
+                ptr::write_bytes(words, 0, want);
+                *words.add(3) = want as u64;
+                (*shpool).data = words.cast();
+            }
+            let same = *words == MAGIC && *words.add(1) == hash && *words.add(2) == n as u64;
+            if !same {
+                if *words == MAGIC {
+                    let log = ngx::log::ngx_cycle_log().as_ptr();
+                    gw_log!(
+                        NGX_LOG_NOTICE,
+                        log,
+                        "metrics layout changed, counters start from zero"
+                    );
+                }
+                ptr::write_bytes(words, 0, HEADER_WORDS + n);
+                *words = MAGIC;
+                *words.add(1) = hash;
+                *words.add(2) = n as u64;
+            }
+        }
+        NGX_OK as ngx_int_t
+    })
+}
+
+/// Per worker: points `inc` at this configuration's counters.
+pub fn attach(mcf: &MainConf) {
+    if mcf.metrics_shm.is_null() {
+        return;
+    }
+    let words = zone_words(mcf.metrics_shm);
+    if words.is_null() {
+        return;
+    }
+    // SAFETY: the counters follow the header words inside the zone's block.
+    let p = unsafe { words.add(HEADER_WORDS) }.cast::<AtomicU64>();
+    COUNTERS.store(p, Ordering::Relaxed);
+    COUNTERS_LEN.store(mcf.metrics.len(), Ordering::Relaxed);
+    CACHE_HIT.store(mcf.slots.cache_hit, Ordering::Relaxed);
+    CACHE_MISS.store(mcf.slots.cache_miss, Ordering::Relaxed);
+    LOG_WRITE_ERRORS.store(mcf.slots.log_write_errors, Ordering::Relaxed);
+}
+
+/// Counts one request in the log phase: status class and auth decision.
+pub fn count_request(mcf: &MainConf, status: usize, auth: Option<(&str, &str)>) {
+    if (100..600).contains(&status) {
+        inc(mcf.slots.requests[status / 100 - 1]);
+    }
+    if let Some((result, reason)) = auth {
+        if let Some((_, _, slot)) = mcf
+            .slots
+            .auth
+            .iter()
+            .find(|(r, c, _)| *r == result && *c == reason)
+        {
+            inc(*slot);
+        }
+    }
+}
+
+/// Per-zone gauges read at scrape time: capacity, keys in use, evictions.
+fn zone_lines(mcf: &MainConf) -> String {
+    let mut out = String::new();
+    let families = [
+        (
+            "gateway_rate_limit_zone_keys",
+            "Keys held by the rate-limit zone.",
+            "gauge",
+        ),
+        (
+            "gateway_rate_limit_zone_capacity",
+            "Keys the rate-limit zone can hold.",
+            "gauge",
+        ),
+        (
+            "gateway_rate_limit_zone_evictions_total",
+            "Keys with live counts evicted because the zone was full.",
+            "counter",
+        ),
+    ];
+    let stats: Vec<_> = mcf
+        .zones
+        .iter()
+        // SAFETY: zones live in the configuration pool.
+        .filter_map(|z| unsafe { (**z).stats().map(|s| ((**z).name.clone(), s)) })
+        .collect();
+    if stats.is_empty() {
+        return out;
+    }
+    for (i, (name, help, kind)) in families.iter().enumerate() {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+        for (zone, s) in &stats {
+            out.push_str(name);
+            write_labels(&mut out, &[("zone", zone.clone())]);
+            let v = match i {
+                0 => u64::from(s.used),
+                1 => u64::from(s.capacity),
+                _ => s.evictions,
+            };
+            out.push_str(&format!(" {v}\n"));
+        }
+    }
+    out
+}
+
+/// Content handler of `gateway_metrics`: the Prometheus text exposition.
+pub unsafe extern "C" fn metrics_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
+    guard_request(r, || {
+        // SAFETY: nginx calls content handlers with a live request.
+        let request = unsafe { Request::from_ngx_http_request(r) };
+        let Some(mcf) = GatewayModule::main_conf(request) else {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+        };
+        let body = mcf.metrics.render(&values(), &zone_lines(mcf));
+        // SAFETY: `r` is live; the body is copied into its pool by `send_body`.
+        unsafe {
+            super::send_body(
+                r,
+                200,
+                "text/plain; version=0.0.4; charset=utf-8",
+                body.as_bytes(),
+            )
+        }
+    })
+}
