@@ -42,21 +42,182 @@ class Case:
     """
 
     def __init__(self, name, location, http="", module=False, headers=(), lua=None,
-                 baseline=None, note=""):
+                 baseline=None, note="", group="core", nginx=None, main="", target=None,
+                 extra_locations=""):
         self.name, self.location, self.http = name, location, http
         self.module, self.headers, self.lua = module, list(headers), lua
-        self.baseline, self.note = baseline, note
+        self.baseline, self.note, self.group = baseline, note, group
+        self.nginx, self.main = nginx, main
+        # target: (max extra us/request over the baseline, min r/s ratio) or None
+        self.target = target
+        self.extra_locations = extra_locations
         self.rps, self.us = [], []
 
 
+ALGS = {
+    "HS256": ("hs256.jwk", "hs256"), "HS384": ("hs384.jwk", "hs384"),
+    "HS512": ("hs512.jwk", "hs512"), "RS256": ("rsa2048.key.pem", "rsa2048"),
+    "RS384": ("rsa2048.key.pem", "rsa2048"), "RS512": ("rsa2048.key.pem", "rsa2048"),
+    "PS256": ("rsa2048.key.pem", "rsa2048"), "PS384": ("rsa2048.key.pem", "rsa2048"),
+    "PS512": ("rsa2048.key.pem", "rsa2048"), "ES256": ("ec256.key.pem", "ec256"),
+    "ES384": ("ec384.key.pem", "ec384"), "EdDSA": ("ed25519.key.pem", "ed25519"),
+}
+# Claims padded so the Authorization header is about 600 bytes, as in the brief.
+CLAIMS = ('{"sub":"user-%d","iss":"https://idp.example.com/","aud":"api","exp":4102444800,'
+          '"scope":"orders:read orders:write profile email","plan":"gold",'
+          '"realm_access":{"roles":["user","reader","writer"]},"pad":"%s"}')
+
+
+def mint(args, alg, n=1, pad=200):
+    """n tokens for alg (distinct subjects), minted by gw-jwt with the test keys."""
+    key, kid = ALGS[alg]
+    out = []
+    for i in range(n):
+        out.append(subprocess.run(
+            [args.gwjwt, "sign", "--key", os.path.join(ROOT, "t/keys", key), "--alg", alg,
+             "--kid", kid, "--claims", CLAIMS % (i, "x" * pad)],
+            capture_output=True, text=True, check=True).stdout.strip())
+    return out
+
+
+def lua_cycle(args, tokens, header="Authorization", prefix="Bearer "):
+    """A wrk script sending a different header value on every request."""
+    path = os.path.join(args.workdir, f"cycle-{len(os.listdir(args.workdir))}.lua")
+    with open(path, "w") as f:
+        f.write("local v = {\n")
+        for t in tokens:
+            f.write(f'  "{prefix}{t}",\n')
+        f.write("}\nlocal i = 0\nrequest = function()\n  i = i % #v + 1\n")
+        f.write(f'  return wrk.format(nil, nil, {{["{header}"] = v[i]}})\nend\n')
+    return path
+
+
+KEYS_ALL = "auth_jwt_key_file %s/t/keys/jwks.json; auth_jwt_key_file %s/t/keys/hmac.jwks;" % (ROOT, ROOT)
+JSON_FIELDS = ('\'{"ts":"$time_iso8601","request_id":"$request_id","client_ip":"$remote_addr",'
+               '"method":"$request_method","host":"$host","path":"$uri","status":$status,'
+               '"bytes_sent":$bytes_sent,"request_time":$request_time,'
+               '"upstream_addr":"$upstream_addr","upstream_status":"$upstream_status",'
+               '"upstream_response_time":"$upstream_response_time",'
+               '"user_agent":"$http_user_agent"}\'')
+
+
 def cases(args):
-    return [
+    c = [
         Case("plain", "empty_gif;", note="nginx, module not loaded"),
         Case("loaded", "gateway off; empty_gif;", module=True, baseline="plain",
-             note="module loaded, gateway off"),
+             note="module loaded, gateway off", target=(0.5, None)),
         Case("gateway_on", "gateway on; empty_gif;", module=True, baseline="plain",
-             note="module loaded, access handler runs"),
+             note="module loaded, access + log handlers run", target=(0.5, None)),
     ]
+    wanted = set(args.groups)
+    if wanted & {"jwt", "jwt-all", "pipeline"}:
+        hs = mint(args, "HS256")[0]
+        c.append(Case("header", "empty_gif;", module=True, headers=[f"Authorization: Bearer {hs}"],
+                      group="jwt", note="same ~600-byte Authorization header, no auth_jwt"))
+    algs = list(ALGS) if "jwt-all" in wanted else ["HS256", "RS256", "ES256", "EdDSA"]
+    if wanted & {"jwt", "jwt-all"}:
+        cycle_base = None
+        for alg in algs:
+            tok = mint(args, alg)[0]
+            c.append(Case(f"jwt_{alg}_hit", f'auth_jwt "b"; {KEYS_ALL} empty_gif;', module=True,
+                          headers=[f"Authorization: Bearer {tok}"], baseline="header", group="jwt",
+                          note=f"{alg}, same token repeated (cache hits)", target=(1.5, 0.90)))
+        if args.uncached:
+            many = {alg: mint(args, alg, args.tokens) for alg in algs}
+            lua = lua_cycle(args, many["HS256"])
+            c.append(Case("header_cycle", "empty_gif;", module=True, lua=lua, group="jwt",
+                          note=f"{args.tokens} different ~600-byte Authorization headers, no auth_jwt"))
+            for alg in algs:
+                lua = lua_cycle(args, many[alg])
+                c.append(Case(f"jwt_{alg}_new", f'auth_jwt "b"; {KEYS_ALL} empty_gif;', module=True,
+                              lua=lua, baseline="header_cycle", group="jwt",
+                              note=f"{alg}, a new token every request (no cache hits)",
+                              target=("ring+5", alg)))
+    if "ratelimit" in wanted:
+        http = ("rate_limit_zone $binary_remote_addr zone=one:10m;\n"
+                "    rate_limit_zone $http_x_key zone=many:16m;\n"
+                "    limit_req_zone $binary_remote_addr zone=lr:10m rate=100000000r/s;")
+        c.append(Case("limit_req", "limit_req zone=lr burst=100000 nodelay; empty_gif;",
+                      http=http, module=True, group="ratelimit", baseline="loaded",
+                      note="nginx's limit_req, one key"))
+        c.append(Case("rate_limit", "rate_limit zone=one rate=4000000000r/s; empty_gif;",
+                      http=http, module=True, group="ratelimit", baseline="limit_req",
+                      note="rate_limit sliding, one key"))
+        c.append(Case("rate_limit_2", "rate_limit zone=one rate=4000000000r/s; "
+                      "rate_limit zone=one rate=4000000000r/h policy=h; empty_gif;",
+                      http=http, module=True, group="ratelimit", baseline="limit_req",
+                      note="two limits on one request"))
+        keys = [f"key-{i}" for i in range(100000)]
+        c.append(Case("rate_limit_100k", "rate_limit zone=many rate=4000000000r/s; empty_gif;",
+                      http=http, module=True, group="ratelimit", baseline="limit_req",
+                      lua=lua_cycle(args, keys, header="X-Key", prefix=""),
+                      note="rate_limit, 100,000 distinct keys"))
+    if wanted & {"log", "pipeline"}:
+        lf = f"log_format j escape=json {JSON_FIELDS};"
+        c.append(Case("access_log_json", "empty_gif;", module=True, group="log",
+                      http=f"{lf}\n    access_log logs/access.json j buffer=64k flush=1s;",
+                      baseline="loaded", note="nginx access_log, 13-field log_format escape=json"))
+        c.append(Case("gateway_log", "empty_gif;", module=True, group="log",
+                      http="gateway_log logs/gw.json buffer=64k flush=1s;", baseline="access_log_json",
+                      note="gateway_log, default record", target=(0.0, None)))
+    if "pipeline" in wanted:
+        hs = mint(args, "HS256")[0]
+        lf = f"log_format j escape=json {JSON_FIELDS};"
+        c.append(Case("pipe_base", "empty_gif;", group="pipeline",
+                      http=f"{lf}\n    access_log logs/access.json j buffer=64k flush=1s;",
+                      headers=[f"Authorization: Bearer {hs}"],
+                      note="plain nginx, same header, nginx's JSON access log"))
+        c.append(Case("pipeline", f'auth_jwt "b"; {KEYS_ALL} rate_limit zone=sub rate=4000000000r/s; '
+                      'rate_limit zone=ip rate=4000000000r/h; empty_gif;', module=True,
+                      group="pipeline", headers=[f"Authorization: Bearer {hs}"], baseline="pipe_base",
+                      http=("rate_limit_zone $jwt_claim_sub zone=sub:10m;\n"
+                            "    rate_limit_zone $binary_remote_addr zone=ip:10m;\n"
+                            "    gateway_log logs/gw.json buffer=64k flush=1s;"),
+                      note="JWT cache hit + 2 limits + gateway_log + metrics", target=(5.0, None)))
+    if "njs" in wanted:
+        c += njs_cases(args)
+    return [x for x in c if x.group == "core" or x.group in wanted
+            or (x.group == "jwt" and "jwt-all" in wanted)]
+
+
+def njs_cases(args):
+    """The njs way of checking a JWT, written as a user would, on Debian's nginx (njs is
+    packaged for it), against ngx-gateway built for the same nginx."""
+    if not (args.debian_nginx and args.debian_module):
+        print("skipping njs cases: no Debian nginx/module given", file=sys.stderr)
+        return []
+    js = os.path.join(ROOT, "scripts", "bench-njs", "jwt.js")
+    secret_hex = args.hs256_secret_hex
+    main = "load_module /usr/lib/nginx/modules/ngx_http_js_module.so;"
+    http = f'js_path {os.path.dirname(js)}; js_import jwt from jwt.js; js_set $jwt_hs256_ok jwt.hs256;'
+    hs = mint(args, "HS256")[0]
+    rs = mint(args, "RS256")[0]
+    d, m = args.debian_nginx, args.debian_module
+    pem = os.path.join(ROOT, "t/keys/rsa2048.pub.pem")
+    out = []
+    out.append(Case("deb_header", "empty_gif;", nginx=d, headers=[f"Authorization: Bearer {hs}"],
+                    group="njs", note="Debian nginx 1.22, header, no auth"))
+    out.append(Case("njs_HS256", f'set $hs_secret "{secret_hex}"; if ($jwt_hs256_ok != 1) {{ return 401; }} empty_gif;',
+                    nginx=d, main=main, http=http, headers=[f"Authorization: Bearer {hs}"],
+                    group="njs", baseline="deb_header", note="njs js_set + crypto.createHmac"))
+    out.append(Case("gw_deb_HS256", f'auth_jwt "b"; auth_jwt_key_file {ROOT}/t/keys/hs256.jwk; empty_gif;',
+                    nginx=d, module=m, headers=[f"Authorization: Bearer {hs}"], group="njs",
+                    baseline="njs_HS256", note="ngx-gateway on Debian nginx, HS256 (cache hits)"))
+    out.append(Case("gw_deb_HS256_nocache", f'auth_jwt "b"; auth_jwt_key_file {ROOT}/t/keys/hs256.jwk; empty_gif;',
+                    nginx=d, module=m, http="auth_jwt_cache off;", headers=[f"Authorization: Bearer {hs}"],
+                    group="njs", baseline="njs_HS256", note="ngx-gateway on Debian nginx, HS256, cache off"))
+    out.append(Case("njs_RS256", f'auth_request /_verify; empty_gif;',
+                    nginx=d, main=main, headers=[f"Authorization: Bearer {rs}"], group="njs",
+                    http=http + f'\n    js_var $rs_pem_path {pem};',
+                    baseline="deb_header", note="njs crypto.subtle.verify behind auth_request",
+                    extra_locations="location = /_verify { internal; js_content jwt.rs256; }"))
+    out.append(Case("gw_deb_RS256", f'auth_jwt "b"; auth_jwt_key_file {ROOT}/t/keys/rsa2048.jwk; empty_gif;',
+                    nginx=d, module=m, headers=[f"Authorization: Bearer {rs}"], group="njs",
+                    baseline="njs_RS256", note="ngx-gateway on Debian nginx, RS256 (cache hits)"))
+    out.append(Case("gw_deb_RS256_nocache", f'auth_jwt "b"; auth_jwt_key_file {ROOT}/t/keys/rsa2048.jwk; empty_gif;',
+                    nginx=d, module=m, http="auth_jwt_cache off;", headers=[f"Authorization: Bearer {rs}"],
+                    group="njs", baseline="njs_RS256", note="ngx-gateway on Debian nginx, RS256, cache off"))
+    return out
 
 
 class Nginx:
@@ -65,7 +226,9 @@ class Nginx:
         self.port = free_port()
         os.makedirs(os.path.join(self.dir, "logs"))
         os.makedirs(os.path.join(self.dir, "conf"))
-        load = f"load_module {args.module};\n" if case.module else ""
+        module = case.module if isinstance(case.module, str) else args.module
+        load = f"load_module {module};\n" if case.module else ""
+        load += case.main + "\n"
         conf = f"""{load}
 daemon off;
 master_process on;
@@ -82,13 +245,15 @@ http {{
     server {{
         listen 127.0.0.1:{self.port} reuseport backlog=4096;
         location /bench {{ {case.location} }}
+        {getattr(case, "extra_locations", "")}
     }}
 }}
 """
         with open(os.path.join(self.dir, "conf", "nginx.conf"), "w") as f:
             f.write(conf)
         self.proc = subprocess.Popen(
-            ["taskset", "-c", "0", args.nginx, "-p", self.dir + "/", "-c", "conf/nginx.conf"],
+            ["taskset", "-c", "0", case.nginx or args.nginx, "-p", self.dir + "/", "-c",
+             "conf/nginx.conf"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.time() + 10
         while time.time() < deadline:
@@ -146,6 +311,19 @@ def run_wrk(args, case, port):
     return int(m.group(1)), float(rps.group(1)), int(non2xx.group(1)) if non2xx else 0
 
 
+def ring_times(args):
+    """ring's own verify time per algorithm, measured now by gw-jwt bench."""
+    out = subprocess.run(["taskset", "-c", "0", args.gwjwt, "bench", "--keys",
+                          os.path.join(ROOT, "t/keys"), "--seconds", "0.3"],
+                         capture_output=True, text=True).stdout
+    ring = {}
+    for line in out.splitlines():
+        f = line.split()
+        if len(f) >= 3 and f[0] in ALGS:
+            ring[f[0]] = float(f[2])
+    return ring
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--nginx", required=True)
@@ -154,11 +332,23 @@ def main():
     ap.add_argument("--duration", type=int, default=4)
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--cases", default="")
+    ap.add_argument("--groups", default="core,jwt,ratelimit,log,pipeline",
+                    help="core, jwt (4 algorithms), jwt-all (12), ratelimit, log, pipeline, njs")
+    ap.add_argument("--gwjwt", required=True)
+    ap.add_argument("--tokens", type=int, default=3000,
+                    help="distinct tokens cycled in the no-cache cases (> the 1024-entry cache)")
+    ap.add_argument("--no-uncached", dest="uncached", action="store_false")
+    ap.add_argument("--debian-nginx", default="")
+    ap.add_argument("--debian-module", default="")
+    ap.add_argument("--hs256-secret-hex", default="")
     args = ap.parse_args()
+    args.groups = args.groups.split(",")
+    args.workdir = tempfile.mkdtemp(prefix="gw-bench-lua-")
+    ring = ring_times(args)
     all_cases = cases(args)
     if args.cases:
         wanted = set(args.cases.split(","))
-        all_cases = [c for c in all_cases if c.name in wanted or c.baseline is None]
+        all_cases = [c for c in all_cases if c.name in wanted]
     if os.cpu_count() < 2:
         print("warning: fewer than 2 CPUs; nginx and wrk will share one", file=sys.stderr)
 
@@ -183,22 +373,39 @@ def main():
     print()
     print(f"ngx-gateway bench: {args.repeat} rounds x {args.duration}s, wrk -t1 -c{args.connections}, "
           f"nginx 1 worker on CPU 0, wrk on CPU 1")
-    hdr = f"{'case':<18} {'req/s median':>12} {'(min-max)':>19} {'us/req median':>13} " \
-          f"{'(min-max)':>13} {'vs baseline':>24}"
+    hdr = f"{'case':<22} {'req/s median':>12} {'(min-max)':>19} {'us/req median':>13} " \
+          f"{'(min-max)':>13} {'vs baseline':>26} {'target':>22}"
     print(hdr)
     print("-" * len(hdr))
+    misses = []
     for c in all_cases:
         rm, um = statistics.median(c.rps), statistics.median(c.us)
-        rel = ""
+        rel, tgt = "", ""
         if c.baseline and c.baseline in by_name:
             b = by_name[c.baseline]
-            rel = (f"{rm / statistics.median(b.rps) * 100:5.1f}% r/s, "
-                   f"{um - statistics.median(b.us):+5.2f} us")
-        print(f"{c.name:<18} {rm:>12.0f} {min(c.rps):>9.0f}-{max(c.rps):<9.0f} {um:>13.2f} "
-              f"{min(c.us):>6.2f}-{max(c.us):<6.2f} {rel:>24}")
+            ratio = rm / statistics.median(b.rps)
+            extra = um - statistics.median(b.us)
+            rel = f"{ratio * 100:6.1f}% r/s, {extra:+6.2f} us"
+            if c.target:
+                max_us, min_ratio = c.target
+                if max_us == "ring+5":
+                    max_us = ring.get(min_ratio, 0.0) + 5.0
+                    min_ratio = None
+                ok = extra <= max_us and (min_ratio is None or ratio >= min_ratio)
+                tgt = f"<= +{max_us:.2f} us" + (f", >= {min_ratio:.0%}" if min_ratio else "")
+                tgt += " ok" if ok else " MISS"
+                if not ok:
+                    misses.append(c.name)
+        print(f"{c.name:<22} {rm:>12.0f} {min(c.rps):>9.0f}-{max(c.rps):<9.0f} {um:>13.2f} "
+              f"{min(c.us):>6.2f}-{max(c.us):<6.2f} {rel:>26} {tgt:>22}")
     print()
     for c in all_cases:
         print(f"  {c.name}: {c.note}" + (f" (baseline: {c.baseline})" if c.baseline else ""))
+    if ring:
+        print("\nring alone, single core (us/verify): "
+              + ", ".join(f"{a} {t:.1f}" for a, t in ring.items()))
+    if misses:
+        print("\ntargets missed: " + ", ".join(misses))
 
 
 if __name__ == "__main__":
