@@ -47,10 +47,11 @@ vendored_nginx() {
 }
 
 # Builds the module against the vendored nginx; prints the path of the .so (named as users
-# load it).
+# load it). GW_FEATURES adds cargo features (scripts/test uses test-hooks).
 build_vendored() {
   ensure_rust
-  (cd "$GW_ROOT" && cargo build --release --quiet) || die "cargo build failed"
+  (cd "$GW_ROOT" && cargo build --release --quiet ${GW_FEATURES:+--features "$GW_FEATURES"}) \
+    || die "cargo build failed"
   mkdir -p "$GW_ROOT/target/vendored"
   cp "$GW_ROOT/target/release/libngx_http_gateway_module.so" \
      "$GW_ROOT/target/vendored/ngx_http_gateway_module.so"

@@ -326,6 +326,8 @@ pub unsafe extern "C" fn log_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
         let Some(mcf) = GatewayModule::main_conf(request) else {
             return NGX_DECLINED as ngx_int_t;
         };
+        #[cfg(feature = "test-hooks")]
+        super::test_hooks::maybe_panic(request, "log");
         let ctx = RequestCtx::get(request);
         super::metrics::count_request(mcf, status(request), auth_result(ctx.as_deref()));
         let Some(lcf) = GatewayModule::location_conf(request) else {

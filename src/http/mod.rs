@@ -48,7 +48,17 @@ fn install_panic_hook() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         std::panic::set_hook(Box::new(|info| {
-            let msg = info.to_string();
+            // One line for nginx's error log: "message (at file:line)".
+            let payload = info.payload();
+            let text = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_string());
+            let msg = match info.location() {
+                Some(l) => format!("{} (at {}:{})", text.replace('\n', " "), l.file(), l.line()),
+                None => text.replace('\n', " "),
+            };
             LAST_PANIC.with(|p| *p.borrow_mut() = msg);
         }));
     });
@@ -181,6 +191,8 @@ unsafe extern "C" fn access_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
             return Status::NGX_DECLINED.into();
         }
         gw_debug!(request, "access phase: enabled");
+        #[cfg(feature = "test-hooks")]
+        test_hooks::maybe_panic(request, "access");
         let Some(ctx) = RequestCtx::get_or_create(request) else {
             return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
         };
@@ -224,6 +236,25 @@ pub fn push_header(
             data,
         };
         Some(h)
+    }
+}
+
+/// Test-only trigger of the panic boundary (feature `test-hooks`, built by `scripts/test`
+/// only): a request header `X-Gateway-Test-Panic: <entry point>` makes that entry point
+/// panic, so the suite can prove a panic answers 500, logs `[error]` and leaves the worker up.
+#[cfg(feature = "test-hooks")]
+pub mod test_hooks {
+    use ngx::http::Request;
+
+    pub fn maybe_panic(request: &Request, point: &str) {
+        for h in request.headers_in_iterator() {
+            let name = h.0.as_bytes();
+            if name.eq_ignore_ascii_case(b"x-gateway-test-panic")
+                && h.1.as_bytes() == point.as_bytes()
+            {
+                panic!("gateway test panic in {point}");
+            }
+        }
     }
 }
 

@@ -109,6 +109,8 @@ unsafe extern "C" fn request_id_variable(
     guard_request(r, || {
         // SAFETY: nginx evaluates variables for a live request.
         let request = unsafe { Request::from_ngx_http_request(r) };
+        #[cfg(feature = "test-hooks")]
+        super::test_hooks::maybe_panic(request, "variable");
         let Some(ctx) = RequestCtx::get_or_create(request) else {
             set_not_found(v);
             return NGX_ERROR as ngx_int_t;
