@@ -123,7 +123,9 @@ pub fn access(
     conf: &RateLimitConf,
 ) -> Option<ngx_int_t> {
     let limits = conf.limits.as_deref().unwrap_or_default();
-    if limits.is_empty() {
+    if limits.is_empty() || ctx.rate_limit.is_some() {
+        // Limits apply once per request: after an internal redirect (index, try_files,
+        // error_page of a rejection...) the decision already made stands, as with limit_req.
         return None;
     }
     let now = now_ms();
