@@ -292,7 +292,12 @@ pub fn set_limit(cf: &mut ngx_conf_t, c: &mut RateLimitConf) -> Result<(), Strin
                 rate = Some(RateSpec::Variable(compile_cv(cf, &value)?));
             }
             b"rate" => rate = Some(RateSpec::Fixed(parse_rate(val).map_err(|e| e.to_string())?)),
-            b"burst" => burst = Some(parse_number(val).map_err(|e| e.to_string())?),
+            b"burst" => {
+                burst =
+                    Some(parse_number(val).map_err(|_| {
+                        invalid(cf, s, "\"burst\" must be a whole number of requests")
+                    })?)
+            }
             b"algorithm" => {
                 algorithm = Algorithm::parse(val)
                     .ok_or_else(|| invalid(cf, s, "must be \"sliding\" or \"token_bucket\""))?
