@@ -175,7 +175,13 @@ pub fn access(
             continue;
         };
         if let Some(n) = evicted {
-            gw_log!(NGX_LOG_WARN, log, "rate_limit_zone \"{}\" is full: {n} keys with live counts evicted in the last minute; make the zone larger", zone.name);
+            gw_log!(
+                NGX_LOG_WARN,
+                log,
+                "rate_limit_zone \"{}\" is full: {n} key{} with live counts evicted since the last report (reported at most once a minute); make the zone larger",
+                zone.name,
+                if n == 1 { "" } else { "s" }
+            );
         }
         let window = (params.period_ms / 1000).max(1);
         if d.allowed {
