@@ -11,6 +11,13 @@ run_tests();
 __DATA__
 
 === TEST 1: concurrent phase: {i} numbers the requests, statuses are counted exactly, both workers answer
+--- http_config
+    # reuseport on the test port (the runner's own listen has no options): the kernel spreads
+    # the connections over both workers, so X-Pid >= 2 is not left to chance.
+    server {
+        listen 127.0.0.1:$TEST_NGINX_SERVER_PORT reuseport;
+        server_name reuseport.invalid;
+    }
 --- config
     location /t {
         add_header X-Pid $pid always;

@@ -19,6 +19,12 @@ __DATA__
 
 === TEST 1: exactness: 400 requests over 50 connections against 100r/h (sliding) let exactly 100 through, both workers serving
 --- http_config
+    # reuseport on the test port (the runner's own listen has no options): the kernel spreads
+    # the connections over both workers, so X-Pid >= 2 is not left to chance.
+    server {
+        listen 127.0.0.1:$TEST_NGINX_SERVER_PORT reuseport;
+        server_name reuseport.invalid;
+    }
     rate_limit_zone $host zone=exact:1m;
 --- config
     location /t {
@@ -45,6 +51,12 @@ X-Pid >= 2
 
 === TEST 2: exactness: token bucket 10r/h burst=39 (capacity 40) under 400 concurrent requests
 --- http_config
+    # reuseport on the test port (the runner's own listen has no options): the kernel spreads
+    # the connections over both workers, so X-Pid >= 2 is not left to chance.
+    server {
+        listen 127.0.0.1:$TEST_NGINX_SERVER_PORT reuseport;
+        server_name reuseport.invalid;
+    }
     rate_limit_zone $host zone=bucket:1m;
 --- config
     location /t {
@@ -71,6 +83,12 @@ X-Pid >= 2
 
 === TEST 3: exactness per key: 10 keys x 20 requests each against 3r/h, concurrently
 --- http_config
+    # reuseport on the test port (the runner's own listen has no options): the kernel spreads
+    # the connections over both workers, so X-Pid >= 2 is not left to chance.
+    server {
+        listen 127.0.0.1:$TEST_NGINX_SERVER_PORT reuseport;
+        server_name reuseport.invalid;
+    }
     map $arg_n $last_digit {
         "~(?<d>[0-9])$"  key$d;
     }

@@ -13,6 +13,12 @@ __DATA__
 
 === TEST 1: a 1m zone holds 8200 keys: after 8200 distinct keys the first ones are still counted (no eviction below capacity)
 --- http_config
+    # reuseport on the test port (the runner's own listen has no options): the kernel spreads
+    # the connections over both workers, so X-Pid >= 2 is not left to chance.
+    server {
+        listen 127.0.0.1:$TEST_NGINX_SERVER_PORT reuseport;
+        server_name reuseport.invalid;
+    }
     rate_limit_zone $arg_k zone=big:1m;
 --- config
     location /t {
