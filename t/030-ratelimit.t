@@ -274,7 +274,7 @@ Retry-After: 3600',
 
 
 
-=== TEST 8: the default rejection: 429, Retry-After, RFC 9457 problem+json naming the policy
+=== TEST 8: the default rejection: 429, Retry-After, RFC 9457 problem+json naming the policy; a 2r/h bucket without burst advertises q=1;w=1800
 --- http_config
     rate_limit_zone $host zone=tb:1m;
 --- config
@@ -295,7 +295,7 @@ ok
 RateLimit: "free-tier";r=0;t=1800',
 'Content-Type: application/problem+json
 Retry-After: 1800
-RateLimit-Policy: "free-tier";q=1;w=3600
+RateLimit-Policy: "free-tier";q=1;w=1800
 RateLimit: "free-tier";r=0;t=1800',
 ]
 --- response_body eval

@@ -40,8 +40,9 @@ pub struct RlOutcome {
     pub status: RlStatus,
     pub decision: Decision,
     pub policy: String,
-    /// Window of the reported limit, seconds.
-    pub window: u64,
+    /// The reported limit's quota policy: `q` requests per `w` seconds (`Params::policy`).
+    pub policy_q: u64,
+    pub policy_w: u64,
     pub headers: HeaderMode,
 }
 
@@ -131,9 +132,9 @@ pub fn access(
     let now = now_ms();
     let dry_all = conf.dry_run.unwrap_or(false);
     let mut consumed: Vec<Consumed> = Vec::with_capacity(limits.len());
-    let mut best: Option<(Decision, &Limit, u64)> = None;
+    let mut best: Option<(Decision, &Limit, (u64, u64))> = None;
     let mut status = None;
-    let mut rejected: Option<(Decision, &Limit, u64)> = None;
+    let mut rejected: Option<(Decision, &Limit, (u64, u64))> = None;
 
     for limit in limits {
         // SAFETY: zones live in the configuration pool, as long as this configuration.
@@ -183,7 +184,7 @@ pub fn access(
                 if n == 1 { "" } else { "s" }
             );
         }
-        let window = (params.period_ms / 1000).max(1);
+        let window = params.policy();
         if d.allowed {
             consumed.push(Consumed {
                 zone,
@@ -236,7 +237,8 @@ pub fn access(
         status,
         decision: d,
         policy: limit.policy.clone(),
-        window,
+        policy_q: window.0,
+        policy_w: window.1,
         headers: conf.header_mode(),
     });
     let outcome = ctx.rate_limit.as_ref().expect("just set");
