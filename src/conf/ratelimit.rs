@@ -257,6 +257,8 @@ unsafe extern "C" fn init_zone(shm_zone: *mut ngx_shm_zone_t, data: *mut c_void)
         unsafe {
             let pagesize = ngx_pagesize;
             let mut pages = (*shpool).pfree;
+            // The first tries may not fit (slab metadata): no [crit] line for those.
+            (*shpool).set_log_nomem(0);
             let mut region: *mut u8 = ptr::null_mut();
             while pages > 1 && region.is_null() {
                 pages -= 1;
@@ -312,7 +314,12 @@ pub fn set_limit(cf: &mut ngx_conf_t, c: &mut RateLimitConf) -> Result<(), Strin
                 rate = Some(RateSpec::Variable(compile_cv(cf, &value)?));
             }
             b"rate" => rate = Some(RateSpec::Fixed(parse_rate(val).map_err(|e| e.to_string())?)),
-            b"burst" => burst = Some(parse_number(val).map_err(|e| e.to_string())?),
+            b"burst" => {
+                burst =
+                    Some(parse_number(val).map_err(|_| {
+                        invalid(cf, s, "\"burst\" must be a whole number of requests")
+                    })?)
+            }
             b"algorithm" => {
                 algorithm = Algorithm::parse(val)
                     .ok_or_else(|| invalid(cf, s, "must be \"sliding\" or \"token_bucket\""))?

@@ -218,7 +218,9 @@ unsafe extern "C" fn init_zone(shm: *mut ngx_shm_zone_t, _old: *mut c_void) -> n
                         "metrics layout changed, counters start from zero"
                     );
                 }
-                ptr::write_bytes(words, 0, HEADER_WORDS + n);
+                // Word 3 (the block's size) stays.
+                ptr::write_bytes(words, 0, 3);
+                ptr::write_bytes(words.add(HEADER_WORDS), 0, n);
                 *words = MAGIC;
                 *words.add(1) = hash;
                 *words.add(2) = n as u64;

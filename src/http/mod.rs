@@ -284,7 +284,7 @@ pub fn add_rate_limit_headers(request: &mut Request, o: &ratelimit::RlOutcome) -
     };
     let reset = d.reset_secs().to_string();
     if draft {
-        let policy = format!("\"{}\";q={};w={}", o.policy, d.limit, o.window);
+        let policy = format!("\"{}\";q={};w={}", o.policy, o.policy_q, o.policy_w);
         push_header(request, "RateLimit-Policy", policy.as_bytes())?;
         let now = format!("\"{}\";r={};t={}", o.policy, d.remaining, d.reset_secs());
         push_header(request, "RateLimit", now.as_bytes())?;

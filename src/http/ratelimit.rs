@@ -40,8 +40,9 @@ pub struct RlOutcome {
     pub status: RlStatus,
     pub decision: Decision,
     pub policy: String,
-    /// Window of the reported limit, seconds.
-    pub window: u64,
+    /// The reported limit's quota policy: `q` requests per `w` seconds (`Params::policy`).
+    pub policy_q: u64,
+    pub policy_w: u64,
     pub headers: HeaderMode,
 }
 
@@ -123,15 +124,17 @@ pub fn access(
     conf: &RateLimitConf,
 ) -> Option<ngx_int_t> {
     let limits = conf.limits.as_deref().unwrap_or_default();
-    if limits.is_empty() {
+    if limits.is_empty() || ctx.rate_limit.is_some() {
+        // Limits apply once per request: after an internal redirect (index, try_files,
+        // error_page of a rejection...) the decision already made stands, as with limit_req.
         return None;
     }
     let now = now_ms();
     let dry_all = conf.dry_run.unwrap_or(false);
     let mut consumed: Vec<Consumed> = Vec::with_capacity(limits.len());
-    let mut best: Option<(Decision, &Limit, u64)> = None;
+    let mut best: Option<(Decision, &Limit, (u64, u64))> = None;
     let mut status = None;
-    let mut rejected: Option<(Decision, &Limit, u64)> = None;
+    let mut rejected: Option<(Decision, &Limit, (u64, u64))> = None;
 
     for limit in limits {
         // SAFETY: zones live in the configuration pool, as long as this configuration.
@@ -173,19 +176,24 @@ pub fn access(
             continue;
         };
         if let Some(n) = evicted {
-            gw_log!(NGX_LOG_WARN, log, "rate_limit_zone \"{}\" is full: {n} keys with live counts evicted in the last minute; make the zone larger", zone.name);
+            gw_log!(
+                NGX_LOG_WARN,
+                log,
+                "rate_limit_zone \"{}\" is full: {n} key{} with live counts evicted since the last report (reported at most once a minute); make the zone larger",
+                zone.name,
+                if n == 1 { "" } else { "s" }
+            );
         }
-        let window = (params.period_ms / 1000).max(1);
+        let window = params.policy();
         let dry = !d.allowed && (limit.dry_run || dry_all);
-        super::metrics::inc(
-            limit.slots[if d.allowed {
-                0
-            } else if dry {
-                2
-            } else {
-                1
-            }],
-        );
+        let slot = if d.allowed {
+            0
+        } else if dry {
+            2
+        } else {
+            1
+        };
+        super::metrics::inc(limit.slots[slot]);
         if d.allowed {
             consumed.push(Consumed {
                 zone,
@@ -238,7 +246,8 @@ pub fn access(
         status,
         decision: d,
         policy: limit.policy.clone(),
-        window,
+        policy_q: window.0,
+        policy_w: window.1,
         headers: conf.header_mode(),
     });
     let outcome = ctx.rate_limit.as_ref().expect("just set");

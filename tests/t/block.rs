@@ -1,5 +1,6 @@
 //! Running one block: server root, nginx.conf, nginx, requests, checks, report.
 
+use crate::concurrent;
 use crate::http::{self, Response};
 use crate::nginx::{self, ConfParams, Info, Nginx, Start};
 use crate::parse::{Block, TestFile};
@@ -53,6 +54,15 @@ const KNOWN_SECTIONS: &[&str] = &[
     "no_check_leak",
     // Runner extension for tests/selftest: substrings the failure message must contain.
     "selftest_failure",
+    // Project extensions (see t/README.md): a concurrent phase and reloads.
+    "concurrent_request",
+    "concurrent_requests",
+    "concurrency",
+    "status_counts",
+    "distinct_header_values",
+    "reload_after_request",
+    "reload_http_config",
+    "reload_config",
 ];
 
 /// How long nginx may take to start, and to exit after SIGQUIT.
@@ -167,6 +177,18 @@ struct BlockRun<'a> {
     failures: Vec<String>,
     exchanges: Vec<Exchange>,
     nginx_output: Option<String>,
+    /// The configuration sections as started, for a reload.
+    conf: ConfTexts,
+}
+
+/// The parts of nginx.conf that come from the block.
+#[derive(Default, Clone)]
+struct ConfTexts {
+    log_level: String,
+    main_config: String,
+    post_main_config: String,
+    http_config: String,
+    config: String,
 }
 
 impl<'a> BlockRun<'a> {
@@ -193,6 +215,7 @@ impl<'a> BlockRun<'a> {
             failures: Vec::new(),
             exchanges: Vec::new(),
             nginx_output: None,
+            conf: ConfTexts::default(),
         })
     }
 
@@ -227,28 +250,15 @@ impl<'a> BlockRun<'a> {
         let job = self.job;
         let pre = &job.file.preamble;
         let log_level = self.text("log_level")?.map(|l| l.trim().to_string());
-        let main_config = self.text("main_config")?.unwrap_or_default();
-        let post_main_config = self.text("post_main_config")?.unwrap_or_default();
-        let http_config = self.text("http_config")?.unwrap_or_default();
-        let config = self.text("config")?.unwrap_or_default();
+        self.conf = ConfTexts {
+            log_level: log_level.unwrap_or_else(|| pre.log_level.clone()),
+            main_config: self.text("main_config")?.unwrap_or_default(),
+            post_main_config: self.text("post_main_config")?.unwrap_or_default(),
+            http_config: self.text("http_config")?.unwrap_or_default(),
+            config: self.text("config")?.unwrap_or_default(),
+        };
         self.write_user_files()?;
-        nginx::write_conf(
-            &ConfParams {
-                port: self.port,
-                servroot: &job.servroot,
-                workers: pre.workers,
-                master: pre.master,
-                log_level: log_level.as_deref().unwrap_or(&pre.log_level),
-                worker_connections: pre.worker_connections,
-                no_root_location: pre.no_root_location,
-                env_to_nginx: &pre.env_to_nginx,
-                main_config: &main_config,
-                post_main_config: &post_main_config,
-                http_config: &http_config,
-                config: &config,
-            },
-            self.info,
-        )?;
+        self.write_conf(&self.conf.clone())?;
 
         let must_die = self.text("must_die")?;
         let mut nginx = match Nginx::start(self.info, &job.servroot, STARTUP_TIMEOUT)? {
@@ -342,6 +352,29 @@ impl<'a> BlockRun<'a> {
             self.check_logs(&lines, &["access_log"], &["no_access_log"], "access.log")?;
         }
         Ok(Outcome::Done)
+    }
+
+    /// Writes nginx.conf from `texts`.
+    fn write_conf(&self, texts: &ConfTexts) -> Result<(), String> {
+        let pre = &self.job.file.preamble;
+        nginx::write_conf(
+            &ConfParams {
+                port: self.port,
+                servroot: &self.job.servroot,
+                workers: pre.workers,
+                master: pre.master,
+                log_level: &texts.log_level,
+                worker_connections: pre.worker_connections,
+                no_root_location: pre.no_root_location,
+                env_to_nginx: &pre.env_to_nginx,
+                main_config: &texts.main_config,
+                post_main_config: &texts.post_main_config,
+                http_config: &texts.http_config,
+                config: &texts.config,
+            },
+            self.info,
+        )?;
+        Ok(())
     }
 
     /// `--- user_files`: `>>> name [touch -t date]` lines, each followed by the file's content,
@@ -519,9 +552,8 @@ impl<'a> BlockRun<'a> {
         Ok((out, need_array))
     }
 
-    fn run_requests(&mut self, nginx: &mut Nginx) -> Result<(), String> {
-        let (reqs, need_array) = self.requests()?;
-        let timeout = match self.seconds("timeout")? {
+    fn timeout(&mut self) -> Result<f64, String> {
+        Ok(match self.seconds("timeout")? {
             Some(t) => t,
             None => self
                 .job
@@ -534,9 +566,59 @@ impl<'a> BlockRun<'a> {
                         .and_then(|t| parse_seconds(&t))
                 })
                 .unwrap_or(3.0),
+        })
+    }
+
+    fn run_requests(&mut self, nginx: &mut Nginx) -> Result<(), String> {
+        let concurrent = self.block().has("concurrent_requests");
+        if concurrent {
+            self.run_concurrent()?;
+        } else {
+            for s in [
+                "concurrent_request",
+                "concurrency",
+                "status_counts",
+                "distinct_header_values",
+            ] {
+                if self.block().has(s) {
+                    return Err(format!("--- {s} needs --- concurrent_requests"));
+                }
+            }
+        }
+        let reload_after = match self.text("reload_after_request")? {
+            None => None,
+            Some(t) => Some(t.trim().parse::<usize>().map_err(|_| {
+                format!("--- reload_after_request: {t:?} is not a number of requests")
+            })?),
         };
+        if reload_after.is_none()
+            && (self.block().has("reload_config") || self.block().has("reload_http_config"))
+        {
+            return Err(
+                "--- reload_config/reload_http_config need --- reload_after_request".into(),
+            );
+        }
+        let sequential = self.block().has("request") || self.block().has("raw_request");
+        if concurrent && !sequential {
+            if reload_after.is_some() {
+                return Err("--- reload_after_request needs a --- request".into());
+            }
+            return Ok(());
+        }
+        let (reqs, need_array) = self.requests()?;
+        let timeout = self.timeout()?;
         let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
         let n = reqs.len();
+        if let Some(k) = reload_after {
+            if k > n {
+                return Err(format!(
+                    "--- reload_after_request: {k}, but the block sends {n} request(s)"
+                ));
+            }
+            if k == 0 {
+                self.reload(nginx)?;
+            }
+        }
         for (i, Request { bytes, head }) in reqs.into_iter().enumerate() {
             let label = if n > 1 {
                 format!(" (request #{})", i + 1)
@@ -571,6 +653,113 @@ impl<'a> BlockRun<'a> {
             }
             if !nginx.running() {
                 break;
+            }
+            if reload_after == Some(i + 1) {
+                self.reload(nginx)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Project extension: `nginx -s reload` between two requests, with `--- reload_config` /
+    /// `--- reload_http_config` replacing those sections if given.
+    fn reload(&mut self, nginx: &mut Nginx) -> Result<(), String> {
+        if !self.job.file.preamble.master {
+            return Err("--- reload_after_request needs the master process (master_on())".into());
+        }
+        let mut texts = self.conf.clone();
+        if let Some(c) = self.text("reload_http_config")? {
+            texts.http_config = c;
+        }
+        if let Some(c) = self.text("reload_config")? {
+            texts.config = c;
+        }
+        self.write_conf(&texts)?;
+        nginx.reload(self.job.file.preamble.workers as usize, STARTUP_TIMEOUT)
+    }
+
+    /// Project extension: the concurrent phase (see `concurrent.rs` and t/README.md).
+    fn run_concurrent(&mut self) -> Result<(), String> {
+        let count = |this: &mut Self, name: &str| -> Result<Option<usize>, String> {
+            match this.text(name)? {
+                None => Ok(None),
+                Some(t) => t
+                    .trim()
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .map(Some)
+                    .ok_or_else(|| format!("--- {name}: {t:?} is not a positive number")),
+            }
+        };
+        let n = count(self, "concurrent_requests")?.unwrap_or(0);
+        let c = count(self, "concurrency")?.unwrap_or(10);
+        let Some(template) = self.text("concurrent_request")? else {
+            return Err("--- concurrent_requests needs a --- concurrent_request template".into());
+        };
+        let Some(want) = self.text("status_counts")? else {
+            return Err("--- concurrent_requests needs --- status_counts".into());
+        };
+        let want = concurrent::parse_status_counts(&want)?;
+        let distinct = match self.text("distinct_header_values")? {
+            Some(t) => concurrent::parse_distinct(&t)?,
+            None => Vec::new(),
+        };
+        let headers = match self.value("more_headers")? {
+            Some(Value::Str(s)) => self.vars.expand(&String::from_utf8_lossy(&s))?,
+            _ => String::new(),
+        };
+        let mut jobs = Vec::with_capacity(n);
+        for i in 0..n {
+            let idx = i.to_string();
+            let bytes = http::build_request(
+                template.replace("{i}", &idx).as_bytes(),
+                &headers.replace("{i}", &idx),
+            )?;
+            let head = bytes.starts_with(b"HEAD ");
+            jobs.push(concurrent::Job { bytes, head });
+        }
+        let timeout = Duration::from_secs_f64(self.timeout()?.max(0.001));
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        let results = concurrent::send_all(addr, &jobs, c, timeout);
+        let mut got: BTreeMap<String, usize> = BTreeMap::new();
+        for r in &results {
+            *got.entry(concurrent::status_key(r)).or_default() += 1;
+        }
+        let mut failed = false;
+        if let Some(f) = concurrent::check_status_counts(&want, &got) {
+            self.failures.push(f);
+            failed = true;
+        }
+        for f in concurrent::check_distinct(&distinct, &results) {
+            self.failures.push(f);
+            failed = true;
+        }
+        if failed {
+            // The report shows one exchange per status seen, not all N.
+            let mut seen = std::collections::BTreeSet::new();
+            for (job, r) in jobs.into_iter().zip(results) {
+                if !seen.insert(concurrent::status_key(&r)) {
+                    continue;
+                }
+                match r {
+                    Ok(resp) => {
+                        for p in &resp.problems {
+                            self.failures.push(format!("concurrent request: {p}"));
+                        }
+                        self.exchanges.push(Exchange {
+                            request: job.bytes,
+                            response: Some(resp),
+                        });
+                    }
+                    Err(e) => {
+                        self.failures.push(format!("concurrent request: {e}"));
+                        self.exchanges.push(Exchange {
+                            request: job.bytes,
+                            response: None,
+                        });
+                    }
+                }
             }
         }
         Ok(())

@@ -362,6 +362,40 @@ impl Nginx {
         }
     }
 
+    /// Project extension (`--- reload_after_request`): `nginx -s reload`. Sends SIGHUP to the
+    /// master and waits until every worker it had before is gone and at least `workers` new
+    /// ones run, so the next request is served by the new configuration. Fails early when
+    /// the master logs `[emerg]` (the new configuration was refused) or exits.
+    pub fn reload(&mut self, workers: usize, timeout: Duration) -> Result<(), String> {
+        let log = self.servroot.join("logs/error.log");
+        let log_len = fs::metadata(&log).map(|m| m.len()).unwrap_or(0) as usize;
+        let old = children(self.pid());
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.pid(), libc::SIGHUP) };
+        let deadline = Instant::now() + timeout;
+        loop {
+            if !self.running() {
+                return Err("nginx exited during the reload".to_string());
+            }
+            let new_log = fs::read(&log).unwrap_or_default();
+            let new_log = String::from_utf8_lossy(new_log.get(log_len..).unwrap_or_default());
+            if let Some(l) = new_log.lines().find(|l| l.contains("[emerg]")) {
+                return Err(format!("the reload was refused:\n    {l}"));
+            }
+            let now = children(self.pid());
+            if now.len() >= workers && now.iter().all(|p| !old.contains(p)) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "the reload did not complete within {:.0}s: workers before {old:?}, now {now:?}",
+                    timeout.as_secs_f64()
+                ));
+            }
+            sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Ends nginx without waiting for requests: SIGTERM (the master stops its workers, also
     /// ones it is still forking), then SIGKILL to nginx and every descendant if it lingers.
     pub fn kill(&mut self) {
@@ -392,6 +426,32 @@ impl Drop for Nginx {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Live (not zombie) child processes of `pid`, from /proc.
+fn children(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    if let Ok(dir) = fs::read_dir("/proc") {
+        for e in dir.flatten() {
+            let Some(p) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+                continue;
+            };
+            if let Ok(stat) = fs::read_to_string(format!("/proc/{p}/stat")) {
+                let mut rest = stat
+                    .rsplit_once(')')
+                    .map(|(_, r)| r.split_whitespace())
+                    .into_iter()
+                    .flatten();
+                let state = rest.next();
+                let ppid = rest.next().and_then(|s| s.parse::<i32>().ok());
+                if ppid == Some(pid) && state != Some("Z") {
+                    out.push(p);
+                }
+            }
+        }
+    }
+    out.sort_unstable();
+    out
 }
 
 /// Pids of all descendants of `pid`, from /proc.

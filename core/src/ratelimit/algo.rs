@@ -147,6 +147,39 @@ impl Params {
         }
     }
 
+    /// The quota policy advertised in `RateLimit-Policy` (draft-ietf-httpapi-ratelimit-headers):
+    /// `(q, w)`, `q` requests per window of `w` seconds, with `q / w` equal to the rate.
+    ///
+    /// Sliding window: `(count, period)` (the period in seconds, at least 1). Token bucket: the
+    /// bucket's capacity over the time the rate takes to refill it, `w = max(1, ceil(capacity *
+    /// T))` seconds, and `q = max(capacity, floor(count * w / period))` so that a rate above one
+    /// bucket per second is not under-reported: `2r/h` gives `(1, 1800)`, `3r/h burst=2` gives
+    /// `(3, 3600)`, `10r/s` gives `(10, 1)`. (Reporting `(capacity, period)` would claim one
+    /// request per hour for `2r/h` without burst.)
+    #[must_use]
+    pub fn policy(&self) -> (u64, u64) {
+        let period = u128::from(self.period_ms());
+        match self.algorithm {
+            Algorithm::Sliding => (self.count(), self.period_ms().div_ceil(1000).max(1)),
+            Algorithm::TokenBucket => {
+                let cap = self.limit();
+                let (t, _) = self.gcra();
+                let refill_ns = u128::from(cap).saturating_mul(u128::from(t));
+                let w = refill_ns.div_ceil(1_000_000_000).max(1);
+                let q = u128::from(self.count())
+                    .saturating_mul(w)
+                    .saturating_mul(1000)
+                    .checked_div(period)
+                    .unwrap_or(0)
+                    .max(u128::from(cap));
+                (
+                    u64::try_from(q).unwrap_or(u64::MAX),
+                    u64::try_from(w).unwrap_or(u64::MAX),
+                )
+            }
+        }
+    }
+
     /// GCRA parameters in nanoseconds: the emission interval `T = ceil(period / count)` (at
     /// least 1) and the tolerance `tau = max(burst * T, 1 ms)`.
     ///
@@ -547,6 +580,22 @@ mod tests {
         fn below(&mut self, n: u64) -> u64 {
             self.next() % n.max(1)
         }
+    }
+
+    #[test]
+    fn policy_is_the_rate() {
+        assert_eq!(sliding(100, 60_000).policy(), (100, 60));
+        assert_eq!(sliding(5, 1000).policy(), (5, 1));
+        assert_eq!(bucket(2, 3_600_000, 0).policy(), (1, 1800));
+        assert_eq!(bucket(1, 3_600_000, 0).policy(), (1, 3600));
+        assert_eq!(bucket(3, 3_600_000, 2).policy(), (3, 3600));
+        assert_eq!(bucket(10, 3_600_000, 39).policy(), (40, 14_400));
+        assert_eq!(bucket(10, 1000, 0).policy(), (10, 1));
+        assert_eq!(bucket(3000, 1000, 100).policy(), (3000, 1));
+        assert_eq!(bucket(1, 86_400_000, 6).policy(), (7, 7 * 86_400));
+        // Extreme values neither panic nor overflow.
+        let _ = bucket(u64::MAX, u64::MAX, u64::MAX).policy();
+        let _ = bucket(0, 0, 0).policy();
     }
 
     #[test]

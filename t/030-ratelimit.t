@@ -1,0 +1,815 @@
+# Rate limits in real nginx with two workers sharing the zones: exact counts under concurrency
+# (runner extension --- concurrent_requests, see t/README.md), the rate-limit headers, the
+# rejection (status, Retry-After, problem+json, error_page), several limits with refunds, keys
+# and rates from variables, dry runs, the variables, inheritance, and the order with auth_jwt.
+#
+# Sliding windows are aligned to the wall clock, so a reset time (`t=`, `X-RateLimit-Reset`,
+# `Retry-After`) of a sliding limit depends on when the block runs: those are matched by range.
+# Token-bucket (GCRA) values only depend on the time between the block's own requests (well
+# under a second), so they are checked exactly. Rates are per hour or per minute so that no
+# counter refills while a block runs.
+use Test::Nginx::Socket 'no_plan';
+
+workers(2);
+master_on();
+no_shuffle();
+run_tests();
+
+__DATA__
+
+=== TEST 1: exactness: 400 requests over 50 connections against 100r/h (sliding) let exactly 100 through, both workers serving
+--- http_config
+    # reuseport on the test port (the runner's own listen has no options): the kernel spreads
+    # the connections over both workers, so X-Pid >= 2 is not left to chance.
+    server {
+        listen 127.0.0.1:$TEST_NGINX_SERVER_PORT reuseport;
+        server_name reuseport.invalid;
+    }
+    rate_limit_zone $host zone=exact:1m;
+--- config
+    location /t {
+        rate_limit zone=exact rate=100r/h;
+        add_header X-Pid $pid always;
+        alias html/index.html;
+    }
+--- user_files
+>>> index.html
+ok
+--- concurrent_request
+GET /t
+--- concurrent_requests: 400
+--- concurrency: 50
+--- status_counts
+200: 100
+429: 300
+--- distinct_header_values
+X-Pid >= 2
+--- no_error_log
+[error]
+
+
+
+=== TEST 2: exactness: token bucket 10r/h burst=39 (capacity 40) under 400 concurrent requests
+--- http_config
+    # reuseport on the test port (the runner's own listen has no options): the kernel spreads
+    # the connections over both workers, so X-Pid >= 2 is not left to chance.
+    server {
+        listen 127.0.0.1:$TEST_NGINX_SERVER_PORT reuseport;
+        server_name reuseport.invalid;
+    }
+    rate_limit_zone $host zone=bucket:1m;
+--- config
+    location /t {
+        rate_limit zone=bucket rate=10r/h burst=39 algorithm=token_bucket;
+        add_header X-Pid $pid always;
+        alias html/index.html;
+    }
+--- user_files
+>>> index.html
+ok
+--- concurrent_request
+GET /t
+--- concurrent_requests: 400
+--- concurrency: 50
+--- status_counts
+200: 40
+429: 360
+--- distinct_header_values
+X-Pid >= 2
+--- no_error_log
+[error]
+
+
+
+=== TEST 3: exactness per key: 10 keys x 20 requests each against 3r/h, concurrently
+--- http_config
+    # reuseport on the test port (the runner's own listen has no options): the kernel spreads
+    # the connections over both workers, so X-Pid >= 2 is not left to chance.
+    server {
+        listen 127.0.0.1:$TEST_NGINX_SERVER_PORT reuseport;
+        server_name reuseport.invalid;
+    }
+    map $arg_n $last_digit {
+        "~(?<d>[0-9])$"  key$d;
+    }
+    rate_limit_zone $last_digit zone=perkey:1m;
+--- config
+    location /t {
+        rate_limit zone=perkey rate=3r/h;
+        add_header X-Pid $pid always;
+        alias html/index.html;
+    }
+--- user_files
+>>> index.html
+ok
+--- concurrent_request
+GET /t?n={i}
+--- concurrent_requests: 200
+--- concurrency: 40
+--- status_counts
+200: 30
+429: 170
+--- distinct_header_values
+X-Pid >= 2
+
+
+
+=== TEST 4: draft headers (the default): exact q, w, r; t within the sliding window's range
+--- http_config
+    rate_limit_zone $host zone=api:1m;
+--- config
+    location /t {
+        rate_limit zone=api rate=3r/m;
+        alias html/index.html;
+    }
+--- user_files
+>>> index.html
+ok
+--- request eval
+["GET /t", "GET /t", "GET /t", "GET /t"]
+--- error_code eval
+[200, 200, 200, 429]
+--- response_headers_like eval
+[
+'RateLimit-Policy: "api";q=3;w=60
+RateLimit: "api";r=2;t=(6[1-9]|[7-9][0-9]|1[01][0-9]|120)
+!Retry-After
+!X-RateLimit-Limit
+!RateLimit-Limit',
+'RateLimit-Policy: "api";q=3;w=60
+RateLimit: "api";r=1;t=(6[1-9]|[7-9][0-9]|1[01][0-9]|120)',
+'RateLimit-Policy: "api";q=3;w=60
+RateLimit: "api";r=0;t=(6[1-9]|[7-9][0-9]|1[01][0-9]|120)',
+'RateLimit-Policy: "api";q=3;w=60
+RateLimit: "api";r=0;t=(6[1-9]|[7-9][0-9]|1[01][0-9]|120)
+Retry-After: ([2-8][0-9]|90)
+!X-RateLimit-Limit',
+]
+
+
+
+=== TEST 5: draft headers of a token bucket: every value exact
+--- http_config
+    rate_limit_zone $host zone=tb:1m;
+--- config
+    location /t {
+        rate_limit zone=tb rate=3r/h burst=2 algorithm=token_bucket;
+        alias html/index.html;
+    }
+--- user_files
+>>> index.html
+ok
+--- request eval
+["GET /t", "GET /t", "GET /t", "GET /t"]
+--- error_code eval
+[200, 200, 200, 429]
+--- response_headers eval
+[
+'RateLimit-Policy: "tb";q=3;w=3600
+RateLimit: "tb";r=2;t=1200
+!Retry-After',
+'RateLimit-Policy: "tb";q=3;w=3600
+RateLimit: "tb";r=1;t=2400
+!Retry-After',
+'RateLimit-Policy: "tb";q=3;w=3600
+RateLimit: "tb";r=0;t=3600
+!Retry-After',
+'RateLimit-Policy: "tb";q=3;w=3600
+RateLimit: "tb";r=0;t=3600
+Retry-After: 1200',
+]
+
+
+
+=== TEST 6: legacy headers: X-RateLimit-* and RateLimit-Limit/Remaining/Reset, no draft headers
+--- http_config
+    rate_limit_zone $host zone=tb:1m;
+--- config
+    location /t {
+        rate_limit zone=tb rate=3r/h burst=2 algorithm=token_bucket;
+        rate_limit_headers legacy;
+        alias html/index.html;
+    }
+--- user_files
+>>> index.html
+ok
+--- request eval
+["GET /t", "GET /t", "GET /t", "GET /t"]
+--- error_code eval
+[200, 200, 200, 429]
+--- response_headers eval
+[
+'X-RateLimit-Limit: 3
+X-RateLimit-Remaining: 2
+X-RateLimit-Reset: 1200
+RateLimit-Limit: 3
+RateLimit-Remaining: 2
+RateLimit-Reset: 1200
+!RateLimit-Policy
+!RateLimit
+!Retry-After',
+'X-RateLimit-Limit: 3
+X-RateLimit-Remaining: 1
+X-RateLimit-Reset: 2400
+RateLimit-Limit: 3
+RateLimit-Remaining: 1
+RateLimit-Reset: 2400',
+'X-RateLimit-Remaining: 0
+RateLimit-Remaining: 0
+RateLimit-Reset: 3600',
+'X-RateLimit-Limit: 3
+X-RateLimit-Remaining: 0
+X-RateLimit-Reset: 3600
+RateLimit-Limit: 3
+RateLimit-Remaining: 0
+RateLimit-Reset: 3600
+!RateLimit-Policy
+Retry-After: 1200',
+]
+
+
+
+=== TEST 7: headers both, and off (Retry-After stays on a rejection)
+--- http_config
+    rate_limit_zone $host zone=tb:1m;
+--- config
+    location /both {
+        rate_limit zone=tb rate=1r/h algorithm=token_bucket;
+        rate_limit_headers both;
+        alias html/index.html;
+    }
+    location /off {
+        rate_limit zone=tb rate=1r/h algorithm=token_bucket;
+        rate_limit_headers off;
+        alias html/index.html;
+    }
+--- user_files
+>>> index.html
+ok
+--- request eval
+["GET /both", "GET /off"]
+--- error_code eval
+[200, 429]
+--- response_headers eval
+[
+'RateLimit-Policy: "tb";q=1;w=3600
+RateLimit: "tb";r=0;t=3600
+X-RateLimit-Limit: 1
+X-RateLimit-Remaining: 0
+X-RateLimit-Reset: 3600
+RateLimit-Limit: 1
+RateLimit-Remaining: 0
+RateLimit-Reset: 3600
+!Retry-After',
+'!RateLimit-Policy
+!RateLimit
+!X-RateLimit-Limit
+!X-RateLimit-Remaining
+!X-RateLimit-Reset
+!RateLimit-Limit
+!RateLimit-Remaining
+!RateLimit-Reset
+Retry-After: 3600',
+]
+
+
+
+=== TEST 8: the default rejection: 429, Retry-After, RFC 9457 problem+json naming the policy; a 2r/h bucket without burst advertises q=1;w=1800
+--- http_config
+    rate_limit_zone $host zone=tb:1m;
+--- config
+    location /t {
+        rate_limit zone=tb rate=2r/h algorithm=token_bucket policy=free-tier;
+        alias html/index.html;
+    }
+--- user_files
+>>> index.html
+ok
+--- request eval
+["GET /t", "GET /t"]
+--- error_code eval
+[200, 429]
+--- response_headers eval
+[
+'Content-Type: text/plain
+RateLimit: "free-tier";r=0;t=1800',
+'Content-Type: application/problem+json
+Retry-After: 1800
+RateLimit-Policy: "free-tier";q=1;w=1800
+RateLimit: "free-tier";r=0;t=1800',
+]
+--- response_body eval
+[
+"ok\n",
+qq{{"type":"about:blank","title":"Too Many Requests","status":429,"detail":"rate limit \\"free-tier\\" exceeded, retry in 1800 s","policy":"free-tier"}\n},
+]
+--- error_log
+rate_limit "free-tier" rejected the request, retry after 1800s
+--- no_error_log
+[error]
+
+
+
+=== TEST 9: error_page 429 replaces the body; the status, Retry-After and rate-limit headers stay
+--- http_config
+    rate_limit_zone $host zone=tb:1m;
+--- config
+    location /t {
+        rate_limit zone=tb rate=1r/h algorithm=token_bucket;
+        error_page 429 /busy.html;
+        alias html/index.html;
+    }
+    location = /busy.html {
+        internal;
+        root html;
+    }
+--- user_files
+>>> index.html
+ok
+>>> busy.html
+slow down
+--- request eval
+["GET /t", "GET /t"]
+--- error_code eval
+[200, 429]
+--- response_headers eval
+[
+'!Retry-After',
+'Content-Type: text/html
+Retry-After: 3600
+RateLimit: "tb";r=0;t=3600',
+]
+--- response_body eval
+["ok\n", "slow down\n"]
+
+
+
+=== TEST 10: rate_limit_status 503: the status and title change, Retry-After and headers stay
+--- http_config
+    rate_limit_zone $host zone=tb:1m;
+--- config
+    location /t {
+        rate_limit zone=tb rate=1r/h algorithm=token_bucket;
+        rate_limit_status 503;
+        alias html/index.html;
+    }
+--- user_files
+>>> index.html
+ok
+--- request eval
+["GET /t", "GET /t"]
+--- error_code eval
+[200, 503]
+--- response_headers eval
+['', 'Retry-After: 3600
+Content-Type: application/problem+json
+RateLimit: "tb";r=0;t=3600']
+--- response_body eval
+[
+"ok\n",
+qq{{"type":"about:blank","title":"Request Rejected","status":503,"detail":"rate limit \\"tb\\" exceeded, retry in 3600 s","policy":"tb"}\n},
+]
+
+
+
+=== TEST 11: two limits, the second rejects: the first is refunded (a rejected request consumes nothing)
+--- http_config
+    rate_limit_zone $host zone=a:1m;
+    rate_limit_zone $host zone=b:1m;
+--- config
+    location /two {
+        rate_limit zone=a rate=10r/h;
+        rate_limit zone=b rate=2r/h;
+        alias html/index.html;
+    }
+    location /a {
+        rate_limit zone=a rate=10r/h;
+        add_header X-RL "$rate_limit_policy $rate_limit_remaining" always;
+        alias html/index.html;
+    }
+--- user_files
+>>> index.html
+ok
+--- request eval
+["GET /two", "GET /two", "GET /two", "GET /two", "GET /two", "GET /a"]
+--- error_code eval
+[200, 200, 429, 429, 429, 200]
+--- response_headers_like eval
+[
+'RateLimit: "b";r=1;t=\d+',
+'RateLimit: "b";r=0;t=\d+',
+'RateLimit: "b";r=0;t=\d+
+Retry-After: \d+',
+'RateLimit: "b";r=0;t=\d+',
+'RateLimit: "b";r=0;t=\d+',
+'X-RL: a 7
+RateLimit-Policy: "a";q=10;w=3600
+RateLimit: "a";r=7;t=\d+',
+]
+
+
+
+=== TEST 12: two limits, both pass: the headers report the most restrictive one
+--- http_config
+    rate_limit_zone $host zone=a:1m;
+    rate_limit_zone $arg_u zone=b:1m;
+--- config
+    location /t {
+        rate_limit zone=a rate=6r/h policy=global;
+        rate_limit zone=b rate=3r/h policy=user;
+        add_header X-RL "$rate_limit_status $rate_limit_policy $rate_limit_remaining" always;
+        root html;
+        try_files /index.html =404;
+    }
+--- user_files
+>>> index.html
+ok
+--- request eval
+["GET /t?u=x", "GET /t?u=x", "GET /t?u=y", "GET /t?u=y", "GET /t?u=z", "GET /t?u=z", "GET /t?u=z"]
+--- error_code eval
+[200, 200, 200, 200, 200, 200, 429]
+--- response_headers eval
+[
+'X-RL: PASSED user 2',
+'X-RL: PASSED user 1',
+'X-RL: PASSED user 2',
+'X-RL: PASSED user 1',
+'X-RL: PASSED global 1',
+'X-RL: PASSED global 0',
+'X-RL: REJECTED global 0',
+]
+
+
+
+=== TEST 13: an empty key is not limited (map on a header): no headers, empty variables
+--- http_config
+    map $http_x_internal $rl_key {
+        1        "";
+        default  $host;
+    }
+    rate_limit_zone $rl_key zone=ext:1m;
+--- config
+    location /t {
+        rate_limit zone=ext rate=1r/h;
+        add_header X-RL "[$rate_limit_status][$rate_limit_remaining][$rate_limit_policy]" always;
+        alias html/index.html;
+    }
+--- user_files
+>>> index.html
+ok
+--- request eval
+["GET /t", "GET /t", "GET /t", "GET /t", "GET /t"]
+--- more_headers eval
+["", "", "X-Internal: 1", "X-Internal: 1", "X-Internal: 1"]
+--- error_code eval
+[200, 429, 200, 200, 200]
+--- response_headers eval
+[
+'X-RL: [PASSED][0][ext]',
+'X-RL: [REJECTED][0][ext]',
+'X-RL: [][][]
+!RateLimit
+!RateLimit-Policy',
+'X-RL: [][][]',
+'X-RL: [][][]',
+]
+
+
+
+=== TEST 14: per-plan rates from a map on a header: gold 5r/m, default 2r/m, per user
+--- http_config
+    map $http_x_plan $quota {
+        gold     5r/m;
+        default  2r/m;
+    }
+    rate_limit_zone $http_x_user zone=plans:1m;
+--- config
+    location /t {
+        rate_limit zone=plans rate=$quota;
+        alias html/index.html;
+    }
+--- user_files
+>>> index.html
+ok
+--- request eval
+["GET /t", "GET /t", "GET /t", "GET /t", "GET /t", "GET /t", "GET /t", "GET /t", "GET /t"]
+--- more_headers eval
+[
+"X-User: ann\nX-Plan: gold", "X-User: ann\nX-Plan: gold", "X-User: ann\nX-Plan: gold",
+"X-User: ann\nX-Plan: gold", "X-User: ann\nX-Plan: gold", "X-User: ann\nX-Plan: gold",
+"X-User: bob", "X-User: bob", "X-User: bob",
+]
+--- error_code eval
+[200, 200, 200, 200, 200, 429, 200, 200, 429]
+--- response_headers_like eval
+[
+'RateLimit-Policy: "plans";q=5;w=60', '', '', '',
+'RateLimit: "plans";r=0;t=\d+', 'Retry-After: \d+',
+'RateLimit-Policy: "plans";q=2;w=60
+RateLimit: "plans";r=1;t=\d+', '', 'Retry-After: \d+',
+]
+
+
+
+=== TEST 15: a bad rate from a variable with rate_limit_invalid_rate pass (the default): logged, the limit is skipped
+--- http_config
+    map $http_x_plan $quota {
+        gold     5r/m;
+        broken   lots;
+        default  1r/h;
+    }
+    rate_limit_zone $host zone=plans:1m;
+--- config
+    location /t {
+        rate_limit zone=plans rate=$quota;
+        add_header X-RL "[$rate_limit_status]" always;
+        alias html/index.html;
+    }
+--- user_files
+>>> index.html
+ok
+--- request eval
+["GET /t", "GET /t", "GET /t", "GET /t"]
+--- more_headers eval
+["X-Plan: broken", "X-Plan: broken", "X-Plan: broken", "X-Plan: x"]
+--- error_code eval
+[200, 200, 200, 200]
+--- response_headers eval
+['X-RL: []
+!RateLimit', 'X-RL: []', 'X-RL: []', 'X-RL: [PASSED]']
+--- error_log eval
+qr/\[error\] .*rate_limit "plans": invalid rate "lots", it must look like 10r\/s from variable/
+
+
+
+=== TEST 16: a bad rate from a variable with rate_limit_invalid_rate error: 500
+--- http_config
+    map $http_x_plan $quota {
+        broken   10r/x;
+        default  1r/h;
+    }
+    rate_limit_zone $host zone=plans:1m;
+--- config
+    location /t {
+        rate_limit zone=plans rate=$quota;
+        rate_limit_invalid_rate error;
+        alias html/index.html;
+    }
+--- user_files
+>>> index.html
+ok
+--- request eval
+["GET /t", "GET /t", "GET /t"]
+--- more_headers eval
+["X-Plan: broken", "", ""]
+--- error_code eval
+[500, 200, 429]
+--- error_log eval
+qr/\[error\] .*rate_limit "plans": invalid rate "10r\/x", the unit must be r\/s, r\/m, r\/h or r\/d/
+
+
+
+=== TEST 17: dry_run parameter: counted and logged, never rejected; $rate_limit_status says REJECTED_DRY_RUN
+--- http_config
+    rate_limit_zone $host zone=dry:1m;
+--- config
+    location /t {
+        rate_limit zone=dry rate=2r/h dry_run;
+        add_header X-RL "$rate_limit_status $rate_limit_remaining" always;
+        alias html/index.html;
+    }
+--- user_files
+>>> index.html
+ok
+--- request eval
+["GET /t", "GET /t", "GET /t", "GET /t"]
+--- error_code eval
+[200, 200, 200, 200]
+--- response_headers_like eval
+[
+'X-RL: PASSED 1',
+'X-RL: PASSED 0',
+'X-RL: REJECTED_DRY_RUN 0
+RateLimit: "dry";r=0;t=\d+
+!Retry-After',
+'X-RL: REJECTED_DRY_RUN 0',
+]
+--- response_body eval
+["ok\n", "ok\n", "ok\n", "ok\n"]
+--- error_log
+rate_limit "dry" would reject (dry run)
+--- no_error_log
+rejected the request
+
+
+
+=== TEST 18: rate_limit_dry_run on (directive, inherited from server) makes every limit a dry run
+--- http_config
+    rate_limit_zone $host zone=dry:1m;
+    rate_limit_zone $host zone=other:1m;
+--- config
+    rate_limit_dry_run on;
+    location /t {
+        rate_limit zone=dry rate=1r/h;
+        rate_limit zone=other rate=5r/h;
+        add_header X-RL "$rate_limit_status $rate_limit_policy" always;
+        alias html/index.html;
+    }
+--- user_files
+>>> index.html
+ok
+--- request eval
+["GET /t", "GET /t", "GET /t"]
+--- error_code eval
+[200, 200, 200]
+--- response_headers eval
+['X-RL: PASSED dry', 'X-RL: REJECTED_DRY_RUN dry', 'X-RL: REJECTED_DRY_RUN dry']
+--- grep_error_log eval: qr/rate_limit "\w+" would reject \(dry run\)/
+--- grep_error_log_out
+rate_limit "dry" would reject (dry run)
+rate_limit "dry" would reject (dry run)
+
+
+
+=== TEST 19: variables in a response header and in the access log; not found without a limit (empty in a header, "-" in a log)
+--- http_config
+    rate_limit_zone $host zone=v:1m;
+    log_format rl "$uri [$rate_limit_status] [$rate_limit_remaining] [$rate_limit_policy]";
+    access_log logs/access.log rl;
+--- config
+    location /t {
+        rate_limit zone=v rate=2r/h policy=gold-tier;
+        add_header X-RL "$rate_limit_status $rate_limit_remaining $rate_limit_policy" always;
+        alias html/index.html;
+    }
+    location /free {
+        add_header X-RL "[$rate_limit_status]" always;
+        alias html/index.html;
+    }
+--- user_files
+>>> index.html
+ok
+--- request eval
+["GET /t", "GET /t", "GET /t", "GET /free"]
+--- error_code eval
+[200, 200, 429, 200]
+--- response_headers eval
+['X-RL: PASSED 1 gold-tier', 'X-RL: PASSED 0 gold-tier', 'X-RL: REJECTED 0 gold-tier', 'X-RL: []']
+--- access_log
+/t [PASSED] [1] [gold-tier]
+/t [PASSED] [0] [gold-tier]
+/t [REJECTED] [0] [gold-tier]
+/free [-] [-] [-]
+
+
+
+=== TEST 20: inheritance: a server-level rate_limit applies to locations without their own; a location's rate_limit replaces the whole set
+--- http_config
+    rate_limit_zone $host zone=srv:1m;
+    rate_limit_zone $host zone=loc:1m;
+--- config
+    rate_limit zone=srv rate=1r/h;
+    location /inherit {
+        alias html/index.html;
+    }
+    location /own {
+        rate_limit zone=loc rate=2r/h;
+        alias html/index.html;
+    }
+--- user_files
+>>> index.html
+ok
+--- request eval
+["GET /inherit", "GET /inherit", "GET /own", "GET /own", "GET /own"]
+--- error_code eval
+[200, 429, 200, 200, 429]
+--- response_headers_like eval
+['RateLimit: "srv";r=0;t=\d+', 'RateLimit: "srv";r=0;t=\d+', 'RateLimit: "loc";r=1;t=\d+', 'RateLimit: "loc";r=0;t=\d+', 'RateLimit: "loc";r=0;t=\d+']
+
+
+
+=== TEST 21: auth_jwt answers 401 before the limits: invalid tokens consume nothing, a valid token then has its full quota
+--- http_config
+    rate_limit_zone $binary_remote_addr zone=ip:1m;
+    rate_limit_zone $jwt_claim_sub zone=users:1m;
+--- config
+    location /api {
+        auth_jwt "api";
+        auth_jwt_key_file $TEST_NGINX_HTML_DIR/hs256.jwk;
+        rate_limit zone=ip rate=3r/h;
+        rate_limit zone=users rate=2r/h;
+        alias html/index.html;
+    }
+--- user_files
+>>> index.html
+ok
+>>> hs256.jwk
+{
+  "alg": "HS256",
+  "k": "-XA2YL0lgSDxnAg3NMc2-c-CR14FHQq5WDtzPn4FEEU",
+  "kid": "hs256",
+  "kty": "oct"
+}
+--- request eval
+["GET /api", "GET /api", "GET /api", "GET /api", "GET /api", "GET /api", "GET /api"]
+--- more_headers eval
+[
+# a bad signature (sub alice), an expired token (sub alice), no token at all, garbage
+"Authorization: Bearer eyJhbGciOiJIUzI1NiIsImtpZCI6ImhzMjU2IiwidHlwIjoiSldUIn0.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.DlF21ihkb2gaMKPqZnecJEV5uqPyzUUKQPf1Qk4yS8Y",
+"Authorization: Bearer eyJhbGciOiJIUzI1NiIsImtpZCI6ImhzMjU2IiwidHlwIjoiSldUIn0.eyJleHAiOjEwMDAwMDAwMDAsInN1YiI6ImFsaWNlIn0.VKQ2TJ1YJjmL6zdvmdqhq1wIwDL9ESnxKRZKk8j57Zs",
+"",
+"Authorization: Bearer not.a.token",
+# alice, valid until 2100
+"Authorization: Bearer eyJhbGciOiJIUzI1NiIsImtpZCI6ImhzMjU2IiwidHlwIjoiSldUIn0.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.D1F21ihkb2gaMKPqZnecJEV5uqPyzUUKQPf1Qk4yS8Y",
+"Authorization: Bearer eyJhbGciOiJIUzI1NiIsImtpZCI6ImhzMjU2IiwidHlwIjoiSldUIn0.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.D1F21ihkb2gaMKPqZnecJEV5uqPyzUUKQPf1Qk4yS8Y",
+"Authorization: Bearer eyJhbGciOiJIUzI1NiIsImtpZCI6ImhzMjU2IiwidHlwIjoiSldUIn0.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.D1F21ihkb2gaMKPqZnecJEV5uqPyzUUKQPf1Qk4yS8Y",
+]
+--- error_code eval
+[401, 401, 401, 401, 200, 200, 429]
+--- response_headers_like eval
+['!RateLimit
+!Retry-After', '!RateLimit', '!RateLimit', '!RateLimit',
+'RateLimit: "users";r=1;t=\d+', 'RateLimit: "users";r=0;t=\d+', 'RateLimit: "users";r=0;t=\d+
+Retry-After: \d+']
+--- no_error_log
+[error]
+
+
+
+=== TEST 22: an internal redirect (index) does not count the request twice
+--- http_config
+    rate_limit_zone $host zone=z:1m;
+--- config
+    location /d/ {
+        rate_limit zone=z rate=5r/h;
+        add_header X-RL "$rate_limit_status $rate_limit_remaining" always;
+        root html;
+    }
+--- user_files
+>>> d/index.html
+ok
+--- request eval
+["GET /d/", "GET /d/index.html", "GET /d/"]
+--- response_headers eval
+['X-RL: PASSED 4', 'X-RL: PASSED 3', 'X-RL: PASSED 2']
+--- response_headers_like eval
+['RateLimit: "z";r=4;t=\d+', 'RateLimit: "z";r=3;t=\d+', 'RateLimit: "z";r=2;t=\d+']
+
+
+
+=== TEST 23: error_page 429 to a location that inherits the server's limit: the error page is served once, headers not doubled, variables kept
+--- http_config
+    rate_limit_zone $host zone=z:1m;
+--- config
+    rate_limit zone=z rate=1r/h;
+    error_page 429 /busy.html;
+    location /t {
+        alias html/index.html;
+    }
+    location = /busy.html {
+        add_header X-RL "$rate_limit_status $rate_limit_policy" always;
+        root html;
+    }
+--- user_files
+>>> index.html
+ok
+>>> busy.html
+busy
+--- request eval
+["GET /t", "GET /t"]
+--- error_code eval
+[200, 429]
+--- response_body eval
+["ok\n", "busy\n"]
+--- response_headers_like eval
+['!Retry-After', 'Retry-After: \d+
+RateLimit: "z";r=0;t=\d+
+RateLimit-Policy: "z";q=1;w=3600
+X-RL: REJECTED z']
+
+
+
+=== TEST 24: try_files to a named location with its own limit: the first location's decision stands (as limit_req)
+--- http_config
+    rate_limit_zone $host zone=a:1m;
+    rate_limit_zone $host zone=b:1m;
+--- config
+    location /t {
+        rate_limit zone=a rate=5r/h;
+        try_files /nonexistent @back;
+    }
+    location @back {
+        rate_limit zone=b rate=1r/h;
+        add_header X-RL "$rate_limit_status $rate_limit_policy $rate_limit_remaining" always;
+        root html;
+        try_files /index.html =404;
+    }
+--- user_files
+>>> index.html
+ok
+--- request eval
+["GET /t", "GET /t", "GET /t"]
+--- error_code eval
+[200, 200, 200]
+--- response_headers eval
+['X-RL: PASSED a 4', 'X-RL: PASSED a 3', 'X-RL: PASSED a 2']
