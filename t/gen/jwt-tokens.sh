@@ -234,3 +234,7 @@ emit ES256_SHORT "ES256, kid ec256, sub alice: a valid signature without its las
 RS_SIG_HEX=$(printf '%s' "$RS256_OK" | cut -d. -f3 | b64udec | xxd -p -c 512)
 emit RS256_SHORT "RS256_OK with its signature's last byte dropped (255 bytes)" \
     "$(printf '%s' "$RS256_OK" | cut -d. -f1-2).$(printf '%s' "${RS_SIG_HEX:0:510}" | hex2b64u)"
+emit SPACE "RS256_OK with a space inserted in its signature" \
+    "$(printf '%s' "$RS256_OK" | sed -E 's/^([^.]*\.[^.]*\.[^.]{10})/\1 /')"
+emit NON_ASCII "RS256_OK with a UTF-8 e-acute inserted in its signature" \
+    "$(printf '%s' "$RS256_OK" | sed -E 's/^([^.]*\.[^.]*\.[^.]{10})/\1é/')"
