@@ -96,6 +96,19 @@ impl JwtConf {
     /// position of the `auth_jwt` directive it is about. `location` names the block being merged
     /// (empty for `http` and `server`).
     pub fn merge(&mut self, prev: &JwtConf, location: &str) -> Result<(), MergeError> {
+        // Nothing set in this block (e.g. an `if` block or a nested location): share the
+        // enclosing block's runtime, so a request moving into it keeps its verified outcome.
+        let untouched = self.auth.is_none()
+            && self.keys.is_none()
+            && self.leeway.is_none()
+            && self.requirements.is_none()
+            && self.algorithms.is_none()
+            && self.issuers.is_none()
+            && self.audiences.is_none()
+            && self.typ.is_none()
+            && self.require_exp.is_none()
+            && self.claim_rules.is_none()
+            && self.max_size.is_none();
         inherit(&mut self.auth, &prev.auth);
         inherit(&mut self.keys, &prev.keys);
         inherit(&mut self.leeway, &prev.leeway);
@@ -109,6 +122,10 @@ impl JwtConf {
         inherit(&mut self.max_size, &prev.max_size);
 
         self.runtime = None;
+        if untouched && prev.runtime.is_some() {
+            self.runtime.clone_from(&prev.runtime);
+            return Ok(());
+        }
         let Some(AuthJwt::On { realm, token, at }) = self.auth.clone() else {
             return Ok(());
         };
