@@ -2655,3 +2655,62 @@ qr/gateway: jwt: token (verified|from the cache|failed verification)/
 gateway: jwt: token verified
 gateway: jwt: token from the cache
 gateway: jwt: token failed verification
+
+
+
+=== TEST 44: an if block inside the protected location shares its configuration: with the cache off, a request that enters the if block is still verified once (debug lines)
+# (No no_error_log on the token: at debug level nginx itself logs every request header.)
+--- http_config
+    auth_jwt_cache off;
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        auth_jwt off;
+        location / {
+            return 200 "upstream reached sub=$http_x_user\n";
+        }
+    }
+--- config
+    location /t {
+        auth_jwt "api";
+        auth_jwt_key_file $TEST_NGINX_KEYS/jwks.json;
+        set $who "someone";
+        if ($jwt_claim_sub = "alice") {
+        set $who "the-alice";
+        }
+        proxy_set_header X-User $who;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+    }
+--- log_level: debug
+--- request eval
+[
+    "GET /t",
+    "GET /t",
+]
+--- more_headers eval
+[
+    # RS256, kid rsa2048, sub alice, exp 2100
+    "Authorization: Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.lQ9muY4PiSSa-iR_Fg7zua-tqGVmJ9e1Kc3_pp8tAHlbOgzcodworGRcsuXQj2SHiInnxC12vU_9SM9VVm6quf7Vwm3sF9F1Oz9lkszm1FmXC5xIFsXvBRqZ5fh78csahxtATJkmenD3JRbeqsTaPjbmYgUM9xk1jos15JTctRpEtoNRUSWzR7DrjnTLv-cGnBBapPQGG_JqwGTcpgc-DRutGEepu0nTSqgsMczkaj3XicnE-9CepoP5i8qVb2up7rSczGTl98OcWWRPMr6DmcIlh2rPtRg3IVSbh_fNEjefEaNgTTLg8uXkYD9kxCRd1EmcCteMpRMCVdrK1KQZfQ",
+    # RS256, kid rsa2048, sub bob, level 1, scope read, realm_access.roles [reader], exp 2100
+    "Authorization: Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJleHAiOjQxMDI0NDQ4MDAsImxldmVsIjoxLCJyZWFsbV9hY2Nlc3MiOnsicm9sZXMiOlsicmVhZGVyIl19LCJzY29wZSI6InJlYWQiLCJzdWIiOiJib2IifQ.CnjzWmBHRvL_cfr_jRJ2qYNhRCX6aTxXACMIwrGzqtAlJxMWuUCtW1d4QmjKrwrJnF9APlmjRKz49KdlCSv8xW1suoBPsKPIH7yj_ZwwRo0eLsEQDZmtYsUnXQzQMa6KMcJyN1cbS4zBbAw6HldxYpwOR2GJ8joZ34coF1SXWcmYSuBidnIDL1I_MplWEJ9kI-f1umwudfWuXhtHj9FnvKyYoVtfS9ltPwbTBaGdDH8ouqMQhtpJWK2VbvoD0yNZB3KLRdStr-ec2AFlGgZ40IBQvmLJt0mzd-8FJEpmDR7LkGC4K_c5Bdz8Q7UAhjNm9mDv99HLNCNHH5oACDGbug",
+]
+--- error_code eval
+[200, 200]
+--- response_headers eval
+[
+    "!WWW-Authenticate",
+    "!WWW-Authenticate",
+]
+--- response_body_like eval
+[
+    qr/\Aupstream reached sub=the\-alice\n\z/,
+    qr/\Aupstream reached sub=someone\n\z/,
+]
+--- response_body_unlike eval
+[qr/<html>/, qr/<html>/]
+--- no_error_log eval
+["[error]"]
+--- grep_error_log eval
+qr/gateway: jwt: token (verified|from the cache|failed verification)/
+--- grep_error_log_out
+gateway: jwt: token verified
+gateway: jwt: token verified
