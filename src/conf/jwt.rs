@@ -5,7 +5,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use gateway_core::jwt::{Alg, AlgSet, ClaimRule, KeySet, Policy};
-use nginx_sys::ngx_conf_t;
+use nginx_sys::{ngx_conf_t, ngx_str_t};
 
 use super::util::{arg_str, args, compile_cv, full_path, invalid, kv, ComplexValue};
 
@@ -16,6 +16,33 @@ pub struct Requirement {
     pub status: u16,
 }
 
+/// Where a directive was written (file name and line), for errors found when blocks are merged:
+/// nginx would otherwise point at the end of the `http` block.
+#[derive(Clone, Copy, Debug)]
+pub struct ConfPos {
+    /// The configuration file's name (kept by nginx for the cycle's lifetime).
+    pub file: ngx_str_t,
+    pub line: usize,
+}
+
+impl ConfPos {
+    fn of(cf: &ngx_conf_t) -> Option<ConfPos> {
+        // SAFETY: while a directive is parsed, `conf_file` is the file being read.
+        let f = unsafe { cf.conf_file.as_ref()? };
+        Some(ConfPos {
+            file: f.file.name,
+            line: f.line,
+        })
+    }
+}
+
+/// A merge-time configuration error: the message, and the directive it is about.
+#[derive(Debug)]
+pub struct MergeError {
+    pub msg: String,
+    pub at: Option<ConfPos>,
+}
+
 /// `auth_jwt` as written in one block.
 #[derive(Clone, Debug)]
 pub enum AuthJwt {
@@ -23,6 +50,7 @@ pub enum AuthJwt {
     On {
         realm: ComplexValue,
         token: Option<ComplexValue>,
+        at: Option<ConfPos>,
     },
 }
 
@@ -64,8 +92,23 @@ fn inherit<T: Clone>(v: &mut Option<T>, prev: &Option<T>) {
 }
 
 impl JwtConf {
-    /// Inherits unset values and builds the runtime. `Err` is an `[emerg]` message.
-    pub fn merge(&mut self, prev: &JwtConf) -> Result<(), String> {
+    /// Inherits unset values and builds the runtime. `Err` is an `[emerg]` message, with the
+    /// position of the `auth_jwt` directive it is about. `location` names the block being merged
+    /// (empty for `http` and `server`).
+    pub fn merge(&mut self, prev: &JwtConf, location: &str) -> Result<(), MergeError> {
+        // Nothing set in this block (e.g. an `if` block or a nested location): share the
+        // enclosing block's runtime, so a request moving into it keeps its verified outcome.
+        let untouched = self.auth.is_none()
+            && self.keys.is_none()
+            && self.leeway.is_none()
+            && self.requirements.is_none()
+            && self.algorithms.is_none()
+            && self.issuers.is_none()
+            && self.audiences.is_none()
+            && self.typ.is_none()
+            && self.require_exp.is_none()
+            && self.claim_rules.is_none()
+            && self.max_size.is_none();
         inherit(&mut self.auth, &prev.auth);
         inherit(&mut self.keys, &prev.keys);
         inherit(&mut self.leeway, &prev.leeway);
@@ -79,13 +122,26 @@ impl JwtConf {
         inherit(&mut self.max_size, &prev.max_size);
 
         self.runtime = None;
-        let Some(AuthJwt::On { realm, token }) = self.auth.clone() else {
+        if untouched && prev.runtime.is_some() {
+            self.runtime.clone_from(&prev.runtime);
+            return Ok(());
+        }
+        let Some(AuthJwt::On { realm, token, at }) = self.auth.clone() else {
             return Ok(());
         };
+        let err = |what: &str| {
+            let place = if location.is_empty() {
+                String::new()
+            } else {
+                format!(" in location \"{location}\"")
+            };
+            Err(MergeError {
+                msg: format!("\"auth_jwt\" is on{place} but {what}"),
+                at,
+            })
+        };
         let Some(keys) = self.keys.clone() else {
-            return Err(
-                "\"auth_jwt\" is on but no keys are configured: add \"auth_jwt_key_file\"".into(),
-            );
+            return err("no keys are configured: add \"auth_jwt_key_file\"");
         };
         let rules = self.claim_rules.clone().unwrap_or_default();
         let policy = Policy {
@@ -102,9 +158,8 @@ impl JwtConf {
         };
         let allowed = policy.effective_algs(&keys);
         if allowed.is_empty() {
-            return Err(
-                "\"auth_jwt_algorithms\" allows no algorithm that the configured keys support"
-                    .into(),
+            return err(
+                "\"auth_jwt_algorithms\" allows no algorithm that the configured keys support",
             );
         }
         self.runtime = Some(Rc::new(JwtRuntime {
@@ -162,7 +217,11 @@ pub fn set_auth_jwt(cf: &mut ngx_conf_t, c: &mut JwtConf) -> Result<(), String> 
             _ => return Err(invalid(cf, s, "expected \"token=$variable\"")),
         }
     }
-    c.auth = Some(AuthJwt::On { realm, token });
+    c.auth = Some(AuthJwt::On {
+        realm,
+        token,
+        at: ConfPos::of(cf),
+    });
     Ok(())
 }
 
@@ -246,8 +305,16 @@ pub fn set_algorithms(cf: &mut ngx_conf_t, c: &mut JwtConf) -> Result<(), String
     }
     let mut set = AlgSet::EMPTY;
     for s in strs(cf)? {
-        let alg =
-            Alg::from_name(s).ok_or_else(|| invalid(cf, s, "unknown or unsupported algorithm"))?;
+        let alg = Alg::from_name(s).ok_or_else(|| {
+            if s.eq_ignore_ascii_case("none") {
+                invalid(cf, s, "unsigned tokens are never accepted")
+            } else if let Some(a) = Alg::ALL.iter().find(|a| a.name().eq_ignore_ascii_case(s)) {
+                let hint = format!("algorithm names are case-sensitive, use \"{a}\"");
+                invalid(cf, s, &hint)
+            } else {
+                invalid(cf, s, "unknown or unsupported algorithm")
+            }
+        })?;
         set.insert(alg);
     }
     c.algorithms = Some(set);

@@ -12,6 +12,7 @@ use nginx_sys::{
     NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF,
 };
 use ngx::core::{Pool, NGX_CONF_ERROR};
+use ngx::http::{HttpModuleLocationConf, NgxHttpCoreModule};
 use ngx::ngx_string;
 
 use crate::http::guard_conf;
@@ -37,14 +38,15 @@ pub struct LocConf {
 }
 
 impl LocConf {
-    /// Fills unset values from the enclosing block, then from the defaults.
-    fn merge(&mut self, prev: &LocConf) -> Result<(), String> {
+    /// Fills unset values from the enclosing block, then from the defaults. `location` is the
+    /// name of the location being merged (empty for `http` and `server` blocks).
+    fn merge(&mut self, prev: &LocConf, location: &str) -> Result<(), jwt::MergeError> {
         if self.enabled.is_none() {
             self.enabled = prev.enabled;
         }
         self.rl.merge(&prev.rl);
         self.log.merge(&prev.log);
-        self.jwt.merge(&prev.jwt)
+        self.jwt.merge(&prev.jwt, location)
     }
 
     /// Whether the gateway handlers run for requests in this location.
@@ -432,10 +434,31 @@ pub unsafe extern "C" fn merge_loc_conf(
     guard_conf(NGX_CONF_ERROR, || {
         // SAFETY: both pointers were returned by `create_loc_conf` for this module.
         let (prev, conf) = unsafe { (&*prev.cast::<LocConf>(), &mut *conf.cast::<LocConf>()) };
-        match conf.merge(prev) {
+        // SAFETY: nginx merges with a valid configuration; while a location is merged, its
+        // context's loc_conf is that location's (ngx_http_merge_locations).
+        let cf = unsafe { &mut *cf };
+        let location = NgxHttpCoreModule::location_conf(&*cf)
+            .map(|clcf| String::from_utf8_lossy(clcf.name.as_bytes()).into_owned())
+            .unwrap_or_default();
+        match conf.merge(prev, &location) {
             Ok(()) => ptr::null_mut(),
-            Err(msg) => {
-                gw_conf_err!(cf, "{}", msg);
+            Err(e) => {
+                // Point the message at the directive, not at the end of the http block.
+                // SAFETY: `conf_file` is valid while the configuration is processed.
+                let saved = unsafe { cf.conf_file.as_mut() }.map(|f| {
+                    let saved = (f.file.name, f.line);
+                    if let Some(at) = e.at {
+                        f.file.name = at.file;
+                        f.line = at.line;
+                    }
+                    saved
+                });
+                gw_conf_err!(cf, "{}", e.msg);
+                // SAFETY: as above.
+                if let (Some((name, line)), Some(f)) = (saved, unsafe { cf.conf_file.as_mut() }) {
+                    f.file.name = name;
+                    f.line = line;
+                }
                 NGX_CONF_ERROR
             }
         }

@@ -84,7 +84,12 @@ fn token<'r>(request: &'r Request, rt: &JwtRuntime) -> Option<&'r [u8]> {
     }
 }
 
-fn verify_cached(token: &[u8], rt: &JwtRuntime, now: i64) -> Result<Arc<Verified>, JwtError> {
+fn verify_cached(
+    request: &Request,
+    token: &[u8],
+    rt: &JwtRuntime,
+    now: i64,
+) -> Result<Arc<Verified>, JwtError> {
     let size = CACHE_SIZE.load(Ordering::Relaxed);
     let keyset = rt.keys.id();
     if size > 0 {
@@ -98,15 +103,19 @@ fn verify_cached(token: &[u8], rt: &JwtRuntime, now: i64) -> Result<Arc<Verified
         });
         super::metrics::inc_cache(hit.is_some());
         if let Some(v) = hit {
+            gw_debug!(request, "jwt: token from the cache");
             return Ok(v);
         }
     }
-    let v = Arc::new(decode_and_verify_signature(
-        token,
-        &rt.keys,
-        rt.allowed,
-        rt.policy.max_token_size,
-    )?);
+    let v = match decode_and_verify_signature(token, &rt.keys, rt.allowed, rt.policy.max_token_size)
+    {
+        Ok(v) => Arc::new(v),
+        Err(e) => {
+            gw_debug!(request, "jwt: token failed verification");
+            return Err(e);
+        }
+    };
+    gw_debug!(request, "jwt: token verified");
     if size > 0 {
         CACHE.with(|c| {
             if let Some(cache) = c.borrow_mut().as_mut() {
@@ -137,7 +146,7 @@ pub fn authenticate<'c>(
         },
         Some(t) => {
             let now = now();
-            match verify_cached(t, rt, now) {
+            match verify_cached(request, t, rt, now) {
                 Ok(v) => {
                     let error = check_claims(&v, &rt.policy, now).err();
                     AuthOutcome {
@@ -196,7 +205,7 @@ pub fn access(
                     gw_log!(
                         NGX_LOG_INFO,
                         log,
-                        "jwt refused: auth_jwt_require failed, status: {s}"
+                        "jwt refused: auth_jwt_require failed (require_failed), status {s}"
                     );
                     (
                         s,
@@ -210,7 +219,7 @@ pub fn access(
             }
         }
         Some(JwtError::Missing) => {
-            gw_log!(NGX_LOG_INFO, log, "jwt refused: no token");
+            gw_log!(NGX_LOG_INFO, log, "jwt refused: no token (missing)");
             (401, "")
         }
         Some(JwtError::KeyUnavailable) => {

@@ -550,7 +550,8 @@ fn test_preamble() {
     let f = parse_file(
         "use Test::Nginx::Socket 'no_plan';\nworkers(2);\nmaster_on();\nlog_level('info');\n\
          repeat_each(2);\nplan tests => repeat_each() * (blocks() * 3);\n\
-         $ENV{TEST_NGINX_RUNNER_UNIT_X} ||= 'abc';\nour $Conf = <<'_EOC_';\nfoo;\n_EOC_\n\
+         $ENV{TEST_NGINX_RUNNER_UNIT_X} ||= 'abc';\nuse Cwd qw(cwd);\n\
+         $ENV{TEST_NGINX_RUNNER_UNIT_DIR} ||= cwd() . '/t/keys';\nour $Conf = <<'_EOC_';\nfoo;\n_EOC_\n\
          frobnicate(1);\nno_root_location();\nrun_tests();\n__DATA__\n",
     );
     assert_eq!(f.preamble.workers, 2);
@@ -563,6 +564,11 @@ fn test_preamble() {
             .get("TEST_NGINX_RUNNER_UNIT_X")
             .map(String::as_str),
         Some("abc")
+    );
+    let cwd = std::env::current_dir().unwrap().display().to_string();
+    assert_eq!(
+        f.preamble.env.get("TEST_NGINX_RUNNER_UNIT_DIR"),
+        Some(&format!("{cwd}/t/keys"))
     );
     assert_eq!(f.warnings.len(), 1, "{:?}", f.warnings);
     assert!(f.warnings[0].contains("frobnicate"));

@@ -271,6 +271,16 @@ impl Parser<'_> {
                 self.integer()?.to_string().into_bytes(),
             ))),
             b'q' => self.quote_like(),
+            // `cwd()` of Perl's Cwd module (the preamble's `use Cwd;` is accepted and ignored):
+            // the current directory, which is the package root under `cargo test` and `prove`.
+            b'c' if self.s[self.i..].starts_with(b"cwd()") => {
+                self.i += 5;
+                let dir = std::env::current_dir()
+                    .map_err(|e| format!("cwd(): {e}"))?
+                    .display()
+                    .to_string();
+                Ok(Item::One(Value::Str(dir.into_bytes())))
+            }
             _ => Err(self.error("unexpected token")),
         }
     }
@@ -642,6 +652,11 @@ fn strings() {
     assert_eq!(eval(r#""x" . ("ab") x 2"#).unwrap(), s("xabab"));
     assert!(eval(r#""$foo""#).is_err());
     assert!(eval("foo()").is_err());
+    let cwd = std::env::current_dir().unwrap().display().to_string();
+    assert_eq!(
+        eval("cwd() . '/t/keys'").unwrap(),
+        s(&format!("{cwd}/t/keys"))
+    );
 }
 
 fn arrays() {

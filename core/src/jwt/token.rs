@@ -138,7 +138,10 @@ pub fn decode_and_verify_signature(
             return Err(if segments == 5 {
                 JwtError::malformed("JWE (5 segments) not supported")
             } else {
-                JwtError::Malformed(Cow::Owned(format!("{segments} segments, expected 3")))
+                let plural = if segments == 1 { "" } else { "s" };
+                JwtError::Malformed(Cow::Owned(format!(
+                    "{segments} segment{plural}, expected 3"
+                )))
             });
         }
     };
