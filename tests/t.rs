@@ -11,6 +11,8 @@
 
 #[path = "t/block.rs"]
 mod block;
+#[path = "t/data.rs"]
+mod data;
 #[path = "t/http.rs"]
 mod http;
 #[path = "t/nginx.rs"]
@@ -36,6 +38,7 @@ fn main() {
         .into_iter()
         .chain(parse::unit_tests())
         .chain(http::unit_tests())
+        .chain(data::unit_tests())
     {
         trials.push(Trial::test(format!("runner-unit :: {name}"), move || {
             f();
