@@ -508,11 +508,12 @@ impl<'a> BlockRun<'a> {
         };
         let mut out = Vec::new();
         for (i, r) in reqs.iter().enumerate() {
+            // Bytes, not text: a header may carry invalid UTF-8 on purpose.
             let headers = match &more {
-                None => String::new(),
-                Some(Value::Str(s)) => String::from_utf8_lossy(s).into_owned(),
+                None => Vec::new(),
+                Some(Value::Str(s)) => s.clone(),
                 Some(Value::Array(a)) => match a.get(i) {
-                    Some(Value::Str(s)) => String::from_utf8_lossy(s).into_owned(),
+                    Some(Value::Str(s)) => s.clone(),
                     _ => {
                         return Err(format!(
                             "--- more_headers lacks data for request #{}",
@@ -522,7 +523,7 @@ impl<'a> BlockRun<'a> {
                 },
                 Some(other) => return Err(format!("--- more_headers: unsupported value {other}")),
             };
-            let headers = self.vars.expand(&headers)?;
+            let headers = self.vars.expand_bytes(&headers)?;
             let r = self.vars.expand_bytes(r)?;
             out.push(Request::new(http::build_request(&r, &headers)?));
         }
