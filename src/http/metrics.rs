@@ -218,7 +218,11 @@ unsafe extern "C" fn init_zone(shm: *mut ngx_shm_zone_t, _old: *mut c_void) -> n
                         "metrics layout changed, counters start from zero"
                     );
                 }
+                // Word 3 (the block's capacity) survives: a reload reads it to decide whether
+                // the block can be reused.
+                let cap = *words.add(3);
                 ptr::write_bytes(words, 0, HEADER_WORDS + n);
+                *words.add(3) = cap;
                 *words = MAGIC;
                 *words.add(1) = hash;
                 *words.add(2) = n as u64;
