@@ -608,7 +608,16 @@ impl<'a> BlockRun<'a> {
                 }
                 data::Action::Sleep(s) => sleep(Duration::from_secs_f64(s.max(0.0))),
                 data::Action::JsonLines(f, want) => {
-                    match data::read_json_lines(&root, std::slice::from_ref(&f)) {
+                    // nginx writes the record in the log phase, which may end just after the
+                    // client has the whole response: give it a moment to reach `want`.
+                    let files = std::slice::from_ref(&f);
+                    let deadline = std::time::Instant::now() + Duration::from_millis(500);
+                    while std::time::Instant::now() < deadline
+                        && data::read_json_lines(&root, files).is_ok_and(|l| l.len() < want)
+                    {
+                        sleep(Duration::from_millis(10));
+                    }
+                    match data::read_json_lines(&root, files) {
                         Ok(lines) if lines.len() == want => {}
                         Ok(lines) => self.failures.push(format!(
                             "after_request {n}: json_lines {f} {want}: the file has {} lines",

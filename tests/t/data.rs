@@ -64,13 +64,13 @@ fn type_name(v: &Json) -> &'static str {
     }
 }
 
-/// One `json_log_match` line: `LINE PATH OP [ARG]`, LINE being `*` (every line) or a 1-based
-/// line number across the files. Returns the failures (empty when it holds).
+/// One `json_log_match` line: `LINE PATH OP [ARG]`, LINE being `*` (every line), `any` (at
+/// least one line) or a 1-based line number across the files. Returns the failures (empty when it holds).
 pub fn check_match(lines: &[Json], spec: &str) -> Result<Vec<String>, String> {
     let bad = || {
         format!(
             "json_log_match: cannot parse {spec:?}: want 'LINE PATH == JSON', '!= JSON', \
-             '=~ REGEX', 'absent', 'present' or 'is TYPE' (LINE: 1-based or *)"
+             '=~ REGEX', 'absent', 'present' or 'is TYPE' (LINE: 1-based, * or any)"
         )
     };
     let mut words = spec.splitn(3, char::is_whitespace);
@@ -82,7 +82,8 @@ pub fn check_match(lines: &[Json], spec: &str) -> Result<Vec<String>, String> {
         Some((op, arg)) => (op, arg.trim()),
         None => (rest, ""),
     };
-    let indexes: Vec<usize> = if which == "*" {
+    let any = which == "any";
+    let indexes: Vec<usize> = if which == "*" || any {
         (0..lines.len()).collect()
     } else {
         let n: usize = which.parse().map_err(|_| bad())?;
@@ -123,6 +124,7 @@ pub fn check_match(lines: &[Json], spec: &str) -> Result<Vec<String>, String> {
         _ => return Err(bad()),
     };
     let mut failures = Vec::new();
+    let n_lines = indexes.len();
     for i in indexes {
         let got = at(&lines[i], path);
         let ok = match (&op, got) {
@@ -135,6 +137,12 @@ pub fn check_match(lines: &[Json], spec: &str) -> Result<Vec<String>, String> {
             (Op::Re(r), Some(g)) => r.is_match(g.to_string().as_bytes()),
             (Op::Is(t), Some(g)) => type_name(g) == t,
         };
+        if any {
+            if ok {
+                return Ok(Vec::new());
+            }
+            continue;
+        }
         if !ok {
             failures.push(format!(
                 "json_log_match {spec:?} fails on line {}: {path} is {}\n    line {}: {}",
@@ -144,6 +152,11 @@ pub fn check_match(lines: &[Json], spec: &str) -> Result<Vec<String>, String> {
                 lines[i]
             ));
         }
+    }
+    if any {
+        failures.push(format!(
+            "json_log_match {spec:?}: no line matches (of {n_lines})"
+        ));
     }
     Ok(failures)
 }
@@ -456,6 +469,8 @@ pub fn unit_tests() -> Vec<(&'static str, fn())> {
             assert!(ok("* status is number"));
             assert!(ok("2 auth absent"));
             assert!(!ok("* auth present"));
+            assert!(ok("any auth present"));
+            assert!(!ok("any status == 500"));
             assert!(ok("1 p =~ ^/a$"));
             assert!(ok("2 status != 200"));
             assert!(!ok("3 status == 200"));
