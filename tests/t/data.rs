@@ -357,8 +357,9 @@ pub fn parse_series(s: &str) -> Result<(String, Vec<(String, String)>), String> 
 }
 
 /// Checks a `prometheus` section against parsed samples. Lines:
-/// `SERIES VALUE` (exactly one sample with exactly these labels, of this value),
-/// `SERIES absent`, `type FAMILY TYPE`, `label_values !~ REGEX` (no label value matches).
+/// `SERIES VALUE` (exactly one sample with exactly these labels, of this value; VALUE may be
+/// a range `A..B`), `SERIES absent`, `sum NAME VALUE` (the sum over all samples named NAME),
+/// `type FAMILY TYPE`, `label_values !~ REGEX` (no label value matches).
 pub fn check_prometheus(
     samples: &[Sample],
     types: &[(String, String)],
@@ -418,22 +419,44 @@ pub fn check_prometheus(
         let (series, want) = line
             .rsplit_once(char::is_whitespace)
             .ok_or_else(|| format!("prometheus: cannot parse {line:?} (want 'SERIES VALUE')"))?;
-        let (name, labels) = parse_series(series.trim())?;
-        let found: Vec<&Sample> = samples
-            .iter()
-            .filter(|s| s.name == name && s.labels == labels)
-            .collect();
+        let series = series.trim();
         if want == "absent" {
-            if !found.is_empty() {
+            let (name, labels) = parse_series(series)?;
+            if samples.iter().any(|s| s.name == name && s.labels == labels) {
                 failures.push(format!("prometheus {line:?}: the series is present"));
             }
             continue;
         }
-        let want: f64 = want
-            .parse()
-            .map_err(|_| format!("prometheus: {line:?}: the value is not a number"))?;
+        // VALUE is a number or an inclusive range `A..B` (for counts that depend on which
+        // worker took a request).
+        let (lo, hi) = match want.split_once("..") {
+            Some((a, b)) => (a.parse::<f64>(), b.parse::<f64>()),
+            None => (want.parse(), want.parse()),
+        };
+        let (Ok(lo), Ok(hi)) = (lo, hi) else {
+            return Err(format!(
+                "prometheus: {line:?}: the value is not a number or a range A..B"
+            ));
+        };
+        if let Some(name) = series.strip_prefix("sum ") {
+            let name = name.trim();
+            let total: f64 = samples
+                .iter()
+                .filter(|s| s.name == name)
+                .map(|s| s.value)
+                .sum();
+            if !(lo..=hi).contains(&total) {
+                failures.push(format!("prometheus {line:?}: the sum is {total}"));
+            }
+            continue;
+        }
+        let (name, labels) = parse_series(series)?;
+        let found: Vec<&Sample> = samples
+            .iter()
+            .filter(|s| s.name == name && s.labels == labels)
+            .collect();
         match found.as_slice() {
-            [s] if s.value == want => {}
+            [s] if (lo..=hi).contains(&s.value) => {}
             [s] => failures.push(format!("prometheus {line:?}: the value is {}", s.value)),
             _ => {
                 let similar: Vec<String> = samples
