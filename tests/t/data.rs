@@ -215,6 +215,9 @@ pub fn parse_actions(text: &str) -> Result<Vec<(usize, Action)>, String> {
     Ok(out)
 }
 
+/// A metric family's name and type, as the parser reports them.
+pub type FamilyType = (String, String);
+
 /// A sample of a Prometheus exposition.
 #[derive(Debug)]
 pub struct Sample {
@@ -226,7 +229,7 @@ pub struct Sample {
 /// Parses a Prometheus text exposition with the reference client library's parser
 /// (`prometheus_client.parser`, Debian package python3-prometheus-client); returns the
 /// samples and the `(family, type)` pairs.
-pub fn parse_prometheus(body: &[u8]) -> Result<(Vec<Sample>, Vec<(String, String)>), String> {
+pub fn parse_prometheus(body: &[u8]) -> Result<(Vec<Sample>, Vec<FamilyType>), String> {
     const SCRIPT: &str = r#"
 import json, sys
 from prometheus_client.parser import text_string_to_metric_families
@@ -362,7 +365,7 @@ pub fn parse_series(s: &str) -> Result<(String, Vec<(String, String)>), String> 
 /// `type FAMILY TYPE`, `label_values !~ REGEX` (no label value matches).
 pub fn check_prometheus(
     samples: &[Sample],
-    types: &[(String, String)],
+    types: &[FamilyType],
     spec: &str,
 ) -> Result<Vec<String>, String> {
     let mut failures = Vec::new();
