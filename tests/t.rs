@@ -13,6 +13,8 @@
 mod block;
 #[path = "t/concurrent.rs"]
 mod concurrent;
+#[path = "t/data.rs"]
+mod data;
 #[path = "t/http.rs"]
 mod http;
 #[path = "t/nginx.rs"]
@@ -39,6 +41,7 @@ fn main() {
         .chain(parse::unit_tests())
         .chain(http::unit_tests())
         .chain(concurrent::unit_tests())
+        .chain(data::unit_tests())
     {
         trials.push(Trial::test(format!("runner-unit :: {name}"), move || {
             f();

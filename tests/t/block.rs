@@ -1,6 +1,7 @@
 //! Running one block: server root, nginx.conf, nginx, requests, checks, report.
 
 use crate::concurrent;
+use crate::data;
 use crate::http::{self, Response};
 use crate::nginx::{self, ConfParams, Info, Nginx, Start};
 use crate::parse::{Block, TestFile};
@@ -63,6 +64,13 @@ const KNOWN_SECTIONS: &[&str] = &[
     "reload_after_request",
     "reload_http_config",
     "reload_config",
+    // Project extensions (t/README.md): logs and metrics as data, actions between requests.
+    "json_log_file",
+    "json_log_lines",
+    "json_log_match",
+    "no_json_log",
+    "after_request",
+    "prometheus",
 ];
 
 /// How long nginx may take to start, and to exit after SIGQUIT.
@@ -351,6 +359,8 @@ impl<'a> BlockRun<'a> {
             let lines = read_lines(&self.job.servroot.join("logs/access.log"));
             self.check_logs(&lines, &["access_log"], &["no_access_log"], "access.log")?;
         }
+        self.check_json_log()?;
+        self.check_prometheus()?;
         Ok(Outcome::Done)
     }
 
@@ -531,11 +541,12 @@ impl<'a> BlockRun<'a> {
         };
         let mut out = Vec::new();
         for (i, r) in reqs.iter().enumerate() {
+            // Bytes, not text: a header may carry invalid UTF-8 on purpose.
             let headers = match &more {
-                None => String::new(),
-                Some(Value::Str(s)) => String::from_utf8_lossy(s).into_owned(),
+                None => Vec::new(),
+                Some(Value::Str(s)) => s.clone(),
                 Some(Value::Array(a)) => match a.get(i) {
-                    Some(Value::Str(s)) => String::from_utf8_lossy(s).into_owned(),
+                    Some(Value::Str(s)) => s.clone(),
                     _ => {
                         return Err(format!(
                             "--- more_headers lacks data for request #{}",
@@ -545,7 +556,7 @@ impl<'a> BlockRun<'a> {
                 },
                 Some(other) => return Err(format!("--- more_headers: unsupported value {other}")),
             };
-            let headers = self.vars.expand(&headers)?;
+            let headers = self.vars.expand_bytes(&headers)?;
             let r = self.vars.expand_bytes(r)?;
             out.push(Request::new(http::build_request(&r, &headers)?));
         }
@@ -651,6 +662,7 @@ impl<'a> BlockRun<'a> {
                     self.failures.push(format!("{e}{label}"));
                 }
             }
+            self.after_request(i + 1, nginx)?;
             if !nginx.running() {
                 break;
             }
@@ -714,7 +726,7 @@ impl<'a> BlockRun<'a> {
             let idx = i.to_string();
             let bytes = http::build_request(
                 template.replace("{i}", &idx).as_bytes(),
-                &headers.replace("{i}", &idx),
+                headers.replace("{i}", &idx).as_bytes(),
             )?;
             let head = bytes.starts_with(b"HEAD ");
             jobs.push(concurrent::Job { bytes, head });
@@ -761,6 +773,137 @@ impl<'a> BlockRun<'a> {
                     }
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// `--- after_request`: the actions listed for request `n` (1-based), run after its
+    /// response was checked.
+    fn after_request(&mut self, n: usize, nginx: &mut Nginx) -> Result<(), String> {
+        let Some(text) = self.text("after_request")? else {
+            return Ok(());
+        };
+        let root = self.job.servroot.clone();
+        for (at, action) in data::parse_actions(&text)? {
+            if at != n {
+                continue;
+            }
+            match action {
+                data::Action::Rename(from, to) => fs::rename(root.join(&from), root.join(&to))
+                    .map_err(|e| format!("after_request {n}: rename {from} {to}: {e}"))?,
+                data::Action::Signal(sig, _) => {
+                    // SAFETY: signals our own child, the nginx master.
+                    unsafe { libc::kill(nginx.pid(), sig) };
+                }
+                data::Action::Sleep(s) => sleep(Duration::from_secs_f64(s.max(0.0))),
+                data::Action::JsonLines(f, want) => {
+                    // nginx writes the record in the log phase, which may end just after the
+                    // client has the whole response: give it a moment to reach `want`.
+                    let files = std::slice::from_ref(&f);
+                    let deadline = std::time::Instant::now() + Duration::from_millis(500);
+                    while std::time::Instant::now() < deadline
+                        && data::read_json_lines(&root, files).is_ok_and(|l| l.len() < want)
+                    {
+                        sleep(Duration::from_millis(10));
+                    }
+                    match data::read_json_lines(&root, files) {
+                        Ok(lines) if lines.len() == want => {}
+                        Ok(lines) => self.failures.push(format!(
+                            "after_request {n}: json_lines {f} {want}: the file has {} lines",
+                            lines.len()
+                        )),
+                        Err(p) => self.failures.push(format!(
+                            "after_request {n}: json_lines {f} {want}:\n    {}",
+                            p.join("\n    ")
+                        )),
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `--- json_log_file` (files relative to the server root, read in order as one log):
+    /// after nginx stopped, every line of every file must be a JSON object; then
+    /// `json_log_lines`, `json_log_match` and `no_json_log` are checked.
+    fn check_json_log(&mut self) -> Result<(), String> {
+        let Some(files) = self.text("json_log_file")? else {
+            for s in ["json_log_lines", "json_log_match", "no_json_log"] {
+                if self.block().has(s) {
+                    return Err(format!("--- {s} needs --- json_log_file"));
+                }
+            }
+            return Ok(());
+        };
+        let files: Vec<String> = files.split_whitespace().map(str::to_string).collect();
+        let root = self.job.servroot.clone();
+        let lines = match data::read_json_lines(&root, &files) {
+            Ok(l) => l,
+            Err(problems) => {
+                self.failures
+                    .push(format!("--- json_log_file: {}", problems.join("\n    ")));
+                return Ok(());
+            }
+        };
+        if let Some(n) = self.text("json_log_lines")? {
+            let want: usize = n
+                .trim()
+                .parse()
+                .map_err(|_| format!("--- json_log_lines: {n:?} is not a number"))?;
+            if lines.len() != want {
+                self.failures.push(format!(
+                    "--- json_log_lines: {} has {} lines, want {want}:\n{}",
+                    files.join(" + "),
+                    lines.len(),
+                    lines
+                        .iter()
+                        .map(|l| format!("    {l}"))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                ));
+            }
+        }
+        if let Some(spec) = self.text("json_log_match")? {
+            for line in spec.lines().map(str::trim) {
+                if line.is_empty() || line.starts_with('#') {
+                    continue;
+                }
+                let f = data::check_match(&lines, line)?;
+                self.failures.extend(f);
+            }
+        }
+        if self.block().has("no_json_log") {
+            let mut raw = Vec::new();
+            for f in &files {
+                raw.extend(read_lines(&root.join(f)));
+            }
+            self.check_logs(&raw, &[], &["no_json_log"], &files.join(" + "))?;
+        }
+        Ok(())
+    }
+
+    /// `--- prometheus`: the body of the last response must parse as Prometheus text, and the
+    /// listed samples must have the listed values.
+    fn check_prometheus(&mut self) -> Result<(), String> {
+        let Some(spec) = self.text("prometheus")? else {
+            return Ok(());
+        };
+        let Some(body) = self
+            .exchanges
+            .last()
+            .and_then(|e| e.response.as_ref())
+            .map(|r| r.body.clone())
+        else {
+            self.failures
+                .push("--- prometheus: the last request got no response".to_string());
+            return Ok(());
+        };
+        match data::parse_prometheus(&body) {
+            Ok((samples, types)) => {
+                let f = data::check_prometheus(&samples, &types, &spec)?;
+                self.failures.extend(f);
+            }
+            Err(e) => self.failures.push(e),
         }
         Ok(())
     }

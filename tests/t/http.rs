@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 /// `Host: localhost` and `Connection: close` are added unless `more_headers` has them; a
 /// non-empty body is trimmed and gets a `Content-Length` unless `more_headers` sets one or
 /// uses `Transfer-Encoding: chunked`.
-pub fn build_request(request: &[u8], more_headers: &str) -> Result<Vec<u8>, String> {
+pub fn build_request(request: &[u8], more_headers: &[u8]) -> Result<Vec<u8>, String> {
     let mut req = request;
     // while ($request =~ s/^\s*\#[^\n]+\s+|^\s+//gs) {}
     loop {
@@ -33,33 +33,40 @@ pub fn build_request(request: &[u8], more_headers: &str) -> Result<Vec<u8>, Stri
         Some(nl) => (&req[..nl], &req[nl + 1..]),
         None => (req, &b""[..]),
     };
-    let first = String::from_utf8_lossy(first);
-    let mut parts = first.split_whitespace();
+    // Bytes all the way: a request line or header may carry invalid UTF-8 on purpose.
+    let mut parts = first
+        .split(|c| c.is_ascii_whitespace())
+        .filter(|p| !p.is_empty());
     let method = parts
         .next()
         .ok_or("the --- request section is empty; it needs at least 'METHOD /uri'")?;
-    let uri = parts.next().unwrap_or("/");
-    let version = parts.next().unwrap_or("HTTP/1.1");
+    let uri = parts.next().unwrap_or(b"/");
+    let version = parts.next().unwrap_or(b"HTTP/1.1");
     if parts.next().is_some() {
         return Err(format!(
-            "request line is not valid: should be 'meth [url [version]]' but got {first:?}"
+            "request line is not valid: should be 'meth [url [version]]' but got {:?}",
+            String::from_utf8_lossy(first)
         ));
     }
 
     let (headers, chunked) = parse_more_headers(more_headers);
     let has = |name: &str| {
         headers
-            .lines()
-            .any(|l| l.len() > name.len() && l[..name.len()].eq_ignore_ascii_case(name))
+            .split(|&c| c == b'\n')
+            .any(|l| l.len() > name.len() && l[..name.len()].eq_ignore_ascii_case(name.as_bytes()))
     };
-    let mut out = format!("{method} {uri} {version}\r\n").into_bytes();
+    let mut out = Vec::new();
+    for (i, p) in [method, uri, version].iter().enumerate() {
+        out.extend_from_slice(p);
+        out.extend_from_slice(if i < 2 { b" " } else { b"\r\n" });
+    }
     if !has("Host:") {
         out.extend_from_slice(b"Host: localhost\r\n");
     }
     if !has("Connection") {
         out.extend_from_slice(b"Connection: close\r\n");
     }
-    out.extend_from_slice(headers.as_bytes());
+    out.extend_from_slice(&headers);
     let mut body = body.to_vec();
     if !chunked && !body.is_empty() && !has("Content-Length:") {
         let start = body
@@ -80,21 +87,24 @@ pub fn build_request(request: &[u8], more_headers: &str) -> Result<Vec<u8>, Stri
 
 /// `--- more_headers`: one `Name: value` per line, `#` lines skipped; returns CRLF-terminated
 /// header lines and whether `Transfer-Encoding: chunked` is among them.
-fn parse_more_headers(text: &str) -> (String, bool) {
-    let mut out = String::new();
+fn parse_more_headers(text: &[u8]) -> (Vec<u8>, bool) {
+    let mut out = Vec::new();
     let mut chunked = false;
-    for line in text.split('\n').filter(|l| !l.is_empty()) {
-        if line.trim_start().starts_with('#') {
+    for line in text.split(|&c| c == b'\n').filter(|l| !l.is_empty()) {
+        if line.trim_ascii_start().starts_with(b"#") {
             continue;
         }
-        let (key, val) = match line.split_once(':') {
-            Some((k, v)) => (k, v.trim_start()),
-            None => (line, ""),
+        let (key, val) = match line.iter().position(|&c| c == b':') {
+            Some(i) => (&line[..i], line[i + 1..].trim_ascii_start()),
+            None => (line, &b""[..]),
         };
-        if key.eq_ignore_ascii_case("transfer-encoding") && val == "chunked" {
+        if key.eq_ignore_ascii_case(b"transfer-encoding") && val == b"chunked" {
             chunked = true;
         }
-        out.push_str(&format!("{key}: {val}\r\n"));
+        out.extend_from_slice(key);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(val);
+        out.extend_from_slice(b"\r\n");
     }
     (out, chunked)
 }
@@ -337,19 +347,24 @@ pub fn unit_tests() -> Vec<(&'static str, fn())> {
 }
 
 fn test_build() {
-    let r = build_request(b"  GET /t\n", "").unwrap();
+    let r = build_request(b"  GET /t\n", b"").unwrap();
     assert_eq!(
         r,
         b"GET /t HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
     );
-    let r = build_request(b"POST /t\nhello world\n", "X-A: 1\nHost: foo\n# c\n").unwrap();
+    let r = build_request(b"POST /t\nhello world\n", b"X-A: 1\nHost: foo\n# c\n").unwrap();
     assert_eq!(
         String::from_utf8(r).unwrap(),
         "POST /t HTTP/1.1\r\nConnection: close\r\nX-A: 1\r\nHost: foo\r\nContent-Length: 11\r\n\r\nhello world"
     );
-    let r = build_request(b"GET", "").unwrap();
+    let r = build_request(b"GET /\xff\xfe", b"X-A: \xef\xbf\xbd\xff\n").unwrap();
+    assert_eq!(
+        r,
+        b"GET /\xff\xfe HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nX-A: \xef\xbf\xbd\xff\r\n\r\n"
+    );
+    let r = build_request(b"GET", b"").unwrap();
     assert!(r.starts_with(b"GET / HTTP/1.1\r\n"));
-    let r = build_request(b"GET / HTTP/1.0", "").unwrap();
+    let r = build_request(b"GET / HTTP/1.0", b"").unwrap();
     assert!(r.starts_with(b"GET / HTTP/1.0\r\n"));
 }
 
