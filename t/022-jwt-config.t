@@ -171,7 +171,7 @@ qr/\[emerg\] invalid value "name=x" in "auth_jwt_key_file" directive, expected "
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] "auth_jwt" is on in location "\/t" but no keys are configured: add "auth_jwt_key_file" in \S+nginx\.conf:\d+/
+qr/\[emerg\] "auth_jwt" is on in location "\/t" but no keys are configured: add "auth_jwt_key_file" or "auth_jwt_key_request" in \S+nginx\.conf:\d+/
 
 
 
@@ -184,7 +184,7 @@ qr/\[emerg\] "auth_jwt" is on in location "\/t" but no keys are configured: add 
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] "auth_jwt" is on but no keys are configured: add "auth_jwt_key_file" in \S+nginx\.conf:\d+/
+qr/\[emerg\] "auth_jwt" is on but no keys are configured: add "auth_jwt_key_file" or "auth_jwt_key_request" in \S+nginx\.conf:\d+/
 
 
 

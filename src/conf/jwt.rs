@@ -68,6 +68,12 @@ pub struct JwtConf {
     pub require_exp: Option<bool>,
     pub claim_rules: Option<Vec<(ClaimRule, u16)>>,
     pub max_size: Option<usize>,
+    /// `auth_jwt_key_request uri`.
+    pub key_request: Option<String>,
+    pub key_cache: Option<u64>,
+    pub key_refresh: Option<u64>,
+    pub key_max_stale: Option<u64>,
+    pub key_unavailable: Option<u16>,
     /// Built by `merge` for a location where `auth_jwt` is on.
     pub runtime: Option<Rc<JwtRuntime>>,
 }
@@ -83,6 +89,10 @@ pub struct JwtRuntime {
     pub requirements: Vec<Requirement>,
     /// Answer for each claim rule (same order as `policy.claim_rules`).
     pub rule_status: Vec<u16>,
+    /// `auth_jwt_key_request`: keys fetched by subrequest, on top of `keys`.
+    pub remote: Option<crate::http::jwks::Remote>,
+    /// This worker's merge of `keys` and the fetched set.
+    pub current: crate::http::jwks::CurrentCache,
 }
 
 fn inherit<T: Clone>(v: &mut Option<T>, prev: &Option<T>) {
@@ -108,7 +118,12 @@ impl JwtConf {
             && self.typ.is_none()
             && self.require_exp.is_none()
             && self.claim_rules.is_none()
-            && self.max_size.is_none();
+            && self.max_size.is_none()
+            && self.key_request.is_none()
+            && self.key_cache.is_none()
+            && self.key_refresh.is_none()
+            && self.key_max_stale.is_none()
+            && self.key_unavailable.is_none();
         inherit(&mut self.auth, &prev.auth);
         inherit(&mut self.keys, &prev.keys);
         inherit(&mut self.leeway, &prev.leeway);
@@ -120,6 +135,11 @@ impl JwtConf {
         inherit(&mut self.require_exp, &prev.require_exp);
         inherit(&mut self.claim_rules, &prev.claim_rules);
         inherit(&mut self.max_size, &prev.max_size);
+        inherit(&mut self.key_request, &prev.key_request);
+        inherit(&mut self.key_cache, &prev.key_cache);
+        inherit(&mut self.key_refresh, &prev.key_refresh);
+        inherit(&mut self.key_max_stale, &prev.key_max_stale);
+        inherit(&mut self.key_unavailable, &prev.key_unavailable);
 
         self.runtime = None;
         if untouched && prev.runtime.is_some() {
@@ -140,9 +160,26 @@ impl JwtConf {
                 at,
             })
         };
-        let Some(keys) = self.keys.clone() else {
-            return err("no keys are configured: add \"auth_jwt_key_file\"");
-        };
+        let remote = self.key_request.clone().map(|uri| {
+            let d = gateway_core::jwks::Timing::default();
+            crate::http::jwks::Remote {
+                uri,
+                timing: gateway_core::jwks::Timing {
+                    cache_ms: self.key_cache.unwrap_or(d.cache_ms),
+                    refresh_ms: self.key_refresh.unwrap_or(d.refresh_ms),
+                    max_stale_ms: self.key_max_stale.unwrap_or(d.max_stale_ms),
+                },
+                unavailable: self.key_unavailable.unwrap_or(500),
+            }
+        });
+        let keys =
+            match (self.keys.clone(), &remote) {
+                (Some(k), _) => k,
+                (None, Some(_)) => Arc::new(KeySet::new()),
+                (None, None) => return err(
+                    "no keys are configured: add \"auth_jwt_key_file\" or \"auth_jwt_key_request\"",
+                ),
+            };
         let rules = self.claim_rules.clone().unwrap_or_default();
         let policy = Policy {
             algorithms: self.algorithms,
@@ -157,7 +194,7 @@ impl JwtConf {
             claim_rules: rules.iter().map(|(r, _)| r.clone()).collect(),
         };
         let allowed = policy.effective_algs(&keys);
-        if allowed.is_empty() {
+        if allowed.is_empty() && remote.is_none() {
             return err(
                 "\"auth_jwt_algorithms\" allows no algorithm that the configured keys support",
             );
@@ -170,6 +207,8 @@ impl JwtConf {
             allowed,
             requirements: self.requirements.clone().unwrap_or_default(),
             rule_status: rules.iter().map(|(_, s)| *s).collect(),
+            remote,
+            current: Default::default(),
         }));
         Ok(())
     }
@@ -393,5 +432,67 @@ pub fn set_max_size(cf: &mut ngx_conf_t, c: &mut JwtConf) -> Result<(), String> 
         return Err(invalid(cf, v, "must be positive"));
     }
     c.max_size = Some(n);
+    Ok(())
+}
+
+/// `auth_jwt_key_request uri`
+pub fn set_key_request(cf: &mut ngx_conf_t, c: &mut JwtConf) -> Result<(), String> {
+    if c.key_request.is_some() {
+        return Err(duplicate(cf));
+    }
+    let v = arg_str(&args(cf)[1])?;
+    if !v.starts_with('/') || v.contains('$') {
+        return Err(invalid(
+            cf,
+            v,
+            "a local URI such as /_jwks is expected (no variables)",
+        ));
+    }
+    c.key_request = Some(v.to_string());
+    Ok(())
+}
+
+fn time_ms(cf: &ngx_conf_t) -> Result<u64, String> {
+    let v = arg_str(&args(cf)[1])?;
+    gateway_core::parse::parse_duration_ms(v).map_err(|e| invalid(cf, v, e.hint.unwrap_or("")))
+}
+
+/// `auth_jwt_key_cache time`
+pub fn set_key_cache(cf: &mut ngx_conf_t, c: &mut JwtConf) -> Result<(), String> {
+    if c.key_cache.is_some() {
+        return Err(duplicate(cf));
+    }
+    c.key_cache = Some(time_ms(cf)?);
+    Ok(())
+}
+
+/// `auth_jwt_key_refresh_interval time`
+pub fn set_key_refresh(cf: &mut ngx_conf_t, c: &mut JwtConf) -> Result<(), String> {
+    if c.key_refresh.is_some() {
+        return Err(duplicate(cf));
+    }
+    c.key_refresh = Some(time_ms(cf)?);
+    Ok(())
+}
+
+/// `auth_jwt_key_max_stale time`
+pub fn set_key_max_stale(cf: &mut ngx_conf_t, c: &mut JwtConf) -> Result<(), String> {
+    if c.key_max_stale.is_some() {
+        return Err(duplicate(cf));
+    }
+    c.key_max_stale = Some(time_ms(cf)?);
+    Ok(())
+}
+
+/// `auth_jwt_key_unavailable 500|401`
+pub fn set_key_unavailable(cf: &mut ngx_conf_t, c: &mut JwtConf) -> Result<(), String> {
+    if c.key_unavailable.is_some() {
+        return Err(duplicate(cf));
+    }
+    c.key_unavailable = Some(match arg_str(&args(cf)[1])? {
+        "500" => 500,
+        "401" => 401,
+        v => return Err(invalid(cf, v, "must be 500 or 401")),
+    });
     Ok(())
 }

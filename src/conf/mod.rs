@@ -64,6 +64,10 @@ pub struct MainConf {
     pub slots: crate::http::metrics::Slots,
     /// The `gateway_metrics` shared zone.
     pub metrics_shm: *mut nginx_sys::ngx_shm_zone_t,
+    /// A location uses `auth_jwt_key_request` (the `gateway_jwks` zone is needed).
+    pub jwks_used: bool,
+    /// The `gateway_jwks` shared zone.
+    pub jwks_shm: *mut nginx_sys::ngx_shm_zone_t,
     /// Indexes of the nginx variables the JSON record reads.
     pub log_vars: crate::http::log::LogVars,
     /// `auth_jwt_cache size=N | off`: entries of the per-worker verified-token cache.
@@ -103,7 +107,7 @@ const LOC: usize = NGX_HTTP_LOC_CONF_OFFSET;
 const MAIN: usize = NGX_HTTP_MAIN_CONF_OFFSET;
 
 /// The module's directive table.
-pub static mut COMMANDS: [ngx_command_t; 27] = [
+pub static mut COMMANDS: [ngx_command_t; 32] = [
     command(
         ngx_string!("gateway"),
         ANY_CONF | NGX_CONF_FLAG,
@@ -237,6 +241,36 @@ pub static mut COMMANDS: [ngx_command_t; 27] = [
         cmd_rl_invalid_rate,
     ),
     command(
+        ngx_string!("auth_jwt_key_request"),
+        ANY_CONF | NGX_CONF_TAKE1,
+        LOC,
+        cmd_key_request,
+    ),
+    command(
+        ngx_string!("auth_jwt_key_cache"),
+        ANY_CONF | NGX_CONF_TAKE1,
+        LOC,
+        cmd_key_cache,
+    ),
+    command(
+        ngx_string!("auth_jwt_key_refresh_interval"),
+        ANY_CONF | NGX_CONF_TAKE1,
+        LOC,
+        cmd_key_refresh,
+    ),
+    command(
+        ngx_string!("auth_jwt_key_max_stale"),
+        ANY_CONF | NGX_CONF_TAKE1,
+        LOC,
+        cmd_key_max_stale,
+    ),
+    command(
+        ngx_string!("auth_jwt_key_unavailable"),
+        ANY_CONF | NGX_CONF_TAKE1,
+        LOC,
+        cmd_key_unavailable,
+    ),
+    command(
         ngx_string!("gateway_log"),
         ANY_CONF | NGX_CONF_1MORE,
         LOC,
@@ -312,6 +346,25 @@ directive!(cmd_metrics, LocConf, |cf, _c| {
             .ok_or("no core location conf")?;
     clcf.handler = Some(crate::http::metrics::metrics_handler);
     Ok(())
+});
+directive!(cmd_key_request, LocConf, |cf, c| {
+    jwt::set_key_request(cf, &mut c.jwt)?;
+    let mcf = <crate::http::GatewayModule as ngx::http::HttpModuleMainConf>::main_conf_mut(cf)
+        .ok_or("no http main conf")?;
+    mcf.jwks_used = true;
+    Ok(())
+});
+directive!(cmd_key_cache, LocConf, |cf, c| jwt::set_key_cache(
+    cf, &mut c.jwt
+));
+directive!(cmd_key_refresh, LocConf, |cf, c| jwt::set_key_refresh(
+    cf, &mut c.jwt
+));
+directive!(cmd_key_max_stale, LocConf, |cf, c| jwt::set_key_max_stale(
+    cf, &mut c.jwt
+));
+directive!(cmd_key_unavailable, LocConf, |cf, c| {
+    jwt::set_key_unavailable(cf, &mut c.jwt)
 });
 directive!(cmd_log, LocConf, |cf, c| log::set_log(cf, &mut c.log));
 directive!(cmd_log_field, LocConf, |cf, c| log::set_field(
@@ -409,6 +462,8 @@ pub unsafe extern "C" fn create_main_conf(cf: *mut ngx_conf_t) -> *mut c_void {
             slots,
             metrics_shm: ptr::null_mut(),
             log_vars: Default::default(),
+            jwks_used: false,
+            jwks_shm: ptr::null_mut(),
             jwt_cache: None,
             zones: Vec::new(),
         })

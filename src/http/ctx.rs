@@ -20,6 +20,8 @@ pub struct RequestCtx {
     /// request after an internal redirect (`index`, `try_files`, `error_page`, ...), as with
     /// nginx's `limit_req`.
     pub rate_limit: Option<super::ratelimit::RlOutcome>,
+    /// A key-set fetch this request started or waits for.
+    pub jwks: super::jwks::FetchState,
 }
 
 /// The context with the request it belongs to, kept in a cleanup of the request pool.

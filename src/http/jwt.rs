@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use gateway_core::bearer::bearer_token;
 use gateway_core::jwt::{
-    check_claims, decode_and_verify_signature, JwtError, TokenCache, Verified,
+    check_claims, decode_and_verify_signature, AlgSet, JwtError, KeySet, TokenCache, Verified,
 };
 use nginx_sys::{ngx_cached_time, ngx_int_t, NGX_LOG_ERR, NGX_LOG_INFO};
 use ngx::http::Request;
@@ -84,14 +84,29 @@ fn token<'r>(request: &'r Request, rt: &JwtRuntime) -> Option<&'r [u8]> {
     }
 }
 
+/// The keys and algorithms a location verifies with now: its key files, plus the fetched set
+/// when it uses `auth_jwt_key_request`. `None` when there is nothing to verify with.
+fn keys_for(rt: &JwtRuntime) -> Option<(Arc<KeySet>, AlgSet)> {
+    match &rt.remote {
+        None => Some((rt.keys.clone(), rt.allowed)),
+        Some(remote) => {
+            let snap = super::jwks::snapshot_now(remote);
+            super::jwks::current(&rt.current, &rt.keys, rt.policy.algorithms, remote, &snap)
+        }
+    }
+}
+
 fn verify_cached(
     request: &Request,
     token: &[u8],
     rt: &JwtRuntime,
     now: i64,
 ) -> Result<Arc<Verified>, JwtError> {
+    let Some((keys, allowed)) = keys_for(rt) else {
+        return Err(JwtError::KeyUnavailable);
+    };
     let size = CACHE_SIZE.load(Ordering::Relaxed);
-    let keyset = rt.keys.id();
+    let keyset = keys.id();
     if size > 0 {
         let hit = CACHE.with(|c| {
             let mut c = c.borrow_mut();
@@ -107,8 +122,7 @@ fn verify_cached(
             return Ok(v);
         }
     }
-    let v = match decode_and_verify_signature(token, &rt.keys, rt.allowed, rt.policy.max_token_size)
-    {
+    let v = match decode_and_verify_signature(token, &keys, allowed, rt.policy.max_token_size) {
         Ok(v) => Arc::new(v),
         Err(e) => {
             gw_debug!(request, "jwt: token failed verification");
@@ -180,6 +194,40 @@ pub fn access(
     rt: &Rc<JwtRuntime>,
 ) -> Option<ngx_int_t> {
     let log = request.log();
+    if let Some(remote) = &rt.remote {
+        use super::jwks::{plan, wait, Plan};
+        match plan(request, ctx, remote, false) {
+            Plan::Fetching => return Some(nginx_sys::NGX_AGAIN as ngx_int_t),
+            Plan::Wait => {
+                wait(request, ctx);
+                return Some(nginx_sys::NGX_AGAIN as ngx_int_t);
+            }
+            Plan::Verify | Plan::Unavailable => {}
+        }
+        // Variables may have evaluated the token before the keys arrived: decide again.
+        if ctx.jwks.fetched
+            && ctx.auth.as_ref().is_some_and(|a| {
+                matches!(
+                    a.error,
+                    Some(JwtError::KeyUnavailable | JwtError::UnknownKey(_))
+                )
+            })
+        {
+            ctx.auth = None;
+        }
+        let unknown = matches!(
+            authenticate(request, ctx, rt).error,
+            Some(JwtError::UnknownKey(_))
+        );
+        // A kid we do not know may be a rotated key: refresh (at most once per refresh
+        // interval, one fetch for all workers), then decide again.
+        if unknown && !ctx.jwks.fetched {
+            if let Plan::Fetching = plan(request, ctx, remote, true) {
+                ctx.auth = None;
+                return Some(nginx_sys::NGX_AGAIN as ngx_int_t);
+            }
+        }
+    }
     let outcome = authenticate(request, ctx, rt);
     let (status, error) = match &outcome.error {
         None => {
@@ -223,8 +271,16 @@ pub fn access(
             (401, "")
         }
         Some(JwtError::KeyUnavailable) => {
-            gw_log!(NGX_LOG_ERR, log, "jwt: keys unavailable, answering 500");
-            return Some(500);
+            let status = rt.remote.as_ref().map_or(500, |r| r.unavailable);
+            gw_log!(
+                NGX_LOG_ERR,
+                log,
+                "jwt: no usable keys, answering {status} (key_unavailable)"
+            );
+            if status == 500 {
+                return Some(500);
+            }
+            (status, "invalid_token")
         }
         Some(e @ JwtError::ClaimMismatch { rule, .. }) => {
             let s = rt.rule_status.get(*rule).copied().unwrap_or(403);

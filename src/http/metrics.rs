@@ -50,6 +50,8 @@ pub struct Slots {
     pub cache_hit: usize,
     pub cache_miss: usize,
     pub log_write_errors: usize,
+    pub jwks_ok: usize,
+    pub jwks_failed: usize,
     /// `gateway_requests_total{status}` for 1xx..5xx (index 0..4).
     pub requests: [usize; 5],
 }
@@ -102,6 +104,8 @@ pub fn init_registry(r: &mut Registry) -> Slots {
     s.cache_hit = r.slot("gateway_jwt_cache_total", &[("result", "hit")]);
     s.cache_miss = r.slot("gateway_jwt_cache_total", &[("result", "miss")]);
     s.log_write_errors = r.slot("gateway_log_write_errors_total", &[]);
+    s.jwks_ok = r.slot("gateway_jwks_fetch_total", &[("result", "ok")]);
+    s.jwks_failed = r.slot("gateway_jwks_fetch_total", &[("result", "failed")]);
     s
 }
 
@@ -111,6 +115,13 @@ static COUNTERS_LEN: AtomicUsize = AtomicUsize::new(0);
 static CACHE_HIT: AtomicUsize = AtomicUsize::new(usize::MAX);
 static CACHE_MISS: AtomicUsize = AtomicUsize::new(usize::MAX);
 static LOG_WRITE_ERRORS: AtomicUsize = AtomicUsize::new(usize::MAX);
+static JWKS_OK: AtomicUsize = AtomicUsize::new(usize::MAX);
+static JWKS_FAILED: AtomicUsize = AtomicUsize::new(usize::MAX);
+
+/// Counts a key-set fetch.
+pub fn inc_jwks(ok: bool) {
+    inc(if ok { &JWKS_OK } else { &JWKS_FAILED }.load(Ordering::Relaxed));
+}
 
 /// Counts a verified-token cache lookup.
 pub fn inc_cache(hit: bool) {
@@ -246,6 +257,8 @@ pub fn attach(mcf: &MainConf) {
     CACHE_HIT.store(mcf.slots.cache_hit, Ordering::Relaxed);
     CACHE_MISS.store(mcf.slots.cache_miss, Ordering::Relaxed);
     LOG_WRITE_ERRORS.store(mcf.slots.log_write_errors, Ordering::Relaxed);
+    JWKS_OK.store(mcf.slots.jwks_ok, Ordering::Relaxed);
+    JWKS_FAILED.store(mcf.slots.jwks_failed, Ordering::Relaxed);
 }
 
 /// Counts one request in the log phase: status class and auth decision.

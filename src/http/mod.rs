@@ -17,6 +17,7 @@ use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule, R
 use crate::conf::{LocConf, MainConf};
 
 mod ctx;
+pub mod jwks;
 pub mod jwt;
 pub mod log;
 pub mod metrics;
@@ -155,6 +156,15 @@ pub unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
             return NGX_ERROR as ngx_int_t;
         };
         mcf.log_vars = vars;
+        if mcf.jwks_used {
+            match jwks::add_zone(cf) {
+                Ok(shm) => mcf.jwks_shm = shm,
+                Err(e) => {
+                    gw_conf_err!(cf, "{}", e);
+                    return NGX_ERROR as ngx_int_t;
+                }
+            }
+        }
         if let Err(e) = metrics::add_zone(cf, mcf) {
             gw_conf_err!(cf, "{}", e);
             return NGX_ERROR as ngx_int_t;
@@ -173,6 +183,7 @@ pub unsafe extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
             let size = mcf.jwt_cache.unwrap_or(jwt::DEFAULT_CACHE_SIZE);
             jwt::CACHE_SIZE.store(size, std::sync::atomic::Ordering::Relaxed);
             metrics::attach(mcf);
+            jwks::attach(mcf.jwks_shm);
         }
         NGX_OK as ngx_int_t
     })
