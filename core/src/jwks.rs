@@ -180,3 +180,91 @@ mod tests {
         assert_eq!(parse_max_age(b"max-age=abc"), None);
     }
 }
+
+/// What the glue needs from an OpenID Provider's discovery document
+/// (`/.well-known/openid-configuration`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Discovery {
+    /// `issuer`: becomes the required `iss` unless `auth_jwt_issuer` says otherwise.
+    pub issuer: String,
+    /// `jwks_uri`: where the key set is (exposed as `$jwt_jwks_uri`).
+    pub jwks_uri: String,
+}
+
+/// Checks a fetched discovery document (same response rules as a key set) and extracts the
+/// issuer and the key set's URL (`http://` or `https://`, no spaces or quotes).
+pub fn load_discovery(resp: &Response, max_body: usize) -> Result<Discovery, String> {
+    if resp.status != 200 {
+        return Err(format!("status {}", resp.status));
+    }
+    let ct = String::from_utf8_lossy(resp.content_type).to_ascii_lowercase();
+    let mime = ct.split(';').next().unwrap_or("").trim();
+    if !(mime == "application/json" || mime.ends_with("+json")) {
+        return Err(format!(
+            "content type \"{}\" is not JSON",
+            mime.escape_default()
+        ));
+    }
+    if !resp.content_encoding.trim_ascii().is_empty() {
+        return Err("a content encoding (the document must be sent uncompressed)".into());
+    }
+    if resp.body.len() > max_body {
+        return Err(format!(
+            "body of {} bytes, the limit is {max_body}",
+            resp.body.len()
+        ));
+    }
+    let v: serde_json::Value =
+        serde_json::from_slice(resp.body).map_err(|e| format!("invalid JSON: {e}"))?;
+    let field = |name: &str| -> Result<String, String> {
+        v.get(name)
+            .and_then(|x| x.as_str())
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .ok_or_else(|| format!("no \"{name}\" string"))
+    };
+    let issuer = field("issuer")?;
+    let jwks_uri = field("jwks_uri")?;
+    let scheme_ok = jwks_uri.starts_with("https://") || jwks_uri.starts_with("http://");
+    if !scheme_ok
+        || jwks_uri
+            .bytes()
+            .any(|b| b <= b' ' || b == b'"' || b == 0x7f)
+    {
+        return Err("\"jwks_uri\" is not an http(s) URL".into());
+    }
+    Ok(Discovery { issuer, jwks_uri })
+}
+
+#[cfg(test)]
+mod discovery_tests {
+    use super::*;
+
+    #[test]
+    fn discovery_document() {
+        let body = br#"{"issuer":"https://idp.example/realms/a","jwks_uri":"https://idp.example/certs","x":1}"#;
+        let r = Response {
+            status: 200,
+            content_type: b"application/json",
+            content_encoding: b"",
+            body,
+        };
+        let d = load_discovery(&r, 1 << 16).expect("valid");
+        assert_eq!(d.issuer, "https://idp.example/realms/a");
+        assert_eq!(d.jwks_uri, "https://idp.example/certs");
+        for bad in [
+            &br#"{"issuer":"x"}"#[..],
+            br#"{"issuer":"x","jwks_uri":"file:///etc/passwd"}"#,
+            br#"{"issuer":"x","jwks_uri":"https://a b"}"#,
+            b"nope",
+        ] {
+            let r = Response {
+                status: 200,
+                content_type: b"application/json",
+                content_encoding: b"",
+                body: bad,
+            };
+            assert!(load_discovery(&r, 1 << 16).is_err());
+        }
+    }
+}

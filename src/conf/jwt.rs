@@ -70,6 +70,8 @@ pub struct JwtConf {
     pub max_size: Option<usize>,
     /// `auth_jwt_key_request uri`.
     pub key_request: Option<String>,
+    /// `auth_jwt_oidc_discovery uri`.
+    pub discovery: Option<String>,
     pub key_cache: Option<u64>,
     pub key_refresh: Option<u64>,
     pub key_max_stale: Option<u64>,
@@ -120,6 +122,7 @@ impl JwtConf {
             && self.claim_rules.is_none()
             && self.max_size.is_none()
             && self.key_request.is_none()
+            && self.discovery.is_none()
             && self.key_cache.is_none()
             && self.key_refresh.is_none()
             && self.key_max_stale.is_none()
@@ -136,6 +139,7 @@ impl JwtConf {
         inherit(&mut self.claim_rules, &prev.claim_rules);
         inherit(&mut self.max_size, &prev.max_size);
         inherit(&mut self.key_request, &prev.key_request);
+        inherit(&mut self.discovery, &prev.discovery);
         inherit(&mut self.key_cache, &prev.key_cache);
         inherit(&mut self.key_refresh, &prev.key_refresh);
         inherit(&mut self.key_max_stale, &prev.key_max_stale);
@@ -160,10 +164,14 @@ impl JwtConf {
                 at,
             })
         };
+        if self.discovery.is_some() && self.key_request.is_none() {
+            return err("\"auth_jwt_oidc_discovery\" needs \"auth_jwt_key_request\" (a location that proxy_passes to $jwt_jwks_uri)");
+        }
         let remote = self.key_request.clone().map(|uri| {
             let d = gateway_core::jwks::Timing::default();
             crate::http::jwks::Remote {
                 uri,
+                discovery: self.discovery.clone(),
                 timing: gateway_core::jwks::Timing {
                     cache_ms: self.key_cache.unwrap_or(d.cache_ms),
                     refresh_ms: self.key_refresh.unwrap_or(d.refresh_ms),
@@ -494,5 +502,22 @@ pub fn set_key_unavailable(cf: &mut ngx_conf_t, c: &mut JwtConf) -> Result<(), S
         "401" => 401,
         v => return Err(invalid(cf, v, "must be 500 or 401")),
     });
+    Ok(())
+}
+
+/// `auth_jwt_oidc_discovery uri`
+pub fn set_discovery(cf: &mut ngx_conf_t, c: &mut JwtConf) -> Result<(), String> {
+    if c.discovery.is_some() {
+        return Err(duplicate(cf));
+    }
+    let v = arg_str(&args(cf)[1])?;
+    if !v.starts_with('/') || v.contains('$') {
+        return Err(invalid(
+            cf,
+            v,
+            "a local URI such as /_oidc is expected (no variables)",
+        ));
+    }
+    c.discovery = Some(v.to_string());
     Ok(())
 }

@@ -107,7 +107,7 @@ const LOC: usize = NGX_HTTP_LOC_CONF_OFFSET;
 const MAIN: usize = NGX_HTTP_MAIN_CONF_OFFSET;
 
 /// The module's directive table.
-pub static mut COMMANDS: [ngx_command_t; 32] = [
+pub static mut COMMANDS: [ngx_command_t; 33] = [
     command(
         ngx_string!("gateway"),
         ANY_CONF | NGX_CONF_FLAG,
@@ -247,6 +247,12 @@ pub static mut COMMANDS: [ngx_command_t; 32] = [
         cmd_key_request,
     ),
     command(
+        ngx_string!("auth_jwt_oidc_discovery"),
+        ANY_CONF | NGX_CONF_TAKE1,
+        LOC,
+        cmd_discovery,
+    ),
+    command(
         ngx_string!("auth_jwt_key_cache"),
         ANY_CONF | NGX_CONF_TAKE1,
         LOC,
@@ -349,6 +355,13 @@ directive!(cmd_metrics, LocConf, |cf, _c| {
 });
 directive!(cmd_key_request, LocConf, |cf, c| {
     jwt::set_key_request(cf, &mut c.jwt)?;
+    let mcf = <crate::http::GatewayModule as ngx::http::HttpModuleMainConf>::main_conf_mut(cf)
+        .ok_or("no http main conf")?;
+    mcf.jwks_used = true;
+    Ok(())
+});
+directive!(cmd_discovery, LocConf, |cf, c| {
+    jwt::set_discovery(cf, &mut c.jwt)?;
     let mcf = <crate::http::GatewayModule as ngx::http::HttpModuleMainConf>::main_conf_mut(cf)
         .ok_or("no http main conf")?;
     mcf.jwks_used = true;

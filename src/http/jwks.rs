@@ -9,7 +9,9 @@ use std::cell::RefCell;
 use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::Arc;
 
-use gateway_core::jwks::{load_response, parse_max_age, Response, Timing};
+use gateway_core::jwks::{
+    load_discovery, load_response, parse_max_age, Discovery, Response, Timing,
+};
 use gateway_core::jwt::{AlgSet, KeySet};
 use nginx_sys::{
     ngx_add_timer, ngx_cached_time, ngx_conf_t, ngx_event_t, ngx_http_core_run_phases,
@@ -26,6 +28,8 @@ use super::{guard_conf, RequestCtx};
 #[derive(Debug, Clone)]
 pub struct Remote {
     pub uri: String,
+    /// `auth_jwt_oidc_discovery`: the discovery document's location, fetched first.
+    pub discovery: Option<String>,
     pub timing: Timing,
     /// Status when no usable key set is available (`auth_jwt_key_unavailable`).
     pub unavailable: u16,
@@ -38,9 +42,13 @@ pub struct Current {
     pub allowed: AlgSet,
 }
 
-/// Per-worker cache of the merged set, one per location runtime.
+/// Per-worker caches, one per location runtime: the merged key set and the parsed discovery
+/// document, each for one generation of the zone's entry.
 #[derive(Default)]
-pub struct CurrentCache(pub RefCell<Option<Current>>);
+pub struct CurrentCache(
+    pub RefCell<Option<Current>>,
+    pub RefCell<Option<(u64, Discovery)>>,
+);
 
 impl std::fmt::Debug for CurrentCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -193,7 +201,11 @@ pub struct Snapshot {
 }
 
 fn snapshot(remote: &Remote, now: u64) -> Snapshot {
-    with_entry(&remote.uri, false, |e, _| Snapshot {
+    snapshot_of(&remote.uri, remote, now)
+}
+
+fn snapshot_of(uri: &str, remote: &Remote, now: u64) -> Snapshot {
+    with_entry(uri, false, |e, _| Snapshot {
         generation: e.generation,
         fresh: e.generation > 0 && now < e.fresh_until,
         usable: e.generation > 0 && now < e.good_until,
@@ -216,8 +228,8 @@ pub fn snapshot_now(remote: &Remote) -> Snapshot {
 
 /// Takes the fetch lease for `uri` unless a fetch is under way or one was tried less than the
 /// refresh interval ago. Single-flight across workers.
-fn try_lease(remote: &Remote, now: u64) -> bool {
-    with_entry(&remote.uri, true, |e, _| {
+fn try_lease(uri: &str, remote: &Remote, now: u64) -> bool {
+    with_entry(uri, true, |e, _| {
         if e.lease_until > now || now.saturating_sub(e.last_attempt) < remote.timing.refresh_ms {
             return false;
         }
@@ -229,8 +241,8 @@ fn try_lease(remote: &Remote, now: u64) -> bool {
 }
 
 /// Records a fetch's outcome; returns whether a failure should be logged (once per interval).
-fn store(remote: &Remote, result: Result<(Vec<u8>, u64), ()>, now: u64) -> bool {
-    with_entry(&remote.uri, true, |e, shpool| {
+fn store(uri: &str, remote: &Remote, result: Result<(Vec<u8>, u64), ()>, now: u64) -> bool {
+    with_entry(uri, true, |e, shpool| {
         e.lease_until = 0;
         e.last_attempt = now;
         match result {
@@ -322,18 +334,51 @@ pub enum Plan {
 /// Decides whether this request must fetch, wait or can verify. `force` asks for a refresh
 /// (a token with an unknown `kid`).
 pub fn plan(request: &mut Request, ctx: &mut RequestCtx, remote: &Remote, force: bool) -> Plan {
-    let now = now_ms();
-    let snap = snapshot(remote, now);
     if ctx.jwks.fetching {
         return Plan::Fetching;
     }
+    let now = now_ms();
+    // With discovery, the document comes first: it says where the keys are.
+    if let Some(d) = &remote.discovery {
+        let snap = snapshot_of(d, remote, now);
+        if (!snap.usable || !snap.fresh)
+            && !ctx.jwks.discovered
+            && !snap.fetching
+            && !snap.recently_tried
+            && try_lease(d, remote, now)
+        {
+            return match start_fetch(request, ctx, remote, Kind::Discovery) {
+                Ok(()) => Plan::Fetching,
+                Err(()) => {
+                    store(d, remote, Err(()), now);
+                    if snap.usable {
+                        Plan::Verify
+                    } else {
+                        Plan::Unavailable
+                    }
+                }
+            };
+        }
+        if !snap.usable {
+            return if snap.fetching && ctx.jwks.waited_ms < LEASE_MS {
+                Plan::Wait
+            } else {
+                Plan::Unavailable
+            };
+        }
+    }
+    let snap = snapshot(remote, now);
     let want = !snap.usable || !snap.fresh || force;
-    if want && !ctx.jwks.fetched && !snap.fetching && !snap.recently_tried && try_lease(remote, now)
+    if want
+        && !ctx.jwks.fetched
+        && !snap.fetching
+        && !snap.recently_tried
+        && try_lease(&remote.uri, remote, now)
     {
-        return match start_fetch(request, ctx, remote) {
+        return match start_fetch(request, ctx, remote, Kind::Keys) {
             Ok(()) => Plan::Fetching,
             Err(()) => {
-                store(remote, Err(()), now);
+                store(&remote.uri, remote, Err(()), now);
                 if snap.usable {
                     Plan::Verify
                 } else {
@@ -351,30 +396,77 @@ pub fn plan(request: &mut Request, ctx: &mut RequestCtx, remote: &Remote, force:
     Plan::Unavailable
 }
 
+/// The parsed discovery document of a location (once per generation per worker).
+pub fn discovery(cache: &CurrentCache, remote: &Remote) -> Option<Discovery> {
+    let uri = remote.discovery.as_deref()?;
+    let snap = snapshot_of(uri, remote, now_ms());
+    if !snap.usable {
+        return None;
+    }
+    if let Some((g, d)) = cache.1.borrow().as_ref() {
+        if *g == snap.generation {
+            return Some(d.clone());
+        }
+    }
+    let blob = with_entry(uri, false, |e, _| {
+        // SAFETY: the blob has `blob_len` bytes and the mutex is held while copying.
+        (!e.blob.is_null())
+            .then(|| unsafe { core::slice::from_raw_parts(e.blob, e.blob_len) }.to_vec())
+    })??;
+    let resp = Response {
+        status: 200,
+        content_type: b"application/json",
+        content_encoding: b"",
+        body: &blob,
+    };
+    let d = load_discovery(&resp, 1 << 20).ok()?;
+    *cache.1.borrow_mut() = Some((snap.generation, d.clone()));
+    Some(d)
+}
+
+/// What a fetch is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Kind {
+    #[default]
+    Keys,
+    Discovery,
+}
+
 /// Per-request state of a key fetch.
 #[derive(Default)]
 pub struct FetchState {
     pub fetching: bool,
     pub fetched: bool,
+    pub discovered: bool,
+    pub kind: Kind,
     pub waited_ms: u64,
     pub remote: Option<Remote>,
 }
 
-fn start_fetch(request: &mut Request, ctx: &mut RequestCtx, remote: &Remote) -> Result<(), ()> {
+fn start_fetch(
+    request: &mut Request,
+    ctx: &mut RequestCtx,
+    remote: &Remote,
+    kind: Kind,
+) -> Result<(), ()> {
+    let target = match kind {
+        Kind::Keys => remote.uri.as_str(),
+        Kind::Discovery => remote.discovery.as_deref().unwrap_or(&remote.uri),
+    };
     let r: *mut ngx_http_request_t = request.as_mut();
     // SAFETY: `r` is the live main request; everything allocated here lives in its pool; the
     // post-subrequest data is this request's context, which outlives the subrequest.
     unsafe {
         let pool = (*r).pool;
-        let uri_data = nginx_sys::ngx_pnalloc(pool, remote.uri.len()).cast::<u8>();
+        let uri_data = nginx_sys::ngx_pnalloc(pool, target.len()).cast::<u8>();
         let psr = nginx_sys::ngx_pcalloc(pool, core::mem::size_of::<ngx_http_post_subrequest_t>())
             .cast::<ngx_http_post_subrequest_t>();
         if uri_data.is_null() || psr.is_null() {
             return Err(());
         }
-        ptr::copy_nonoverlapping(remote.uri.as_ptr(), uri_data, remote.uri.len());
+        ptr::copy_nonoverlapping(target.as_ptr(), uri_data, target.len());
         let mut uri = ngx_str_t {
-            len: remote.uri.len(),
+            len: target.len(),
             data: uri_data,
         };
         (*psr).handler = Some(fetch_done);
@@ -397,12 +489,17 @@ fn start_fetch(request: &mut Request, ctx: &mut RequestCtx, remote: &Remote) -> 
         }
     }
     ctx.jwks.fetching = true;
+    ctx.jwks.kind = kind;
     ctx.jwks.remote = Some(remote.clone());
+    let what = if kind == Kind::Keys {
+        "keys"
+    } else {
+        "the discovery document"
+    };
     gw_log!(
         NGX_LOG_INFO,
         request.log(),
-        "jwt: fetching keys from \"{}\"",
-        remote.uri
+        "jwt: fetching {what} from \"{target}\""
     );
     Ok(())
 }
@@ -431,9 +528,17 @@ unsafe extern "C" fn fetch_done(
             return;
         }
         ctx.jwks.fetching = false;
-        ctx.jwks.fetched = true;
+        let kind = ctx.jwks.kind;
+        match kind {
+            Kind::Keys => ctx.jwks.fetched = true,
+            Kind::Discovery => ctx.jwks.discovered = true,
+        }
         let Some(remote) = ctx.jwks.remote.clone() else {
             return;
+        };
+        let uri = match kind {
+            Kind::Keys => remote.uri.clone(),
+            Kind::Discovery => remote.discovery.clone().unwrap_or_default(),
         };
         let now = now_ms();
         let body: &[u8] = if sr.out.is_null() || unsafe { (*sr.out).buf.is_null() } {
@@ -470,26 +575,30 @@ unsafe extern "C" fn fetch_done(
         let log = sr.connection;
         // SAFETY: the connection of the live subrequest.
         let log = unsafe { (*log).log };
-        match load_response(&resp, 1 << 20) {
-            Ok(set) => {
+        let checked = match kind {
+            Kind::Keys => load_response(&resp, 1 << 20).map(|set| format!("{} keys", set.len())),
+            Kind::Discovery => {
+                load_discovery(&resp, 1 << 20).map(|d| format!("jwks_uri \"{}\"", d.jwks_uri))
+            }
+        };
+        match checked {
+            Ok(what) => {
                 let fresh = remote
                     .timing
                     .fresh_for(parse_max_age(header(sr, b"cache-control")));
-                store(&remote, Ok((body.to_vec(), fresh)), now);
+                store(&uri, &remote, Ok((body.to_vec(), fresh)), now);
                 super::metrics::inc_jwks(true);
                 gw_log!(
                     NGX_LOG_INFO,
                     log,
-                    "jwt: fetched {} keys from \"{}\", fresh for {}s",
-                    set.len(),
-                    remote.uri,
+                    "jwt: fetched {what} from \"{uri}\", fresh for {}s",
                     fresh / 1000
                 );
             }
             Err(why) => {
                 super::metrics::inc_jwks(false);
-                if store(&remote, Err(()), now) {
-                    gw_log!(NGX_LOG_ERR, log, "jwt: key set from \"{}\" refused: {why}; the last good set stays in force (logged once per refresh interval)", remote.uri);
+                if store(&uri, &remote, Err(()), now) {
+                    gw_log!(NGX_LOG_ERR, log, "jwt: response from \"{uri}\" refused: {why}; the last good one stays in force (logged once per refresh interval)");
                 }
             }
         }

@@ -162,7 +162,17 @@ pub fn authenticate<'c>(
             let now = now();
             match verify_cached(request, t, rt, now) {
                 Ok(v) => {
-                    let error = check_claims(&v, &rt.policy, now).err();
+                    let mut error = check_claims(&v, &rt.policy, now).err();
+                    // With discovery and no auth_jwt_issuer, the provider's issuer is required.
+                    if error.is_none() && rt.policy.issuers.is_empty() {
+                        let issuer = rt.remote.as_ref().and_then(|remote| {
+                            remote.discovery.as_ref()?;
+                            super::jwks::discovery(&rt.current, remote).map(|d| d.issuer)
+                        });
+                        if issuer.is_some_and(|i| v.iss() != Some(i.as_str())) {
+                            error = Some(JwtError::BadIssuer);
+                        }
+                    }
                     AuthOutcome {
                         runtime: rtp,
                         verified: Some(v),

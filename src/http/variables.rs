@@ -37,6 +37,7 @@ const VARIABLES: &[(ngx_str_t, GetHandler, u32, usize)] = &[
     (ngx_string!("jwt_payload"), jwt_payload_variable, 0, 0),
     (ngx_string!("jwt_status"), jwt_status_variable, 0, 0),
     (ngx_string!("jwt_error"), jwt_error_variable, 0, 0),
+    (ngx_string!("jwt_jwks_uri"), jwt_jwks_uri_variable, 0, 0),
     (
         ngx_string!("rate_limit_status"),
         rate_limit_variable,
@@ -308,5 +309,33 @@ unsafe extern "C" fn log_json_variable(
         };
         let json = super::log::record_line(request, lcf, mcf, true);
         set_copy(request, v, &json)
+    })
+}
+
+/// `$jwt_jwks_uri`: the `jwks_uri` of the discovery document of the (main) request's
+/// location, for the key-request location to `proxy_pass` to.
+unsafe extern "C" fn jwt_jwks_uri_variable(
+    r: *mut ngx_http_request_t,
+    v: *mut ngx_variable_value_t,
+    _data: usize,
+) -> ngx_int_t {
+    guard_request(r, || {
+        // SAFETY: nginx evaluates variables for a live request; `main` is its main request.
+        let main = unsafe { Request::from_ngx_http_request((*r).main) };
+        let uri = GatewayModule::location_conf(main)
+            .and_then(|c| c.jwt.runtime.clone())
+            .and_then(|rt| {
+                let remote = rt.remote.as_ref()?;
+                super::jwks::discovery(&rt.current, remote).map(|d| d.jwks_uri)
+            });
+        // SAFETY: as above.
+        let request = unsafe { Request::from_ngx_http_request(r) };
+        match uri {
+            Some(u) => set_copy(request, v, u.as_bytes()),
+            None => {
+                set_not_found(v);
+                NGX_OK as ngx_int_t
+            }
+        }
     })
 }
