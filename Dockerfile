@@ -25,7 +25,9 @@ RUN scripts/build-for-nginx /usr/sbin/nginx --src /usr/src/nginx-${NGINX_VERSION
 FROM nginx:${NGINX_VERSION}
 COPY --from=build /ngx_http_gateway_module.so /usr/lib/nginx/modules/
 COPY nginx-conf/ /etc/nginx/gateway/
-RUN mkdir -p /etc/nginx/gateway/logs
+# The demo listens on loopback for scripts/run; in a container it must listen on all addresses.
+RUN mkdir -p /etc/nginx/gateway/logs \
+    && sed -i 's/listen 127.0.0.1:8080;/listen 8080;/' /etc/nginx/gateway/demo.conf
 EXPOSE 8080
 CMD ["nginx", "-p", "/etc/nginx/gateway/", "-c", "demo.conf", \
      "-g", "load_module /usr/lib/nginx/modules/ngx_http_gateway_module.so; daemon off;"]
