@@ -5,7 +5,7 @@ use std::io::Write;
 use std::mem::ManuallyDrop;
 use std::os::fd::FromRawFd;
 
-use gateway_core::log::{parse_traceparent, rfc3339_ms, Record};
+use gateway_core::log::{parse_traceparent, Record, Rfc3339Cache, Value};
 use nginx_sys::{
     ngx_add_timer, ngx_cached_time, ngx_del_timer, ngx_event_t, ngx_http_get_indexed_variable,
     ngx_http_request_t, ngx_int_t, ngx_log_t, ngx_open_file_t, ngx_syslog_add_header,
@@ -72,49 +72,59 @@ pub fn auth_result(ctx: Option<&RequestCtx>) -> Option<(&'static str, &'static s
     })
 }
 
+thread_local! {
+    /// The formatted second of the last timestamp (one format per second per worker).
+    static TS: std::cell::RefCell<Rfc3339Cache> = std::cell::RefCell::new(Rfc3339Cache::default());
+}
+
 /// Builds the request's record from the location's `gateway_log*` settings.
-pub fn build_record(
-    request: &Request,
-    ctx: Option<&mut RequestCtx>,
-    conf: &LogConf,
+pub fn build_record<'a>(
+    request: &'a Request,
+    ctx: Option<&'a RequestCtx>,
+    conf: &'a LogConf,
     vars: &LogVars,
-) -> Record {
+) -> Record<'a> {
     let mut rec = Record::new();
     let keep = |f: &str| field_index(f).is_some_and(|i| conf.keeps(i));
     let r = request.as_ref();
     if keep("ts") {
         // SAFETY: nginx keeps `ngx_cached_time` valid.
         let (sec, msec) = unsafe { ((*ngx_cached_time).sec, (*ngx_cached_time).msec) };
-        rec.str("ts", rfc3339_ms(sec, msec as u32).as_bytes());
+        rec.push(
+            "ts",
+            Value::Str(
+                TS.with(|t| t.borrow_mut().format(sec, msec as u32).to_vec())
+                    .into(),
+            ),
+        );
     }
-    let ctx = ctx.map(|c| &*c);
     if keep("request_id") {
         if let Some(id) = ctx.and_then(|c| c.request_id.as_ref()) {
-            rec.str("request_id", id);
+            rec.push_str("request_id", id);
         }
     }
     if keep("trace_id") || keep("span_id") {
         if let Some((t, s)) = parse_traceparent(var(request, vars.traceparent)) {
             if keep("trace_id") {
-                rec.str("trace_id", t);
+                rec.push_str("trace_id", t);
             }
             if keep("span_id") {
-                rec.str("span_id", s);
+                rec.push_str("span_id", s);
             }
         }
     }
     if keep("client_ip") {
         // SAFETY: the connection of a live request.
-        rec.str(
+        rec.push_str(
             "client_ip",
             ngx_bytes(unsafe { &(*r.connection).addr_text }),
         );
     }
     if keep("method") {
-        rec.str("method", ngx_bytes(&r.method_name));
+        rec.push_str("method", ngx_bytes(&r.method_name));
     }
     if keep("host") {
-        rec.str("host", var(request, vars.host));
+        rec.push_str("host", var(request, vars.host));
     }
     let uri = ngx_bytes(&r.unparsed_uri);
     let (path, query) = match uri.iter().position(|&b| b == b'?') {
@@ -122,43 +132,40 @@ pub fn build_record(
         None => (uri, &b""[..]),
     };
     if keep("path") {
-        rec.str("path", path);
+        rec.push_str("path", path);
     }
     if keep("query") {
-        rec.str("query", query);
+        rec.push_str("query", query);
     }
     if keep("status") {
-        rec.int("status", status(request) as i64);
+        rec.push("status", Value::Int(status(request) as i64));
     }
     if keep("bytes_sent") {
         // SAFETY: the connection of a live request.
-        rec.int("bytes_sent", unsafe { (*r.connection).sent });
+        rec.push("bytes_sent", Value::Int(unsafe { (*r.connection).sent }));
     }
     if keep("request_time") {
         // SAFETY: nginx keeps `ngx_cached_time` valid.
         let now = unsafe { (*ngx_cached_time).sec * 1000 + (*ngx_cached_time).msec as i64 };
         let start = r.start_sec * 1000 + r.start_msec as i64;
         let ms = (now - start).max(0);
-        rec.auto(
-            "request_time",
-            format!("{}.{:03}", ms / 1000, ms % 1000).as_bytes(),
-        );
+        rec.push("request_time", Value::Millis(ms));
     }
     if keep("upstream_addr") {
-        rec.auto("upstream_addr", var(request, vars.upstream_addr));
+        rec.push_auto("upstream_addr", var(request, vars.upstream_addr));
     }
     if keep("upstream_status") {
-        rec.auto("upstream_status", var(request, vars.upstream_status));
+        rec.push_auto("upstream_status", var(request, vars.upstream_status));
     }
     if keep("upstream_response_time") {
-        rec.auto(
+        rec.push_auto(
             "upstream_response_time",
             var(request, vars.upstream_response_time),
         );
     }
     if keep("user_agent") && !r.headers_in.user_agent.is_null() {
         // SAFETY: a non-null header of the live request.
-        rec.str(
+        rec.push_str(
             "user_agent",
             ngx_bytes(unsafe { &(*r.headers_in.user_agent).value }),
         );
@@ -169,26 +176,30 @@ pub fn build_record(
         let v = a.verified.as_deref();
         if keep("consumer") {
             if let Some(sub) = v.and_then(|v| v.sub()) {
-                rec.str("consumer", sub.as_bytes());
+                rec.push_str("consumer", sub.as_bytes());
             }
         }
         if keep("auth") {
+            let mut auth = Record::new();
             if let Some((result, reason)) = auth_result(ctx) {
-                rec.str("auth.result", result.as_bytes());
-                rec.str("auth.reason", reason.as_bytes());
+                auth.push_str("result", result.as_bytes());
+                auth.push_str("reason", reason.as_bytes());
             }
             if let Some(v) = v {
-                rec.str("auth.kid", v.kid().unwrap_or_default().as_bytes());
-                rec.str("auth.alg", v.alg().name().as_bytes());
-                rec.str("auth.iss", v.iss().unwrap_or_default().as_bytes());
+                auth.push_str("kid", v.kid().unwrap_or_default().as_bytes());
+                auth.push_str("alg", v.alg().name().as_bytes());
+                auth.push_str("iss", v.iss().unwrap_or_default().as_bytes());
             }
+            rec.push("auth", auth.into_value());
         }
     }
     if keep("rate_limit") {
         if let Some(rl) = ctx.and_then(|c| c.rate_limit.as_ref()) {
-            rec.str("rate_limit.result", rl.status.as_str().as_bytes());
-            rec.str("rate_limit.policy", rl.policy.as_bytes());
-            rec.int("rate_limit.remaining", rl.decision.remaining as i64);
+            let mut o = Record::new();
+            o.push_str("result", rl.status.as_str().as_bytes());
+            o.push_str("policy", rl.policy.as_bytes());
+            o.push("remaining", Value::Int(rl.decision.remaining as i64));
+            rec.push("rate_limit", o.into_value());
         }
     }
     for (name, cv) in conf.fields.as_deref().unwrap_or_default() {
@@ -363,7 +374,7 @@ pub fn record_line(
             c.request_id = Some(super::variables::next_request_id());
         }
     }
-    let rec = build_record(request, ctx, &lcf.log, &mcf.log_vars);
+    let rec = build_record(request, ctx.map(|c| &*c), &lcf.log, &mcf.log_vars);
     if bare {
         rec.to_json()
     } else {

@@ -346,9 +346,9 @@ fn reject_rate_limited(request: &mut Request, ctx: &RequestCtx, status: ngx_int_
     problem.str("type", b"about:blank");
     problem.str("title", title);
     problem.int("status", status as i64);
-    problem.str(
+    problem.string(
         "detail",
-        format!("rate limit \"{policy}\" exceeded, retry in {retry} s").as_bytes(),
+        format!("rate limit \"{policy}\" exceeded, retry in {retry} s").into_bytes(),
     );
     problem.str("policy", policy.as_bytes());
     let mut body = Vec::with_capacity(200);

@@ -170,12 +170,19 @@ fn jwt_variable(
     })
 }
 
-/// The part of a prefix variable's name after `prefix` (nginx passes the full name in data).
-fn suffix(data: usize, prefix: &str) -> String {
-    // SAFETY: for prefix variables nginx passes a pointer to the variable's full name.
-    let name = unsafe { &*(data as *const ngx_str_t) };
-    let bytes = name.as_bytes();
-    String::from_utf8_lossy(bytes.get(prefix.len()..).unwrap_or_default()).into_owned()
+/// The part of a prefix variable's name after `prefix` (nginx passes the full name in data;
+/// it lives in the configuration, so no copy is made).
+fn suffix(data: usize, prefix: &str) -> &'static str {
+    // SAFETY: for prefix variables nginx passes a pointer to the variable's full name, which
+    // stays valid for the configuration's life.
+    let name: &'static ngx_str_t = unsafe { &*(data as *const ngx_str_t) };
+    let bytes: &'static [u8] = if name.data.is_null() {
+        b""
+    } else {
+        // SAFETY: as above.
+        unsafe { core::slice::from_raw_parts(name.data, name.len) }
+    };
+    std::str::from_utf8(bytes.get(prefix.len()..).unwrap_or_default()).unwrap_or("")
 }
 
 /// `$jwt_claim_<name>`: a top-level claim of a valid token (arrays joined with commas,
@@ -188,7 +195,7 @@ unsafe extern "C" fn jwt_claim_variable(
     let name = suffix(data, "jwt_claim_");
     jwt_variable(r, v, |o| {
         o.valid()?
-            .claim(&[name.as_str()])
+            .claim(&[name])
             .map(|c| var_string(c).into_owned().into_bytes())
     })
 }
@@ -202,7 +209,7 @@ unsafe extern "C" fn jwt_header_variable(
     let name = suffix(data, "jwt_header_");
     jwt_variable(r, v, |o| {
         o.valid()?
-            .header(&name)
+            .header(name)
             .map(|c| var_string(c).into_owned().into_bytes())
     })
 }

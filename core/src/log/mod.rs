@@ -8,24 +8,31 @@
 //! A record is a small tree, so fields with dotted names (`auth.result`, `app.tenant`) become
 //! nested objects and later fields can extend an object an earlier field created.
 
-/// A value in a record.
+use std::borrow::Cow;
+
+/// A value in a record. Values borrow from the request and the configuration where they can,
+/// so building a record costs few allocations.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Value {
+pub enum Value<'a> {
     /// A string (raw bytes; escaped when written).
-    Str(Vec<u8>),
+    Str(Cow<'a, [u8]>),
     /// A number, already checked to be a valid JSON number.
-    Num(Vec<u8>),
+    Num(Cow<'a, [u8]>),
+    /// An integer.
+    Int(i64),
+    /// Milliseconds, written as seconds with three decimals (`0.012`).
+    Millis(i64),
     /// A nested object.
-    Obj(Vec<(String, Value)>),
+    Obj(Vec<(Cow<'a, str>, Value<'a>)>),
 }
 
 /// An ordered JSON object under construction.
 #[derive(Debug, Default, Clone, PartialEq)]
-pub struct Record {
-    fields: Vec<(String, Value)>,
+pub struct Record<'a> {
+    fields: Vec<(Cow<'a, str>, Value<'a>)>,
 }
 
-impl Record {
+impl<'a> Record<'a> {
     /// An empty record.
     pub fn new() -> Self {
         Self {
@@ -35,14 +42,21 @@ impl Record {
 
     /// Sets `name` (dotted for nesting) to `value`, replacing an earlier value of that name.
     /// A path through an existing non-object value replaces that value by an object.
-    pub fn set(&mut self, name: &str, value: Value) {
+    pub fn set(&mut self, name: &'a str, value: Value<'a>) {
+        if !name.contains('.') {
+            match self.fields.iter_mut().find(|(k, _)| k == name) {
+                Some(slot) => slot.1 = value,
+                None => self.fields.push((Cow::Borrowed(name), value)),
+            }
+            return;
+        }
         let mut obj = &mut self.fields;
         let mut parts = name.split('.').peekable();
         while let Some(part) = parts.next() {
             if parts.peek().is_none() {
                 match obj.iter_mut().find(|(k, _)| k == part) {
                     Some(slot) => slot.1 = value,
-                    None => obj.push((part.to_string(), value)),
+                    None => obj.push((Cow::Borrowed(part), value)),
                 }
                 return;
             }
@@ -54,7 +68,7 @@ impl Record {
                     i
                 }
                 None => {
-                    obj.push((part.to_string(), Value::Obj(Vec::new())));
+                    obj.push((Cow::Borrowed(part), Value::Obj(Vec::new())));
                     obj.len() - 1
                 }
             };
@@ -65,36 +79,78 @@ impl Record {
         }
     }
 
+    /// Appends a field without looking for an earlier one of the same name: for fields the
+    /// caller knows to be new (a record's default fields), so building one costs no search.
+    pub fn push(&mut self, name: &'a str, value: Value<'a>) {
+        self.fields.push((Cow::Borrowed(name), value));
+    }
+
+    /// `push` of a string, left out when empty.
+    pub fn push_str(&mut self, name: &'a str, value: &'a [u8]) {
+        if !value.is_empty() {
+            self.push(name, Value::Str(Cow::Borrowed(value)));
+        }
+    }
+
+    /// `push` of a number-in-nature value (see [`Record::auto`]).
+    pub fn push_auto(&mut self, name: &'a str, value: &'a [u8]) {
+        if value.is_empty() || value == b"-" {
+            return;
+        }
+        if is_json_number(value) {
+            self.push(name, Value::Num(Cow::Borrowed(value)));
+        } else {
+            self.push(name, Value::Str(Cow::Borrowed(value)));
+        }
+    }
+
+    /// This record as a nested object value.
+    pub fn into_value(self) -> Value<'a> {
+        Value::Obj(self.fields)
+    }
+
     /// Sets a string field (omitted when `value` is empty: fields that do not apply are left
     /// out, not written as empty strings).
-    pub fn str(&mut self, name: &str, value: &[u8]) {
+    pub fn str(&mut self, name: &'a str, value: &'a [u8]) {
         if !value.is_empty() {
-            self.set(name, Value::Str(value.to_vec()));
+            self.set(name, Value::Str(Cow::Borrowed(value)));
+        }
+    }
+
+    /// Sets a string field from an owned value (omitted when empty).
+    pub fn string(&mut self, name: &'a str, value: Vec<u8>) {
+        if !value.is_empty() {
+            self.set(name, Value::Str(Cow::Owned(value)));
         }
     }
 
     /// Sets an integer field.
-    pub fn int(&mut self, name: &str, value: i64) {
-        self.set(name, Value::Num(value.to_string().into_bytes()));
+    pub fn int(&mut self, name: &'a str, value: i64) {
+        self.set(name, Value::Int(value));
+    }
+
+    /// Sets a duration in milliseconds, written in seconds (`1.250`).
+    pub fn millis(&mut self, name: &'a str, ms: i64) {
+        self.set(name, Value::Millis(ms));
     }
 
     /// Sets a field that is a number in nature: a JSON number when `value` is one, otherwise a
     /// string (e.g. `upstream_response_time` of `0.004, 0.010` after a retry). Omitted when
     /// empty or `-` (nginx's "no value").
-    pub fn auto(&mut self, name: &str, value: &[u8]) {
+    pub fn auto(&mut self, name: &'a str, value: &'a [u8]) {
         if value.is_empty() || value == b"-" {
             return;
         }
         if is_json_number(value) {
-            self.set(name, Value::Num(value.to_vec()));
+            self.set(name, Value::Num(Cow::Borrowed(value)));
         } else {
-            self.set(name, Value::Str(value.to_vec()));
+            self.set(name, Value::Str(Cow::Borrowed(value)));
         }
     }
 
     /// Removes a top-level field or a dotted path; returns whether something was removed.
     pub fn remove(&mut self, name: &str) -> bool {
-        fn rm(obj: &mut Vec<(String, Value)>, parts: &[&str]) -> bool {
+        fn rm(obj: &mut Vec<(Cow<'_, str>, Value<'_>)>, parts: &[&str]) -> bool {
             let Some((first, rest)) = parts.split_first() else {
                 return false;
             };
@@ -128,7 +184,25 @@ impl Record {
     }
 }
 
-fn write_obj(fields: &[(String, Value)], out: &mut Vec<u8>) {
+fn write_int(v: i64, out: &mut Vec<u8>) {
+    let mut buf = [0u8; 20];
+    let mut n = v.unsigned_abs();
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if v < 0 {
+        out.push(b'-');
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
+fn write_obj(fields: &[(Cow<'_, str>, Value<'_>)], out: &mut Vec<u8>) {
     out.push(b'{');
     let mut first = true;
     for (k, v) in fields {
@@ -146,35 +220,79 @@ fn write_obj(fields: &[(String, Value)], out: &mut Vec<u8>) {
         match v {
             Value::Str(s) => write_str(s, out),
             Value::Num(n) => out.extend_from_slice(n),
+            Value::Int(i) => write_int(*i, out),
+            Value::Millis(ms) => {
+                let ms = (*ms).max(0);
+                write_int(ms / 1000, out);
+                let frac = ms % 1000;
+                out.extend_from_slice(&[
+                    b'.',
+                    b'0' + (frac / 100) as u8,
+                    b'0' + (frac / 10 % 10) as u8,
+                    b'0' + (frac % 10) as u8,
+                ]);
+            }
             Value::Obj(o) => write_obj(o, out),
         }
     }
     out.push(b'}');
 }
 
+/// Bytes that can be copied into a JSON string as they are: printable ASCII but `"`, `\`.
+static PLAIN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0x20;
+    while i < 0x7f {
+        t[i] = i != b'"' as usize && i != b'\\' as usize;
+        i += 1;
+    }
+    t
+};
+
+#[inline]
+fn plain(b: u8) -> bool {
+    PLAIN[b as usize]
+}
+
 /// Writes `s` as a JSON string: escaped, and valid UTF-8 (invalid sequences become U+FFFD).
 pub fn write_str(s: &[u8], out: &mut Vec<u8>) {
+    out.reserve(s.len() + 2);
     out.push(b'"');
-    for chunk in s.utf8_chunks() {
-        for &b in chunk.valid().as_bytes() {
+    let mut rest = s;
+    while !rest.is_empty() {
+        // The common case: a run of printable ASCII, copied at once.
+        let run = rest.iter().position(|&b| !plain(b)).unwrap_or(rest.len());
+        out.extend_from_slice(&rest[..run]);
+        rest = &rest[run..];
+        let Some(&b) = rest.first() else {
+            break;
+        };
+        if b < 0x80 {
             match b {
                 b'"' => out.extend_from_slice(b"\\\""),
                 b'\\' => out.extend_from_slice(b"\\\\"),
                 b'\n' => out.extend_from_slice(b"\\n"),
                 b'\r' => out.extend_from_slice(b"\\r"),
                 b'\t' => out.extend_from_slice(b"\\t"),
-                0..=0x1f | 0x7f => {
+                _ => {
                     const HEX: &[u8; 16] = b"0123456789abcdef";
                     out.extend_from_slice(b"\\u00");
                     out.push(HEX[(b >> 4) as usize]);
                     out.push(HEX[(b & 0xf) as usize]);
                 }
-                _ => out.push(b),
+            }
+            rest = &rest[1..];
+            continue;
+        }
+        // Non-ASCII: copy the valid UTF-8 prefix of the non-ASCII run, replace what is not.
+        let end = rest.iter().position(|&b| b < 0x80).unwrap_or(rest.len());
+        for chunk in rest[..end].utf8_chunks() {
+            out.extend_from_slice(chunk.valid().as_bytes());
+            if !chunk.invalid().is_empty() {
+                out.extend_from_slice("\u{fffd}".as_bytes());
             }
         }
-        if !chunk.invalid().is_empty() {
-            out.extend_from_slice("\u{fffd}".as_bytes());
-        }
+        rest = &rest[end..];
     }
     out.push(b'"');
 }
@@ -234,6 +352,34 @@ pub fn rfc3339_ms(secs: i64, msec: u32) -> String {
     )
 }
 
+/// Formats RFC 3339 timestamps, formatting the date and time part once per second.
+#[derive(Debug, Default)]
+pub struct Rfc3339Cache {
+    sec: Option<i64>,
+    text: [u8; 24],
+}
+
+impl Rfc3339Cache {
+    /// `2026-11-26T04:05:12.345Z` for `secs` + `msec`.
+    pub fn format(&mut self, secs: i64, msec: u32) -> &[u8; 24] {
+        if self.sec != Some(secs) {
+            let full = rfc3339_ms(secs, 0);
+            if full.len() == 24 {
+                self.text.copy_from_slice(full.as_bytes());
+                self.sec = Some(secs);
+            } else {
+                // Years beyond 9999 do not fit the fixed width; never cached.
+                self.sec = None;
+            }
+        }
+        let m = msec.min(999);
+        self.text[20] = b'0' + (m / 100) as u8;
+        self.text[21] = b'0' + (m / 10 % 10) as u8;
+        self.text[22] = b'0' + (m % 10) as u8;
+        &self.text
+    }
+}
+
 /// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar
 /// (Howard Hinnant's algorithm).
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
@@ -275,6 +421,20 @@ pub fn parse_traceparent(v: &[u8]) -> Option<(&[u8], &[u8])> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn ints_and_millis() {
+        let mut r = Record::new();
+        r.int("a", 0);
+        r.int("b", -42);
+        r.int("c", i64::MIN);
+        r.millis("d", 1250);
+        r.millis("e", 7);
+        assert_eq!(
+            r.to_json(),
+            br#"{"a":0,"b":-42,"c":-9223372036854775808,"d":1.250,"e":0.007}"#
+        );
+    }
+
     fn json(r: &Record) -> serde_json::Value {
         serde_json::from_slice(&r.to_json()).expect("valid JSON")
     }
@@ -307,7 +467,8 @@ mod tests {
             }
             r.str("k", &bytes);
             r.auto("n", &bytes);
-            r.set(&String::from_utf8_lossy(&bytes), Value::Str(bytes.clone()));
+            let name = String::from_utf8_lossy(&bytes).into_owned();
+            r.set(&name, Value::Str(Cow::Owned(bytes.clone())));
             let line = r.to_json();
             assert!(
                 serde_json::from_slice::<serde_json::Value>(&line).is_ok(),
@@ -338,6 +499,9 @@ mod tests {
         r.str("a", b"");
         r.auto("b", b"-");
         r.set("c", Value::Obj(vec![]));
+        r.millis("d", -1);
+        assert_eq!(r.to_json(), b"{\"d\":0.000}");
+        r.remove("d");
         assert_eq!(r.to_json(), b"{}");
     }
 
@@ -371,6 +535,14 @@ mod tests {
         assert_eq!(rfc3339_ms(0, 0), "1970-01-01T00:00:00.000Z");
         assert_eq!(rfc3339_ms(951_782_400, 5), "2000-02-29T00:00:00.005Z");
         assert_eq!(rfc3339_ms(1_795_665_912, 345), "2026-11-26T04:05:12.345Z");
+    }
+
+    #[test]
+    fn cached_timestamps() {
+        let mut c = Rfc3339Cache::default();
+        assert_eq!(c.format(1_795_665_912, 345), b"2026-11-26T04:05:12.345Z");
+        assert_eq!(c.format(1_795_665_912, 7), b"2026-11-26T04:05:12.007Z");
+        assert_eq!(c.format(1_795_665_913, 999), b"2026-11-26T04:05:13.999Z");
     }
 
     #[test]
