@@ -10,3 +10,4 @@ pub mod metrics;
 pub mod parse;
 pub mod ratelimit;
 pub mod reqid;
+pub mod resp;
