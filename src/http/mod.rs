@@ -21,6 +21,7 @@ pub mod jwt;
 pub mod log;
 pub mod metrics;
 pub mod ratelimit;
+mod sync;
 pub mod variables;
 
 pub use ctx::RequestCtx;
@@ -173,9 +174,15 @@ pub unsafe extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
             let size = mcf.jwt_cache.unwrap_or(jwt::DEFAULT_CACHE_SIZE);
             jwt::CACHE_SIZE.store(size, std::sync::atomic::Ordering::Relaxed);
             metrics::attach(mcf);
+            sync::init_process(cycle, mcf);
         }
         NGX_OK as ngx_int_t
     })
+}
+
+/// `exit_process`: per-worker cleanup.
+pub unsafe extern "C" fn exit_process(_cycle: *mut ngx_cycle_t) {
+    guard_conf((), sync::exit_process)
 }
 
 /// Access phase: authentication and rate limits run here (in that order).
