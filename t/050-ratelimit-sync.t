@@ -57,8 +57,8 @@ ok
 ["GET /s", "GET /l", "GET /s", "GET /l", "GET /s", "GET /l"]
 --- error_code eval
 [200, 200, 200, 200, 429, 429]
---- response_headers eval
-["RateLimit: \"s\";r=1;t=60", "RateLimit: \"l\";r=1;t=60", "RateLimit: \"s\";r=0;t=120", "RateLimit: \"l\";r=0;t=120", "RateLimit: \"s\";r=0;t=60", "RateLimit: \"l\";r=0;t=60"]
+--- response_headers_like eval
+["RateLimit: \"s\";r=1;t=\\d+", "RateLimit: \"l\";r=1;t=\\d+", "RateLimit: \"s\";r=0;t=\\d+", "RateLimit: \"l\";r=0;t=\\d+", "RateLimit: \"s\";r=0;t=\\d+", "RateLimit: \"l\";r=0;t=\\d+"]
 
 
 
