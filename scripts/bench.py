@@ -152,6 +152,17 @@ def cases(args):
                       http=http, module=True, group="ratelimit", baseline="limit_req",
                       lua=lua_cycle(args, keys, header="X-Key", prefix=""),
                       note="rate_limit, 100,000 distinct keys"))
+        if args.redis_port:
+            sync = f"sync=redis://127.0.0.1:{args.redis_port}/0 sync_interval=100ms"
+            shttp = (http + f"\n    rate_limit_zone $binary_remote_addr zone=onesync:10m {sync};"
+                     f"\n    rate_limit_zone $http_x_key zone=manysync:16m {sync};")
+            c.append(Case("rate_limit_sync", "rate_limit zone=onesync rate=4000000000r/s; empty_gif;",
+                          http=shttp, module=True, group="ratelimit", baseline="rate_limit",
+                          note="rate_limit, one key, zone synced through Redis"))
+            c.append(Case("rate_limit_100k_sync", "rate_limit zone=manysync rate=4000000000r/s; empty_gif;",
+                          http=shttp, module=True, group="ratelimit", baseline="rate_limit_100k",
+                          lua=lua_cycle(args, keys, header="X-Key", prefix=""),
+                          note="rate_limit, 100,000 keys, zone synced through Redis"))
     if wanted & {"log", "pipeline"}:
         lf = f"log_format j escape=json {JSON_FIELDS};"
         c.append(Case("access_log_json", "empty_gif;", module=True, group="log",
@@ -338,6 +349,8 @@ def main():
     ap.add_argument("--tokens", type=int, default=3000,
                     help="distinct tokens cycled in the no-cache cases (> the 1024-entry cache)")
     ap.add_argument("--no-uncached", dest="uncached", action="store_false")
+    ap.add_argument("--redis-port", type=int, default=0,
+                    help="a redis-server on this loopback port: adds the sync=redis cases")
     ap.add_argument("--debian-nginx", default="")
     ap.add_argument("--debian-module", default="")
     ap.add_argument("--hs256-secret-hex", default="")

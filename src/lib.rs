@@ -38,6 +38,7 @@ pub static mut ngx_http_gateway_module: ngx_module_t = ngx_module_t {
     commands: unsafe { ptr::addr_of_mut!(conf::COMMANDS[0]) },
     type_: NGX_HTTP_MODULE as ngx_uint_t,
     init_process: Some(http::init_process),
+    exit_process: Some(http::exit_process),
     ..ngx_module_t::default()
 };
 

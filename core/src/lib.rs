@@ -11,3 +11,4 @@ pub mod metrics;
 pub mod parse;
 pub mod ratelimit;
 pub mod reqid;
+pub mod resp;

@@ -3,8 +3,11 @@
 use core::ffi::c_void;
 use core::ptr;
 
-use gateway_core::parse::{parse_number, parse_rate, parse_zone, split_key_value};
+use gateway_core::parse::{
+    parse_duration_ms, parse_number, parse_rate, parse_zone, split_key_value,
+};
 use gateway_core::ratelimit::algo::Algorithm;
+use gateway_core::ratelimit::sync::{parse_redis_url, RedisUrl};
 use gateway_core::ratelimit::table::{random_seed, Table};
 use nginx_sys::{
     ngx_conf_t, ngx_int_t, ngx_pagesize, ngx_shared_memory_add, ngx_shm_zone_t, ngx_slab_alloc,
@@ -31,7 +34,30 @@ pub struct Zone {
     /// Set by `init_zone`.
     pub region: *mut u8,
     pub region_len: usize,
+    /// `sync=redis://...`: counts shared with other nodes through Redis.
+    pub sync: Option<SyncConf>,
 }
+
+/// The sync parameters of a `rate_limit_zone`.
+#[derive(Debug)]
+pub struct SyncConf {
+    pub url: RedisUrl,
+    /// The server's address, resolved when the configuration is read (configuration pool).
+    pub sockaddr: *mut nginx_sys::sockaddr,
+    pub socklen: nginx_sys::socklen_t,
+    pub name: *mut ngx_str_t,
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    /// `sync_fail=closed`: reject while Redis is unreachable (default: open, local limits).
+    pub fail_closed: bool,
+    /// `gateway_rate_limit_sync_errors_total{zone}`.
+    pub errors_slot: usize,
+}
+
+/// Default `sync_interval`.
+pub const DEFAULT_SYNC_INTERVAL_MS: u64 = 100;
+/// Default `sync_timeout`.
+pub const DEFAULT_SYNC_TIMEOUT_MS: u64 = 500;
 
 impl Zone {
     /// The zone's slab pool (its mutex guards the table).
@@ -43,6 +69,22 @@ impl Zone {
 }
 
 impl Zone {
+    /// Whether the zone's sync is failing (`None` before initialization or without sync).
+    pub fn sync_down(&self) -> Option<bool> {
+        if self.region.is_null() || self.sync.is_none() {
+            return None;
+        }
+        let shpool = self.shpool();
+        // SAFETY: the slab pool's mutex guards the table region in the zone's shared memory.
+        unsafe {
+            nginx_sys::ngx_shmtx_lock(&mut (*shpool).mutex);
+            let region = core::slice::from_raw_parts_mut(self.region, self.region_len);
+            let s = Table::attach(region).ok().map(|t| t.sync_down());
+            nginx_sys::ngx_shmtx_unlock(&mut (*shpool).mutex);
+            s
+        }
+    }
+
     /// The table's counters, read under the zone's mutex (`None` before initialization).
     pub fn stats(&self) -> Option<gateway_core::ratelimit::table::Stats> {
         if self.region.is_null() {
@@ -133,12 +175,50 @@ pub fn set_zone(cf: &mut ngx_conf_t, mcf: &mut MainConf) -> Result<(), String> {
     }
     let key = compile_cv(cf, &a[1])?;
     let mut zone_arg = None;
+    let mut sync_url = None;
+    let mut interval = None;
+    let mut timeout = None;
+    let mut password = None;
+    let mut fail_closed = false;
     for v in &a[2..] {
         let s = arg_str(v)?;
         match split_key_value(s) {
             Ok((b"zone", z)) => zone_arg = Some(z.to_vec()),
+            Ok((b"sync", u)) => {
+                sync_url = Some(parse_redis_url(&utf8(u)).map_err(|e| {
+                    // Not the value itself: it may hold a password.
+                    format!(
+                        "invalid \"sync\" parameter in \"{}\" directive, {e}",
+                        name(cf)
+                    )
+                })?)
+            }
+            Ok((b"sync_interval", t)) => {
+                let ms = parse_duration_ms(t).map_err(|e| invalid(cf, s, &e.to_string()))?;
+                if !(10..=60_000).contains(&ms) {
+                    return Err(invalid(cf, s, "must be between 10ms and 60s"));
+                }
+                interval = Some(ms)
+            }
+            Ok((b"sync_timeout", t)) => {
+                let ms = parse_duration_ms(t).map_err(|e| invalid(cf, s, &e.to_string()))?;
+                if !(1..=60_000).contains(&ms) {
+                    return Err(invalid(cf, s, "must be between 1ms and 60s"));
+                }
+                timeout = Some(ms)
+            }
+            Ok((b"password", p)) if !p.is_empty() => password = Some(utf8(p)),
+            Ok((b"sync_fail", b"open")) => fail_closed = false,
+            Ok((b"sync_fail", b"closed")) => fail_closed = true,
+            Ok((b"sync_fail", _)) => return Err(invalid(cf, s, "must be \"open\" or \"closed\"")),
             _ => return Err(invalid(cf, s, "")),
         }
+    }
+    if sync_url.is_none() && (interval.is_some() || timeout.is_some() || password.is_some()) {
+        return Err(format!(
+            "\"{}\": \"sync_interval\", \"sync_timeout\" and \"password\" need \"sync\"",
+            name(cf)
+        ));
     }
     let Some(z) = zone_arg else {
         return Err(format!("\"{}\" must have \"zone\" parameter", name(cf)));
@@ -157,6 +237,33 @@ pub fn set_zone(cf: &mut ngx_conf_t, mcf: &mut MainConf) -> Result<(), String> {
     if mcf.zones.iter().any(|z| unsafe { (**z).name == zname }) {
         return Err(format!("duplicate zone \"{zname}\""));
     }
+    let sync = match sync_url {
+        None => None,
+        Some(mut url) => {
+            if password.is_some() {
+                url.password = password;
+            }
+            let (sockaddr, socklen, sname) = resolve(cf, &url.addr)?;
+            mcf.metrics.family(gateway_core::metrics::Family {
+                name: "gateway_rate_limit_sync_errors_total",
+                help: "Failed Redis sync exchanges of rate-limit zones.",
+                kind: "counter",
+            });
+            let errors_slot = mcf
+                .metrics
+                .slot("gateway_rate_limit_sync_errors_total", &[("zone", &zname)]);
+            Some(SyncConf {
+                url,
+                sockaddr,
+                socklen,
+                name: sname,
+                interval_ms: interval.unwrap_or(DEFAULT_SYNC_INTERVAL_MS),
+                timeout_ms: timeout.unwrap_or(DEFAULT_SYNC_TIMEOUT_MS),
+                fail_closed,
+                errors_slot,
+            })
+        }
+    };
 
     // SAFETY: `cf.pool` is the configuration pool; the zone is dropped with it.
     let pool = unsafe { Pool::from_ngx_pool(cf.pool) };
@@ -168,6 +275,7 @@ pub fn set_zone(cf: &mut ngx_conf_t, mcf: &mut MainConf) -> Result<(), String> {
         algorithm: None,
         region: ptr::null_mut(),
         region_len: 0,
+        sync,
     });
     if zone.is_null() {
         return Err("out of memory".into());
@@ -226,7 +334,9 @@ unsafe extern "C" fn init_zone(shm_zone: *mut ngx_shm_zone_t, data: *mut c_void)
             zone.region_len = old.region_len;
             // SAFETY: the region lives in the same (reused) shared memory.
             let region = unsafe { core::slice::from_raw_parts_mut(zone.region, zone.region_len) };
-            let reusable = old.key_text == zone.key_text && Table::attach(&mut *region).is_ok();
+            let synced = zone.sync.is_some();
+            let reusable = old.key_text == zone.key_text
+                && Table::attach(&mut *region).is_ok_and(|t| t.is_synced() == synced);
             if reusable {
                 return NGX_OK as ngx_int_t;
             }
@@ -235,6 +345,8 @@ unsafe extern "C" fn init_zone(shm_zone: *mut ngx_shm_zone_t, data: *mut c_void)
                     "key changed from \"{}\" to \"{}\"",
                     old.key_text, zone.key_text
                 )
+            } else if old.sync.is_some() != zone.sync.is_some() {
+                "sync turned on or off".to_string()
             } else {
                 "table from an incompatible build".to_string()
             };
@@ -244,7 +356,7 @@ unsafe extern "C" fn init_zone(shm_zone: *mut ngx_shm_zone_t, data: *mut c_void)
                 "rate_limit_zone \"{}\": {why}, counters start afresh",
                 zone.name
             );
-            return match Table::init(region, random_seed()) {
+            return match Table::init_with(region, random_seed(), synced) {
                 Ok(_) => NGX_OK as ngx_int_t,
                 Err(e) => {
                     gw_log!(NGX_LOG_EMERG, log, "rate_limit_zone \"{}\": {e}", zone.name);
@@ -277,7 +389,7 @@ unsafe extern "C" fn init_zone(shm_zone: *mut ngx_shm_zone_t, data: *mut c_void)
             zone.region_len = pages * pagesize;
             (*shpool).data = region.cast();
             let r = core::slice::from_raw_parts_mut(region, zone.region_len);
-            if let Err(e) = Table::init(r, random_seed()) {
+            if let Err(e) = Table::init_with(r, random_seed(), zone.sync.is_some()) {
                 gw_log!(NGX_LOG_EMERG, log, "rate_limit_zone \"{}\": {e}", zone.name);
                 return NGX_ERROR as ngx_int_t;
             }
@@ -354,6 +466,11 @@ pub fn set_limit(cf: &mut ngx_conf_t, c: &mut RateLimitConf) -> Result<(), Strin
         .ok_or_else(|| format!("unknown rate_limit_zone \"{zone_name}\" (declare it with \"rate_limit_zone\" before use)"))?;
     // SAFETY: as above.
     let z = unsafe { &mut *zone };
+    if z.sync.is_some() && algorithm == Algorithm::TokenBucket {
+        return Err(format!(
+            "zone \"{zone_name}\" is synced through Redis, which supports algorithm=sliding only"
+        ));
+    }
     match z.algorithm {
         Some(prev) if prev != algorithm => {
             return Err(format!(
@@ -447,4 +564,46 @@ pub fn set_invalid_rate(cf: &mut ngx_conf_t, c: &mut RateLimitConf) -> Result<()
         v => return Err(invalid(cf, v, "must be \"pass\" or \"error\"")),
     });
     Ok(())
+}
+
+/// Resolves `host:port` when the configuration is read (as nginx does for upstream servers).
+fn resolve(
+    cf: &mut ngx_conf_t,
+    addr: &str,
+) -> Result<
+    (
+        *mut nginx_sys::sockaddr,
+        nginx_sys::socklen_t,
+        *mut ngx_str_t,
+    ),
+    String,
+> {
+    // SAFETY: `cf.pool` is the configuration pool; `ngx_url_t` is plain data (zeroed is its
+    // documented initial state), and ngx_parse_url allocates the results in the pool.
+    unsafe {
+        let pool = Pool::from_ngx_pool(cf.pool);
+        let data = pool.alloc_unaligned(addr.len()).cast::<u8>();
+        if data.is_null() {
+            return Err("out of memory".into());
+        }
+        ptr::copy_nonoverlapping(addr.as_ptr(), data, addr.len());
+        let mut u: nginx_sys::ngx_url_t = core::mem::zeroed();
+        u.url = ngx_str_t {
+            len: addr.len(),
+            data,
+        };
+        u.default_port = 6379;
+        if nginx_sys::ngx_parse_url(cf.pool, &mut u) != NGX_OK as ngx_int_t || u.naddrs == 0 {
+            let err = if u.err.is_null() {
+                "host not found".to_string()
+            } else {
+                core::ffi::CStr::from_ptr(u.err)
+                    .to_string_lossy()
+                    .into_owned()
+            };
+            return Err(format!("{err} in sync server \"{addr}\""));
+        }
+        let a = &mut *u.addrs;
+        Ok((a.sockaddr, a.socklen, &mut a.name))
+    }
 }

@@ -320,6 +320,20 @@ fn zone_lines(mcf: &MainConf) -> String {
             out.push_str(&format!(" {v}\n"));
         }
     }
+    let sync: Vec<_> = mcf
+        .zones
+        .iter()
+        // SAFETY: zones live in the configuration pool.
+        .filter_map(|z| unsafe { (**z).sync_down().map(|d| ((**z).name.clone(), d)) })
+        .collect();
+    if !sync.is_empty() {
+        out.push_str("# HELP gateway_rate_limit_sync_up Whether the zone's last Redis sync succeeded (1) or failed (0).\n# TYPE gateway_rate_limit_sync_up gauge\n");
+        for (zone, down) in sync {
+            out.push_str("gateway_rate_limit_sync_up");
+            write_labels(&mut out, &[("zone", zone)]);
+            out.push_str(if down { " 0\n" } else { " 1\n" });
+        }
+    }
     out
 }
 

@@ -22,6 +22,7 @@ pub mod jwt;
 pub mod log;
 pub mod metrics;
 pub mod ratelimit;
+mod sync;
 pub mod variables;
 
 pub use ctx::RequestCtx;
@@ -184,9 +185,15 @@ pub unsafe extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
             jwt::CACHE_SIZE.store(size, std::sync::atomic::Ordering::Relaxed);
             metrics::attach(mcf);
             jwks::attach(mcf.jwks_shm);
+            sync::init_process(cycle, mcf);
         }
         NGX_OK as ngx_int_t
     })
+}
+
+/// `exit_process`: per-worker cleanup.
+pub unsafe extern "C" fn exit_process(_cycle: *mut ngx_cycle_t) {
+    guard_conf((), sync::exit_process)
 }
 
 /// Access phase: authentication and rate limits run here (in that order).

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use gateway_core::parse::parse_rate;
 use gateway_core::ratelimit::algo::{check_and_consume, refund, Decision, Params};
+use gateway_core::ratelimit::sync::{check_and_consume_synced, refund_synced};
 use gateway_core::ratelimit::table::{Outcome, Table};
 use nginx_sys::{
     ngx_cached_time, ngx_int_t, ngx_shmtx_lock, ngx_shmtx_unlock, NGX_LOG_ERR, NGX_LOG_INFO,
@@ -156,9 +157,25 @@ pub fn access(
             }
         };
         let log = request.log();
+        let fail_closed = zone.sync.as_ref().is_some_and(|s| s.fail_closed);
         let r = with_table(zone, |t| {
-            let (state, outcome) = t.lookup_or_insert(key, now);
-            let d = check_and_consume(state, now, &params);
+            if fail_closed && t.sync_down() {
+                // sync_fail=closed: nothing passes while the cluster's counts are unknown.
+                let retry = zone.sync.as_ref().map_or(1000, |s| s.interval_ms.max(1000));
+                let d = Decision {
+                    allowed: false,
+                    limit: params.limit(),
+                    remaining: 0,
+                    reset_ms: retry,
+                    retry_after_ms: retry,
+                };
+                return (d, None);
+            }
+            let (state, rec, outcome) = t.lookup_or_insert_synced(key, now);
+            let d = match rec {
+                Some(rec) => check_and_consume_synced(state, rec, now, &params),
+                None => check_and_consume(state, now, &params),
+            };
             let evicted = if outcome == Outcome::Evicted {
                 t.eviction_report(now, 60_000)
             } else {
@@ -259,10 +276,10 @@ pub fn access(
 
 fn rollback(consumed: &[Consumed], now: u64) {
     for c in consumed {
-        with_table(c.zone, |t| {
-            if let Some(state) = t.get_mut(&c.key) {
-                refund(state, now, &c.params);
-            }
+        with_table(c.zone, |t| match t.get_mut_synced(&c.key) {
+            Some((state, Some(rec))) => refund_synced(state, rec, now, &c.params),
+            Some((state, None)) => refund(state, now, &c.params),
+            None => {}
         });
     }
 }

@@ -121,11 +121,11 @@ impl Params {
         }
     }
 
-    fn count(&self) -> u64 {
+    pub(crate) fn count(&self) -> u64 {
         self.count.clamp(1, u64::from(u32::MAX))
     }
 
-    fn period_ms(&self) -> u64 {
+    pub(crate) fn period_ms(&self) -> u64 {
         self.period_ms.clamp(1, u64::from(u32::MAX))
     }
 
@@ -310,14 +310,14 @@ impl State {
 }
 
 /// The sliding-window state brought forward to `now`: (window start, prev, cur, elapsed).
-struct Window {
-    start: u64,
-    prev: u64,
-    cur: u64,
-    elapsed: u64,
+pub(crate) struct Window {
+    pub(crate) start: u64,
+    pub(crate) prev: u64,
+    pub(crate) cur: u64,
+    pub(crate) elapsed: u64,
 }
 
-fn sliding_window(st: &State, now_ms: u64, period: u64) -> Window {
+pub(crate) fn sliding_window(st: &State, now_ms: u64, period: u64) -> Window {
     let fresh = |now: u64| {
         let elapsed = now.checked_rem(period).unwrap_or(0);
         Window {
@@ -353,7 +353,7 @@ fn sliding_window(st: &State, now_ms: u64, period: u64) -> Window {
     }
 }
 
-fn store_sliding(st: &mut State, w: &Window, period: u64) {
+pub(crate) fn store_sliding(st: &mut State, w: &Window, period: u64) {
     *st = State {
         t: w.start,
         a: u32::try_from(w.prev).unwrap_or(u32::MAX),
@@ -364,14 +364,14 @@ fn store_sliding(st: &mut State, w: &Window, period: u64) {
 }
 
 /// `ceil(prev * (P - e) / P)`: the previous window's weighted contribution, rounded up.
-fn weighted_prev(prev: u64, elapsed: u64, period: u64) -> u64 {
+pub(crate) fn weighted_prev(prev: u64, elapsed: u64, period: u64) -> u64 {
     let num = u128::from(prev).saturating_mul(u128::from(period.saturating_sub(elapsed)));
     let w = num.div_ceil(u128::from(period.max(1)));
     u64::try_from(w).unwrap_or(u64::MAX)
 }
 
 /// Whether one more request fits: `prev*(P-e)/P + cur + 1 <= L`, exactly.
-fn sliding_admits(prev: u64, cur: u64, elapsed: u64, period: u64, limit: u64) -> bool {
+pub(crate) fn sliding_admits(prev: u64, cur: u64, elapsed: u64, period: u64, limit: u64) -> bool {
     let Some(room) = limit.checked_sub(cur).and_then(|r| r.checked_sub(1)) else {
         return false;
     };
@@ -381,7 +381,7 @@ fn sliding_admits(prev: u64, cur: u64, elapsed: u64, period: u64, limit: u64) ->
 
 /// Milliseconds from offset `elapsed` until `prev*(P-e')/P + cur + 1 <= limit` holds, assuming
 /// no further requests (the window may roll over in between).
-fn sliding_wait(prev: u64, cur: u64, elapsed: u64, period: u64, limit: u64) -> u64 {
+pub(crate) fn sliding_wait(prev: u64, cur: u64, elapsed: u64, period: u64, limit: u64) -> u64 {
     // Smallest offset e' in a window with counts (p, c) at which one more fits, if any (<= P).
     let fit_at = |p: u64, c: u64| -> Option<u64> {
         let room = limit.checked_sub(c)?.checked_sub(1)?;
@@ -409,7 +409,7 @@ fn sliding_wait(prev: u64, cur: u64, elapsed: u64, period: u64, limit: u64) -> u
 }
 
 /// Milliseconds until a sliding state with these counts has fully reset.
-fn sliding_reset(prev: u64, cur: u64, elapsed: u64, period: u64) -> u64 {
+pub(crate) fn sliding_reset(prev: u64, cur: u64, elapsed: u64, period: u64) -> u64 {
     let to_end = period.saturating_sub(elapsed);
     if cur > 0 {
         to_end.saturating_add(period)

@@ -23,4 +23,5 @@
 //! ```
 
 pub mod algo;
+pub mod sync;
 pub mod table;

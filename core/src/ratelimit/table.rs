@@ -55,16 +55,18 @@ use bytemuck::{Pod, Zeroable};
 use siphasher::sip128::SipHasher13;
 
 use super::algo::State;
+use super::sync::{cluster_id, Claim, SyncRec};
 
 /// First 8 bytes of a formatted region.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"NGXGWRL\x01");
 /// Format version; bumped on any change of meaning not caught by the layout hash.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 const NIL: u32 = u32::MAX;
 const HEADER_LEN: usize = std::mem::size_of::<Header>();
 const SLOT_LEN: usize = std::mem::size_of::<Slot>();
 const BUCKET_LEN: usize = std::mem::size_of::<u32>();
+const EXT_LEN: usize = std::mem::size_of::<SyncRec>();
 /// Fewest slots a region must hold.
 const MIN_CAPACITY: usize = 8;
 /// Fewest buckets: keeps the slot array 64-byte aligned relative to the region start.
@@ -88,14 +90,18 @@ struct Header {
     used: u32,
     lru_head: u32,
     lru_tail: u32,
-    _pad: u32,
+    /// Bytes of sync record per slot (0, or 64 for a zone synced through Redis).
+    ext_len: u32,
     evictions: u64,
     reclaims: u64,
     resets: u64,
     inserts: u64,
     eviction_log_ms: u64,
     evictions_logged: u64,
-    _reserved: u64,
+    /// Non-zero while the zone's sync is failing (set by the syncing worker).
+    sync_down: u32,
+    /// Where the next sync walk starts.
+    sync_cursor: u32,
 }
 
 const _: () = assert!(HEADER_LEN == 128);
@@ -143,11 +149,12 @@ const fn fnv1a(bytes: &[u8], mut h: u64) -> u64 {
 /// (binary upgrade, or a reload that loads a new `.so`).
 pub const LAYOUT_HASH: u64 = {
     let desc = b"header:magic8,version4,header_len4,layout8,region_len8,seed16,capacity4,\
-nbuckets4,used4,lru_head4,lru_tail4,pad4,evictions8,reclaims8,resets8,inserts8,\
-eviction_log_ms8,evictions_logged8,reserved8;\
+nbuckets4,used4,lru_head4,lru_tail4,ext_len4,evictions8,reclaims8,resets8,inserts8,\
+eviction_log_ms8,evictions_logged8,sync_down4,sync_cursor4;\
+ext:syncrec64(id16,win8,cur16,prev16,period4,flags4)|0,after slots;\
 slot:hash16,state24(t8,a4,b4,kind4,aux4),last_ms8,lru_prev4,lru_next4,chain_next4,key_len4;\
 bucket:u32;nil:u32max;hash:siphash13x128(seed0,seed1),bucket=h0&(n-1);\
-geometry:c0=(len-128)/68,nb=max(16,pow2ceil(c0)),cap=(len-128-4nb)/64";
+geometry:c0=(len-128)/(68+ext),nb=max(16,pow2ceil(c0)),cap=(len-128-4nb)/(64+ext)";
     let h = fnv1a(desc, 0xcbf2_9ce4_8422_2325);
     fnv1a(
         &[
@@ -214,6 +221,17 @@ pub enum Outcome {
     Reset,
 }
 
+/// A key claimed by [`Table::sync_claims`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlotClaim {
+    /// Slot index.
+    pub idx: u32,
+    /// The key's cluster id (checked again when the exchange ends).
+    pub id: [u64; 2],
+    /// What is pushed.
+    pub claim: Claim,
+}
+
 /// Counters from the header (they survive reloads with the region).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Stats {
@@ -236,9 +254,10 @@ pub struct Stats {
 struct Corrupt;
 
 /// Slot and bucket counts for a region of `len` bytes, or `None` if it is too small.
-fn geometry(len: usize) -> Option<(usize, usize)> {
+fn geometry(len: usize, ext: usize) -> Option<(usize, usize)> {
     let avail = len.checked_sub(HEADER_LEN)?;
-    let c0 = avail.checked_div(SLOT_LEN.checked_add(BUCKET_LEN)?)?;
+    let per_slot = SLOT_LEN.checked_add(ext)?;
+    let c0 = avail.checked_div(per_slot.checked_add(BUCKET_LEN)?)?;
     if c0 < MIN_CAPACITY {
         return None;
     }
@@ -248,30 +267,46 @@ fn geometry(len: usize) -> Option<(usize, usize)> {
         .clamp(MIN_BUCKETS, MAX_BUCKETS);
     let capacity = avail
         .checked_sub(nbuckets.checked_mul(BUCKET_LEN)?)?
-        .checked_div(SLOT_LEN)?
+        .checked_div(per_slot)?
         .min(MAX_CAPACITY);
     (capacity >= MIN_CAPACITY).then_some((capacity, nbuckets))
 }
 
 /// Views the region as header, buckets and slots.
+type Parts<'a> = (
+    &'a mut Header,
+    &'a mut [u32],
+    &'a mut [Slot],
+    &'a mut [SyncRec],
+);
+
 fn split(
     region: &mut [u8],
     capacity: usize,
     nbuckets: usize,
-) -> Result<(&mut Header, &mut [u32], &mut [Slot]), TableError> {
+    ext: usize,
+) -> Result<Parts<'_>, TableError> {
     let bad = TableError::Geometry("region shorter than its header says");
     let buckets_len = nbuckets.checked_mul(BUCKET_LEN).ok_or(bad.clone())?;
     let slots_len = capacity.checked_mul(SLOT_LEN).ok_or(bad.clone())?;
     let (h, rest) = region.split_at_mut_checked(HEADER_LEN).ok_or(bad.clone())?;
     let (b, rest) = rest.split_at_mut_checked(buckets_len).ok_or(bad.clone())?;
-    let (s, _) = rest.split_at_mut_checked(slots_len).ok_or(bad)?;
+    let (s, rest) = rest.split_at_mut_checked(slots_len).ok_or(bad.clone())?;
+    let ext_len = if ext == 0 {
+        0
+    } else {
+        capacity.checked_mul(EXT_LEN).ok_or(bad.clone())?
+    };
+    let (e, _) = rest.split_at_mut_checked(ext_len).ok_or(bad)?;
     let header = bytemuck::try_from_bytes_mut::<Header>(h).map_err(|_| TableError::Misaligned)?;
     let buckets = bytemuck::try_cast_slice_mut::<u8, u32>(b).map_err(|_| TableError::Misaligned)?;
     let slots = bytemuck::try_cast_slice_mut::<u8, Slot>(s).map_err(|_| TableError::Misaligned)?;
-    Ok((header, buckets, slots))
+    let exts =
+        bytemuck::try_cast_slice_mut::<u8, SyncRec>(e).map_err(|_| TableError::Misaligned)?;
+    Ok((header, buckets, slots, exts))
 }
 
-fn check_region(region: &[u8]) -> Result<(usize, usize), TableError> {
+fn check_region(region: &[u8], ext: usize) -> Result<(usize, usize), TableError> {
     let min = Table::min_region_len();
     if region.len() < min {
         return Err(TableError::TooSmall {
@@ -282,7 +317,7 @@ fn check_region(region: &[u8]) -> Result<(usize, usize), TableError> {
     if region.as_ptr().align_offset(8) != 0 {
         return Err(TableError::Misaligned);
     }
-    geometry(region.len()).ok_or(TableError::TooSmall {
+    geometry(region.len(), ext).ok_or(TableError::TooSmall {
         len: region.len(),
         min,
     })
@@ -317,6 +352,8 @@ pub struct Table<'a> {
     hdr: &'a mut Header,
     buckets: &'a mut [u32],
     slots: &'a mut [Slot],
+    /// Sync records, one per slot (empty unless the zone is synced).
+    exts: &'a mut [SyncRec],
     /// Returned by `lookup_or_insert` if even an empty table cannot take a key (unreachable
     /// unless this code has a bug): answering with a throwaway state beats panicking.
     scratch: State,
@@ -331,7 +368,7 @@ impl<'a> Table<'a> {
     /// How many keys a region of `len` bytes holds (0 if it is too small).
     #[must_use]
     pub fn capacity_for(len: usize) -> usize {
-        geometry(len).map_or(0, |(c, _)| c)
+        geometry(len, 0).map_or(0, |(c, _)| c)
     }
 
     /// Formats `region` as an empty table with the given hash seed (see [`random_seed`]).
@@ -339,9 +376,16 @@ impl<'a> Table<'a> {
     /// The region must be 8-byte aligned and at least [`Table::min_region_len`] bytes; all of
     /// its contents are overwritten. Space beyond the last whole slot is left unused.
     pub fn init(region: &'a mut [u8], seed: u128) -> Result<Self, TableError> {
+        Self::init_with(region, seed, false)
+    }
+
+    /// [`Table::init`], with a sync record per slot when `synced` (a zone shared through
+    /// Redis: fewer slots fit, see [`SyncRec`]).
+    pub fn init_with(region: &'a mut [u8], seed: u128, synced: bool) -> Result<Self, TableError> {
         let len = region.len();
-        let (capacity, nbuckets) = check_region(region)?;
-        let (hdr, buckets, slots) = split(region, capacity, nbuckets)?;
+        let ext = if synced { EXT_LEN } else { 0 };
+        let (capacity, nbuckets) = check_region(region, ext)?;
+        let (hdr, buckets, slots, exts) = split(region, capacity, nbuckets, ext)?;
         *hdr = Header {
             magic: MAGIC,
             version: VERSION,
@@ -355,14 +399,17 @@ impl<'a> Table<'a> {
             used: 0,
             lru_head: NIL,
             lru_tail: NIL,
+            ext_len: ext as u32,
             ..Header::zeroed()
         };
         buckets.fill(NIL);
         slots.fill(Slot::zeroed());
+        exts.fill(SyncRec::zeroed());
         Ok(Table {
             hdr,
             buckets,
             slots,
+            exts,
             scratch: State::EMPTY,
         })
     }
@@ -376,8 +423,15 @@ impl<'a> Table<'a> {
     /// caller may then [`Table::init`] the region afresh (losing its counts) or refuse to start.
     pub fn attach(region: &'a mut [u8]) -> Result<Self, TableError> {
         let len = region.len();
-        let (capacity, nbuckets) = check_region(region)?;
-        let (hdr, buckets, slots) = split(region, capacity, nbuckets)?;
+        let ext = region
+            .get(..HEADER_LEN)
+            .and_then(|h| bytemuck::try_from_bytes::<Header>(h).ok())
+            .map_or(0, |h| h.ext_len as usize);
+        if ext != 0 && ext != EXT_LEN {
+            return Err(TableError::Layout);
+        }
+        let (capacity, nbuckets) = check_region(region, ext)?;
+        let (hdr, buckets, slots, exts) = split(region, capacity, nbuckets, ext)?;
         if hdr.magic != MAGIC {
             return Err(TableError::NotFormatted);
         }
@@ -414,6 +468,7 @@ impl<'a> Table<'a> {
             hdr,
             buckets,
             slots,
+            exts,
             scratch: State::EMPTY,
         })
     }
@@ -453,27 +508,137 @@ impl<'a> Table<'a> {
     ///
     /// Cost: one SipHash of the key, a walk of one short chain, and a few writes.
     pub fn lookup_or_insert(&mut self, key: &[u8], now_ms: u64) -> (&mut State, Outcome) {
+        let (state, _, outcome) = self.lookup_or_insert_synced(key, now_ms);
+        (state, outcome)
+    }
+
+    /// [`Table::lookup_or_insert`], also giving the key's sync record in a synced table (a
+    /// new key's record is reset with its cluster id, see [`cluster_id`]).
+    pub fn lookup_or_insert_synced(
+        &mut self,
+        key: &[u8],
+        now_ms: u64,
+    ) -> (&mut State, Option<&mut SyncRec>, Outcome) {
         let hash = self.hash(key);
         let key_len = u32::try_from(key.len()).unwrap_or(u32::MAX);
-        let (idx, outcome) = match self.try_lookup_or_insert(hash, key_len, now_ms) {
-            Ok(found) => found,
+        let found = match self.try_lookup_or_insert(hash, key_len, now_ms) {
+            Ok(found) => Some(found),
             Err(Corrupt) => {
                 self.reset();
-                match self.try_lookup_or_insert(hash, key_len, now_ms) {
-                    Ok((idx, _)) => (idx, Outcome::Reset),
-                    Err(Corrupt) => {
-                        self.scratch = State::EMPTY;
-                        return (&mut self.scratch, Outcome::Reset);
-                    }
-                }
+                self.try_lookup_or_insert(hash, key_len, now_ms)
+                    .ok()
+                    .map(|(idx, _)| (idx, Outcome::Reset))
             }
         };
+        let Some((idx, outcome)) = found else {
+            self.scratch = State::EMPTY;
+            return (&mut self.scratch, None, Outcome::Reset);
+        };
+        let rec = self.exts.get_mut(idx as usize);
         match self.slots.get_mut(idx as usize) {
-            Some(slot) => (&mut slot.state, outcome),
+            Some(slot) => {
+                let mut rec = rec;
+                if let Some(r) = rec.as_deref_mut() {
+                    if !r.has_id() {
+                        r.reset_for(cluster_id(key));
+                    }
+                }
+                (&mut slot.state, rec, outcome)
+            }
             None => {
                 self.scratch = State::EMPTY;
-                (&mut self.scratch, Outcome::Reset)
+                (&mut self.scratch, None, Outcome::Reset)
             }
+        }
+    }
+
+    /// Whether the table keeps sync records ([`Table::init_with`]).
+    #[must_use]
+    pub fn is_synced(&self) -> bool {
+        self.hdr.ext_len != 0
+    }
+
+    /// Whether the zone's sync is marked as failing.
+    #[must_use]
+    pub fn sync_down(&self) -> bool {
+        self.hdr.sync_down != 0
+    }
+
+    /// Marks the zone's sync as failing or working; returns the previous mark.
+    pub fn set_sync_down(&mut self, down: bool) -> bool {
+        let was = self.hdr.sync_down != 0;
+        self.hdr.sync_down = u32::from(down);
+        was
+    }
+
+    /// The state and sync record of `key` if present (for a refund).
+    pub fn get_mut_synced(&mut self, key: &[u8]) -> Option<(&mut State, Option<&mut SyncRec>)> {
+        let hash = self.hash(key);
+        let key_len = u32::try_from(key.len()).unwrap_or(u32::MAX);
+        let idx = self.find(hash, key_len).ok()?? as usize;
+        let rec = self.exts.get_mut(idx);
+        self.slots.get_mut(idx).map(|s| (&mut s.state, rec))
+    }
+
+    /// Starts a sync exchange: walks at most `max_scan` slots from where the last walk ended
+    /// and claims (see [`SyncRec::claim`]) the keys that have counts to push or were used in
+    /// their last period (their totals are worth pulling), at most `max_claims` of them.
+    pub fn sync_claims(
+        &mut self,
+        now_ms: u64,
+        max_scan: usize,
+        max_claims: usize,
+        out: &mut Vec<SlotClaim>,
+    ) {
+        let used = (self.hdr.used as usize)
+            .min(self.exts.len())
+            .min(self.slots.len());
+        if used == 0 {
+            return;
+        }
+        let mut i = (self.hdr.sync_cursor as usize)
+            .checked_rem(used)
+            .unwrap_or(0);
+        for _ in 0..max_scan.min(used) {
+            if out.len() >= max_claims {
+                break;
+            }
+            if let (Some(slot), Some(rec)) = (self.slots.get(i), self.exts.get_mut(i)) {
+                let period = u64::from(rec.period);
+                let recent = slot.last_ms.saturating_add(period) >= now_ms;
+                let sliding = slot.state.algorithm() == Some(super::algo::Algorithm::Sliding);
+                if rec.has_id() && sliding && period > 0 && (recent || rec.has_pending()) {
+                    out.push(SlotClaim {
+                        idx: i as u32,
+                        id: rec.id,
+                        claim: rec.claim(now_ms, period),
+                    });
+                }
+            }
+            i = i.wrapping_add(1);
+            if i >= used {
+                i = 0;
+            }
+        }
+        self.hdr.sync_cursor = i as u32;
+    }
+
+    /// Ends a sync exchange for one key: `Some((current total, previous total))` from Redis,
+    /// or `None` when the exchange failed (the claimed counts become pending again). A slot
+    /// reused by another key in the meantime is left alone.
+    pub fn sync_apply(&mut self, c: &SlotClaim, totals: Option<(u64, Option<u64>)>) {
+        if c.idx >= self.hdr.used {
+            return;
+        }
+        let Some(rec) = self.exts.get_mut(c.idx as usize) else {
+            return;
+        };
+        if !rec.has_id() || rec.id != c.id {
+            return;
+        }
+        match totals {
+            Some((cur, prev)) => rec.apply(&c.claim, cur, prev),
+            None => rec.unclaim(&c.claim),
         }
     }
 
@@ -645,6 +810,9 @@ impl<'a> Table<'a> {
             chain_next: head,
             key_len,
         };
+        if let Some(e) = self.exts.get_mut(i as usize) {
+            *e = SyncRec::zeroed();
+        }
         *self.buckets.get_mut(b).ok_or(Corrupt)? = i;
         self.lru_push_front(i)?;
         self.hdr.inserts = self.hdr.inserts.wrapping_add(1);
@@ -793,10 +961,11 @@ mod tests {
         assert!(mb >= 8000);
         assert_eq!(mb, 15_358);
         // Huge sizes do not overflow.
-        let _ = geometry(usize::MAX);
+        let _ = geometry(usize::MAX, 0);
+        let _ = geometry(usize::MAX, EXT_LEN);
         assert!(Table::capacity_for(usize::MAX) <= MAX_CAPACITY);
         for len in (0..100_000).step_by(97) {
-            if let Some((c, b)) = geometry(len) {
+            if let Some((c, b)) = geometry(len, 0) {
                 assert!(b.is_power_of_two() && b >= MIN_BUCKETS);
                 assert!(HEADER_LEN + b * BUCKET_LEN + c * SLOT_LEN <= len);
             }
@@ -958,10 +1127,10 @@ mod tests {
         ));
         // Another version, another layout.
         let h: &mut Header = bytemuck::from_bytes_mut(&mut r.bytes()[..HEADER_LEN]);
-        h.version = 2;
+        h.version = 1;
         assert!(matches!(
             Table::attach(r.bytes()),
-            Err(TableError::Version { found: 2, .. })
+            Err(TableError::Version { found: 1, .. })
         ));
         let h: &mut Header = bytemuck::from_bytes_mut(&mut r.bytes()[..HEADER_LEN]);
         h.version = VERSION;
@@ -1165,5 +1334,63 @@ mod tests {
         }
         let ns = start.elapsed().as_nanos() as f64 / 1e6;
         eprintln!("siphash13-128 of a 16-byte key: {ns:.1} ns ({acc:x})");
+    }
+
+    #[test]
+    fn synced_table_keeps_sync_records() {
+        use crate::ratelimit::sync::check_and_consume_synced;
+        let mut r = Region::new(64 * 1024);
+        let plain_cap = Table::init(r.bytes(), 1).unwrap().stats().capacity;
+        let t = Table::init_with(r.bytes(), 1, true).unwrap();
+        assert!(t.is_synced());
+        assert!(t.stats().capacity < plain_cap);
+        let p = Params::new(
+            Algorithm::Sliding,
+            crate::parse::parse_rate("10r/m").unwrap(),
+            0,
+        );
+        let now = 600_000;
+        {
+            let mut t = Table::attach(r.bytes()).unwrap();
+            assert!(t.is_synced());
+            for _ in 0..3 {
+                let (st, rec, _) = t.lookup_or_insert_synced(b"alice", now);
+                let rec = rec.unwrap();
+                assert_eq!(rec.id, cluster_id(b"alice"));
+                assert!(check_and_consume_synced(st, rec, now, &p).allowed);
+            }
+            t.verify().unwrap();
+        }
+        let mut t = Table::attach(r.bytes()).unwrap();
+        let mut claims = Vec::new();
+        t.sync_claims(now + 100, 100, 100, &mut claims);
+        assert_eq!(claims.len(), 1);
+        assert_eq!(claims[0].claim.cur, 3);
+        // Another node admitted 5: the total is 8.
+        t.sync_apply(&claims[0], Some((8, Some(0))));
+        let (st, rec, o) = t.lookup_or_insert_synced(b"alice", now + 200);
+        assert_eq!(o, Outcome::Found);
+        let rec = rec.unwrap();
+        assert_eq!(rec.cur.others(), 5);
+        let d = check_and_consume_synced(st, rec, now + 200, &p);
+        assert_eq!((d.allowed, d.remaining), (true, 1));
+        // A failed exchange gives the counts back.
+        claims.clear();
+        t.sync_claims(now + 300, 100, 100, &mut claims);
+        assert_eq!(claims[0].claim.cur, 1);
+        t.sync_apply(&claims[0], None);
+        assert_eq!(
+            t.get_mut_synced(b"alice").unwrap().1.unwrap().cur.pending,
+            1
+        );
+        assert!(!t.set_sync_down(true));
+        assert!(t.sync_down());
+        // A plain table has no records.
+        let mut r2 = Region::new(64 * 1024);
+        let mut t2 = Table::init(r2.bytes(), 1).unwrap();
+        assert!(t2.lookup_or_insert_synced(b"x", 1).1.is_none());
+        claims.clear();
+        t2.sync_claims(1, 100, 100, &mut claims);
+        assert!(claims.is_empty());
     }
 }

@@ -1,0 +1,620 @@
+//! Cluster-wide sliding windows: the per-key arithmetic of a zone whose counts are shared
+//! through Redis (`rate_limit_zone ... sync=redis://...`).
+//!
+//! Decisions stay local. Next to each key's [`State`] a synced zone keeps a [`SyncRec`]: for
+//! the current and the previous window, the cluster total as last pulled from Redis
+//! (`remote`), how many of this node's admissions Redis has acknowledged (`acked`), how many
+//! are being pushed right now (`inflight`) and how many are not pushed yet (`pending`). The
+//! other nodes' count of a window is `remote - acked` (saturating); a request is admitted iff
+//! the sliding-window estimate over `local + others` fits the limit, so the limit is the
+//! cluster's quota.
+//!
+//! A sync exchange per key ([`SyncRec::claim`] then [`SyncRec::apply`] or
+//! [`SyncRec::unclaim`]): the pending counts move to `inflight`, are added in Redis to the
+//! window's counter (`INCRBY` + `PEXPIRE`, or a plain `GET` when there is nothing to push), and
+//! the totals Redis answers become the new `remote` values (never lowered within a window:
+//! totals only grow, and replies may arrive out of order). A failed exchange puts the claimed
+//! counts back to `pending`, to be pushed by a later one.
+//!
+//! Windows are aligned on multiples of the period on the wall clock (as in [`super::algo`]), so
+//! every node names the same window the same way: the Redis key is
+//! `gw:{zone}:<key id>:<window start ms>` ([`redis_key`]), where the key id is the first 128
+//! bits of SHA-256 of the key ([`cluster_id`]), the same on every node (the table's own hash is
+//! seeded per node).
+//!
+//! # Accuracy
+//!
+//! A node learns about another node's admission at most `2 * (I + d)` late (`I` the sync
+//! interval, `d` the time of one exchange, at most `sync_timeout`): the other node pushes it at
+//! its next exchange, this node pulls it at its own next one. Within that lag each of the `N`
+//! nodes may admit what it still believes is free, so in any window the cluster admits at most
+//! about `L + (N - 1) * min(L, r * 2 * (I + d))` where `r` is the rate at which one node
+//! receives requests of that key. With `I = 100ms` and a client sending 100 r/s to each of
+//! two nodes, that is at most about `L + 20`; when the two exchanges happen to be in phase the
+//! lag is closer to `I + d`. With `N = 1` the zone behaves exactly as a local one. The simulation test
+//! `cluster_over_admission_is_bounded` checks the bound with random arrivals.
+
+#![deny(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
+
+use bytemuck::{Pod, Zeroable};
+
+use super::algo::{
+    refund, sliding_admits, sliding_reset, sliding_wait, sliding_window, store_sliding,
+    weighted_prev, Algorithm, Decision, Params, State,
+};
+
+/// Counts of one window as seen by this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(C)]
+pub struct Counts {
+    /// Cluster total as last pulled from Redis (includes this node's acknowledged pushes).
+    pub remote: u32,
+    /// This node's admissions acknowledged by Redis.
+    pub acked: u32,
+    /// This node's admissions being pushed.
+    pub inflight: u32,
+    /// This node's admissions not pushed yet.
+    pub pending: u32,
+}
+
+impl Counts {
+    /// The other nodes' count, as far as this node knows.
+    #[must_use]
+    pub fn others(&self) -> u64 {
+        u64::from(self.remote.saturating_sub(self.acked))
+    }
+}
+
+const FLAG_ID: u32 = 1;
+
+/// The sync state of one key: 64 bytes of plain data kept beside its slot in the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(C)]
+pub struct SyncRec {
+    /// Cluster-wide key id ([`cluster_id`]).
+    pub id: [u64; 2],
+    /// Start (ms) of the window `cur` belongs to; `prev` belongs to `win - period`.
+    pub win: u64,
+    /// Current window.
+    pub cur: Counts,
+    /// Previous window.
+    pub prev: Counts,
+    /// Period (ms) of the windows.
+    pub period: u32,
+    /// Bit 0: `id` is set.
+    pub flags: u32,
+}
+
+const _: () = assert!(std::mem::size_of::<SyncRec>() == 64);
+const _: () = assert!(std::mem::align_of::<SyncRec>() == 8);
+// SAFETY: `repr(C)`, integer fields only (Counts is four u32), no padding:
+// 16 + 8 + 16 + 16 + 4 + 4 = 64 = size_of (asserted above); any bit pattern is valid.
+unsafe impl Zeroable for SyncRec {}
+// SAFETY: as above; `Copy + 'static`.
+unsafe impl Pod for SyncRec {}
+// SAFETY: four u32, no padding, any bit pattern valid.
+unsafe impl Zeroable for Counts {}
+// SAFETY: as above; `Copy + 'static`.
+unsafe impl Pod for Counts {}
+
+/// The cluster-wide id of a key: the first 128 bits of SHA-256 of its bytes.
+#[must_use]
+pub fn cluster_id(key: &[u8]) -> [u64; 2] {
+    let d = ring::digest::digest(&ring::digest::SHA256, key);
+    let mut a = [0u8; 8];
+    let mut b = [0u8; 8];
+    for (i, byte) in d.as_ref().iter().take(16).enumerate() {
+        if i < 8 {
+            if let Some(x) = a.get_mut(i) {
+                *x = *byte;
+            }
+        } else if let Some(x) = b.get_mut(i.wrapping_sub(8)) {
+            *x = *byte;
+        }
+    }
+    [u64::from_be_bytes(a), u64::from_be_bytes(b)]
+}
+
+/// The Redis key of a window: `gw:{zone}:<32 hex digits>:<window start ms>`. The braces make
+/// the zone a Redis Cluster hash tag (all keys of a zone on one shard, one pipeline).
+#[must_use]
+pub fn redis_key(zone: &str, id: [u64; 2], win: u64) -> String {
+    format!("gw:{{{zone}}}:{:016x}{:016x}:{win}", id[0], id[1])
+}
+
+/// What one sync exchange pushes for a key ([`SyncRec::claim`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claim {
+    /// The current window's start when claimed.
+    pub win: u64,
+    /// Period (ms).
+    pub period: u64,
+    /// Admissions pushed to window `win`.
+    pub cur: u32,
+    /// Admissions pushed to window `win - period`.
+    pub prev: u32,
+}
+
+impl Claim {
+    /// The previous window's start (0 if the current one is the first).
+    #[must_use]
+    pub fn prev_win(&self) -> u64 {
+        self.win.saturating_sub(self.period)
+    }
+}
+
+impl SyncRec {
+    /// Whether the cluster id is set.
+    #[must_use]
+    pub fn has_id(&self) -> bool {
+        self.flags & FLAG_ID != 0
+    }
+
+    /// Resets the record for a new key.
+    pub fn reset_for(&mut self, id: [u64; 2]) {
+        *self = SyncRec {
+            id,
+            flags: FLAG_ID,
+            ..SyncRec::default()
+        };
+    }
+
+    /// Brings the record forward to the window starting at `win`.
+    pub fn roll(&mut self, win: u64, period: u64) {
+        let period32 = u32::try_from(period).unwrap_or(u32::MAX);
+        if self.period != period32 {
+            let (id, flags) = (self.id, self.flags);
+            *self = SyncRec {
+                id,
+                flags,
+                win,
+                period: period32,
+                ..SyncRec::default()
+            };
+            return;
+        }
+        if win <= self.win {
+            return; // same window, or a clock that went back: stand still
+        }
+        if win == self.win.saturating_add(period) {
+            self.prev = self.cur;
+        } else {
+            self.prev = Counts::default();
+        }
+        self.cur = Counts::default();
+        self.win = win;
+    }
+
+    /// Whether this record has counts to push.
+    #[must_use]
+    pub fn has_pending(&self) -> bool {
+        self.cur.pending > 0 || self.prev.pending > 0
+    }
+
+    /// Starts an exchange at `now_ms`: the pending counts become in flight.
+    pub fn claim(&mut self, now_ms: u64, period: u64) -> Claim {
+        let period = period.max(1);
+        let win = now_ms.saturating_sub(now_ms.checked_rem(period).unwrap_or(0));
+        self.roll(win, period);
+        let c = Claim {
+            win: self.win,
+            period,
+            cur: self.cur.pending,
+            prev: self.prev.pending,
+        };
+        self.cur.inflight = self.cur.inflight.saturating_add(c.cur);
+        self.cur.pending = 0;
+        self.prev.inflight = self.prev.inflight.saturating_add(c.prev);
+        self.prev.pending = 0;
+        c
+    }
+
+    /// The counts of window `w` if it is still the current or the previous one.
+    fn window_mut(&mut self, w: u64, period: u64) -> Option<&mut Counts> {
+        if u64::from(self.period) != period {
+            None
+        } else if w == self.win {
+            Some(&mut self.cur)
+        } else if w.saturating_add(period) == self.win {
+            Some(&mut self.prev)
+        } else {
+            None
+        }
+    }
+
+    /// Ends an exchange: Redis answered `cur_total` for the claim's window and `prev_total`
+    /// for the one before (`None` when not asked).
+    pub fn apply(&mut self, c: &Claim, cur_total: u64, prev_total: Option<u64>) {
+        let clamp = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
+        let parts = [
+            (c.win, c.cur, Some(cur_total)),
+            (c.prev_win(), c.prev, prev_total),
+        ];
+        for (w, n, total) in parts {
+            if let Some(counts) = self.window_mut(w, c.period) {
+                counts.inflight = counts.inflight.saturating_sub(n);
+                counts.acked = counts.acked.saturating_add(n);
+                if let Some(t) = total {
+                    counts.remote = counts.remote.max(clamp(t));
+                }
+                // Redis's total includes every acknowledged push of ours.
+                counts.remote = counts.remote.max(counts.acked);
+            }
+        }
+    }
+
+    /// Ends a failed exchange: the claimed counts are pending again.
+    pub fn unclaim(&mut self, c: &Claim) {
+        for (w, n) in [(c.win, c.cur), (c.prev_win(), c.prev)] {
+            if let Some(counts) = self.window_mut(w, c.period) {
+                counts.inflight = counts.inflight.saturating_sub(n);
+                counts.pending = counts.pending.saturating_add(n);
+            }
+        }
+    }
+}
+
+/// [`super::algo::check_and_consume`] for a key of a synced zone: the sliding window over this
+/// node's counts plus the other nodes' as last pulled. An admitted request is counted locally
+/// and as pending in `rec`. A token-bucket `params` (refused by configuration for synced zones)
+/// falls back to the local algorithm.
+pub fn check_and_consume_synced(
+    st: &mut State,
+    rec: &mut SyncRec,
+    now_ms: u64,
+    p: &Params,
+) -> Decision {
+    if p.algorithm != Algorithm::Sliding {
+        return super::algo::check_and_consume(st, now_ms, p);
+    }
+    let period = p.period_ms();
+    let limit = p.count();
+    let mut w = sliding_window(st, now_ms, period);
+    rec.roll(w.start, period);
+    let prev = w.prev.saturating_add(rec.prev.others());
+    let cur = w.cur.saturating_add(rec.cur.others());
+    let allowed = sliding_admits(prev, cur, w.elapsed, period, limit);
+    let (cur, retry_after_ms) = if allowed {
+        w.cur = w.cur.saturating_add(1);
+        store_sliding(st, &w, period);
+        rec.cur.pending = rec.cur.pending.saturating_add(1);
+        (cur.saturating_add(1), 0)
+    } else {
+        (
+            cur,
+            sliding_wait(prev, cur, w.elapsed, period, limit).max(1),
+        )
+    };
+    let used = cur.saturating_add(weighted_prev(prev, w.elapsed, period));
+    Decision {
+        allowed,
+        limit,
+        remaining: limit.saturating_sub(used),
+        reset_ms: sliding_reset(prev, cur, w.elapsed, period),
+        retry_after_ms,
+    }
+}
+
+/// [`refund`] for a synced key: also takes the request back from the pending count (if it
+/// was pushed already, the cluster keeps counting it: the error is on the safe side).
+pub fn refund_synced(st: &mut State, rec: &mut SyncRec, now_ms: u64, p: &Params) {
+    refund(st, now_ms, p);
+    if p.algorithm == Algorithm::Sliding {
+        rec.cur.pending = rec.cur.pending.saturating_sub(1);
+    }
+}
+
+/// A parsed `sync=redis://[[user]:password@]host[:port][/db]` value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisUrl {
+    /// `host:port` (the port defaults to 6379; an IPv6 address keeps its brackets).
+    pub addr: String,
+    /// ACL user name (`AUTH user password`), if any.
+    pub user: Option<String>,
+    /// Password (`AUTH password`), if any.
+    pub password: Option<String>,
+    /// Database number (`SELECT db`), 0 by default.
+    pub db: u32,
+}
+
+/// Parses a `redis://` URL. `rediss://` (TLS) is refused with a clear message: not supported yet.
+pub fn parse_redis_url(s: &str) -> Result<RedisUrl, String> {
+    if s.starts_with("rediss://") {
+        return Err("TLS (rediss://) is not supported yet".into());
+    }
+    let rest = s
+        .strip_prefix("redis://")
+        .ok_or("must start with \"redis://\"")?;
+    let (auth, hostpart) = match rest.rsplit_once('@') {
+        Some((a, h)) => (Some(a), h),
+        None => (None, rest),
+    };
+    let (hostport, db) = match hostpart.split_once('/') {
+        Some((h, "")) => (h, 0),
+        Some((h, d)) => (
+            h,
+            d.parse::<u32>()
+                .map_err(|_| format!("bad database number \"{d}\""))?,
+        ),
+        None => (hostpart, 0),
+    };
+    if hostport.is_empty() {
+        return Err("no host".into());
+    }
+    let has_port = match hostport.rfind(']') {
+        Some(b) => hostport.get(b..).is_some_and(|t| t.contains(':')),
+        None => hostport.contains(':'),
+    };
+    let addr = if has_port {
+        let port = hostport.rsplit_once(':').map(|(_, p)| p).unwrap_or("");
+        match port.parse::<u16>() {
+            Ok(p) if p > 0 => hostport.to_string(),
+            _ => return Err(format!("bad port \"{port}\"")),
+        }
+    } else {
+        format!("{hostport}:6379")
+    };
+    let (user, password) = match auth {
+        None | Some("") => (None, None),
+        Some(a) => match a.split_once(':') {
+            Some(("", p)) => (None, Some(p.to_string())),
+            Some((u, p)) => (Some(u.to_string()), Some(p.to_string())),
+            None => (None, Some(a.to_string())),
+        },
+    };
+    Ok(RedisUrl {
+        addr,
+        user,
+        password,
+        db,
+    })
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation
+)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn sliding(count: u64, period_ms: u64) -> Params {
+        Params {
+            algorithm: Algorithm::Sliding,
+            count,
+            period_ms,
+            burst: 0,
+        }
+    }
+
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n.max(1)
+        }
+    }
+
+    #[derive(Default)]
+    struct Node {
+        st: State,
+        rec: SyncRec,
+    }
+
+    /// One exchange against a fake Redis (a map from window to total), as the glue does it.
+    fn exchange(n: &mut Node, redis: &mut HashMap<u64, u64>, now: u64, period: u64) {
+        let c = n.rec.claim(now, period);
+        let cur = redis.entry(c.win).or_insert(0);
+        *cur += u64::from(c.cur);
+        let cur = *cur;
+        let prev = if c.win >= period {
+            let p = redis.entry(c.prev_win()).or_insert(0);
+            *p += u64::from(c.prev);
+            Some(*p)
+        } else {
+            None
+        };
+        n.rec.apply(&c, cur, prev);
+    }
+
+    #[test]
+    fn redis_urls() {
+        let u = parse_redis_url("redis://127.0.0.1:6380/2").unwrap();
+        assert_eq!(
+            (u.addr.as_str(), u.db, u.password),
+            ("127.0.0.1:6380", 2, None)
+        );
+        let u = parse_redis_url("redis://:s3cret@redis.internal").unwrap();
+        assert_eq!(u.addr, "redis.internal:6379");
+        assert_eq!(u.password.as_deref(), Some("s3cret"));
+        let u = parse_redis_url("redis://gw:pw@[::1]:7000/").unwrap();
+        assert_eq!(
+            (u.addr.as_str(), u.user.as_deref()),
+            ("[::1]:7000", Some("gw"))
+        );
+        assert_eq!(parse_redis_url("redis://[::1]").unwrap().addr, "[::1]:6379");
+        for bad in [
+            "http://x",
+            "redis://",
+            "redis://h:0",
+            "redis://h:x",
+            "redis://h/x",
+            "rediss://h",
+        ] {
+            assert!(parse_redis_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn id_and_key() {
+        let id = cluster_id(b"alice");
+        assert_eq!(id, cluster_id(b"alice"));
+        assert_ne!(id, cluster_id(b"bob"));
+        let k = redis_key("api", [1, 2], 60_000);
+        assert_eq!(k, "gw:{api}:00000000000000010000000000000002:60000");
+    }
+
+    #[test]
+    fn single_node_is_the_local_algorithm() {
+        let p = sliding(10, 1000);
+        let mut rng = Rng(7);
+        let mut local = State::EMPTY;
+        let mut n = Node::default();
+        let mut redis = HashMap::new();
+        let mut now = 5_000;
+        for i in 0..5000 {
+            now += rng.below(60);
+            let a = super::super::algo::check_and_consume(&mut local, now, &p);
+            let b = check_and_consume_synced(&mut n.st, &mut n.rec, now, &p);
+            assert_eq!(a, b, "request {i} at {now}");
+            if i % 7 == 0 {
+                exchange(&mut n, &mut redis, now, 1000);
+            }
+        }
+    }
+
+    #[test]
+    fn others_count_against_the_limit() {
+        let p = sliding(10, 60_000);
+        let mut redis = HashMap::new();
+        let (mut a, mut b) = (Node::default(), Node::default());
+        let now = 120_000;
+        for _ in 0..6 {
+            assert!(check_and_consume_synced(&mut a.st, &mut a.rec, now, &p).allowed);
+        }
+        exchange(&mut a, &mut redis, now, 60_000);
+        exchange(&mut b, &mut redis, now, 60_000);
+        let mut admitted = 0;
+        for _ in 0..10 {
+            admitted += u32::from(check_and_consume_synced(&mut b.st, &mut b.rec, now, &p).allowed);
+        }
+        assert_eq!(admitted, 4);
+        exchange(&mut b, &mut redis, now, 60_000);
+        exchange(&mut a, &mut redis, now, 60_000);
+        assert!(!check_and_consume_synced(&mut a.st, &mut a.rec, now, &p).allowed);
+        assert_eq!(a.rec.cur.others(), 4);
+        assert_eq!(redis[&120_000], 10);
+        // Next window: the previous one weighs in.
+        let d = check_and_consume_synced(&mut a.st, &mut a.rec, 180_000 + 30_000, &p);
+        assert!(d.allowed);
+        assert_eq!(d.remaining, 10 - 5 - 1);
+    }
+
+    #[test]
+    fn failed_exchange_is_retried() {
+        let p = sliding(100, 1000);
+        let mut n = Node::default();
+        let mut redis = HashMap::new();
+        for _ in 0..5 {
+            check_and_consume_synced(&mut n.st, &mut n.rec, 10_100, &p);
+        }
+        let c = n.rec.claim(10_200, 1000);
+        assert_eq!((c.cur, n.rec.cur.inflight, n.rec.cur.pending), (5, 5, 0));
+        n.rec.unclaim(&c);
+        assert_eq!((n.rec.cur.inflight, n.rec.cur.pending), (0, 5));
+        // The window rolls before the retry: the counts go to the previous window's key.
+        check_and_consume_synced(&mut n.st, &mut n.rec, 11_000, &p);
+        exchange(&mut n, &mut redis, 11_050, 1000);
+        assert_eq!(redis[&10_000], 5);
+        assert_eq!(redis[&11_000], 1);
+        assert_eq!(n.rec.prev.others(), 0);
+        assert_eq!(n.rec.cur.others(), 0);
+    }
+
+    #[test]
+    fn corrupt_records_do_not_panic() {
+        let p = sliding(5, 1000);
+        let mut rng = Rng(99);
+        for _ in 0..2000 {
+            let mut st = State::EMPTY;
+            let mut rec: SyncRec = bytemuck::cast([rng.next(); 8]);
+            let now = rng.next() >> rng.below(64);
+            let _ = check_and_consume_synced(&mut st, &mut rec, now, &p);
+            let c = rec.claim(now, rng.next() >> rng.below(64));
+            rec.apply(&c, rng.next(), Some(rng.next()));
+            rec.unclaim(&c);
+            refund_synced(&mut st, &mut rec, now, &p);
+        }
+    }
+
+    /// N nodes, random arrivals, a sync every `interval` ms taking `lag` ms: in every fixed
+    /// window the cluster admits at most `L + (N-1) * min(L, r * 2 * (I + d))`, where `r` is
+    /// one node's arrival rate (plus a 10% allowance for the randomness of the arrivals).
+    #[test]
+    fn cluster_over_admission_is_bounded() {
+        let cases = [
+            // nodes, limit, period, interval, lag, mean gap between arrivals per node (ms)
+            (2usize, 100u64, 10_000u64, 100u64, 5u64, 5u64),
+            (3, 100, 10_000, 100, 5, 2),
+            (2, 50, 1_000, 100, 10, 3),
+            (4, 1000, 60_000, 250, 20, 1),
+            (2, 20, 60_000, 100, 1, 20),
+        ];
+        for (nodes, limit, period, interval, lag, gap) in cases {
+            let p = sliding(limit, period);
+            let mut rng = Rng(0x5eed + limit);
+            let mut ns: Vec<Node> = (0..nodes).map(|_| Node::default()).collect();
+            let mut redis = HashMap::new();
+            let mut admitted: HashMap<u64, u64> = HashMap::new();
+            let mut next_sync: Vec<u64> = (0..nodes as u64).map(|i| i * interval / 3).collect();
+            let mut claims: Vec<Option<(u64, Claim)>> = vec![None; nodes];
+            let start = 1_000_000 * period;
+            let end = start + 5 * period;
+            let mut t = start;
+            while t < end {
+                for (i, n) in ns.iter_mut().enumerate() {
+                    // Exchanges: claim at the tick, answer `lag` later.
+                    if let Some((due, c)) = claims[i] {
+                        if t >= due {
+                            let cur = redis.entry(c.win).or_insert(0);
+                            *cur += u64::from(c.cur);
+                            let cur = *cur;
+                            let pv = redis.entry(c.prev_win()).or_insert(0);
+                            *pv += u64::from(c.prev);
+                            let pv = *pv;
+                            n.rec.apply(&c, cur, Some(pv));
+                            claims[i] = None;
+                        }
+                    }
+                    if t >= next_sync[i] && claims[i].is_none() {
+                        claims[i] = Some((t + lag, n.rec.claim(t, period)));
+                        next_sync[i] = t + interval;
+                    }
+                    // Arrivals: about one per `gap` ms.
+                    if rng.below(gap) == 0
+                        && check_and_consume_synced(&mut n.st, &mut n.rec, t, &p).allowed
+                    {
+                        *admitted.entry(t - t % period).or_insert(0) += 1;
+                    }
+                }
+                t += 1;
+            }
+            let rate_per_ms = 1.0 / gap as f64;
+            let lagged = (1.1 * rate_per_ms * (2 * (interval + lag)) as f64).ceil() as u64;
+            let bound = limit + (nodes as u64 - 1) * limit.min(lagged);
+            let worst = admitted.values().copied().max().unwrap();
+            println!(
+                "nodes={nodes} limit={limit} period={period} interval={interval} lag={lag} gap={gap}: worst window {worst}, bound {bound}"
+            );
+            assert!(worst <= bound, "{worst} > {bound}");
+            assert!(
+                worst >= limit,
+                "the cluster should reach its limit: {worst}"
+            );
+        }
+    }
+}

@@ -1,0 +1,291 @@
+#!/usr/bin/env python3
+"""Cluster-wide rate limits through Redis, end to end: a real redis-server on a free loopback
+port, two nginx nodes (two prefixes, two ports) sharing zones through it.
+
+    scripts/test-cluster.py NGINX MODULE.so
+
+Scenarios (each prints what it measured; any failed check exits non-zero):
+  single     one node with sync= behaves as the local zone (exactly L of 2L pass)
+  bound      concurrent clients on both nodes: combined admissions <= the documented bound
+  outage     Redis stopped mid-run: no 5xx, local limit enforced, a log line, a metric;
+             Redis restarted: sync resumes, the Redis total equals what both nodes admitted
+  slow       Redis paused (SIGSTOP) for 2 s: request latency unaffected
+  closed     sync_fail=closed: 429 while Redis is down
+"""
+import hashlib
+import http.client
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+NGINX, MODULE = sys.argv[1], os.path.abspath(sys.argv[2])
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "target", "cluster-test"))
+INTERVAL_MS = 100
+FAILED = []
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def check(cond, what):
+    print(("  ok    " if cond else "  FAIL  ") + what, flush=True)
+    if not cond:
+        FAILED.append(what)
+
+
+class Redis:
+    def __init__(self):
+        self.port = free_port()
+        self.dir = os.path.join(ROOT, "redis")
+        os.makedirs(self.dir, exist_ok=True)
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", self.dir, "--requirepass", "s3cret"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(100):
+            if self.cli("PING").strip() == "PONG":
+                return
+            time.sleep(0.05)
+        raise SystemExit("redis-server did not start")
+
+    def stop(self):
+        if self.proc:
+            self.proc.terminate()
+            self.proc.wait()
+            self.proc = None
+
+    def cli(self, *args):
+        r = subprocess.run(["redis-cli", "-p", str(self.port), "-a", "s3cret", "--no-auth-warning",
+                            "-n", "3", *args], capture_output=True, text=True)
+        return r.stdout
+
+
+class Node:
+    def __init__(self, name, redis_port, extra=""):
+        self.name = name
+        self.port = free_port()
+        self.prefix = os.path.join(ROOT, name)
+        shutil.rmtree(self.prefix, ignore_errors=True)
+        os.makedirs(os.path.join(self.prefix, "logs"))
+        os.makedirs(os.path.join(self.prefix, "conf"))
+        os.makedirs(os.path.join(self.prefix, "html"))
+        with open(os.path.join(self.prefix, "html", "ok.txt"), "w") as f:
+            f.write("ok\n")
+        sync = f"sync=redis://:s3cret@127.0.0.1:{redis_port}/3 sync_interval={INTERVAL_MS}ms sync_timeout=300ms"
+        conf = f"""
+load_module {MODULE};
+worker_processes 2;
+daemon off;
+master_process on;
+error_log logs/error.log info;
+pid logs/nginx.pid;
+{"user root;" if os.geteuid() == 0 else ""}
+events {{ worker_connections 1024; accept_mutex off; }}
+http {{
+    access_log off;
+    rate_limit_zone $arg_k zone=c:1m {sync};
+    rate_limit_zone $arg_k zone=closed:1m {sync} sync_fail=closed;
+    rate_limit_zone $arg_k zone=local:1m;
+    server {{
+        listen 127.0.0.1:{self.port} reuseport;
+        # (not "return": it answers in the rewrite phase, before the limits run)
+        root html;
+        location /c {{ rate_limit zone=c rate=$arg_rate; try_files /ok.txt =404; }}
+        location /closed {{ rate_limit zone=closed rate=100r/m; try_files /ok.txt =404; }}
+        location /local {{ rate_limit zone=local rate=$arg_rate; try_files /ok.txt =404; }}
+        location /metrics {{ gateway_metrics; }}
+        {extra}
+    }}
+}}
+"""
+        with open(os.path.join(self.prefix, "conf", "nginx.conf"), "w") as f:
+            f.write(conf)
+        self.proc = subprocess.Popen([NGINX, "-p", self.prefix + "/", "-c", "conf/nginx.conf"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise SystemExit(f"nginx {name} did not start: {self.proc.stderr.read()}")
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGQUIT)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            FAILED.append(f"{self.name} did not stop within 10 s")
+
+    def log(self):
+        with open(os.path.join(self.prefix, "logs", "error.log")) as f:
+            return f.read()
+
+    def get(self, path):
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        c.request("GET", path)
+        r = c.getresponse()
+        body = r.read().decode()
+        c.close()
+        return r.status, body
+
+
+def hammer(node, path, seconds, gap, counts, lat, lock):
+    """One client: a keepalive connection, a request every `gap` seconds."""
+    c = http.client.HTTPConnection("127.0.0.1", node.port, timeout=5)
+    end = time.time() + seconds
+    while time.time() < end:
+        t0 = time.time()
+        try:
+            c.request("GET", path)
+            r = c.getresponse()
+            r.read()
+            st = r.status
+        except Exception:
+            c.close()
+            c = http.client.HTTPConnection("127.0.0.1", node.port, timeout=5)
+            st = "error"
+        dt = time.time() - t0
+        with lock:
+            counts[(node.name, st)] = counts.get((node.name, st), 0) + 1
+            lat.append(dt)
+        if gap:
+            time.sleep(max(0.0, gap - dt))
+    c.close()
+
+
+def run_clients(nodes, path, seconds, clients_per_node, gap):
+    counts, lat, lock = {}, [], threading.Lock()
+    ts = [threading.Thread(target=hammer, args=(n, path, seconds, gap, counts, lat, lock))
+          for n in nodes for _ in range(clients_per_node)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    return counts, lat
+
+
+def key_total(redis, zone, key):
+    """Sum of the Redis counters of one key (all its windows)."""
+    kid = hashlib.sha256(key.encode()).hexdigest()[:32]
+    keys = redis.cli("KEYS", f"gw:{{{zone}}}:{kid}:*").split()
+    return sum(int(redis.cli("GET", k).strip() or 0) for k in keys), keys
+
+
+def passed(counts, node=None):
+    return sum(v for (n, st), v in counts.items() if st == 200 and (node is None or n == node))
+
+
+def metric(node, name):
+    _, body = node.get("/metrics")
+    for line in body.splitlines():
+        if line.startswith(name):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def main():
+    shutil.rmtree(ROOT, ignore_errors=True)
+    os.makedirs(ROOT)
+    redis = Redis()
+    redis.start()
+    a = Node("node-a", redis.port)
+    b = Node("node-b", redis.port)
+    try:
+        print("single: one node with sync= behaves as the local zone")
+        res = [a.get(f"/c?k=single&rate=10r/m")[0] for _ in range(20)]
+        check(res.count(200) == 10 and res.count(429) == 10, f"10 of 20 pass: {res.count(200)}")
+
+        print("bound: 2 nodes x 2 clients, each client ~50 r/s, limit 100r/m, 3 s")
+        L, clients, gap, secs = 100, 2, 0.02, 3.0
+        counts, _ = run_clients([a, b], "/c?k=bound&rate=100r/m", secs, clients, gap)
+        total = passed(counts)
+        per_node_rate = clients / gap  # offered requests/s per node
+        lag = 2 * (INTERVAL_MS + 10) / 1000.0
+        bound = L + int(per_node_rate * lag + 0.999)
+        print(f"  admitted: {passed(counts, 'node-a')} + {passed(counts, 'node-b')} = {total}"
+              f" (limit {L}, bound {bound}, without sync it would be {2 * L}); {counts}")
+        check(L <= total <= bound, f"combined admitted {total} within [{L}, {bound}]")
+        time.sleep(0.5)
+        redis_sum, keys = key_total(redis, "c", "bound")
+        check(redis_sum == total, f"redis counted what both nodes admitted: {redis_sum} == {total}")
+        ttl = int(redis.cli("PTTL", keys[0]).strip()) if keys else -1
+        check(0 < ttl <= 120_000, f"keys expire (pttl {ttl} ms)")
+
+        print("outage: redis stopped mid-run")
+        errors_before = metric(a, "gateway_rate_limit_sync_errors_total") or 0
+        redis.stop()
+        counts, _ = run_clients([a, b], "/c?k=outage&rate=50r/m", 2.0, 1, 0.02)
+        outage_counts = counts
+        five = sum(v for (n, st), v in counts.items() if st != 200 and st != 429)
+        check(five == 0, f"no 5xx or errors while redis is down: {counts}")
+        pa, pb = passed(counts, "node-a"), passed(counts, "node-b")
+        check(pa <= 50 and pb <= 50, f"local limit still enforced on each node: {pa}, {pb} <= 50")
+        check("redis sync with" in a.log() and "failed" in a.log(), "error log line")
+        errs = metric(a, "gateway_rate_limit_sync_errors_total") or 0
+        check(errs > errors_before, f"sync errors counted: {errs}")
+        check(metric(a, 'gateway_rate_limit_sync_up{zone="c"}') == 0, "sync_up gauge is 0")
+        print("outage: redis restarted")
+        redis.start()
+        time.sleep(6.0)  # the backoff is at most 5 s
+        for n in (a, b):
+            n.get("/c?k=resync&rate=1000r/m")
+        time.sleep(0.5)
+        check(metric(a, 'gateway_rate_limit_sync_up{zone="c"}') == 1, "sync_up gauge back to 1")
+        check("redis sync resumed" in a.log(), "resume logged")
+        counts, _ = run_clients([a, b], "/c?k=after&rate=1000r/m", 1.0, 1, 0.02)
+        time.sleep(0.5)
+        after = passed(counts)
+        got, _ = key_total(redis, "c", "after")
+        pushed_late, _ = key_total(redis, "c", "outage")
+        check(pushed_late == passed(outage_counts), f"admissions made during the outage pushed after it: {pushed_late}")
+        check(got == after, f"cluster total converges: redis {got} == admitted {after}")
+
+        print("slow: redis paused (SIGSTOP) for 2 s")
+        redis.proc.send_signal(signal.SIGSTOP)
+        counts, lat = run_clients([a, b], "/c?k=slow&rate=100000r/m", 2.0, 2, 0.01)
+        redis.proc.send_signal(signal.SIGCONT)
+        lat.sort()
+        p99 = lat[int(len(lat) * 0.99)] * 1000
+        five = sum(v for (n, st), v in counts.items() if st != 200)
+        check(five == 0 and p99 < 50, f"{len(lat)} requests, none failed, p99 {p99:.1f} ms < 50 ms")
+        check("timed out" in a.log(), "the timeout was logged")
+
+        print("closed: sync_fail=closed rejects while redis is down")
+        redis.stop()
+        for n in (a, b):
+            n.get("/closed?k=x")  # makes the syncer notice
+        time.sleep(0.5)
+        res = [a.get("/closed?k=x")[0] for _ in range(5)]
+        check(res == [429] * 5, f"429 while down: {res}")
+        redis.start()
+    finally:
+        a.stop()
+        b.stop()
+        redis.stop()
+    for n in (a, b):
+        bad = [l for l in n.log().splitlines() if "[alert]" in l or "[emerg]" in l or "[crit]" in l
+               or "exited on signal" in l]
+        check(not bad, f"{n.name}: no alert/crit/emerg/crash in error.log {bad[:3]}")
+    if FAILED:
+        print(f"\n{len(FAILED)} check(s) failed")
+        sys.exit(1)
+    print("\nall cluster checks passed")
+
+
+if __name__ == "__main__":
+    main()

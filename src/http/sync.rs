@@ -1,0 +1,545 @@
+//! Cluster-wide rate limits: one worker per node (worker 0) pushes the zone's local
+//! admissions to Redis and pulls the cluster's totals every `sync_interval`, over one
+//! persistent non-blocking connection driven by nginx's event loop. The request path never
+//! waits for Redis: it reads what the last exchange wrote into the shared zone.
+//!
+//! An exchange: under the zone's mutex, claim the keys to sync (`Table::sync_claims`); send one
+//! pipelined batch (`AUTH`/`SELECT` first on a new connection; per key `INCRBY`+`PEXPIRE` when
+//! there are admissions to push, else `GET`, for the current and the previous window); read the
+//! replies; write the totals back under the mutex. Any failure (connect, write, read, a
+//! protocol or server error, `sync_timeout`) closes the connection, gives the claimed counts
+//! back to be pushed later, marks the zone as down (the request path then uses local counts,
+//! or rejects with `sync_fail=closed`), counts `gateway_rate_limit_sync_errors_total`, logs
+//! (at most once every 10 seconds per zone), and retries with a backoff of up to 5 seconds.
+//! The first successful exchange marks the zone up again and logs it.
+
+use core::ptr;
+use std::cell::RefCell;
+
+use gateway_core::ratelimit::sync::redis_key;
+use gateway_core::ratelimit::table::{SlotClaim, Table};
+use gateway_core::resp::{self, Reply};
+use nginx_sys::{
+    ngx_close_connection, ngx_connection_t, ngx_cycle_t, ngx_event_connect_peer,
+    ngx_event_get_peer, ngx_event_t, ngx_handle_read_event, ngx_handle_write_event, ngx_int_t,
+    ngx_log_t, ngx_peer_connection_t, ngx_shmtx_lock, ngx_shmtx_unlock, NGX_AGAIN, NGX_LOG_ERR,
+    NGX_LOG_NOTICE, NGX_OK,
+};
+
+use crate::conf::ratelimit::{SyncConf, Zone};
+use crate::conf::MainConf;
+
+/// Most keys claimed per exchange, and most slots scanned to find them.
+const MAX_CLAIMS: usize = 2000;
+const MAX_SCAN: usize = 20_000;
+/// Longest wait before reconnecting after failures.
+const MAX_BACKOFF_MS: u64 = 5000;
+/// At most one error line per zone this often.
+const LOG_EVERY_MS: u64 = 10_000;
+
+/// What a reply means.
+#[derive(Clone, Copy, Debug)]
+enum Expect {
+    /// `AUTH` or `SELECT`: must not be an error.
+    Handshake,
+    /// The current window's total of claim `i`.
+    Cur(usize),
+    /// The previous window's total of claim `i`.
+    Prev(usize),
+    /// `PEXPIRE`: checked only for errors.
+    Ignore,
+}
+
+struct Syncer {
+    zone: *const Zone,
+    log: *mut ngx_log_t,
+    timer: ngx_event_t,
+    conn: *mut ngx_connection_t,
+    /// The connection has been authenticated and has its database selected.
+    ready: bool,
+    /// An exchange is in flight.
+    busy: bool,
+    /// The connection is being established (write when it becomes writable).
+    connecting: bool,
+    out: Vec<u8>,
+    sent: usize,
+    inbuf: Vec<u8>,
+    expect: Vec<Expect>,
+    got: usize,
+    claims: Vec<SlotClaim>,
+    totals: Vec<(Option<u64>, Option<u64>)>,
+    failures: u32,
+    next_try_ms: u64,
+    last_log_ms: u64,
+    /// Errors since the last log line.
+    unlogged: u64,
+}
+
+thread_local! {
+    /// Boxed: timers and connections point at their syncer, which must not move.
+    #[allow(clippy::vec_box)]
+    static SYNCERS: RefCell<Vec<Box<Syncer>>> = const { RefCell::new(Vec::new()) };
+}
+
+fn now_ms() -> u64 {
+    // SAFETY: nginx keeps `ngx_cached_time` pointing at a valid, updated time slot.
+    unsafe {
+        let t = nginx_sys::ngx_cached_time;
+        ((*t).sec as u64) * 1000 + (*t).msec as u64
+    }
+}
+
+impl Syncer {
+    fn zone(&self) -> &'static Zone {
+        // SAFETY: zones live in the configuration pool, which outlives the worker's use.
+        unsafe { &*self.zone }
+    }
+
+    fn conf(&self) -> &'static SyncConf {
+        self.zone()
+            .sync
+            .as_ref()
+            .expect("syncers exist for synced zones only")
+    }
+
+    fn with_table<T>(&self, f: impl FnOnce(&mut Table) -> T) -> Option<T> {
+        let zone = self.zone();
+        if zone.region.is_null() {
+            return None;
+        }
+        let shpool = zone.shpool();
+        // SAFETY: the slab pool's mutex guards the table region in the zone's shared memory.
+        unsafe {
+            ngx_shmtx_lock(&mut (*shpool).mutex);
+            let region = core::slice::from_raw_parts_mut(zone.region, zone.region_len);
+            let r = Table::attach(region).ok().map(|mut t| f(&mut t));
+            ngx_shmtx_unlock(&mut (*shpool).mutex);
+            r
+        }
+    }
+
+    fn arm(&mut self, ms: u64) {
+        // SAFETY: the timer event lives in this boxed syncer for the worker's life.
+        unsafe { nginx_sys::ngx_add_timer(&mut self.timer, ms as nginx_sys::ngx_msec_t) };
+    }
+
+    /// The interval timer: starts an exchange unless one is in flight.
+    fn tick(&mut self) {
+        // SAFETY: plain reads of nginx's process flags.
+        let exiting = unsafe { nginx_sys::ngx_exiting != 0 || nginx_sys::ngx_quit != 0 };
+        if exiting {
+            if !self.busy {
+                self.close();
+            }
+            return;
+        }
+        let interval = self.conf().interval_ms;
+        self.arm(interval);
+        if self.busy {
+            return;
+        }
+        let now = now_ms();
+        if self.conn.is_null() && now < self.next_try_ms {
+            return;
+        }
+        let mut claims = std::mem::take(&mut self.claims);
+        claims.clear();
+        self.with_table(|t| t.sync_claims(now, MAX_SCAN, MAX_CLAIMS, &mut claims));
+        self.claims = claims;
+        if self.claims.is_empty() {
+            return;
+        }
+        self.build();
+        self.busy = true;
+        if self.conn.is_null() {
+            if let Err(e) = self.connect() {
+                self.fail(&e);
+                return;
+            }
+            if self.conn.is_null() {
+                return;
+            }
+        }
+        let timeout = self.conf().timeout_ms;
+        // SAFETY: `conn` is our open connection; its events are valid.
+        unsafe { nginx_sys::ngx_add_timer((*self.conn).read, timeout as nginx_sys::ngx_msec_t) };
+        self.write();
+    }
+
+    /// Encodes the batch for `self.claims`.
+    fn build(&mut self) {
+        self.out.clear();
+        self.sent = 0;
+        self.inbuf.clear();
+        self.expect.clear();
+        self.got = 0;
+        self.totals.clear();
+        self.totals.resize(self.claims.len(), (None, None));
+        // SAFETY: zones live in the configuration pool (not borrowed from `self`).
+        let zone = unsafe { &*self.zone };
+        let conf = zone.sync.as_ref().expect("synced zone");
+        if !self.ready {
+            if let Some(pw) = &conf.url.password {
+                match &conf.url.user {
+                    Some(u) => resp::encode(&mut self.out, &[b"AUTH", u.as_bytes(), pw.as_bytes()]),
+                    None => resp::encode(&mut self.out, &[b"AUTH", pw.as_bytes()]),
+                }
+                self.expect.push(Expect::Handshake);
+            }
+            if conf.url.db != 0 {
+                let db = conf.url.db.to_string();
+                resp::encode(&mut self.out, &[b"SELECT", db.as_bytes()]);
+                self.expect.push(Expect::Handshake);
+            }
+        }
+        for (i, sc) in self.claims.iter().enumerate() {
+            let c = &sc.claim;
+            let ttl = (2 * c.period).to_string();
+            let mut one = |win: u64, n: u32, e: Expect| {
+                let key = redis_key(&zone.name, sc.id, win);
+                if n > 0 {
+                    let n = n.to_string();
+                    resp::encode(&mut self.out, &[b"INCRBY", key.as_bytes(), n.as_bytes()]);
+                    self.expect.push(e);
+                    resp::encode(&mut self.out, &[b"PEXPIRE", key.as_bytes(), ttl.as_bytes()]);
+                    self.expect.push(Expect::Ignore);
+                } else {
+                    resp::encode(&mut self.out, &[b"GET", key.as_bytes()]);
+                    self.expect.push(e);
+                }
+            };
+            one(c.win, c.cur, Expect::Cur(i));
+            if c.win >= c.period {
+                one(c.prev_win(), c.prev, Expect::Prev(i));
+            }
+        }
+    }
+
+    fn connect(&mut self) -> Result<(), String> {
+        let conf = self.conf();
+        // SAFETY: a zeroed peer connection is nginx's initial state; the address lives in the
+        // configuration pool; the connection's handlers get this boxed syncer as data.
+        unsafe {
+            let mut pc: ngx_peer_connection_t = core::mem::zeroed();
+            pc.sockaddr = conf.sockaddr;
+            pc.socklen = conf.socklen;
+            pc.name = conf.name;
+            pc.get = Some(ngx_event_get_peer);
+            pc.log = self.log;
+            pc.set_log_error(nginx_sys::ngx_connection_log_error_e_NGX_ERROR_ERR as _);
+            let rc = ngx_event_connect_peer(&mut pc);
+            if rc != NGX_OK as ngx_int_t && rc != NGX_AGAIN as ngx_int_t {
+                if !pc.connection.is_null() {
+                    ngx_close_connection(pc.connection);
+                }
+                return Err("cannot connect".into());
+            }
+            let c = pc.connection;
+            self.connecting = rc == NGX_AGAIN as ngx_int_t;
+            (*c).data = (self as *mut Syncer).cast();
+            (*c).log = self.log;
+            (*(*c).read).handler = Some(read_handler);
+            (*(*c).write).handler = Some(write_handler);
+            self.conn = c;
+            self.ready = false;
+        }
+        Ok(())
+    }
+
+    fn write(&mut self) {
+        let c = self.conn;
+        if c.is_null() || self.connecting {
+            return;
+        }
+        while self.sent < self.out.len() {
+            let rest = &self.out[self.sent..];
+            // SAFETY: `c` is our open connection; `send` is set by nginx for every connection.
+            let n = unsafe {
+                match (*c).send {
+                    Some(send) => send(c, rest.as_ptr().cast_mut(), rest.len()),
+                    None => nginx_sys::NGX_ERROR as isize,
+                }
+            };
+            if n == NGX_AGAIN as isize {
+                // SAFETY: `c` is open.
+                if unsafe { ngx_handle_write_event((*c).write, 0) } != NGX_OK as ngx_int_t {
+                    self.fail("cannot wait for the connection");
+                }
+                return;
+            }
+            if n <= 0 {
+                self.fail("cannot send (connection refused or reset)");
+                return;
+            }
+            self.sent += n as usize;
+        }
+    }
+
+    fn read(&mut self) {
+        let c = self.conn;
+        if c.is_null() {
+            return;
+        }
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            // SAFETY: `c` is our open connection; `recv` is set by nginx for every connection.
+            let n = unsafe {
+                match (*c).recv {
+                    Some(recv) => recv(c, buf.as_mut_ptr(), buf.len()),
+                    None => nginx_sys::NGX_ERROR as isize,
+                }
+            };
+            if n == NGX_AGAIN as isize {
+                break;
+            }
+            if n <= 0 {
+                if self.busy {
+                    self.fail("connection closed by the server");
+                } else {
+                    self.close(); // idle connection closed (server restart): reconnect later
+                }
+                return;
+            }
+            if !self.busy {
+                self.fail("unexpected data from the server");
+                return;
+            }
+            self.inbuf.extend_from_slice(&buf[..n as usize]);
+            if let Err(e) = self.parse() {
+                self.fail(&e);
+                return;
+            }
+            if !self.busy {
+                return; // exchange complete
+            }
+        }
+        // SAFETY: `c` is open.
+        if unsafe { ngx_handle_read_event((*c).read, 0) } != NGX_OK as ngx_int_t {
+            self.fail("cannot wait for the connection");
+        }
+    }
+
+    /// Parses the replies received so far; completes the exchange when all are in.
+    fn parse(&mut self) -> Result<(), String> {
+        let mut at = 0;
+        while self.got < self.expect.len() {
+            let Some((reply, used)) = resp::parse(&self.inbuf[at..]).map_err(|e| e.to_string())?
+            else {
+                break;
+            };
+            at += used;
+            let e = self.expect[self.got];
+            self.got += 1;
+            if let Reply::Error(msg) = &reply {
+                return Err(format!("server error: {}", String::from_utf8_lossy(msg)));
+            }
+            match e {
+                Expect::Handshake | Expect::Ignore => {}
+                Expect::Cur(i) | Expect::Prev(i) => {
+                    let v = reply.as_count().ok_or("unexpected reply")?;
+                    if let Some(t) = self.totals.get_mut(i) {
+                        match e {
+                            Expect::Cur(_) => t.0 = Some(v),
+                            _ => t.1 = Some(v),
+                        }
+                    }
+                }
+            }
+        }
+        self.inbuf.drain(..at);
+        if self.got == self.expect.len() {
+            self.complete();
+        }
+        Ok(())
+    }
+
+    fn complete(&mut self) {
+        let claims = std::mem::take(&mut self.claims);
+        let totals = std::mem::take(&mut self.totals);
+        let was_down = self
+            .with_table(|t| {
+                for (c, (cur, prev)) in claims.iter().zip(totals.iter()) {
+                    t.sync_apply(c, cur.map(|cur| (cur, *prev)));
+                }
+                t.set_sync_down(false)
+            })
+            .unwrap_or(false);
+        self.claims = claims;
+        self.totals = totals;
+        self.busy = false;
+        self.ready = true;
+        self.failures = 0;
+        self.unlogged = 0;
+        // SAFETY: `conn` is open.
+        unsafe {
+            let rev = (*self.conn).read;
+            if (*rev).timer_set() != 0 {
+                nginx_sys::ngx_del_timer(rev);
+            }
+        }
+        if was_down {
+            gw_log!(
+                NGX_LOG_NOTICE,
+                self.log,
+                "rate_limit_zone \"{}\": redis sync resumed, limits are cluster-wide again",
+                self.zone().name
+            );
+        }
+    }
+
+    /// Closes the connection (if any) without counting an error.
+    fn close(&mut self) {
+        if !self.conn.is_null() {
+            // SAFETY: `conn` is our open connection; nginx deletes its timers and events.
+            unsafe { ngx_close_connection(self.conn) };
+            self.conn = ptr::null_mut();
+        }
+        self.ready = false;
+        self.connecting = false;
+    }
+
+    fn fail(&mut self, why: &str) {
+        self.close();
+        let claims = std::mem::take(&mut self.claims);
+        let was_down = self
+            .with_table(|t| {
+                for c in &claims {
+                    t.sync_apply(c, None);
+                }
+                t.set_sync_down(true)
+            })
+            .unwrap_or(true);
+        self.claims = claims;
+        self.busy = false;
+        let now = now_ms();
+        let conf = self.conf();
+        let backoff = conf
+            .interval_ms
+            .saturating_mul(1u64 << self.failures.min(10))
+            .min(MAX_BACKOFF_MS);
+        self.next_try_ms = now + backoff;
+        self.failures = self.failures.saturating_add(1);
+        super::metrics::inc(conf.errors_slot);
+        self.unlogged += 1;
+        if !was_down || now.saturating_sub(self.last_log_ms) >= LOG_EVERY_MS {
+            let mode = if conf.fail_closed {
+                "requests are rejected (sync_fail=closed)"
+            } else {
+                "limits are local to this node"
+            };
+            gw_log!(
+                NGX_LOG_ERR,
+                self.log,
+                "rate_limit_zone \"{}\": redis sync with {} failed: {why} ({} error{} since the last report); {mode} until it recovers",
+                self.zone().name,
+                conf.url.addr,
+                self.unlogged,
+                if self.unlogged == 1 { "" } else { "s" }
+            );
+            self.last_log_ms = now;
+            self.unlogged = 0;
+        }
+    }
+}
+
+fn syncer_of(ev: *mut ngx_event_t) -> *mut Syncer {
+    // SAFETY: our connection events carry the connection, whose data is the syncer.
+    unsafe { (*(*ev).data.cast::<ngx_connection_t>()).data.cast() }
+}
+
+unsafe extern "C" fn timer_handler(ev: *mut ngx_event_t) {
+    super::guard_conf((), || {
+        // SAFETY: the timer's data is its boxed syncer.
+        let s = unsafe { &mut *(*ev).data.cast::<Syncer>() };
+        s.tick();
+    })
+}
+
+unsafe extern "C" fn read_handler(ev: *mut ngx_event_t) {
+    super::guard_conf((), || {
+        // SAFETY: see `syncer_of`.
+        let s = unsafe { &mut *syncer_of(ev) };
+        // SAFETY: `ev` is live.
+        if unsafe { (*ev).timedout() } != 0 {
+            s.fail("timed out (sync_timeout)");
+            return;
+        }
+        s.read();
+    })
+}
+
+unsafe extern "C" fn write_handler(ev: *mut ngx_event_t) {
+    super::guard_conf((), || {
+        // SAFETY: see `syncer_of`.
+        let s = unsafe { &mut *syncer_of(ev) };
+        // SAFETY: `ev` is live.
+        if unsafe { (*ev).timedout() } != 0 {
+            s.fail("timed out (sync_timeout)");
+            return;
+        }
+        s.connecting = false;
+        if s.busy {
+            s.write();
+        }
+    })
+}
+
+/// Per worker: worker 0 starts a syncer for every synced zone.
+pub fn init_process(cycle: &ngx_cycle_t, mcf: &MainConf) {
+    // SAFETY: plain read of nginx's worker number.
+    if unsafe { nginx_sys::ngx_worker } != 0 {
+        return;
+    }
+    SYNCERS.with(|list| {
+        let mut list = list.borrow_mut();
+        for &z in &mcf.zones {
+            // SAFETY: zones live in the configuration pool.
+            let zone = unsafe { &*z };
+            let Some(conf) = zone.sync.as_ref() else {
+                continue;
+            };
+            let mut s = Box::new(Syncer {
+                zone: z,
+                log: cycle.log,
+                // SAFETY: an all-zero event is nginx's initial state for a timer event.
+                timer: unsafe { core::mem::zeroed() },
+                conn: ptr::null_mut(),
+                ready: false,
+                busy: false,
+                connecting: false,
+                out: Vec::new(),
+                sent: 0,
+                inbuf: Vec::new(),
+                expect: Vec::new(),
+                got: 0,
+                claims: Vec::new(),
+                totals: Vec::new(),
+                failures: 0,
+                next_try_ms: 0,
+                last_log_ms: 0,
+                unlogged: 0,
+            });
+            let sp: *mut Syncer = &mut *s;
+            s.timer.handler = Some(timer_handler);
+            s.timer.data = sp.cast();
+            s.timer.log = cycle.log;
+            s.timer.set_cancelable(1);
+            s.arm(conf.interval_ms);
+            list.push(s);
+        }
+    });
+}
+
+/// Per worker, on exit: closes the connections (nginx reports sockets left open).
+pub fn exit_process() {
+    SYNCERS.with(|list| {
+        for s in list.borrow_mut().iter_mut() {
+            s.close();
+            if s.timer.timer_set() != 0 {
+                // SAFETY: the timer was armed by `arm`.
+                unsafe { nginx_sys::ngx_del_timer(&mut s.timer) };
+            }
+        }
+        list.borrow_mut().clear();
+    });
+}

@@ -1,0 +1,142 @@
+# rate_limit_zone ... sync=redis://: the parts that need no Redis server (configuration errors,
+# an unreachable server). The cluster scenarios (two nodes, one Redis, outages, a paused
+# server) are in scripts/test-cluster.py, which scripts/test runs with a real redis-server.
+use Test::Nginx::Socket 'no_plan';
+
+workers(2);
+master_on();
+no_shuffle();
+run_tests();
+
+__DATA__
+
+=== TEST 1: an unreachable Redis: limits stay local and enforced, the failure is logged once
+--- http_config
+    rate_limit_zone $host zone=s:1m sync=redis://127.0.0.1:$TEST_NGINX_RAND_PORT_1 sync_interval=50ms sync_timeout=100ms;
+--- config
+    location /t {
+        rate_limit zone=s rate=3r/m;
+        alias html/index.html;
+    }
+    location /metrics {
+        gateway_metrics;
+    }
+--- user_files
+>>> index.html
+ok
+--- request eval
+["GET /t", "GET /t", "GET /t", "GET /t", "GET /t"]
+--- error_code eval
+[200, 200, 200, 429, 429]
+--- wait: 0.5
+--- error_log eval
+qr/\[error\] .*rate_limit_zone "s": redis sync with 127\.0\.0\.1:\d+ failed: .*limits are local to this node until it recovers/
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 2: a single node with sync= counts as the local zone does
+--- http_config
+    rate_limit_zone $host zone=s:1m sync=redis://127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+    rate_limit_zone $host zone=l:1m;
+--- config
+    location /s {
+        rate_limit zone=s rate=2r/m;
+        alias html/index.html;
+    }
+    location /l {
+        rate_limit zone=l rate=2r/m;
+        alias html/index.html;
+    }
+--- user_files
+>>> index.html
+ok
+--- request eval
+["GET /s", "GET /l", "GET /s", "GET /l", "GET /s", "GET /l"]
+--- error_code eval
+[200, 200, 200, 200, 429, 429]
+--- response_headers_like eval
+["RateLimit: \"s\";r=1;t=\\d+", "RateLimit: \"l\";r=1;t=\\d+", "RateLimit: \"s\";r=0;t=\\d+", "RateLimit: \"l\";r=0;t=\\d+", "RateLimit: \"s\";r=0;t=\\d+", "RateLimit: \"l\";r=0;t=\\d+"]
+
+
+
+=== TEST 3: nginx -t: token_bucket on a synced zone
+--- http_config
+    rate_limit_zone $host zone=s:1m sync=redis://127.0.0.1:6379;
+--- config
+    location /t {
+        rate_limit zone=s rate=1r/s algorithm=token_bucket burst=5;
+    }
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*zone "s" is synced through Redis, which supports algorithm=sliding only in \S+nginx\.conf:\d+/
+
+
+
+=== TEST 4: nginx -t: TLS is not supported yet
+--- http_config
+    rate_limit_zone $host zone=s:1m sync=rediss://127.0.0.1:6379;
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*invalid "sync" parameter in "rate_limit_zone" directive, TLS \(rediss:\/\/\) is not supported yet/
+
+
+
+=== TEST 5: nginx -t: a bad URL does not echo its password
+--- http_config
+    rate_limit_zone $host zone=s:1m sync=redis://:hunter2@127.0.0.1:notaport;
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*invalid "sync" parameter in "rate_limit_zone" directive, bad port "notaport"/
+--- no_error_log
+hunter2
+
+
+
+=== TEST 6: nginx -t: sync_interval without sync
+--- http_config
+    rate_limit_zone $host zone=s:1m sync_interval=100ms;
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*"sync_interval", "sync_timeout" and "password" need "sync"/
+
+
+
+=== TEST 7: nginx -t: sync_interval out of range, bad sync_fail
+--- http_config
+    rate_limit_zone $host zone=s:1m sync=redis://127.0.0.1 sync_interval=5ms;
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*invalid value "sync_interval=5ms" in "rate_limit_zone" directive, must be between 10ms and 60s/
+
+
+
+=== TEST 8: nginx -t: bad sync_fail
+--- http_config
+    rate_limit_zone $host zone=s:1m sync=redis://127.0.0.1 sync_fail=maybe;
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*invalid value "sync_fail=maybe" in "rate_limit_zone" directive, must be "open" or "closed"/
+
+
+
+=== TEST 9: metrics: the sync error counter and the sync state gauge
+--- http_config
+    rate_limit_zone $host zone=s:1m sync=redis://127.0.0.1:$TEST_NGINX_RAND_PORT_1 sync_interval=50ms;
+--- config
+    location /t {
+        rate_limit zone=s rate=3r/m;
+        alias html/index.html;
+    }
+    location /metrics {
+        gateway_metrics;
+    }
+--- user_files
+>>> index.html
+ok
+--- request eval
+["GET /t", "GET /metrics"]
+--- response_body_like eval
+["ok", qr/gateway_rate_limit_sync_errors_total\{zone="s"\} \d+\n.*gateway_rate_limit_sync_up\{zone="s"\} [01]\n/s]
