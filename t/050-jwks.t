@@ -172,13 +172,17 @@ GET /t?n={i}
 200: 60
 --- distinct_header_values
 X-Pid >= 2
---- request
-GET /metrics
---- response_body_like: gateway_jwks_fetch_total
+--- request eval
+["GET /t", "GET /metrics"]
+--- response_body_like eval
+[qr/sub=alice/, qr/gateway_jwks_fetch_total/]
+--- after_request
+# the log phase (where requests are counted) may end after the client has the response
+1 sleep 0.3
 --- prometheus
 gateway_jwks_fetch_total{result="ok"} 1
 gateway_jwks_fetch_total{result="failed"} 0
-gateway_auth_total{result="valid",reason=""} 60
+gateway_auth_total{result="valid",reason=""} 61
 --- grep_error_log eval
 qr/jwt: fetched [^"]+"[^"]+"/
 --- grep_error_log_out
@@ -482,5 +486,664 @@ jwt: fetched 1 keys from "/_jwks"
 jwt: fetched 2 keys from "/_jwks"
 --- error_log eval
 [qr/jwt refused: algorithm not allowed: ES256 .*\(alg_not_allowed\)/]
+--- no_error_log
+[error]
+
+
+
+=== TEST 7: failure: the provider answers 404: the last good set stays in force, logged and counted once per interval
+--- http_config
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        server_name idp;
+        root html;
+        default_type application/json;
+        access_log logs/idp.log;
+        location = /upstream {
+            access_log off;
+            return 200 "upstream reached sub=$http_x_user\n";
+        }
+    }
+--- config
+    location = /_jwks {
+        internal;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/jwks.json;
+        subrequest_output_buffer_size 64k;
+    }
+    location /t {
+        auth_jwt "api";
+        auth_jwt_key_request /_jwks;
+        auth_jwt_key_cache 1s;
+        auth_jwt_key_refresh_interval 1s;
+        proxy_set_header X-User $jwt_claim_sub;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/upstream;
+    }
+    location = /metrics {
+        gateway_metrics;
+    }
+--- user_files
+>>> jwks.json
+$TEST_NGINX_JWKS_A
+--- request eval
+["GET /t", "GET /t", "GET /t", "GET /t", "GET /t", "GET /t", "GET /metrics"]
+--- more_headers eval
+[('Authorization: Bearer $TEST_NGINX_TOKEN_A') x 6, 'X-None: 1']
+--- error_code eval
+[200, 200, 200, 200, 200, 200, 200]
+--- response_body_like eval
+[(qr/sub=alice/) x 6, qr/gateway_jwks_fetch_total/]
+--- after_request
+1 rename html/jwks.json html/gone.json
+1 sleep 1.1
+# requests 2-4 fall in one interval: one fetch, one log line; request 5 in the next one
+4 sleep 1.1
+6 sleep 0.3
+--- prometheus
+gateway_jwks_fetch_total{result="ok"} 1
+gateway_jwks_fetch_total{result="failed"} 2
+--- grep_error_log eval
+qr/jwt: response from "[^"]+" refused: [^;]+;[^(]+/
+--- grep_error_log_out
+jwt: response from "/_jwks" refused: status 404; the last good one stays in force 
+jwt: response from "/_jwks" refused: status 404; the last good one stays in force 
+
+
+
+=== TEST 8: failure: a timeout (the provider delays its answer past proxy_read_timeout): last good set in force
+--- http_config
+    # the first fetch passes; the next one is delayed by limit_req for a minute
+    limit_req_zone $server_name zone=idp_slow:1m rate=1r/m;
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        server_name idp;
+        root html;
+        default_type application/json;
+        access_log logs/idp.log;
+        limit_req zone=idp_slow burst=5;
+        location = /upstream {
+            access_log off;
+            return 200 "upstream reached sub=$http_x_user\n";
+        }
+    }
+--- config
+    location = /_jwks {
+        internal;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/jwks.json;
+        subrequest_output_buffer_size 64k;
+        proxy_read_timeout 300ms;
+    }
+    location /t {
+        auth_jwt "api";
+        auth_jwt_key_request /_jwks;
+        auth_jwt_key_cache 1s;
+        auth_jwt_key_refresh_interval 1s;
+        proxy_set_header X-User $jwt_claim_sub;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/upstream;
+    }
+    location = /metrics {
+        gateway_metrics;
+    }
+--- user_files
+>>> jwks.json
+$TEST_NGINX_JWKS_A
+--- request eval
+["GET /t", "GET /t", "GET /t", "GET /t", "GET /metrics"]
+--- more_headers eval
+['Authorization: Bearer $TEST_NGINX_TOKEN_A', 'Authorization: Bearer $TEST_NGINX_TOKEN_A', 'Authorization: Bearer $TEST_NGINX_TOKEN_A', 'Authorization: Bearer $TEST_NGINX_TOKEN_A', 'X-None: 1']
+--- error_code eval
+[200, 200, 200, 200, 200]
+--- response_body_like eval
+[qr/sub=alice/, qr/sub=alice/, qr/sub=alice/, qr/sub=alice/, qr/gateway_jwks_fetch_total/]
+--- after_request
+1 sleep 1.1
+4 sleep 0.3
+--- prometheus
+gateway_jwks_fetch_total{result="ok"} 1
+gateway_jwks_fetch_total{result="failed"} 1
+--- grep_error_log eval
+qr/jwt: response from "[^"]+" refused: [^;]+/
+--- grep_error_log_out eval
+qr/\Ajwt: response from "\/_jwks" refused: status 504\n\z/
+--- error_log
+upstream timed out
+
+
+
+=== TEST 9: failure: a content type that is not JSON (the provider reloaded with text/html): last good set in force
+--- http_config
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        server_name idp;
+        root html;
+        default_type application/json;
+        access_log logs/idp.log;
+        location = /upstream {
+            access_log off;
+            return 200 "upstream reached sub=$http_x_user\n";
+        }
+    }
+--- config
+    location = /_jwks {
+        internal;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/jwks.json;
+        subrequest_output_buffer_size 64k;
+    }
+    location /t {
+        auth_jwt "api";
+        auth_jwt_key_request /_jwks;
+        auth_jwt_key_cache 1s;
+        auth_jwt_key_refresh_interval 1s;
+        proxy_set_header X-User $jwt_claim_sub;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/upstream;
+    }
+    location = /metrics {
+        gateway_metrics;
+    }
+--- user_files
+>>> jwks.json
+$TEST_NGINX_JWKS_A
+--- request eval
+["GET /t", "GET /t", "GET /t", "GET /t", "GET /metrics"]
+--- more_headers eval
+['Authorization: Bearer $TEST_NGINX_TOKEN_A', 'Authorization: Bearer $TEST_NGINX_TOKEN_A', 'Authorization: Bearer $TEST_NGINX_TOKEN_A', 'Authorization: Bearer $TEST_NGINX_TOKEN_A', 'X-None: 1']
+--- error_code eval
+[200, 200, 200, 200, 200]
+--- response_body_like eval
+[qr/sub=alice/, qr/sub=alice/, qr/sub=alice/, qr/sub=alice/, qr/gateway_jwks_fetch_total/]
+--- reload_after_request: 1
+--- reload_http_config
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        server_name idp;
+        root html;
+        default_type text/html;
+        access_log logs/idp.log;
+        location = /upstream {
+            access_log off;
+            return 200 "upstream reached sub=$http_x_user\n";
+        }
+    }
+--- after_request
+1 sleep 1.1
+4 sleep 0.3
+--- prometheus
+gateway_jwks_fetch_total{result="ok"} 1
+gateway_jwks_fetch_total{result="failed"} 1
+--- grep_error_log eval
+qr/jwt: response from "[^"]+" refused: [^;]+/
+--- grep_error_log_out eval
+qr/\Ajwt: response from "\/_jwks" refused: content type "text\/html" is not JSON\n\z/
+
+
+
+=== TEST 10: failure: a gzip body (the client's Accept-Encoding reaches the provider): last good set in force
+--- http_config
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        server_name idp;
+        root html;
+        default_type application/json;
+        access_log logs/idp.log;
+        location = /jwks.json {
+            gzip on;
+            gzip_types application/json;
+            gzip_min_length 1;
+            gzip_http_version 1.0;
+        }
+        location = /upstream {
+            access_log off;
+            return 200 "upstream reached sub=$http_x_user\n";
+        }
+    }
+--- config
+    location = /_jwks {
+        internal;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/jwks.json;
+        subrequest_output_buffer_size 64k;
+    }
+    location /t {
+        auth_jwt "api";
+        auth_jwt_key_request /_jwks;
+        auth_jwt_key_cache 1s;
+        auth_jwt_key_refresh_interval 1s;
+        proxy_set_header X-User $jwt_claim_sub;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/upstream;
+    }
+    location = /metrics {
+        gateway_metrics;
+    }
+--- user_files
+>>> jwks.json
+$TEST_NGINX_JWKS_A
+--- request eval
+["GET /t", "GET /t", "GET /t", "GET /t", "GET /metrics"]
+--- more_headers eval
+['Authorization: Bearer $TEST_NGINX_TOKEN_A', "Authorization: Bearer \$TEST_NGINX_TOKEN_A\r\nAccept-Encoding: gzip", "Authorization: Bearer \$TEST_NGINX_TOKEN_A\r\nAccept-Encoding: gzip", "Authorization: Bearer \$TEST_NGINX_TOKEN_A\r\nAccept-Encoding: gzip", 'X-None: 1']
+--- error_code eval
+[200, 200, 200, 200, 200]
+--- response_body_like eval
+[qr/sub=alice/, qr/sub=alice/, qr/sub=alice/, qr/sub=alice/, qr/gateway_jwks_fetch_total/]
+--- after_request
+1 sleep 1.1
+4 sleep 0.3
+--- prometheus
+gateway_jwks_fetch_total{result="ok"} 1
+gateway_jwks_fetch_total{result="failed"} 1
+--- grep_error_log eval
+qr/jwt: response from "[^"]+" refused: [^;]+/
+--- grep_error_log_out eval
+qr/\Ajwt: response from "\/_jwks" refused: content encoding "gzip" \(a key set must be sent uncompressed\)\n\z/
+
+
+
+=== TEST 11: failure: a body over 1 MiB: last good set in force
+--- http_config
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        server_name idp;
+        root html;
+        default_type application/json;
+        access_log logs/idp.log;
+        location = /upstream {
+            access_log off;
+            return 200 "upstream reached sub=$http_x_user\n";
+        }
+    }
+--- config
+    location = /_jwks {
+        internal;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/jwks.json;
+        subrequest_output_buffer_size 2m;
+    }
+    location /t {
+        auth_jwt "api";
+        auth_jwt_key_request /_jwks;
+        auth_jwt_key_cache 1s;
+        auth_jwt_key_refresh_interval 1s;
+        proxy_set_header X-User $jwt_claim_sub;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/upstream;
+    }
+    location = /metrics {
+        gateway_metrics;
+    }
+--- user_files eval
+[
+    ["jwks.json", '$TEST_NGINX_JWKS_A'],
+    ["big.json", '{"keys":[],"pad":"' . ("x" x 1100000) . '"}'],
+]
+--- request eval
+["GET /t", "GET /t", "GET /t", "GET /t", "GET /metrics"]
+--- more_headers eval
+['Authorization: Bearer $TEST_NGINX_TOKEN_A', 'Authorization: Bearer $TEST_NGINX_TOKEN_A', 'Authorization: Bearer $TEST_NGINX_TOKEN_A', 'Authorization: Bearer $TEST_NGINX_TOKEN_A', 'X-None: 1']
+--- error_code eval
+[200, 200, 200, 200, 200]
+--- response_body_like eval
+[qr/sub=alice/, qr/sub=alice/, qr/sub=alice/, qr/sub=alice/, qr/gateway_jwks_fetch_total/]
+--- after_request
+1 rename html/big.json html/jwks.json
+1 sleep 1.1
+4 sleep 0.3
+--- prometheus
+gateway_jwks_fetch_total{result="ok"} 1
+gateway_jwks_fetch_total{result="failed"} 1
+--- grep_error_log eval
+qr/jwt: response from "[^"]+" refused: [^;]+/
+--- grep_error_log_out eval
+qr/\Ajwt: response from "\/_jwks" refused: body of 1100020 bytes, the limit is 1048576\n\z/
+
+
+
+=== TEST 12: failure: invalid JSON: last good set in force
+--- http_config
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        server_name idp;
+        root html;
+        default_type application/json;
+        access_log logs/idp.log;
+        location = /upstream {
+            access_log off;
+            return 200 "upstream reached sub=$http_x_user\n";
+        }
+    }
+--- config
+    location = /_jwks {
+        internal;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/jwks.json;
+        subrequest_output_buffer_size 64k;
+    }
+    location /t {
+        auth_jwt "api";
+        auth_jwt_key_request /_jwks;
+        auth_jwt_key_cache 1s;
+        auth_jwt_key_refresh_interval 1s;
+        proxy_set_header X-User $jwt_claim_sub;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/upstream;
+    }
+    location = /metrics {
+        gateway_metrics;
+    }
+--- user_files
+>>> jwks.json
+$TEST_NGINX_JWKS_A
+>>> bad.json
+{"keys": [{"kty": "RSA", "kid": "rsa2048",]}
+--- request eval
+["GET /t", "GET /t", "GET /t", "GET /t", "GET /metrics"]
+--- more_headers eval
+['Authorization: Bearer $TEST_NGINX_TOKEN_A', 'Authorization: Bearer $TEST_NGINX_TOKEN_A', 'Authorization: Bearer $TEST_NGINX_TOKEN_A', 'Authorization: Bearer $TEST_NGINX_TOKEN_A', 'X-None: 1']
+--- error_code eval
+[200, 200, 200, 200, 200]
+--- response_body_like eval
+[qr/sub=alice/, qr/sub=alice/, qr/sub=alice/, qr/sub=alice/, qr/gateway_jwks_fetch_total/]
+--- after_request
+1 rename html/bad.json html/jwks.json
+1 sleep 1.1
+4 sleep 0.3
+--- prometheus
+gateway_jwks_fetch_total{result="ok"} 1
+gateway_jwks_fetch_total{result="failed"} 1
+--- grep_error_log eval
+qr/jwt: response from "[^"]+" refused: [^;]+/
+--- grep_error_log_out eval
+qr/\Ajwt: response from "\/_jwks" refused: .*JSON.*\n\z/
+
+
+
+=== TEST 13: failure: a set with no usable signing key (use enc only): last good set in force
+--- http_config
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        server_name idp;
+        root html;
+        default_type application/json;
+        access_log logs/idp.log;
+        location = /upstream {
+            access_log off;
+            return 200 "upstream reached sub=$http_x_user\n";
+        }
+    }
+--- config
+    location = /_jwks {
+        internal;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/jwks.json;
+        subrequest_output_buffer_size 64k;
+    }
+    location /t {
+        auth_jwt "api";
+        auth_jwt_key_request /_jwks;
+        auth_jwt_key_cache 1s;
+        auth_jwt_key_refresh_interval 1s;
+        proxy_set_header X-User $jwt_claim_sub;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/upstream;
+    }
+    location = /metrics {
+        gateway_metrics;
+    }
+--- user_files
+>>> jwks.json
+$TEST_NGINX_JWKS_A
+>>> enc.json
+$TEST_NGINX_JWKS_ENC
+--- request eval
+["GET /t", "GET /t", "GET /t", "GET /t", "GET /metrics"]
+--- more_headers eval
+['Authorization: Bearer $TEST_NGINX_TOKEN_A', 'Authorization: Bearer $TEST_NGINX_TOKEN_A', 'Authorization: Bearer $TEST_NGINX_TOKEN_A', 'Authorization: Bearer $TEST_NGINX_TOKEN_A', 'X-None: 1']
+--- error_code eval
+[200, 200, 200, 200, 200]
+--- response_body_like eval
+[qr/sub=alice/, qr/sub=alice/, qr/sub=alice/, qr/sub=alice/, qr/gateway_jwks_fetch_total/]
+--- after_request
+1 rename html/enc.json html/jwks.json
+1 sleep 1.1
+4 sleep 0.3
+--- prometheus
+gateway_jwks_fetch_total{result="ok"} 1
+gateway_jwks_fetch_total{result="failed"} 1
+--- grep_error_log eval
+qr/jwt: response from "[^"]+" refused: [^;]+/
+--- grep_error_log_out eval
+qr/\Ajwt: response from "\/_jwks" refused: .*usable.*\n\z/
+
+
+
+=== TEST 14: failure: a body larger than subrequest_output_buffer_size (nginx cannot read it whole): last good set in force
+# SKIP: open bug. nginx's postpone filter refuses the body ("too big subrequest response"), the
+# post-subrequest handler is called with NGX_OK and no body (refused: empty body, counted), but
+# the main request then never gets its response. Keep subrequest_output_buffer_size above the
+# provider's set (64k is plenty for real providers).
+--- SKIP
+--- http_config
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        server_name idp;
+        root html;
+        default_type application/json;
+        access_log logs/idp.log;
+        location = /upstream {
+            access_log off;
+            return 200 "upstream reached sub=$http_x_user\n";
+        }
+    }
+--- config
+    location = /_jwks {
+        internal;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/jwks.json;
+        subrequest_output_buffer_size 4k;
+    }
+    location /t {
+        auth_jwt "api";
+        auth_jwt_key_request /_jwks;
+        auth_jwt_key_cache 1s;
+        auth_jwt_key_refresh_interval 1s;
+        proxy_set_header X-User $jwt_claim_sub;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/upstream;
+    }
+    location = /metrics {
+        gateway_metrics;
+    }
+--- user_files eval
+[
+    ["jwks.json", '$TEST_NGINX_JWKS_A'],
+    ["big.json", '{"keys":[],"pad":"' . ("x" x 20000) . '"}'],
+]
+--- request eval
+["GET /t", "GET /t", "GET /t", "GET /t", "GET /metrics"]
+--- more_headers eval
+[('Authorization: Bearer $TEST_NGINX_TOKEN_A') x 4, 'X-None: 1']
+--- error_code eval
+[200, 200, 200, 200, 200]
+--- response_body_like eval
+[(qr/sub=alice/) x 4, qr/gateway_jwks_fetch_total/]
+--- after_request
+1 rename html/big.json html/jwks.json
+1 sleep 1.1
+4 sleep 0.3
+--- prometheus
+gateway_jwks_fetch_total{result="ok"} 1
+gateway_jwks_fetch_total{result="failed"} 1
+--- grep_error_log eval
+qr/jwt: response from "[^"]+" refused: [^;]+/
+--- grep_error_log_out
+jwt: response from "/_jwks" refused: empty body
+--- error_log
+upstream buffer is too small to read response
+
+
+
+=== TEST 15: cold start with no provider (connection refused): 500 and a clear log line, no fetch storm
+--- config
+    location = /_jwks {
+        internal;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_2/jwks.json;
+    }
+    location /t {
+        auth_jwt "api";
+        auth_jwt_key_request /_jwks;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_2/upstream;
+    }
+    location = /metrics {
+        gateway_metrics;
+    }
+--- request eval
+["GET /t", "GET /t", "GET /t", "GET /metrics"]
+--- more_headers eval
+[('Authorization: Bearer $TEST_NGINX_TOKEN_A') x 3, 'X-None: 1']
+--- error_code eval
+[500, 500, 500, 200]
+--- response_headers eval
+["!WWW-Authenticate", "!WWW-Authenticate", "!WWW-Authenticate", ""]
+--- after_request
+3 sleep 0.3
+--- prometheus
+gateway_jwks_fetch_total{result="ok"} 0
+gateway_jwks_fetch_total{result="failed"} 1
+gateway_auth_total{result="error",reason="key_unavailable"} 3
+--- grep_error_log eval
+qr/jwt: (?:response from "[^"]+" refused: [^;]+|no usable keys, answering \d+ \(key_unavailable\))/
+--- grep_error_log_out
+jwt: response from "/_jwks" refused: status 502
+jwt: no usable keys, answering 500 (key_unavailable)
+jwt: no usable keys, answering 500 (key_unavailable)
+jwt: no usable keys, answering 500 (key_unavailable)
+--- error_log
+connect() failed (111: Connection refused)
+
+
+
+=== TEST 16: cold start with no provider, auth_jwt_key_unavailable 401: 401 with WWW-Authenticate
+--- config
+    location = /_jwks {
+        internal;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_2/jwks.json;
+    }
+    location /t {
+        auth_jwt "api";
+        auth_jwt_key_request /_jwks;
+        auth_jwt_key_unavailable 401;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_2/upstream;
+    }
+--- request
+GET /t
+--- more_headers
+Authorization: Bearer $TEST_NGINX_TOKEN_A
+--- error_code: 401
+--- response_headers
+WWW-Authenticate: Bearer realm="api", error="invalid_token"
+--- error_log
+jwt: response from "/_jwks" refused: status 502
+jwt: no usable keys, answering 401 (key_unavailable)
+
+
+
+=== TEST 17: key_request with key_file: the file's keys work with the provider down, the fetched ones once it is up
+--- http_config
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        server_name idp;
+        root html;
+        default_type application/json;
+        access_log logs/idp.log;
+        location = /upstream {
+            access_log off;
+            return 200 "upstream reached sub=$http_x_user\n";
+        }
+    }
+--- config
+    location = /_jwks {
+        internal;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/jwks.json;
+    }
+    location /t {
+        auth_jwt "api";
+        auth_jwt_key_file $TEST_NGINX_KEYS/hs256.jwk;
+        auth_jwt_key_request /_jwks;
+        auth_jwt_key_refresh_interval 1s;
+        proxy_set_header X-User $jwt_claim_sub;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/upstream;
+    }
+--- user_files
+>>> jwks-a.json
+$TEST_NGINX_JWKS_A
+--- request eval
+["GET /t", "GET /t", "GET /t", "GET /t"]
+--- more_headers eval
+[
+    # provider down (404): the key file still verifies, the fetched set is not there: 401, not 500
+    'Authorization: Bearer $TEST_NGINX_TOKEN_HS',
+    'Authorization: Bearer $TEST_NGINX_TOKEN_A',
+    # provider up, a refresh interval later: both
+    'Authorization: Bearer $TEST_NGINX_TOKEN_A',
+    'Authorization: Bearer $TEST_NGINX_TOKEN_HS',
+]
+--- error_code eval
+[200, 401, 200, 200]
+--- response_body_like eval
+[qr/sub=dave/, qr/401/, qr/sub=alice/, qr/sub=dave/]
+--- after_request
+2 rename html/jwks-a.json html/jwks.json
+2 sleep 1.1
+--- error_log
+jwt: response from "/_jwks" refused: status 404
+jwt: fetched 1 keys from "/_jwks"
+--- no_error_log
+key_unavailable
+
+
+
+=== TEST 18: a reload keeps the fetched set (shared memory): no fetch after it, until a refresh is due
+--- http_config
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        server_name idp;
+        root html;
+        default_type application/json;
+        access_log logs/idp.log;
+        location = /upstream {
+            access_log off;
+            return 200 "upstream reached sub=$http_x_user\n";
+        }
+    }
+--- config
+    location = /_jwks {
+        internal;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/jwks.json;
+    }
+    location /t {
+        auth_jwt "api";
+        auth_jwt_key_request /_jwks;
+        auth_jwt_key_refresh_interval 1s;
+        proxy_set_header X-User $jwt_claim_sub;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/upstream;
+    }
+--- user_files
+>>> jwks.json
+$TEST_NGINX_JWKS_A
+>>> jwks-b.json
+$TEST_NGINX_JWKS_B
+--- request eval
+["GET /t", "GET /t", "GET /t", "GET /t"]
+--- more_headers eval
+[
+    'Authorization: Bearer $TEST_NGINX_TOKEN_A',
+    # after the reload (the provider rotated meanwhile): the cached set, no fetch
+    'Authorization: Bearer $TEST_NGINX_TOKEN_A',
+    # a refresh interval later, the new kid: one fetch, the rotated set
+    'Authorization: Bearer $TEST_NGINX_TOKEN_B',
+    'Authorization: Bearer $TEST_NGINX_TOKEN_A',
+]
+--- error_code eval
+[200, 200, 200, 401]
+--- response_body_like eval
+[qr/sub=alice/, qr/sub=alice/, qr/sub=bob/, qr/401/]
+--- after_request
+1 rename html/jwks-b.json html/jwks.json
+2 sleep 1.1
+--- reload_after_request: 1
+--- grep_error_log eval
+qr/jwt: fetched [^"]+"[^"]+"/
+--- grep_error_log_out
+jwt: fetched 1 keys from "/_jwks"
+jwt: fetched 1 keys from "/_jwks"
 --- no_error_log
 [error]
