@@ -561,8 +561,13 @@ unsafe extern "C" fn fetch_done(
                 )
             }
         };
-        let status = if rc != NGX_OK as ngx_int_t && sr.headers_out.status == 0 {
-            502
+        // rc is NGX_OK when the upstream answered (whatever its status); an HTTP status when
+        // nginx gave up before a response (502 refused, 504 timed out); NGX_ERROR when the
+        // response could not be read whole (e.g. larger than subrequest_output_buffer_size):
+        // the headers then say 200 but the body is cut short.
+        let failed = rc != NGX_OK as ngx_int_t;
+        let status = if failed && (300..600).contains(&rc) {
+            rc as usize
         } else {
             sr.headers_out.status
         };
@@ -575,10 +580,20 @@ unsafe extern "C" fn fetch_done(
         let log = sr.connection;
         // SAFETY: the connection of the live subrequest.
         let log = unsafe { (*log).log };
-        let checked = match kind {
-            Kind::Keys => load_response(&resp, 1 << 20).map(|set| format!("{} keys", set.len())),
-            Kind::Discovery => {
-                load_discovery(&resp, 1 << 20).map(|d| format!("jwks_uri \"{}\"", d.jwks_uri))
+        let checked = if failed && !(300..600).contains(&rc) {
+            Err(
+                "the response could not be read whole (see the error above; a body larger \
+                 than subrequest_output_buffer_size is one cause)"
+                    .to_string(),
+            )
+        } else {
+            match kind {
+                Kind::Keys => {
+                    load_response(&resp, 1 << 20).map(|set| format!("{} keys", set.len()))
+                }
+                Kind::Discovery => {
+                    load_discovery(&resp, 1 << 20).map(|d| format!("jwks_uri \"{}\"", d.jwks_uri))
+                }
             }
         };
         match checked {

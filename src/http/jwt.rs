@@ -219,15 +219,22 @@ pub fn access(
             && ctx.auth.as_ref().is_some_and(|a| {
                 matches!(
                     a.error,
-                    Some(JwtError::KeyUnavailable | JwtError::UnknownKey(_))
+                    Some(
+                        JwtError::KeyUnavailable
+                            | JwtError::UnknownKey(_)
+                            | JwtError::AlgNotAllowed(_)
+                    )
                 )
             })
         {
             ctx.auth = None;
         }
+        // With no auth_jwt_algorithms, the algorithms allowed are those of the keys held: a
+        // token signed with a new key of another type (an RSA set rotated to EC) is refused
+        // as alg_not_allowed rather than unknown_key, and must trigger the refresh as well.
         let unknown = matches!(
             authenticate(request, ctx, rt).error,
-            Some(JwtError::UnknownKey(_))
+            Some(JwtError::UnknownKey(_) | JwtError::AlgNotAllowed(_))
         );
         // A kid we do not know may be a rotated key: refresh (at most once per refresh
         // interval, one fetch for all workers), then decide again.

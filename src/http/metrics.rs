@@ -83,6 +83,11 @@ pub fn init_registry(r: &mut Registry) -> Slots {
         help: "Failed writes of gateway_log records.",
         kind: "counter",
     });
+    r.family(Family {
+        name: "gateway_jwks_fetch_total",
+        help: "Key-set and discovery fetches (auth_jwt_key_request) by result.",
+        kind: "counter",
+    });
     let mut s = Slots::default();
     for (i, class) in ["1xx", "2xx", "3xx", "4xx", "5xx"].iter().enumerate() {
         s.requests[i] = r.slot("gateway_requests_total", &[("status", class)]);

@@ -238,3 +238,36 @@ emit SPACE "RS256_OK with a space inserted in its signature" \
     "$(printf '%s' "$RS256_OK" | sed -E 's/^([^.]*\.[^.]*\.[^.]{10})/\1 /')"
 emit NON_ASCII "RS256_OK with a UTF-8 e-acute inserted in its signature" \
     "$(printf '%s' "$RS256_OK" | sed -E 's/^([^.]*\.[^.]*\.[^.]{10})/\1é/')"
+
+echo "# ---- t/050-jwks.t, t/051-jwks-oidc.t: key sets (compact JSON) and tokens"
+jwks_of() { gw jwks "$@" | tr -d ' \n'; echo; }
+emit JWKS_A "key set: rsa2048.pub.pem, kid rsa2048, alg RS256, use sig" \
+    "$(jwks_of --pub $K/rsa2048.pub.pem --kid rsa2048 --alg RS256 --use sig)"
+emit JWKS_B "key set: rsa3072.pub.pem, kid rsa3072, alg RS256, use sig" \
+    "$(jwks_of --pub $K/rsa3072.pub.pem --kid rsa3072 --alg RS256 --use sig)"
+emit JWKS_AB "key set: JWKS_A and JWKS_B's keys" \
+    "$(jwks_of --pub $K/rsa2048.pub.pem --kid rsa2048 --alg RS256 --use sig --pub $K/rsa3072.pub.pem --kid rsa3072 --alg RS256 --use sig)"
+emit JWKS_AE "key set: rsa2048 (RS256) and ec256.pub.pem, kid ec256, alg ES256, use sig" \
+    "$(jwks_of --pub $K/rsa2048.pub.pem --kid rsa2048 --alg RS256 --use sig --pub $K/ec256.pub.pem --kid ec256 --alg ES256 --use sig)"
+emit JWKS_ENC "key set: enc-only.jwks, compact" "$(tr -d ' \n' <$K/enc-only.jwks)"
+emit TOKEN_A "RS256, kid rsa2048, sub alice, exp 2100" \
+    "$(gw sign --key $K/rsa2048.key.pem --alg RS256 --kid rsa2048 --claims "$ALICE")"
+emit TOKEN_A_BAD "RS256, kid rsa2048, sub alice, exp 2100, --corrupt-signature" \
+    "$(gw sign --key $K/rsa2048.key.pem --alg RS256 --kid rsa2048 --claims "$ALICE" --corrupt-signature)"
+emit TOKEN_NOPE "RS256 (rsa2048), kid nope, sub alice, exp 2100" \
+    "$(gw sign --key $K/rsa2048.key.pem --alg RS256 --kid nope --claims "$ALICE")"
+emit TOKEN_B "RS256, kid rsa3072, sub bob, exp 2100" \
+    "$(gw sign --key $K/rsa3072.key.pem --alg RS256 --kid rsa3072 --claims "{\"sub\":\"bob\",\"exp\":$EXP}")"
+emit TOKEN_EC "ES256, kid ec256, sub carol, exp 2100" \
+    "$(gw sign --key $K/ec256.key.pem --alg ES256 --kid ec256 --claims "{\"sub\":\"carol\",\"exp\":$EXP}")"
+emit TOKEN_HS "HS256, kid hs256, sub dave, exp 2100" \
+    "$(gw sign --key $K/hs256.jwk --alg HS256 --kid hs256 --claims "{\"sub\":\"dave\",\"exp\":$EXP}")"
+emit TOKEN_ISS "RS256, kid rsa2048, sub alice, iss http://idp.test/realms/demo, exp 2100" \
+    "$(gw sign --key $K/rsa2048.key.pem --alg RS256 --kid rsa2048 --claims "{\"sub\":\"alice\",\"exp\":$EXP,\"iss\":\"http://idp.test/realms/demo\"}")"
+emit TOKEN_EVIL "RS256, kid rsa2048, sub alice, iss https://evil.example, exp 2100" \
+    "$(gw sign --key $K/rsa2048.key.pem --alg RS256 --kid rsa2048 --claims "{\"sub\":\"alice\",\"exp\":$EXP,\"iss\":\"https://evil.example\"}")"
+# The kid flood (t/050-jwks.t TEST 3): this token, with the base64 characters at positions 31,
+# 35 and 39 of its header replaced by the digits of the request number (each decodes to one
+# kid byte, '4'..'='), so that every request names another unknown kid.
+emit FLOOD "RS256 signed by rsa3072, header {\"alg\":\"RS256\",\"kid\":\"f4lo4d-4\"}, sub mallory, exp 2100" \
+    "$(gw sign --key $K/rsa3072.key.pem --alg RS256 --raw-header-json '{"alg":"RS256","kid":"f4lo4d-4"}' --claims "{\"sub\":\"mallory\",\"exp\":$EXP}")"

@@ -1,0 +1,1149 @@
+# auth_jwt_key_request: the key set fetched by an nginx subrequest from a mock identity provider
+# (a server in the same nginx, on $TEST_NGINX_RAND_PORT_1, serving the html dir as
+# application/json, its requests logged to logs/idp.log), kept in the gateway_jwks shared zone
+# for both workers; rotation, an unknown-kid flood, every failure mode of the provider, cold
+# start, reloads, key_request with key_file.
+#
+# Fetches are counted from error.log ("jwt: fetched ... keys", one line per good fetch; refused
+# responses: "jwt: response from ... refused", logged once per refresh interval) and from
+# gateway_jwks_fetch_total. Rotation and failures: after_request renames a file of the mock's
+# html dir over jwks.json, or a reload changes the mock (the fetched set is in shared memory
+# and survives reloads), with short auth_jwt_key_cache / auth_jwt_key_refresh_interval values
+# and sleeps.
+#
+# The key sets (t/keys, compact JSON; t/gen/jwt-tokens.sh prints how they are made):
+#   JWKS_A    rsa2048.pub.pem, kid rsa2048, alg RS256, use sig
+#   JWKS_B    rsa3072.pub.pem, kid rsa3072, alg RS256, use sig
+#   JWKS_AB   both
+#   JWKS_AE   rsa2048 (RS256) and ec256.pub.pem, kid ec256, alg ES256, use sig
+#   JWKS_ENC  enc-only.jwks (kid rsa2048-enc, use enc: no usable signing key)
+# Tokens (pasted, never clock-dependent: exp 2100):
+#   TOKEN_A   RS256, kid rsa2048, sub alice, exp 2100 (= RS256_OK of t/020-jwt.t)
+#   TOKEN_B   RS256, kid rsa3072, sub bob, exp 2100
+#   TOKEN_A_BAD  TOKEN_A with one signature bit flipped
+#   TOKEN_NOPE  RS256 (rsa2048), kid nope, sub alice, exp 2100
+#   TOKEN_EC  ES256, kid ec256, sub carol, exp 2100 (its key is in no fetched set)
+#   TOKEN_HS  HS256, kid hs256, sub dave, exp 2100 (t/keys/hs256.jwk, for auth_jwt_key_file)
+# This file uses the runner's project extensions (concurrent phase, reload, after_request,
+# prometheus): run it with cargo test, not prove.
+use Test::Nginx::Socket 'no_plan';
+use Cwd qw(cwd);
+
+$ENV{TEST_NGINX_KEYS} ||= cwd() . '/t/keys';
+$ENV{TEST_NGINX_JWKS_A} = '{"keys":[{"alg":"RS256","e":"AQAB","kid":"rsa2048","kty":"RSA","n":"zXFJrDbxyu_gBm2m24toboY-xoc2C5eMARYDEOFzaoJ5H9m08RVGbdIxU0xgSoTE4HbUdWsgtliTMhzERdLal9uyK5nMSDXuLVZ9OLpXoe8arBFxldYzshS7UVv7_UVdbgNEkW5a4YMYnVNhI4BT-BCy4QGqs3R9soUwt_hRaHoffX31jdDnaBHO5v9HSJJ7VNG-Wh2L9ba70ybGuc7HAeuCN1DhHuaAZkbzJfXaHUkElbwezLj4bqL1AJHVCyM8kcyELfHoxjUz7-Wd7xbpiT0kNf_NdQAyjv9KHZZO4OydDaDr3zy43pA56lpxZGaLex8lxc21x69ZgQmhEg9MNQ","use":"sig"}]}';
+$ENV{TEST_NGINX_JWKS_B} = '{"keys":[{"alg":"RS256","e":"AQAB","kid":"rsa3072","kty":"RSA","n":"nsKZKSHEYIGVEQxf2KCFQjKa3NnRnTxf-U2gDeTWk_G311BkF9rtw28oJIVXIr-KkhbFWhceSxwZy2-CcrAYzFGq_tODr5fZ4wezvJgmTOM-IDN6Sx_jWbaTJb83aiWysk9GN66n5CeYJqnV07JTFUmx1k5B2U309yy9Amj_5y0UcxR9VZ_cifx0_OvaeD35xapbJg1XRnIfZYZDrnNowOO2Iup35j_G_UFRc8q0PkyrUkDGGxj2hZbwBGzvNVBjJCJP1HAIeLrjN1XVF0dleo60AX6wh2dPEUjKitEGf688ih0y7gIS-IPAjYmP-g9Sq-HeUYbBqOKfmmENaz4XAQMutsGqFgW4gFbvjwaayIPLbXCvnP9OFcRj1VcnBhAMIO1iqENSKUQ_i5vGBaocpjO0AfLL9Jrme8d5j7cy-HFLcEGR4x9qmCIk4KZzX8fBqMfWaJMejiWVby7LFAMzOlDSGBmiDuKnsLVG8XKA4xemCePo0CkCrDpw0x9RlCd_","use":"sig"}]}';
+$ENV{TEST_NGINX_JWKS_AB} = '{"keys":[{"alg":"RS256","e":"AQAB","kid":"rsa2048","kty":"RSA","n":"zXFJrDbxyu_gBm2m24toboY-xoc2C5eMARYDEOFzaoJ5H9m08RVGbdIxU0xgSoTE4HbUdWsgtliTMhzERdLal9uyK5nMSDXuLVZ9OLpXoe8arBFxldYzshS7UVv7_UVdbgNEkW5a4YMYnVNhI4BT-BCy4QGqs3R9soUwt_hRaHoffX31jdDnaBHO5v9HSJJ7VNG-Wh2L9ba70ybGuc7HAeuCN1DhHuaAZkbzJfXaHUkElbwezLj4bqL1AJHVCyM8kcyELfHoxjUz7-Wd7xbpiT0kNf_NdQAyjv9KHZZO4OydDaDr3zy43pA56lpxZGaLex8lxc21x69ZgQmhEg9MNQ","use":"sig"},{"alg":"RS256","e":"AQAB","kid":"rsa3072","kty":"RSA","n":"nsKZKSHEYIGVEQxf2KCFQjKa3NnRnTxf-U2gDeTWk_G311BkF9rtw28oJIVXIr-KkhbFWhceSxwZy2-CcrAYzFGq_tODr5fZ4wezvJgmTOM-IDN6Sx_jWbaTJb83aiWysk9GN66n5CeYJqnV07JTFUmx1k5B2U309yy9Amj_5y0UcxR9VZ_cifx0_OvaeD35xapbJg1XRnIfZYZDrnNowOO2Iup35j_G_UFRc8q0PkyrUkDGGxj2hZbwBGzvNVBjJCJP1HAIeLrjN1XVF0dleo60AX6wh2dPEUjKitEGf688ih0y7gIS-IPAjYmP-g9Sq-HeUYbBqOKfmmENaz4XAQMutsGqFgW4gFbvjwaayIPLbXCvnP9OFcRj1VcnBhAMIO1iqENSKUQ_i5vGBaocpjO0AfLL9Jrme8d5j7cy-HFLcEGR4x9qmCIk4KZzX8fBqMfWaJMejiWVby7LFAMzOlDSGBmiDuKnsLVG8XKA4xemCePo0CkCrDpw0x9RlCd_","use":"sig"}]}';
+$ENV{TEST_NGINX_JWKS_AE} = '{"keys":[{"alg":"RS256","e":"AQAB","kid":"rsa2048","kty":"RSA","n":"zXFJrDbxyu_gBm2m24toboY-xoc2C5eMARYDEOFzaoJ5H9m08RVGbdIxU0xgSoTE4HbUdWsgtliTMhzERdLal9uyK5nMSDXuLVZ9OLpXoe8arBFxldYzshS7UVv7_UVdbgNEkW5a4YMYnVNhI4BT-BCy4QGqs3R9soUwt_hRaHoffX31jdDnaBHO5v9HSJJ7VNG-Wh2L9ba70ybGuc7HAeuCN1DhHuaAZkbzJfXaHUkElbwezLj4bqL1AJHVCyM8kcyELfHoxjUz7-Wd7xbpiT0kNf_NdQAyjv9KHZZO4OydDaDr3zy43pA56lpxZGaLex8lxc21x69ZgQmhEg9MNQ","use":"sig"},{"alg":"ES256","crv":"P-256","kid":"ec256","kty":"EC","use":"sig","x":"VIZuMnznh88uFhfgGryQVASuO-uLBkLXdKSqlORRcUQ","y":"-OytFH5TpbWEYtNsmZRwaKpsatGANu8nyl3i3ON6kiA"}]}';
+$ENV{TEST_NGINX_JWKS_ENC} = '{"keys":[{"e":"AQAB","kid":"rsa2048-enc","kty":"RSA","n":"zXFJrDbxyu_gBm2m24toboY-xoc2C5eMARYDEOFzaoJ5H9m08RVGbdIxU0xgSoTE4HbUdWsgtliTMhzERdLal9uyK5nMSDXuLVZ9OLpXoe8arBFxldYzshS7UVv7_UVdbgNEkW5a4YMYnVNhI4BT-BCy4QGqs3R9soUwt_hRaHoffX31jdDnaBHO5v9HSJJ7VNG-Wh2L9ba70ybGuc7HAeuCN1DhHuaAZkbzJfXaHUkElbwezLj4bqL1AJHVCyM8kcyELfHoxjUz7-Wd7xbpiT0kNf_NdQAyjv9KHZZO4OydDaDr3zy43pA56lpxZGaLex8lxc21x69ZgQmhEg9MNQ","use":"enc"}]}';
+# RS256, kid rsa2048, sub alice, exp 2100
+$ENV{TEST_NGINX_TOKEN_A} = 'eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.lQ9muY4PiSSa-iR_Fg7zua-tqGVmJ9e1Kc3_pp8tAHlbOgzcodworGRcsuXQj2SHiInnxC12vU_9SM9VVm6quf7Vwm3sF9F1Oz9lkszm1FmXC5xIFsXvBRqZ5fh78csahxtATJkmenD3JRbeqsTaPjbmYgUM9xk1jos15JTctRpEtoNRUSWzR7DrjnTLv-cGnBBapPQGG_JqwGTcpgc-DRutGEepu0nTSqgsMczkaj3XicnE-9CepoP5i8qVb2up7rSczGTl98OcWWRPMr6DmcIlh2rPtRg3IVSbh_fNEjefEaNgTTLg8uXkYD9kxCRd1EmcCteMpRMCVdrK1KQZfQ';
+# RS256, kid rsa3072, sub bob, exp 2100
+$ENV{TEST_NGINX_TOKEN_B} = 'eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYTMwNzIiLCJ0eXAiOiJKV1QifQ.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImJvYiJ9.PiOwa7-s-8VfqzD2I29kU6yN8jNtxWHzp62h4MzmSq_jqI11Ovy40DluB4YYzMaRjv49HzrPTb4LuJyNT4FqZeb9NtAQyXhjKs6o1_IQcZdAknAErx2ML70SmtW3ztq26v6CPAqAQi4DWaOe61uZEV1Zb5HorpnIhoG4y99Jx5Xl2rwkRNNMuUyFRYlX8Eb27Eh5L41IwWLL_4UjaTGiEwoL0zWCjzXsjDFmZV5orVjtvRgBSj7-9LbrHZJP1O6zDmrOorON_XUP8iDwHuKQdkj60FiBU1xhhXJH7myvJeZ864IkhgGMYhmazWhrrpk3duLKcgs8v8S311lLiTInZ-nMyo1x5OVmAlyMRPEhdG8wUeJHR3loS_f0KFRtStyjYuyw7NEQvGSpWnrisO67OfNmhT8eY_yo_Z437ViMzJceIvZlP2COx6fMeDBSz3QcHvJt03d13XuE-OFL2YyF3GdEJYSTPLcEwFcyPlsrKzxAqI3OBR5WVnZQcLmSSDFi';
+# RS256, kid rsa2048, sub alice, exp 2100, --corrupt-signature
+$ENV{TEST_NGINX_TOKEN_A_BAD} = 'eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.lA9muY4PiSSa-iR_Fg7zua-tqGVmJ9e1Kc3_pp8tAHlbOgzcodworGRcsuXQj2SHiInnxC12vU_9SM9VVm6quf7Vwm3sF9F1Oz9lkszm1FmXC5xIFsXvBRqZ5fh78csahxtATJkmenD3JRbeqsTaPjbmYgUM9xk1jos15JTctRpEtoNRUSWzR7DrjnTLv-cGnBBapPQGG_JqwGTcpgc-DRutGEepu0nTSqgsMczkaj3XicnE-9CepoP5i8qVb2up7rSczGTl98OcWWRPMr6DmcIlh2rPtRg3IVSbh_fNEjefEaNgTTLg8uXkYD9kxCRd1EmcCteMpRMCVdrK1KQZfQ';
+# RS256 (rsa2048), kid nope, sub alice, exp 2100
+$ENV{TEST_NGINX_TOKEN_NOPE} = 'eyJhbGciOiJSUzI1NiIsImtpZCI6Im5vcGUiLCJ0eXAiOiJKV1QifQ.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.d5MMuBFM-ROf9LiFXNTbBi-YlY3w2wLAmNEs2qbds4ip-T029Pv1KBwjD13NNu-a_pVI_ukT8kVzzSjgCie_LS1Vlw2xR6uyhqKwyJ1tV7j9VyiSCGYzBaHO2qKVWvyoR_sggilOnsBzqJVomRSCJEs4Q9a5apRKtGHzmebyIkTkH1-aOGZj13XiMi252sLQ20KyEji19Du7DpJFrdnVhKpEO6HgmPgBxH4Bui3jfqTvERqnFNV32uE59Y4O3m559KxrUXwlDF4KWY9uYWFUJq9vLcyusjTBzBUXiOD1oDm5aRcUZH-ejfcppmYNEl5qzyuwzgxF76qgC29rXm2oaA';
+# ES256, kid ec256, sub carol, exp 2100
+$ENV{TEST_NGINX_TOKEN_EC} = 'eyJhbGciOiJFUzI1NiIsImtpZCI6ImVjMjU2IiwidHlwIjoiSldUIn0.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImNhcm9sIn0.JukAXpBJz8jOcC9lTQqgMbSiQlW3u3iTqBD1M4Q57xJmdxYjyPl_GeseG11p-1lntRLk3ovScDnNj9EQ31gcEA';
+# HS256, kid hs256, sub dave, exp 2100
+$ENV{TEST_NGINX_TOKEN_HS} = 'eyJhbGciOiJIUzI1NiIsImtpZCI6ImhzMjU2IiwidHlwIjoiSldUIn0.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImRhdmUifQ.6g4qcU0sP__rbngq_zHtOHYaFZQ1XHYtKTiX-DpB8FE';
+
+workers(2);
+master_on();
+log_level('info');
+no_shuffle();
+run_tests();
+
+__DATA__
+
+=== TEST 1: a valid token is accepted through the fetched set; one fetch for every request, both workers
+--- http_config
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        server_name idp;
+        root html;
+        default_type application/json;
+        access_log logs/idp.log;
+        location = /upstream {
+            access_log off;
+            return 200 "upstream reached sub=$http_x_user\n";
+        }
+    }
+--- config
+    location = /_jwks {
+        internal;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/jwks.json;
+        subrequest_output_buffer_size 64k;
+    }
+    location /t {
+        auth_jwt "api";
+        auth_jwt_key_request /_jwks;
+        proxy_set_header X-User $jwt_claim_sub;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/upstream;
+    }
+    location = /metrics {
+        gateway_metrics;
+    }
+--- user_files
+>>> jwks.json
+$TEST_NGINX_JWKS_A
+--- request eval
+["GET /t", "GET /t", "GET /t", "GET /t", "GET /t", "GET /metrics"]
+--- more_headers eval
+[
+    'Authorization: Bearer $TEST_NGINX_TOKEN_A',
+    'Authorization: Bearer $TEST_NGINX_TOKEN_A',
+    # a kid in no fetched set: unknown kid, the refresh it asks for is not due yet
+    'Authorization: Bearer $TEST_NGINX_TOKEN_NOPE',
+    # the right kid with a bad signature
+    'Authorization: Bearer $TEST_NGINX_TOKEN_A_BAD',
+    "X-None: 1",
+    "X-None: 1",
+]
+--- error_code eval
+[200, 200, 401, 401, 401, 200]
+--- response_body_like eval
+[qr/^upstream reached sub=alice\n\z/, qr/^upstream reached sub=alice\n\z/, qr/401/, qr/401/, qr/401/, qr/gateway_jwks_fetch_total/]
+--- after_request
+5 sleep 0.3
+--- prometheus
+type gateway_jwks_fetch_total counter
+gateway_jwks_fetch_total{result="ok"} 1
+gateway_jwks_fetch_total{result="failed"} 0
+--- grep_error_log eval
+qr/jwt: fetch(?:ing|ed) [^"]+"[^"]+"/
+--- grep_error_log_out
+jwt: fetching keys from "/_jwks"
+jwt: fetched 1 keys from "/_jwks"
+--- error_log eval
+[
+    qr/jwt refused: .*\(unknown_key\)/,
+    qr/jwt refused: .*\(bad_signature\)/,
+    "jwt refused: no token (missing)",
+]
+--- no_error_log
+[error]
+
+
+
+=== TEST 2: cold start: 60 concurrent first requests over 2 workers share one fetch
+--- http_config
+    server {
+        listen 127.0.0.1:$TEST_NGINX_SERVER_PORT reuseport;
+        server_name reuseport.invalid;
+    }
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        server_name idp;
+        root html;
+        default_type application/json;
+        access_log logs/idp.log;
+        location = /upstream {
+            access_log off;
+            return 200 "upstream reached sub=$http_x_user\n";
+        }
+    }
+--- config
+    location = /_jwks {
+        internal;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/jwks.json;
+        subrequest_output_buffer_size 64k;
+    }
+    location /t {
+        auth_jwt "api";
+        auth_jwt_key_request /_jwks;
+        add_header X-Pid $pid always;
+        proxy_set_header X-User $jwt_claim_sub;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/upstream;
+    }
+    location = /metrics {
+        gateway_metrics;
+    }
+--- user_files
+>>> jwks.json
+$TEST_NGINX_JWKS_A
+--- more_headers
+Authorization: Bearer $TEST_NGINX_TOKEN_A
+--- concurrent_request
+GET /t?n={i}
+--- concurrent_requests: 60
+--- concurrency: 30
+--- status_counts
+200: 60
+--- distinct_header_values
+X-Pid >= 2
+--- request eval
+["GET /t", "GET /metrics"]
+--- response_body_like eval
+[qr/sub=alice/, qr/gateway_jwks_fetch_total/]
+--- after_request
+# the log phase (where requests are counted) may end after the client has the response
+1 sleep 0.3
+--- prometheus
+gateway_jwks_fetch_total{result="ok"} 1
+gateway_jwks_fetch_total{result="failed"} 0
+gateway_auth_total{result="valid",reason=""} 61
+--- grep_error_log eval
+qr/jwt: fetched [^"]+"[^"]+"/
+--- grep_error_log_out
+jwt: fetched 1 keys from "/_jwks"
+--- no_error_log
+[error]
+
+
+
+=== TEST 3: a flood of 200 tokens with random kids over 2 workers: one fetch for the whole flood, then one per refresh interval
+# kids "f4lo4d-4" + the request number: the map puts its three digits at base64 positions that
+# each decode to one byte of the kid ('4'..'='), so every request names another unknown kid.
+# The signature is rsa3072's over the original header (never checked: no key has the kid).
+--- http_config
+    server {
+        listen 127.0.0.1:$TEST_NGINX_SERVER_PORT reuseport;
+        server_name reuseport.invalid;
+    }
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        server_name idp;
+        root html;
+        default_type application/json;
+        access_log logs/idp.log;
+        location = /upstream {
+            access_log off;
+            return 200 "upstream reached sub=$http_x_user\n";
+        }
+    }
+    # RS256 signed by rsa3072, header {"alg":"RS256","kid":"f4lo4d-4"}, sub mallory, exp 2100;
+    # the kid's 2nd, 5th and 8th bytes follow the digits of ?k=
+    map $arg_k $flood_token {
+        ~^(\d)$         "eyJhbGciOiJSUzI1NiIsImtpZCI6ImY0bG80ZC0$1In0.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6Im1hbGxvcnkifQ.PRw30BJyAKM4MvACIYDsH8dt73JoH50yb4fVUqcr9Xmg8g3mHsg8Aa0FX4wg8lde1KD82NPbugEkrxUbmqtnzJoQwMHBWYajad6t7JXswJfAWDyOMmTLWXPFGl0-MVg2O8qY_PvepWLF9t0rZDySpkcQaH1X8UoMmg2KW6khA8y1V8k5bJNWta6wNFBd8mSg6xYfdHHvN2VXn5ONfNDwiClXLn_bD5iEWAMAOO0kGvaJLHModMOgH4A30_E7bGzliAhwr--6TRF7IjwKFulqg9trlGviNzAb2Z7Q9eAoqH3Nzk4b7VuUIfVUnAjC432y5oldmmL9RQVPcD_jUfxZpVyGD5apKudZD5X_e-47NUxR2lTndzqAgWBwSWdOquSqydO22jSdNjy8chGxRA7NDGE8nEZ_sZoJTZMoSNVsY1wRpgK05UxT3q65evS5_917cLnRV9dBa4M45zvcvvG64_TiN17PYhXjr2mL76at0SJfkwlc9QWX_KqHCRUEMxVt";
+        ~^(\d)(\d)$     "eyJhbGciOiJSUzI1NiIsImtpZCI6ImY0bG8$1ZC0$2In0.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6Im1hbGxvcnkifQ.PRw30BJyAKM4MvACIYDsH8dt73JoH50yb4fVUqcr9Xmg8g3mHsg8Aa0FX4wg8lde1KD82NPbugEkrxUbmqtnzJoQwMHBWYajad6t7JXswJfAWDyOMmTLWXPFGl0-MVg2O8qY_PvepWLF9t0rZDySpkcQaH1X8UoMmg2KW6khA8y1V8k5bJNWta6wNFBd8mSg6xYfdHHvN2VXn5ONfNDwiClXLn_bD5iEWAMAOO0kGvaJLHModMOgH4A30_E7bGzliAhwr--6TRF7IjwKFulqg9trlGviNzAb2Z7Q9eAoqH3Nzk4b7VuUIfVUnAjC432y5oldmmL9RQVPcD_jUfxZpVyGD5apKudZD5X_e-47NUxR2lTndzqAgWBwSWdOquSqydO22jSdNjy8chGxRA7NDGE8nEZ_sZoJTZMoSNVsY1wRpgK05UxT3q65evS5_917cLnRV9dBa4M45zvcvvG64_TiN17PYhXjr2mL76at0SJfkwlc9QWX_KqHCRUEMxVt";
+        ~^(\d)(\d)(\d)$ "eyJhbGciOiJSUzI1NiIsImtpZCI6ImY$1bG8$2ZC0$3In0.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6Im1hbGxvcnkifQ.PRw30BJyAKM4MvACIYDsH8dt73JoH50yb4fVUqcr9Xmg8g3mHsg8Aa0FX4wg8lde1KD82NPbugEkrxUbmqtnzJoQwMHBWYajad6t7JXswJfAWDyOMmTLWXPFGl0-MVg2O8qY_PvepWLF9t0rZDySpkcQaH1X8UoMmg2KW6khA8y1V8k5bJNWta6wNFBd8mSg6xYfdHHvN2VXn5ONfNDwiClXLn_bD5iEWAMAOO0kGvaJLHModMOgH4A30_E7bGzliAhwr--6TRF7IjwKFulqg9trlGviNzAb2Z7Q9eAoqH3Nzk4b7VuUIfVUnAjC432y5oldmmL9RQVPcD_jUfxZpVyGD5apKudZD5X_e-47NUxR2lTndzqAgWBwSWdOquSqydO22jSdNjy8chGxRA7NDGE8nEZ_sZoJTZMoSNVsY1wRpgK05UxT3q65evS5_917cLnRV9dBa4M45zvcvvG64_TiN17PYhXjr2mL76at0SJfkwlc9QWX_KqHCRUEMxVt";
+    }
+--- config
+    location = /_jwks {
+        internal;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/jwks.json;
+        subrequest_output_buffer_size 64k;
+    }
+    location /flood {
+        auth_jwt "api" token=$flood_token;
+        auth_jwt_key_request /_jwks;
+        auth_jwt_key_refresh_interval 2s;
+        add_header X-Pid $pid always;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/upstream;
+    }
+    location /t {
+        auth_jwt "api";
+        auth_jwt_key_request /_jwks;
+        auth_jwt_key_refresh_interval 2s;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/upstream;
+    }
+    location = /metrics {
+        gateway_metrics;
+    }
+--- user_files
+>>> jwks.json
+$TEST_NGINX_JWKS_A
+--- concurrent_request
+GET /flood?k={i}
+--- concurrent_requests: 200
+--- concurrency: 20
+--- status_counts
+401: 200
+--- distinct_header_values
+X-Pid >= 2
+--- request eval
+["GET /t", "GET /t", "GET /t", "GET /t", "GET /metrics"]
+--- more_headers eval
+[
+    'Authorization: Bearer $TEST_NGINX_TOKEN_NOPE',
+    'Authorization: Bearer $TEST_NGINX_TOKEN_NOPE',
+    'Authorization: Bearer $TEST_NGINX_TOKEN_NOPE',
+    'Authorization: Bearer $TEST_NGINX_TOKEN_A',
+    'X-None: 1',
+]
+--- error_code eval
+[401, 401, 401, 200, 200]
+--- response_body_like eval
+[qr/401/, qr/401/, qr/401/, qr/upstream reached/, qr/gateway_jwks_fetch_total/]
+--- after_request
+# the flood and request 1 fall within one interval; request 2 comes after it: one more fetch
+1 sleep 2.1
+4 sleep 0.3
+--- prometheus
+# 1: the flood (a cold start, shared by all), 1: request 2, after the interval
+gateway_jwks_fetch_total{result="ok"} 2
+gateway_jwks_fetch_total{result="failed"} 0
+gateway_auth_total{result="invalid",reason="unknown_key"} 203
+--- grep_error_log eval
+qr/jwt: fetched [^"]+"[^"]+"/
+--- grep_error_log_out
+jwt: fetched 1 keys from "/_jwks"
+jwt: fetched 1 keys from "/_jwks"
+--- no_error_log
+[error]
+
+
+
+=== TEST 4: rotation: a new kid triggers a refresh (the refresh interval permitting), the removed kid is refused at once
+--- http_config
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        server_name idp;
+        root html;
+        default_type application/json;
+        access_log logs/idp.log;
+        location = /upstream {
+            access_log off;
+            return 200 "upstream reached sub=$http_x_user\n";
+        }
+    }
+--- config
+    location = /_jwks {
+        internal;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/jwks.json;
+        subrequest_output_buffer_size 64k;
+    }
+    location /t {
+        auth_jwt "api";
+        auth_jwt_key_request /_jwks;
+        auth_jwt_key_refresh_interval 1s;
+        proxy_set_header X-User $jwt_claim_sub;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/upstream;
+    }
+    location = /metrics {
+        gateway_metrics;
+    }
+--- user_files
+>>> jwks.json
+$TEST_NGINX_JWKS_A
+>>> jwks-b.json
+$TEST_NGINX_JWKS_B
+--- request eval
+["GET /t", "GET /t", "GET /t", "GET /t", "GET /t", "GET /t", "GET /metrics"]
+--- more_headers eval
+[
+    'Authorization: Bearer $TEST_NGINX_TOKEN_A',
+    # the provider has not rotated yet; the refresh is not due anyway (fetched < 1s ago)
+    'Authorization: Bearer $TEST_NGINX_TOKEN_B',
+    # rotated, and more than an interval later: the cached set (fresh for 10m) still has rsa2048
+    'Authorization: Bearer $TEST_NGINX_TOKEN_A',
+    # kid rsa3072 is unknown: refresh, the new set has it
+    'Authorization: Bearer $TEST_NGINX_TOKEN_B',
+    # rsa2048 is gone from the set now in force
+    'Authorization: Bearer $TEST_NGINX_TOKEN_A',
+    'Authorization: Bearer $TEST_NGINX_TOKEN_B',
+    'X-None: 1',
+]
+--- error_code eval
+[200, 401, 200, 200, 401, 200, 200]
+--- response_body_like eval
+[qr/sub=alice/, qr/401/, qr/sub=alice/, qr/sub=bob/, qr/401/, qr/sub=bob/, qr/gateway_jwks_fetch_total/]
+--- after_request
+2 rename html/jwks-b.json html/jwks.json
+2 sleep 1.1
+6 sleep 0.3
+--- prometheus
+gateway_jwks_fetch_total{result="ok"} 2
+gateway_jwks_fetch_total{result="failed"} 0
+--- grep_error_log eval
+qr/jwt: fetched [^"]+"[^"]+"/
+--- grep_error_log_out
+jwt: fetched 1 keys from "/_jwks"
+jwt: fetched 1 keys from "/_jwks"
+--- error_log eval
+[qr/jwt refused: no matching key: no key with the token's kid \(unknown_key\)/]
+--- no_error_log
+[error]
+
+
+
+=== TEST 5: rotation by expiry: the provider's Cache-Control max-age=1 is honoured, then the old kid is refused
+--- http_config
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        server_name idp;
+        root html;
+        default_type application/json;
+        access_log logs/idp.log;
+        add_header Cache-Control max-age=1;
+        location = /upstream {
+            access_log off;
+            return 200 "upstream reached sub=$http_x_user\n";
+        }
+    }
+--- config
+    location = /_jwks {
+        internal;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/jwks.json;
+        subrequest_output_buffer_size 64k;
+    }
+    location /t {
+        auth_jwt "api";
+        auth_jwt_key_request /_jwks;
+        # max-age is kept within [refresh interval, auth_jwt_key_cache]
+        auth_jwt_key_refresh_interval 1s;
+        proxy_set_header X-User $jwt_claim_sub;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/upstream;
+    }
+    location = /metrics {
+        gateway_metrics;
+    }
+--- user_files
+>>> jwks.json
+$TEST_NGINX_JWKS_AB
+>>> jwks-b.json
+$TEST_NGINX_JWKS_B
+--- request eval
+["GET /t", "GET /t", "GET /t", "GET /t", "GET /t", "GET /metrics"]
+--- more_headers eval
+[
+    'Authorization: Bearer $TEST_NGINX_TOKEN_A',
+    'Authorization: Bearer $TEST_NGINX_TOKEN_B',
+    # rsa2048 removed by the provider; the cached set is still fresh (max-age=1)
+    'Authorization: Bearer $TEST_NGINX_TOKEN_A',
+    # more than max-age later: refetched, rsa2048 is refused
+    'Authorization: Bearer $TEST_NGINX_TOKEN_A',
+    'Authorization: Bearer $TEST_NGINX_TOKEN_B',
+    'X-None: 1',
+]
+--- error_code eval
+[200, 200, 200, 401, 200, 200]
+--- response_body_like eval
+[qr/sub=alice/, qr/sub=bob/, qr/sub=alice/, qr/401/, qr/sub=bob/, qr/gateway_jwks_fetch_total/]
+--- after_request
+2 rename html/jwks-b.json html/jwks.json
+3 sleep 1.2
+5 sleep 0.3
+--- prometheus
+gateway_jwks_fetch_total{result="ok"} 2
+--- grep_error_log eval
+qr/jwt: fetched .*fresh for \d+s/
+--- grep_error_log_out
+jwt: fetched 2 keys from "/_jwks", fresh for 1s
+jwt: fetched 1 keys from "/_jwks", fresh for 1s
+--- no_error_log
+[error]
+
+
+
+=== TEST 6: rotation to a key of another type (RSA set, then an EC key added): the ES256 token triggers the refresh
+# Without auth_jwt_algorithms the algorithms allowed are those of the keys held; the ES256
+# token is first refused as alg_not_allowed, which must ask for a refresh as an unknown kid does.
+--- http_config
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        server_name idp;
+        root html;
+        default_type application/json;
+        access_log logs/idp.log;
+        location = /upstream {
+            access_log off;
+            return 200 "upstream reached sub=$http_x_user\n";
+        }
+    }
+--- config
+    location = /_jwks {
+        internal;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/jwks.json;
+        subrequest_output_buffer_size 64k;
+    }
+    location /t {
+        auth_jwt "api";
+        auth_jwt_key_request /_jwks;
+        auth_jwt_key_refresh_interval 1s;
+        proxy_set_header X-User $jwt_claim_sub;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/upstream;
+    }
+    location = /metrics {
+        gateway_metrics;
+    }
+--- user_files
+>>> jwks.json
+$TEST_NGINX_JWKS_A
+>>> jwks-ae.json
+$TEST_NGINX_JWKS_AE
+--- request eval
+["GET /t", "GET /t", "GET /t", "GET /t"]
+--- more_headers eval
+[
+    'Authorization: Bearer $TEST_NGINX_TOKEN_A',
+    'Authorization: Bearer $TEST_NGINX_TOKEN_EC',
+    'Authorization: Bearer $TEST_NGINX_TOKEN_EC',
+    'Authorization: Bearer $TEST_NGINX_TOKEN_A',
+]
+--- error_code eval
+[200, 401, 200, 200]
+--- response_body_like eval
+[qr/sub=alice/, qr/401/, qr/sub=carol/, qr/sub=alice/]
+--- after_request
+2 rename html/jwks-ae.json html/jwks.json
+2 sleep 1.1
+--- grep_error_log eval
+qr/jwt: fetched [^"]+"[^"]+"/
+--- grep_error_log_out
+jwt: fetched 1 keys from "/_jwks"
+jwt: fetched 2 keys from "/_jwks"
+--- error_log eval
+[qr/jwt refused: algorithm not allowed: ES256 .*\(alg_not_allowed\)/]
+--- no_error_log
+[error]
+
+
+
+=== TEST 7: failure: the provider answers 404: the last good set stays in force, logged and counted once per interval
+--- http_config
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        server_name idp;
+        root html;
+        default_type application/json;
+        access_log logs/idp.log;
+        location = /upstream {
+            access_log off;
+            return 200 "upstream reached sub=$http_x_user\n";
+        }
+    }
+--- config
+    location = /_jwks {
+        internal;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/jwks.json;
+        subrequest_output_buffer_size 64k;
+    }
+    location /t {
+        auth_jwt "api";
+        auth_jwt_key_request /_jwks;
+        auth_jwt_key_cache 1s;
+        auth_jwt_key_refresh_interval 1s;
+        proxy_set_header X-User $jwt_claim_sub;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/upstream;
+    }
+    location = /metrics {
+        gateway_metrics;
+    }
+--- user_files
+>>> jwks.json
+$TEST_NGINX_JWKS_A
+--- request eval
+["GET /t", "GET /t", "GET /t", "GET /t", "GET /t", "GET /t", "GET /metrics"]
+--- more_headers eval
+[('Authorization: Bearer $TEST_NGINX_TOKEN_A') x 6, 'X-None: 1']
+--- error_code eval
+[200, 200, 200, 200, 200, 200, 200]
+--- response_body_like eval
+[(qr/sub=alice/) x 6, qr/gateway_jwks_fetch_total/]
+--- after_request
+1 rename html/jwks.json html/gone.json
+1 sleep 1.1
+# requests 2-4 fall in one interval: one fetch, one log line; request 5 in the next one
+4 sleep 1.1
+6 sleep 0.3
+--- prometheus
+gateway_jwks_fetch_total{result="ok"} 1
+gateway_jwks_fetch_total{result="failed"} 2
+--- grep_error_log eval
+qr/jwt: response from "[^"]+" refused: [^;]+;[^(]+/
+--- grep_error_log_out
+jwt: response from "/_jwks" refused: status 404; the last good one stays in force 
+jwt: response from "/_jwks" refused: status 404; the last good one stays in force 
+
+
+
+=== TEST 8: failure: a timeout (the provider delays its answer past proxy_read_timeout): last good set in force
+--- http_config
+    # the first fetch passes; the next one is delayed by limit_req for a minute
+    limit_req_zone $server_name zone=idp_slow:1m rate=1r/m;
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        server_name idp;
+        root html;
+        default_type application/json;
+        access_log logs/idp.log;
+        limit_req zone=idp_slow burst=5;
+        location = /upstream {
+            access_log off;
+            return 200 "upstream reached sub=$http_x_user\n";
+        }
+    }
+--- config
+    location = /_jwks {
+        internal;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/jwks.json;
+        subrequest_output_buffer_size 64k;
+        proxy_read_timeout 300ms;
+    }
+    location /t {
+        auth_jwt "api";
+        auth_jwt_key_request /_jwks;
+        auth_jwt_key_cache 1s;
+        auth_jwt_key_refresh_interval 1s;
+        proxy_set_header X-User $jwt_claim_sub;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/upstream;
+    }
+    location = /metrics {
+        gateway_metrics;
+    }
+--- user_files
+>>> jwks.json
+$TEST_NGINX_JWKS_A
+--- request eval
+["GET /t", "GET /t", "GET /t", "GET /t", "GET /metrics"]
+--- more_headers eval
+['Authorization: Bearer $TEST_NGINX_TOKEN_A', 'Authorization: Bearer $TEST_NGINX_TOKEN_A', 'Authorization: Bearer $TEST_NGINX_TOKEN_A', 'Authorization: Bearer $TEST_NGINX_TOKEN_A', 'X-None: 1']
+--- error_code eval
+[200, 200, 200, 200, 200]
+--- response_body_like eval
+[qr/sub=alice/, qr/sub=alice/, qr/sub=alice/, qr/sub=alice/, qr/gateway_jwks_fetch_total/]
+--- after_request
+1 sleep 1.1
+4 sleep 0.3
+--- prometheus
+gateway_jwks_fetch_total{result="ok"} 1
+gateway_jwks_fetch_total{result="failed"} 1
+--- grep_error_log eval
+qr/jwt: response from "[^"]+" refused: [^;]+/
+--- grep_error_log_out eval
+qr/\Ajwt: response from "\/_jwks" refused: status 504\n\z/
+--- error_log
+upstream timed out
+
+
+
+=== TEST 9: failure: a content type that is not JSON (the provider reloaded with text/html): last good set in force
+--- http_config
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        server_name idp;
+        root html;
+        default_type application/json;
+        access_log logs/idp.log;
+        location = /upstream {
+            access_log off;
+            return 200 "upstream reached sub=$http_x_user\n";
+        }
+    }
+--- config
+    location = /_jwks {
+        internal;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/jwks.json;
+        subrequest_output_buffer_size 64k;
+    }
+    location /t {
+        auth_jwt "api";
+        auth_jwt_key_request /_jwks;
+        auth_jwt_key_cache 1s;
+        auth_jwt_key_refresh_interval 1s;
+        proxy_set_header X-User $jwt_claim_sub;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/upstream;
+    }
+    location = /metrics {
+        gateway_metrics;
+    }
+--- user_files
+>>> jwks.json
+$TEST_NGINX_JWKS_A
+--- request eval
+["GET /t", "GET /t", "GET /t", "GET /t", "GET /metrics"]
+--- more_headers eval
+['Authorization: Bearer $TEST_NGINX_TOKEN_A', 'Authorization: Bearer $TEST_NGINX_TOKEN_A', 'Authorization: Bearer $TEST_NGINX_TOKEN_A', 'Authorization: Bearer $TEST_NGINX_TOKEN_A', 'X-None: 1']
+--- error_code eval
+[200, 200, 200, 200, 200]
+--- response_body_like eval
+[qr/sub=alice/, qr/sub=alice/, qr/sub=alice/, qr/sub=alice/, qr/gateway_jwks_fetch_total/]
+--- reload_after_request: 1
+--- reload_http_config
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        server_name idp;
+        root html;
+        default_type text/html;
+        access_log logs/idp.log;
+        location = /upstream {
+            access_log off;
+            return 200 "upstream reached sub=$http_x_user\n";
+        }
+    }
+--- after_request
+1 sleep 1.1
+4 sleep 0.3
+--- prometheus
+gateway_jwks_fetch_total{result="ok"} 1
+gateway_jwks_fetch_total{result="failed"} 1
+--- grep_error_log eval
+qr/jwt: response from "[^"]+" refused: [^;]+/
+--- grep_error_log_out eval
+qr/\Ajwt: response from "\/_jwks" refused: content type "text\/html" is not JSON\n\z/
+
+
+
+=== TEST 10: failure: a gzip body (the client's Accept-Encoding reaches the provider): last good set in force
+--- http_config
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        server_name idp;
+        root html;
+        default_type application/json;
+        access_log logs/idp.log;
+        location = /jwks.json {
+            gzip on;
+            gzip_types application/json;
+            gzip_min_length 1;
+            gzip_http_version 1.0;
+        }
+        location = /upstream {
+            access_log off;
+            return 200 "upstream reached sub=$http_x_user\n";
+        }
+    }
+--- config
+    location = /_jwks {
+        internal;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/jwks.json;
+        subrequest_output_buffer_size 64k;
+    }
+    location /t {
+        auth_jwt "api";
+        auth_jwt_key_request /_jwks;
+        auth_jwt_key_cache 1s;
+        auth_jwt_key_refresh_interval 1s;
+        proxy_set_header X-User $jwt_claim_sub;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/upstream;
+    }
+    location = /metrics {
+        gateway_metrics;
+    }
+--- user_files
+>>> jwks.json
+$TEST_NGINX_JWKS_A
+--- request eval
+["GET /t", "GET /t", "GET /t", "GET /t", "GET /metrics"]
+--- more_headers eval
+['Authorization: Bearer $TEST_NGINX_TOKEN_A', "Authorization: Bearer \$TEST_NGINX_TOKEN_A\r\nAccept-Encoding: gzip", "Authorization: Bearer \$TEST_NGINX_TOKEN_A\r\nAccept-Encoding: gzip", "Authorization: Bearer \$TEST_NGINX_TOKEN_A\r\nAccept-Encoding: gzip", 'X-None: 1']
+--- error_code eval
+[200, 200, 200, 200, 200]
+--- response_body_like eval
+[qr/sub=alice/, qr/sub=alice/, qr/sub=alice/, qr/sub=alice/, qr/gateway_jwks_fetch_total/]
+--- after_request
+1 sleep 1.1
+4 sleep 0.3
+--- prometheus
+gateway_jwks_fetch_total{result="ok"} 1
+gateway_jwks_fetch_total{result="failed"} 1
+--- grep_error_log eval
+qr/jwt: response from "[^"]+" refused: [^;]+/
+--- grep_error_log_out eval
+qr/\Ajwt: response from "\/_jwks" refused: content encoding "gzip" \(a key set must be sent uncompressed\)\n\z/
+
+
+
+=== TEST 11: failure: a body over 1 MiB: last good set in force
+--- http_config
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        server_name idp;
+        root html;
+        default_type application/json;
+        access_log logs/idp.log;
+        location = /upstream {
+            access_log off;
+            return 200 "upstream reached sub=$http_x_user\n";
+        }
+    }
+--- config
+    location = /_jwks {
+        internal;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/jwks.json;
+        subrequest_output_buffer_size 2m;
+    }
+    location /t {
+        auth_jwt "api";
+        auth_jwt_key_request /_jwks;
+        auth_jwt_key_cache 1s;
+        auth_jwt_key_refresh_interval 1s;
+        proxy_set_header X-User $jwt_claim_sub;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/upstream;
+    }
+    location = /metrics {
+        gateway_metrics;
+    }
+--- user_files eval
+[
+    ["jwks.json", '$TEST_NGINX_JWKS_A'],
+    ["big.json", '{"keys":[],"pad":"' . ("x" x 1100000) . '"}'],
+]
+--- request eval
+["GET /t", "GET /t", "GET /t", "GET /t", "GET /metrics"]
+--- more_headers eval
+['Authorization: Bearer $TEST_NGINX_TOKEN_A', 'Authorization: Bearer $TEST_NGINX_TOKEN_A', 'Authorization: Bearer $TEST_NGINX_TOKEN_A', 'Authorization: Bearer $TEST_NGINX_TOKEN_A', 'X-None: 1']
+--- error_code eval
+[200, 200, 200, 200, 200]
+--- response_body_like eval
+[qr/sub=alice/, qr/sub=alice/, qr/sub=alice/, qr/sub=alice/, qr/gateway_jwks_fetch_total/]
+--- after_request
+1 rename html/big.json html/jwks.json
+1 sleep 1.1
+4 sleep 0.3
+--- prometheus
+gateway_jwks_fetch_total{result="ok"} 1
+gateway_jwks_fetch_total{result="failed"} 1
+--- grep_error_log eval
+qr/jwt: response from "[^"]+" refused: [^;]+/
+--- grep_error_log_out eval
+qr/\Ajwt: response from "\/_jwks" refused: body of 1100020 bytes, the limit is 1048576\n\z/
+
+
+
+=== TEST 12: failure: invalid JSON: last good set in force
+--- http_config
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        server_name idp;
+        root html;
+        default_type application/json;
+        access_log logs/idp.log;
+        location = /upstream {
+            access_log off;
+            return 200 "upstream reached sub=$http_x_user\n";
+        }
+    }
+--- config
+    location = /_jwks {
+        internal;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/jwks.json;
+        subrequest_output_buffer_size 64k;
+    }
+    location /t {
+        auth_jwt "api";
+        auth_jwt_key_request /_jwks;
+        auth_jwt_key_cache 1s;
+        auth_jwt_key_refresh_interval 1s;
+        proxy_set_header X-User $jwt_claim_sub;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/upstream;
+    }
+    location = /metrics {
+        gateway_metrics;
+    }
+--- user_files
+>>> jwks.json
+$TEST_NGINX_JWKS_A
+>>> bad.json
+{"keys": [{"kty": "RSA", "kid": "rsa2048",]}
+--- request eval
+["GET /t", "GET /t", "GET /t", "GET /t", "GET /metrics"]
+--- more_headers eval
+['Authorization: Bearer $TEST_NGINX_TOKEN_A', 'Authorization: Bearer $TEST_NGINX_TOKEN_A', 'Authorization: Bearer $TEST_NGINX_TOKEN_A', 'Authorization: Bearer $TEST_NGINX_TOKEN_A', 'X-None: 1']
+--- error_code eval
+[200, 200, 200, 200, 200]
+--- response_body_like eval
+[qr/sub=alice/, qr/sub=alice/, qr/sub=alice/, qr/sub=alice/, qr/gateway_jwks_fetch_total/]
+--- after_request
+1 rename html/bad.json html/jwks.json
+1 sleep 1.1
+4 sleep 0.3
+--- prometheus
+gateway_jwks_fetch_total{result="ok"} 1
+gateway_jwks_fetch_total{result="failed"} 1
+--- grep_error_log eval
+qr/jwt: response from "[^"]+" refused: [^;]+/
+--- grep_error_log_out eval
+qr/\Ajwt: response from "\/_jwks" refused: .*JSON.*\n\z/
+
+
+
+=== TEST 13: failure: a set with no usable signing key (use enc only): last good set in force
+--- http_config
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        server_name idp;
+        root html;
+        default_type application/json;
+        access_log logs/idp.log;
+        location = /upstream {
+            access_log off;
+            return 200 "upstream reached sub=$http_x_user\n";
+        }
+    }
+--- config
+    location = /_jwks {
+        internal;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/jwks.json;
+        subrequest_output_buffer_size 64k;
+    }
+    location /t {
+        auth_jwt "api";
+        auth_jwt_key_request /_jwks;
+        auth_jwt_key_cache 1s;
+        auth_jwt_key_refresh_interval 1s;
+        proxy_set_header X-User $jwt_claim_sub;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/upstream;
+    }
+    location = /metrics {
+        gateway_metrics;
+    }
+--- user_files
+>>> jwks.json
+$TEST_NGINX_JWKS_A
+>>> enc.json
+$TEST_NGINX_JWKS_ENC
+--- request eval
+["GET /t", "GET /t", "GET /t", "GET /t", "GET /metrics"]
+--- more_headers eval
+['Authorization: Bearer $TEST_NGINX_TOKEN_A', 'Authorization: Bearer $TEST_NGINX_TOKEN_A', 'Authorization: Bearer $TEST_NGINX_TOKEN_A', 'Authorization: Bearer $TEST_NGINX_TOKEN_A', 'X-None: 1']
+--- error_code eval
+[200, 200, 200, 200, 200]
+--- response_body_like eval
+[qr/sub=alice/, qr/sub=alice/, qr/sub=alice/, qr/sub=alice/, qr/gateway_jwks_fetch_total/]
+--- after_request
+1 rename html/enc.json html/jwks.json
+1 sleep 1.1
+4 sleep 0.3
+--- prometheus
+gateway_jwks_fetch_total{result="ok"} 1
+gateway_jwks_fetch_total{result="failed"} 1
+--- grep_error_log eval
+qr/jwt: response from "[^"]+" refused: [^;]+/
+--- grep_error_log_out eval
+qr/\Ajwt: response from "\/_jwks" refused: .*usable.*\n\z/
+
+
+
+=== TEST 14: failure: a body larger than subrequest_output_buffer_size (nginx cannot read it whole): last good set in force
+# SKIP: open bug. nginx's postpone filter refuses the body ("too big subrequest response"), the
+# post-subrequest handler is called with NGX_OK and no body (refused: empty body, counted), but
+# the main request then never gets its response. Keep subrequest_output_buffer_size above the
+# provider's set (64k is plenty for real providers).
+--- SKIP
+--- http_config
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        server_name idp;
+        root html;
+        default_type application/json;
+        access_log logs/idp.log;
+        location = /upstream {
+            access_log off;
+            return 200 "upstream reached sub=$http_x_user\n";
+        }
+    }
+--- config
+    location = /_jwks {
+        internal;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/jwks.json;
+        subrequest_output_buffer_size 4k;
+    }
+    location /t {
+        auth_jwt "api";
+        auth_jwt_key_request /_jwks;
+        auth_jwt_key_cache 1s;
+        auth_jwt_key_refresh_interval 1s;
+        proxy_set_header X-User $jwt_claim_sub;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/upstream;
+    }
+    location = /metrics {
+        gateway_metrics;
+    }
+--- user_files eval
+[
+    ["jwks.json", '$TEST_NGINX_JWKS_A'],
+    ["big.json", '{"keys":[],"pad":"' . ("x" x 20000) . '"}'],
+]
+--- request eval
+["GET /t", "GET /t", "GET /t", "GET /t", "GET /metrics"]
+--- more_headers eval
+[('Authorization: Bearer $TEST_NGINX_TOKEN_A') x 4, 'X-None: 1']
+--- error_code eval
+[200, 200, 200, 200, 200]
+--- response_body_like eval
+[(qr/sub=alice/) x 4, qr/gateway_jwks_fetch_total/]
+--- after_request
+1 rename html/big.json html/jwks.json
+1 sleep 1.1
+4 sleep 0.3
+--- prometheus
+gateway_jwks_fetch_total{result="ok"} 1
+gateway_jwks_fetch_total{result="failed"} 1
+--- grep_error_log eval
+qr/jwt: response from "[^"]+" refused: [^;]+/
+--- grep_error_log_out
+jwt: response from "/_jwks" refused: empty body
+--- error_log
+upstream buffer is too small to read response
+
+
+
+=== TEST 15: cold start with no provider (connection refused): 500 and a clear log line, no fetch storm
+--- config
+    location = /_jwks {
+        internal;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_2/jwks.json;
+    }
+    location /t {
+        auth_jwt "api";
+        auth_jwt_key_request /_jwks;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_2/upstream;
+    }
+    location = /metrics {
+        gateway_metrics;
+    }
+--- request eval
+["GET /t", "GET /t", "GET /t", "GET /metrics"]
+--- more_headers eval
+[('Authorization: Bearer $TEST_NGINX_TOKEN_A') x 3, 'X-None: 1']
+--- error_code eval
+[500, 500, 500, 200]
+--- response_headers eval
+["!WWW-Authenticate", "!WWW-Authenticate", "!WWW-Authenticate", ""]
+--- after_request
+3 sleep 0.3
+--- prometheus
+gateway_jwks_fetch_total{result="ok"} 0
+gateway_jwks_fetch_total{result="failed"} 1
+gateway_auth_total{result="error",reason="key_unavailable"} 3
+--- grep_error_log eval
+qr/jwt: (?:response from "[^"]+" refused: [^;]+|no usable keys, answering \d+ \(key_unavailable\))/
+--- grep_error_log_out
+jwt: response from "/_jwks" refused: status 502
+jwt: no usable keys, answering 500 (key_unavailable)
+jwt: no usable keys, answering 500 (key_unavailable)
+jwt: no usable keys, answering 500 (key_unavailable)
+--- error_log
+connect() failed (111: Connection refused)
+
+
+
+=== TEST 16: cold start with no provider, auth_jwt_key_unavailable 401: 401 with WWW-Authenticate
+--- config
+    location = /_jwks {
+        internal;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_2/jwks.json;
+    }
+    location /t {
+        auth_jwt "api";
+        auth_jwt_key_request /_jwks;
+        auth_jwt_key_unavailable 401;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_2/upstream;
+    }
+--- request
+GET /t
+--- more_headers
+Authorization: Bearer $TEST_NGINX_TOKEN_A
+--- error_code: 401
+--- response_headers
+WWW-Authenticate: Bearer realm="api", error="invalid_token"
+--- error_log
+jwt: response from "/_jwks" refused: status 502
+jwt: no usable keys, answering 401 (key_unavailable)
+
+
+
+=== TEST 17: key_request with key_file: the file's keys work with the provider down, the fetched ones once it is up
+--- http_config
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        server_name idp;
+        root html;
+        default_type application/json;
+        access_log logs/idp.log;
+        location = /upstream {
+            access_log off;
+            return 200 "upstream reached sub=$http_x_user\n";
+        }
+    }
+--- config
+    location = /_jwks {
+        internal;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/jwks.json;
+    }
+    location /t {
+        auth_jwt "api";
+        auth_jwt_key_file $TEST_NGINX_KEYS/hs256.jwk;
+        auth_jwt_key_request /_jwks;
+        auth_jwt_key_refresh_interval 1s;
+        proxy_set_header X-User $jwt_claim_sub;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/upstream;
+    }
+--- user_files
+>>> jwks-a.json
+$TEST_NGINX_JWKS_A
+--- request eval
+["GET /t", "GET /t", "GET /t", "GET /t"]
+--- more_headers eval
+[
+    # provider down (404): the key file still verifies, the fetched set is not there: 401, not 500
+    'Authorization: Bearer $TEST_NGINX_TOKEN_HS',
+    'Authorization: Bearer $TEST_NGINX_TOKEN_A',
+    # provider up, a refresh interval later: both
+    'Authorization: Bearer $TEST_NGINX_TOKEN_A',
+    'Authorization: Bearer $TEST_NGINX_TOKEN_HS',
+]
+--- error_code eval
+[200, 401, 200, 200]
+--- response_body_like eval
+[qr/sub=dave/, qr/401/, qr/sub=alice/, qr/sub=dave/]
+--- after_request
+2 rename html/jwks-a.json html/jwks.json
+2 sleep 1.1
+--- error_log
+jwt: response from "/_jwks" refused: status 404
+jwt: fetched 1 keys from "/_jwks"
+--- no_error_log
+key_unavailable
+
+
+
+=== TEST 18: a reload keeps the fetched set (shared memory): no fetch after it, until a refresh is due
+--- http_config
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        server_name idp;
+        root html;
+        default_type application/json;
+        access_log logs/idp.log;
+        location = /upstream {
+            access_log off;
+            return 200 "upstream reached sub=$http_x_user\n";
+        }
+    }
+--- config
+    location = /_jwks {
+        internal;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/jwks.json;
+    }
+    location /t {
+        auth_jwt "api";
+        auth_jwt_key_request /_jwks;
+        auth_jwt_key_refresh_interval 1s;
+        proxy_set_header X-User $jwt_claim_sub;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/upstream;
+    }
+--- user_files
+>>> jwks.json
+$TEST_NGINX_JWKS_A
+>>> jwks-b.json
+$TEST_NGINX_JWKS_B
+--- request eval
+["GET /t", "GET /t", "GET /t", "GET /t"]
+--- more_headers eval
+[
+    'Authorization: Bearer $TEST_NGINX_TOKEN_A',
+    # after the reload (the provider rotated meanwhile): the cached set, no fetch
+    'Authorization: Bearer $TEST_NGINX_TOKEN_A',
+    # a refresh interval later, the new kid: one fetch, the rotated set
+    'Authorization: Bearer $TEST_NGINX_TOKEN_B',
+    'Authorization: Bearer $TEST_NGINX_TOKEN_A',
+]
+--- error_code eval
+[200, 200, 200, 401]
+--- response_body_like eval
+[qr/sub=alice/, qr/sub=alice/, qr/sub=bob/, qr/401/]
+--- after_request
+1 rename html/jwks-b.json html/jwks.json
+2 sleep 1.1
+--- reload_after_request: 1
+--- grep_error_log eval
+qr/jwt: fetched [^"]+"[^"]+"/
+--- grep_error_log_out
+jwt: fetched 1 keys from "/_jwks"
+jwt: fetched 1 keys from "/_jwks"
+--- no_error_log
+[error]

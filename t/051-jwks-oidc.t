@@ -1,0 +1,232 @@
+# auth_jwt_oidc_discovery: the discovery document (mock provider on $TEST_NGINX_RAND_PORT_1,
+# /openid-configuration) is fetched by subrequest first; its jwks_uri, as $jwt_jwks_uri, is what
+# the key-request location proxy_passes to; its issuer is the required iss unless
+# auth_jwt_issuer says otherwise. Key set and tokens as in t/050-jwks.t (t/gen/jwt-tokens.sh):
+#   JWKS_A        rsa2048.pub.pem, kid rsa2048, alg RS256, use sig
+#   TOKEN_ISS     RS256, kid rsa2048, sub alice, iss http://idp.test/realms/demo, exp 2100
+#   TOKEN_EVIL    RS256, kid rsa2048, sub alice, iss https://evil.example, exp 2100
+#   TOKEN_A       RS256, kid rsa2048, sub alice, no iss, exp 2100
+# Uses the runner's project extensions (prometheus): run it with cargo test, not prove.
+use Test::Nginx::Socket 'no_plan';
+use Cwd qw(cwd);
+
+$ENV{TEST_NGINX_KEYS} ||= cwd() . '/t/keys';
+$ENV{TEST_NGINX_JWKS_A} = '{"keys":[{"alg":"RS256","e":"AQAB","kid":"rsa2048","kty":"RSA","n":"zXFJrDbxyu_gBm2m24toboY-xoc2C5eMARYDEOFzaoJ5H9m08RVGbdIxU0xgSoTE4HbUdWsgtliTMhzERdLal9uyK5nMSDXuLVZ9OLpXoe8arBFxldYzshS7UVv7_UVdbgNEkW5a4YMYnVNhI4BT-BCy4QGqs3R9soUwt_hRaHoffX31jdDnaBHO5v9HSJJ7VNG-Wh2L9ba70ybGuc7HAeuCN1DhHuaAZkbzJfXaHUkElbwezLj4bqL1AJHVCyM8kcyELfHoxjUz7-Wd7xbpiT0kNf_NdQAyjv9KHZZO4OydDaDr3zy43pA56lpxZGaLex8lxc21x69ZgQmhEg9MNQ","use":"sig"}]}';
+# RS256, kid rsa2048, sub alice, exp 2100
+$ENV{TEST_NGINX_TOKEN_A} = 'eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.lQ9muY4PiSSa-iR_Fg7zua-tqGVmJ9e1Kc3_pp8tAHlbOgzcodworGRcsuXQj2SHiInnxC12vU_9SM9VVm6quf7Vwm3sF9F1Oz9lkszm1FmXC5xIFsXvBRqZ5fh78csahxtATJkmenD3JRbeqsTaPjbmYgUM9xk1jos15JTctRpEtoNRUSWzR7DrjnTLv-cGnBBapPQGG_JqwGTcpgc-DRutGEepu0nTSqgsMczkaj3XicnE-9CepoP5i8qVb2up7rSczGTl98OcWWRPMr6DmcIlh2rPtRg3IVSbh_fNEjefEaNgTTLg8uXkYD9kxCRd1EmcCteMpRMCVdrK1KQZfQ';
+# RS256, kid rsa2048, sub alice, iss http://idp.test/realms/demo, exp 2100
+$ENV{TEST_NGINX_TOKEN_ISS} = 'eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJleHAiOjQxMDI0NDQ4MDAsImlzcyI6Imh0dHA6Ly9pZHAudGVzdC9yZWFsbXMvZGVtbyIsInN1YiI6ImFsaWNlIn0.ZbeeVGmJ1AOWFwXcIag726A7pUcA9rDghbA5lOOqsSkAHvmJsYv8_piacZVblseIjThs7gcNVXPQSNYXkB9NL52GRAAXm3ncDGgSTIBMiupD4HsIEHs47ndpmU8KgZ_RUGcsyFPgBE6EC5EZxlQUVwBOM0i57to-tIEB9mJBiUy-sFxa_SuAgbnxsTwj111ffYB49LyUT6ym6nTzTXXy47v8a0G0cZeFaEKy5fgRwvqkzL5fTI_DAz9G4go4se68jpGdjBrl4eCjr8bowZtZHzOx9Ix21kpMYE4a-EA8x8q3KdOVvWA9O4xHQ5-2IzPsmE4NjAwBXv_njzDZsteqBQ';
+# RS256, kid rsa2048, sub alice, iss https://evil.example, exp 2100
+$ENV{TEST_NGINX_TOKEN_EVIL} = 'eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJleHAiOjQxMDI0NDQ4MDAsImlzcyI6Imh0dHBzOi8vZXZpbC5leGFtcGxlIiwic3ViIjoiYWxpY2UifQ.yI5qf8dJE4tSyKsPrtmOI8VmZLvPjHo8s36XP9fSBMwgZQkoKQ87zCITCGwzTtF_808xbp52JFKar_hbVaw3aJTC4yWBp-V3_8h-kSXnJyjCn5k9FGZ4Mpmf2Q6nQtzFnfzRpn9wY7B37aszCcP7MK1NDCFUYPPJNwYp_fLB31U8Zolp0d-CpjOWLAlZfxMg1FFy-H2yFxamRhbYvIljeG3k7W7ithxsNguC-o8TVgt1jwz8_k5oEevzBLmO110p7CqXM8HnAjCSIr-xKAJlOODygE30Zokr407L8YJrznFkOE6vZ4baUlQ6r3ZQpn7GsV-KzgRYzopyjNVM5ETD0Q';
+
+workers(2);
+master_on();
+log_level('info');
+no_shuffle();
+run_tests();
+
+__DATA__
+
+=== TEST 1: discovery: keys found through jwks_uri, the provider's issuer enforced, one fetch of each
+--- http_config
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        server_name idp;
+        root html;
+        default_type application/json;
+        access_log logs/idp.log;
+        location = /upstream {
+            access_log off;
+            return 200 "upstream reached sub=$http_x_user jwks_uri=$http_x_jwks_uri\n";
+        }
+    }
+--- config
+    location = /_oidc {
+        internal;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/openid-configuration;
+    }
+    location = /_jwks {
+        internal;
+        proxy_pass $jwt_jwks_uri;
+        subrequest_output_buffer_size 64k;
+    }
+    location /t {
+        auth_jwt "api";
+        auth_jwt_oidc_discovery /_oidc;
+        auth_jwt_key_request /_jwks;
+        proxy_set_header X-User $jwt_claim_sub;
+        proxy_set_header X-Jwks-Uri $jwt_jwks_uri;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/upstream;
+    }
+    location = /metrics {
+        gateway_metrics;
+    }
+--- user_files
+>>> openid-configuration
+{"issuer":"http://idp.test/realms/demo","jwks_uri":"http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/certs.json","id_token_signing_alg_values_supported":["RS256"]}
+>>> certs.json
+$TEST_NGINX_JWKS_A
+--- request eval
+["GET /t", "GET /t", "GET /t", "GET /t", "GET /metrics"]
+--- more_headers eval
+[
+    'Authorization: Bearer $TEST_NGINX_TOKEN_ISS',
+    'Authorization: Bearer $TEST_NGINX_TOKEN_EVIL',
+    'Authorization: Bearer $TEST_NGINX_TOKEN_A',
+    'Authorization: Bearer $TEST_NGINX_TOKEN_ISS',
+    'X-None: 1',
+]
+--- error_code eval
+[200, 401, 401, 200, 200]
+--- response_body_like eval
+[
+    qr{^upstream reached sub=alice jwks_uri=http://127\.0\.0\.1:\d+/certs\.json\n\z},
+    qr/401/,
+    qr/401/,
+    qr/sub=alice/,
+    qr/gateway_jwks_fetch_total/,
+]
+--- after_request
+4 sleep 0.3
+--- prometheus
+# the discovery document and the key set
+gateway_jwks_fetch_total{result="ok"} 2
+gateway_jwks_fetch_total{result="failed"} 0
+gateway_auth_total{result="invalid",reason="bad_issuer"} 2
+--- grep_error_log eval
+qr/jwt: fetched [^"]+"[^"]+" from "[^"]+"|jwt: fetched \d+ keys from "[^"]+"/
+--- grep_error_log_out eval
+qr{\Ajwt: fetched jwks_uri "http://127\.0\.0\.1:\d+/certs\.json" from "/_oidc"\njwt: fetched 1 keys from "/_jwks"\n\z}
+--- error_log
+jwt refused: issuer not accepted (bad_issuer)
+--- no_error_log
+[error]
+
+
+
+=== TEST 2: discovery with auth_jwt_issuer: the configured issuer wins over the document's
+--- http_config
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        server_name idp;
+        root html;
+        default_type application/json;
+        access_log logs/idp.log;
+        location = /upstream {
+            access_log off;
+            return 200 "upstream reached sub=$http_x_user jwks_uri=$http_x_jwks_uri\n";
+        }
+    }
+--- config
+    location = /_oidc {
+        internal;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/openid-configuration;
+    }
+    location = /_jwks {
+        internal;
+        proxy_pass $jwt_jwks_uri;
+        subrequest_output_buffer_size 64k;
+    }
+    location /t {
+        auth_jwt "api";
+        auth_jwt_oidc_discovery /_oidc;
+        auth_jwt_key_request /_jwks;
+        auth_jwt_issuer https://evil.example;
+        proxy_set_header X-User $jwt_claim_sub;
+        proxy_set_header X-Jwks-Uri $jwt_jwks_uri;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/upstream;
+    }
+    location = /metrics {
+        gateway_metrics;
+    }
+--- user_files
+>>> openid-configuration
+{"issuer":"http://idp.test/realms/demo","jwks_uri":"http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/certs.json","id_token_signing_alg_values_supported":["RS256"]}
+>>> certs.json
+$TEST_NGINX_JWKS_A
+--- request eval
+["GET /t", "GET /t"]
+--- more_headers eval
+[
+    'Authorization: Bearer $TEST_NGINX_TOKEN_EVIL',
+    'Authorization: Bearer $TEST_NGINX_TOKEN_ISS',
+]
+--- error_code eval
+[200, 401]
+--- response_body_like eval
+[qr/sub=alice/, qr/401/]
+--- error_log
+jwt refused: issuer not accepted (bad_issuer)
+
+
+
+=== TEST 3: discovery document unavailable at cold start: 500, no key fetch; $jwt_jwks_uri empty
+--- config
+    location = /_oidc {
+        internal;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_2/openid-configuration;
+    }
+    location = /_jwks {
+        internal;
+        proxy_pass $jwt_jwks_uri;
+    }
+    location /t {
+        auth_jwt "api";
+        auth_jwt_oidc_discovery /_oidc;
+        auth_jwt_key_request /_jwks;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_2/upstream;
+    }
+--- request eval
+["GET /t", "GET /t"]
+--- more_headers eval
+[('Authorization: Bearer $TEST_NGINX_TOKEN_ISS') x 2]
+--- error_code eval
+[500, 500]
+--- grep_error_log eval
+qr/jwt: (?:fetching \S+|response from "[^"]+" refused: [^;]+|no usable keys, answering \d+)/
+--- grep_error_log_out
+jwt: fetching the
+jwt: response from "/_oidc" refused: status 502
+jwt: no usable keys, answering 500
+jwt: no usable keys, answering 500
+
+
+
+=== TEST 4: a discovery document without jwks_uri is refused (counted, logged); 500 with no good one
+--- http_config
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        default_type application/json;
+        location / {
+            return 200 '{"issuer":"http://idp.test/realms/demo"}';
+        }
+    }
+--- config
+    location = /_oidc {
+        internal;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/openid-configuration;
+    }
+    location = /_jwks {
+        internal;
+        proxy_pass $jwt_jwks_uri;
+    }
+    location /t {
+        auth_jwt "api";
+        auth_jwt_oidc_discovery /_oidc;
+        auth_jwt_key_request /_jwks;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/upstream;
+    }
+    location = /metrics {
+        gateway_metrics;
+    }
+--- request eval
+["GET /t", "GET /metrics"]
+--- more_headers eval
+['Authorization: Bearer $TEST_NGINX_TOKEN_ISS', 'X-None: 1']
+--- error_code eval
+[500, 200]
+--- prometheus
+gateway_jwks_fetch_total{result="ok"} 0
+gateway_jwks_fetch_total{result="failed"} 1
+--- error_log
+jwt: response from "/_oidc" refused: no "jwks_uri" string

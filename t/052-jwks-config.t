@@ -1,0 +1,210 @@
+# Configuration mistakes with remote key sets and discovery: nginx refuses to start (as
+# `nginx -t` does), with an [emerg] line naming the directive.
+use Test::Nginx::Socket 'no_plan';
+
+log_level('info');
+no_shuffle();
+run_tests();
+
+__DATA__
+
+=== TEST 1: auth_jwt_key_request without a leading /
+--- config
+    location = /_jwks {
+        internal;
+        proxy_pass http://127.0.0.1:1/jwks.json;
+    }
+    location /t {
+        auth_jwt "api";
+        auth_jwt_key_request _jwks;
+        proxy_pass http://127.0.0.1:1;
+    }
+--- must_die
+--- error_log eval
+qr/\[emerg\] (?:invalid value "_jwks" in "auth_jwt_key_request" directive)/
+
+
+
+=== TEST 2: auth_jwt_key_request with a variable
+--- config
+    location = /_jwks {
+        internal;
+        proxy_pass http://127.0.0.1:1/jwks.json;
+    }
+    location /t {
+        auth_jwt "api";
+        auth_jwt_key_request /_jwks$arg_x;
+        proxy_pass http://127.0.0.1:1;
+    }
+--- must_die
+--- error_log eval
+qr/\[emerg\] invalid value "\/_jwks\$arg_x" in "auth_jwt_key_request" directive, a local URI such as \/_jwks is expected \(no variables\)/
+
+
+
+=== TEST 3: auth_jwt_oidc_discovery without a leading /
+--- config
+    location = /_jwks {
+        internal;
+        proxy_pass http://127.0.0.1:1/jwks.json;
+    }
+    location /t {
+        auth_jwt "api";
+        auth_jwt_oidc_discovery http://idp/.well-known/openid-configuration;
+        auth_jwt_key_request /_jwks;
+        proxy_pass http://127.0.0.1:1;
+    }
+--- must_die
+--- error_log eval
+qr/\[emerg\] (?:invalid value "http:\/\/idp\/.well-known\/openid-configuration" in "auth_jwt_oidc_discovery" directive)/
+
+
+
+=== TEST 4: auth_jwt_oidc_discovery without auth_jwt_key_request
+--- config
+    location = /_jwks {
+        internal;
+        proxy_pass http://127.0.0.1:1/jwks.json;
+    }
+    location /t {
+        auth_jwt "api";
+        auth_jwt_oidc_discovery /_oidc;
+        proxy_pass http://127.0.0.1:1;
+    }
+--- must_die
+--- error_log eval
+qr/\[emerg\] "auth_jwt" is on in location "\/t" but "auth_jwt_oidc_discovery" needs "auth_jwt_key_request"/
+
+
+
+=== TEST 5: auth_jwt_key_cache: a bad time
+--- config
+    location = /_jwks {
+        internal;
+        proxy_pass http://127.0.0.1:1/jwks.json;
+    }
+    location /t {
+        auth_jwt "api";
+        auth_jwt_key_request /_jwks;
+        auth_jwt_key_cache 10 minutes;
+        proxy_pass http://127.0.0.1:1;
+    }
+--- must_die
+--- error_log eval
+qr/\[emerg\] (?:in "auth_jwt_key_cache" directive|invalid number of arguments in "auth_jwt_key_cache")/
+
+
+
+=== TEST 6: auth_jwt_key_cache: not a time
+--- config
+    location = /_jwks {
+        internal;
+        proxy_pass http://127.0.0.1:1/jwks.json;
+    }
+    location /t {
+        auth_jwt "api";
+        auth_jwt_key_request /_jwks;
+        auth_jwt_key_cache soon;
+        proxy_pass http://127.0.0.1:1;
+    }
+--- must_die
+--- error_log eval
+qr/\[emerg\] (?:invalid value "soon" in "auth_jwt_key_cache" directive)/
+
+
+
+=== TEST 7: auth_jwt_key_refresh_interval: not a time
+--- config
+    location = /_jwks {
+        internal;
+        proxy_pass http://127.0.0.1:1/jwks.json;
+    }
+    location /t {
+        auth_jwt "api";
+        auth_jwt_key_request /_jwks;
+        auth_jwt_key_refresh_interval -5s;
+        proxy_pass http://127.0.0.1:1;
+    }
+--- must_die
+--- error_log eval
+qr/\[emerg\] (?:invalid value "-5s" in "auth_jwt_key_refresh_interval" directive)/
+
+
+
+=== TEST 8: auth_jwt_key_max_stale: not a time
+--- config
+    location = /_jwks {
+        internal;
+        proxy_pass http://127.0.0.1:1/jwks.json;
+    }
+    location /t {
+        auth_jwt "api";
+        auth_jwt_key_request /_jwks;
+        auth_jwt_key_max_stale 1x;
+        proxy_pass http://127.0.0.1:1;
+    }
+--- must_die
+--- error_log eval
+qr/\[emerg\] (?:invalid value "1x" in "auth_jwt_key_max_stale" directive)/
+
+
+
+=== TEST 9: auth_jwt_key_unavailable: neither 500 nor 401
+--- config
+    location = /_jwks {
+        internal;
+        proxy_pass http://127.0.0.1:1/jwks.json;
+    }
+    location /t {
+        auth_jwt "api";
+        auth_jwt_key_request /_jwks;
+        auth_jwt_key_unavailable 503;
+        proxy_pass http://127.0.0.1:1;
+    }
+--- must_die
+--- error_log eval
+qr/\[emerg\] (?:invalid value "503" in "auth_jwt_key_unavailable" directive)/
+
+
+
+=== TEST 10: auth_jwt_key_request twice
+--- config
+    location = /_jwks {
+        internal;
+        proxy_pass http://127.0.0.1:1/jwks.json;
+    }
+    location /t {
+        auth_jwt "api";
+        auth_jwt_key_request /_jwks;
+        auth_jwt_key_request /_jwks2;
+        proxy_pass http://127.0.0.1:1;
+    }
+--- must_die
+--- error_log eval
+qr/\[emerg\] (?:"auth_jwt_key_request" directive is duplicate)/
+
+
+
+=== TEST 11: a valid remote-key configuration is accepted (nginx -t would say ok)
+--- config
+    location = /_oidc {
+        internal;
+        proxy_pass http://127.0.0.1:1/openid-configuration;
+    }
+    location = /_jwks {
+        internal;
+        proxy_pass $jwt_jwks_uri;
+    }
+    location /t {
+        auth_jwt "api";
+        auth_jwt_oidc_discovery /_oidc;
+        auth_jwt_key_request /_jwks;
+        auth_jwt_key_cache 5m;
+        auth_jwt_key_refresh_interval 10s;
+        auth_jwt_key_max_stale 1h;
+        auth_jwt_key_unavailable 401;
+        proxy_pass http://127.0.0.1:1;
+    }
+--- request
+GET /_oidc
+--- error_code: 404
