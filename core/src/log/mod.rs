@@ -297,8 +297,22 @@ pub fn write_str(s: &[u8], out: &mut Vec<u8>) {
     out.push(b'"');
 }
 
-/// Whether `s` is a number by RFC 8259's grammar (`-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`).
+/// Whether `s` is a number by RFC 8259's grammar (`-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`)
+/// whose magnitude a double can hold.
+///
+/// RFC 8259 section 6 leaves numbers beyond IEEE 754 binary64 to the implementation, and most
+/// readers (serde_json, Go's encoding/json, jq) refuse `1e999` or a 400-digit integer, which
+/// would make the whole log line unreadable. Such values (from a request variable, say) are
+/// written as strings instead. Tiny values such as `1e-999` are fine: they read as 0.
 pub fn is_json_number(s: &[u8]) -> bool {
+    json_number_grammar(s)
+        && std::str::from_utf8(s)
+            .ok()
+            .and_then(|t| t.parse::<f64>().ok())
+            .is_some_and(f64::is_finite)
+}
+
+fn json_number_grammar(s: &[u8]) -> bool {
     let mut i = 0;
     let n = s.len();
     let digits = |i: &mut usize| {
@@ -528,6 +542,30 @@ mod tests {
         r.auto("t", b"0.004, 0.010");
         r.auto("u", b"0.004");
         assert_eq!(r.to_json(), br#"{"t":"0.004, 0.010","u":0.004}"#);
+    }
+
+    /// Found by the log_encoder fuzz target: `auto` wrote `-0.5e357` as a number, and a line
+    /// holding a number beyond a double's range is refused by serde_json (and most readers).
+    #[test]
+    fn numbers_beyond_a_double_are_strings() {
+        let huge_int = "9".repeat(400);
+        for big in ["-0.5e357", "1e999", "1E+309", huge_int.as_str()] {
+            assert!(!is_json_number(big.as_bytes()), "{big}");
+            let mut r = Record::new();
+            r.auto("n", big.as_bytes());
+            assert_eq!(json(&r)["n"], big, "{big}");
+        }
+        for fine in [
+            "1e308",
+            "-1.7976931348623157e308",
+            "1e-999",
+            "12345678901234567890123",
+        ] {
+            assert!(is_json_number(fine.as_bytes()), "{fine}");
+            let mut r = Record::new();
+            r.auto("n", fine.as_bytes());
+            assert!(json(&r)["n"].is_number(), "{fine}");
+        }
     }
 
     #[test]
