@@ -77,7 +77,10 @@ pub fn load_response(resp: &Response, max_body: usize) -> Result<KeySet, String>
     let ct = String::from_utf8_lossy(resp.content_type).to_ascii_lowercase();
     let mime = ct.split(';').next().unwrap_or("").trim();
     if !(mime == "application/json" || mime.ends_with("+json")) {
-        return Err(format!("content type \"{}\" is not JSON", mime.escape_default()));
+        return Err(format!(
+            "content type \"{}\" is not JSON",
+            mime.escape_default()
+        ));
     }
     let enc = resp.content_encoding.trim_ascii();
     if !enc.is_empty() && !enc.eq_ignore_ascii_case(b"identity") {
@@ -90,7 +93,10 @@ pub fn load_response(resp: &Response, max_body: usize) -> Result<KeySet, String>
         return Err("empty body".into());
     }
     if resp.body.len() > max_body {
-        return Err(format!("body of {} bytes, the limit is {max_body}", resp.body.len()));
+        return Err(format!(
+            "body of {} bytes, the limit is {max_body}",
+            resp.body.len()
+        ));
     }
     let trimmed = resp.body.trim_ascii_start();
     if !trimmed.starts_with(b"{") {
@@ -109,13 +115,21 @@ mod tests {
     const ENC_ONLY: &[u8] = include_bytes!("../../t/keys/enc-only.jwks");
 
     fn resp<'a>(status: usize, ct: &'a [u8], enc: &'a [u8], body: &'a [u8]) -> Response<'a> {
-        Response { status, content_type: ct, content_encoding: enc, body }
+        Response {
+            status,
+            content_type: ct,
+            content_encoding: enc,
+            body,
+        }
     }
 
     #[test]
     fn accepts_a_good_set() {
-        let set = load_response(&resp(200, b"application/json; charset=utf-8", b"", JWKS), 1 << 20)
-            .expect("good set");
+        let set = load_response(
+            &resp(200, b"application/json; charset=utf-8", b"", JWKS),
+            1 << 20,
+        )
+        .expect("good set");
         assert!(set.len() >= 5);
         assert!(load_response(&resp(200, b"application/jwk-set+json", b"", JWKS), 1 << 20).is_ok());
     }
@@ -127,8 +141,14 @@ mod tests {
             (resp(200, b"text/html", b"", JWKS), "not JSON"),
             (resp(200, b"application/json", b"gzip", JWKS), "encoding"),
             (resp(200, b"application/json", b"", b""), "empty"),
-            (resp(200, b"application/json", b"", b"{\"keys\": [}"), "JSON"),
-            (resp(200, b"application/json", b"", b"[1,2]"), "not a JSON object"),
+            (
+                resp(200, b"application/json", b"", b"{\"keys\": [}"),
+                "JSON",
+            ),
+            (
+                resp(200, b"application/json", b"", b"[1,2]"),
+                "not a JSON object",
+            ),
             (resp(200, b"application/json", b"", ENC_ONLY), "usable"),
         ];
         for (r, want) in cases {
@@ -136,12 +156,20 @@ mod tests {
             assert!(e.contains(want), "{e} should mention {want}");
         }
         let big = vec![b' '; 100];
-        assert!(load_response(&resp(200, b"application/json", b"", &big), 10).unwrap_err().contains("limit"));
+        assert!(
+            load_response(&resp(200, b"application/json", b"", &big), 10)
+                .unwrap_err()
+                .contains("limit")
+        );
     }
 
     #[test]
     fn max_age_within_bounds() {
-        let t = Timing { cache_ms: 600_000, refresh_ms: 30_000, max_stale_ms: 0 };
+        let t = Timing {
+            cache_ms: 600_000,
+            refresh_ms: 30_000,
+            max_stale_ms: 0,
+        };
         assert_eq!(t.fresh_for(None), 600_000);
         assert_eq!(t.fresh_for(Some(120)), 120_000);
         assert_eq!(t.fresh_for(Some(5)), 30_000);
