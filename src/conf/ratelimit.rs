@@ -153,6 +153,11 @@ pub fn set_zone(cf: &mut ngx_conf_t, mcf: &mut MainConf) -> Result<(), String> {
         ));
     }
     let zname = utf8(zname);
+    if zname == crate::http::metrics::ZONE_NAME {
+        return Err(format!(
+            "zone name \"{zname}\" is reserved for the module's metrics, use another name"
+        ));
+    }
     // SAFETY: `mcf.zones` holds zones allocated in the configuration pool.
     if mcf.zones.iter().any(|z| unsafe { (**z).name == zname }) {
         return Err(format!("duplicate zone \"{zname}\""));
