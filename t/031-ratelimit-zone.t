@@ -403,4 +403,4 @@ qr/\[emerg\] .*invalid value "burst=lots" in "rate_limit" directive, "burst" mus
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] .*invalid value "period=5" in "rate_limit" directive in \S+nginx\.conf:\d+/
+qr/\[emerg\] .*invalid value "period=5" in "rate_limit" directive, parameters are zone=, rate=, burst=, algorithm=, dry_run and policy= in \S+nginx\.conf:\d+/

@@ -307,7 +307,12 @@ pub fn set_limit(cf: &mut ngx_conf_t, c: &mut RateLimitConf) -> Result<(), Strin
             continue;
         }
         let Ok((k, val)) = split_key_value(s) else {
-            return Err(invalid(cf, s, ""));
+            let why = if s.ends_with('=') {
+                "the value is empty"
+            } else {
+                "parameters are zone=, rate=, burst=, algorithm=, dry_run and policy="
+            };
+            return Err(invalid(cf, s, why));
         };
         match k {
             b"zone" => zone_name = Some(utf8(val)),
@@ -337,7 +342,20 @@ pub fn set_limit(cf: &mut ngx_conf_t, c: &mut RateLimitConf) -> Result<(), Strin
             {
                 policy = Some(utf8(val))
             }
-            _ => return Err(invalid(cf, s, "")),
+            b"policy" => {
+                return Err(invalid(
+                    cf,
+                    s,
+                    "the label must be printable ASCII without spaces, quotes or backslashes",
+                ))
+            }
+            _ => {
+                return Err(invalid(
+                    cf,
+                    s,
+                    "parameters are zone=, rate=, burst=, algorithm=, dry_run and policy=",
+                ))
+            }
         }
     }
     let Some(zone_name) = zone_name else {
