@@ -1505,7 +1505,9 @@ payload=\{"aud":"api","exp":4102444800,"iss":"https:\/\/issuer\.example","level"
 [qr/<html>/, qr/upstream reached/, qr/<html>/, qr/upstream reached/]
 --- error_log eval
 [
-    "limiting requests, excess: 1.000 by zone \"subs\"",
+    # 1.000 when the requests follow each other at once; under valgrind (scripts/test
+    # --memcheck) a few hundred milliseconds pass at 1r/m, which prints 0.99x.
+    qr/limiting requests, excess: (?:1\.000|0\.99\d) by zone "subs"/,
     "gateway: jwt refused: no token (missing)",
 ]
 --- no_error_log eval

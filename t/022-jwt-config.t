@@ -21,7 +21,7 @@ __DATA__
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] cannot read key file "\S+\/t\/keys\/nope\.jwks": No such file or directory \(os error 2\) in \S+nginx\.conf:\d+/
+qr/\[emerg\] cannot read key file "\S+\/t\/keys\/nope\.jwks": No such file or directory \(os error 2\) in "auth_jwt_key_file" directive in \S+nginx\.conf:\d+/
 
 
 
@@ -34,7 +34,7 @@ qr/\[emerg\] cannot read key file "\S+\/t\/keys\/nope\.jwks": No such file or di
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] cannot read key file "\S+\/t\/keys": Is a directory \(os error 21\) in \S+nginx\.conf:\d+/
+qr/\[emerg\] cannot read key file "\S+\/t\/keys": Is a directory \(os error 21\) in "auth_jwt_key_file" directive in \S+nginx\.conf:\d+/
 
 
 
@@ -50,7 +50,7 @@ qr/\[emerg\] cannot read key file "\S+\/t\/keys": Is a directory \(os error 21\)
 {"keys": [ {"kty": "RSA", "n": "AQAB",
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid key file "\S+\/html\/bad\.jwks": invalid JSON at line 2 column 0 in \S+nginx\.conf:\d+/
+qr/\[emerg\] invalid key file "\S+\/html\/bad\.jwks": invalid JSON at line 2 column 0 in "auth_jwt_key_file" directive in \S+nginx\.conf:\d+/
 
 
 
@@ -94,7 +94,7 @@ qr/\[emerg\] invalid key file "\S+\/html\/empty\.jwks": .+ in \S+nginx\.conf:\d+
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid key file "\S+\/rsa1024\.jwk": RSA key is 1024 bits, at least 2048 required in \S+nginx\.conf:\d+/
+qr/\[emerg\] invalid key file "\S+\/rsa1024\.jwk": RSA key is 1024 bits, at least 2048 required in "auth_jwt_key_file" directive in \S+nginx\.conf:\d+/
 
 
 
@@ -107,7 +107,7 @@ qr/\[emerg\] invalid key file "\S+\/rsa1024\.jwk": RSA key is 1024 bits, at leas
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid key file "\S+\/rsa1024\.pub\.pem": PEM block #1 \(PUBLIC KEY\): RSA key is 1024 bits, at least 2048 required in \S+nginx\.conf:\d+/
+qr/\[emerg\] invalid key file "\S+\/rsa1024\.pub\.pem": PEM block #1 \(PUBLIC KEY\): RSA key is 1024 bits, at least 2048 required in "auth_jwt_key_file" directive in \S+nginx\.conf:\d+/
 
 
 
@@ -120,7 +120,7 @@ qr/\[emerg\] invalid key file "\S+\/rsa1024\.pub\.pem": PEM block #1 \(PUBLIC KE
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid key file "\S+\/hs-weak16\.jwk": HMAC secret is 16 bytes, at least 32 required in \S+nginx\.conf:\d+/
+qr/\[emerg\] invalid key file "\S+\/hs-weak16\.jwk": HMAC secret is 16 bytes, at least 32 required in "auth_jwt_key_file" directive in \S+nginx\.conf:\d+/
 
 
 

@@ -178,7 +178,7 @@ ok
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] .*unknown rate_limit_zone "nope" \(declare it with "rate_limit_zone" before use\) in \S+nginx\.conf:\d+/
+qr/\[emerg\] .*unknown rate_limit_zone "nope" \(declare it with "rate_limit_zone" before use\) in "rate_limit" directive in \S+nginx\.conf:\d+/
 
 
 
@@ -217,7 +217,7 @@ qr/\[emerg\] .*"rate_limit" must have "rate" parameter in \S+nginx\.conf:\d+/
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] .*invalid rate "10r\/x", the unit must be r\/s, r\/m, r\/h or r\/d in \S+nginx\.conf:\d+/
+qr/\[emerg\] .*invalid rate "10r\/x", the unit must be r\/s, r\/m, r\/h or r\/d in "rate_limit" directive in \S+nginx\.conf:\d+/
 
 
 
@@ -230,7 +230,7 @@ qr/\[emerg\] .*invalid rate "10r\/x", the unit must be r\/s, r\/m, r\/h or r\/d 
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] .*invalid rate "0r\/s", it must be at least 1r\/d in \S+nginx\.conf:\d+/
+qr/\[emerg\] .*invalid rate "0r\/s", it must be at least 1r\/d in "rate_limit" directive in \S+nginx\.conf:\d+/
 
 
 
@@ -243,7 +243,7 @@ qr/\[emerg\] .*invalid rate "0r\/s", it must be at least 1r\/d in \S+nginx\.conf
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] .*invalid rate "fast", it must look like 10r\/s in \S+nginx\.conf:\d+/
+qr/\[emerg\] .*invalid rate "fast", it must look like 10r\/s in "rate_limit" directive in \S+nginx\.conf:\d+/
 
 
 
@@ -256,7 +256,7 @@ qr/\[emerg\] .*invalid rate "fast", it must look like 10r\/s in \S+nginx\.conf:\
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] .*"burst" applies to algorithm=token_bucket only in \S+nginx\.conf:\d+/
+qr/\[emerg\] .*"burst" applies to algorithm=token_bucket only in "rate_limit" directive in \S+nginx\.conf:\d+/
 
 
 
@@ -278,7 +278,7 @@ qr/\[emerg\] .*invalid value "algorithm=leaky" in "rate_limit" directive, must b
     rate_limit_zone $host zone=z:16k;
 --- must_die
 --- error_log eval
-qr/\[emerg\] .*zone "z" is too small, at least 32k in \S+nginx\.conf:\d+/
+qr/\[emerg\] .*zone "z" is too small, at least 32k in "rate_limit_zone" directive in \S+nginx\.conf:\d+/
 
 
 
@@ -288,7 +288,7 @@ qr/\[emerg\] .*zone "z" is too small, at least 32k in \S+nginx\.conf:\d+/
     rate_limit_zone $remote_addr zone=z:1m;
 --- must_die
 --- error_log eval
-qr/\[emerg\] .*duplicate zone "z" in \S+nginx\.conf:\d+/
+qr/\[emerg\] .*duplicate zone "z" in "rate_limit_zone" directive in \S+nginx\.conf:\d+/
 
 
 
@@ -331,7 +331,7 @@ qr/\[emerg\] .*invalid value "yes" in "rate_limit_headers" directive, must be "d
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] .*zone "z" is used with algorithm=sliding elsewhere; one zone keeps one kind of counter, use another zone in \S+nginx\.conf:\d+/
+qr/\[emerg\] .*zone "z" is used with algorithm=sliding elsewhere; one zone keeps one kind of counter, use another zone in "rate_limit" directive in \S+nginx\.conf:\d+/
 
 
 
@@ -349,7 +349,7 @@ qr/\[emerg\] .*invalid number of arguments in "rate_limit_zone" directive in \S+
     rate_limit_zone $host zone=z;
 --- must_die
 --- error_log eval
-qr/\[emerg\] .*invalid zone "z", the zone size is missing, e.g. zone=name:10m in \S+nginx\.conf:\d+/
+qr/\[emerg\] .*invalid zone "z", the zone size is missing, e.g. zone=name:10m in "rate_limit_zone" directive in \S+nginx\.conf:\d+/
 
 
 
@@ -403,4 +403,4 @@ qr/\[emerg\] .*invalid value "burst=lots" in "rate_limit" directive, "burst" mus
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] .*invalid value "period=5" in "rate_limit" directive in \S+nginx\.conf:\d+/
+qr/\[emerg\] .*invalid value "period=5" in "rate_limit" directive, parameters are zone=, rate=, burst=, algorithm=, dry_run and policy= in \S+nginx\.conf:\d+/

@@ -497,7 +497,7 @@ qr/\[emerg\] .*invalid buffer size/
     gateway_log logs/gw.json flush=1s;
 --- must_die
 --- error_log eval
-qr/\[emerg\] "flush" requires "buffer" in \S+nginx\.conf:\d+/
+qr/\[emerg\] "flush" requires "buffer" in "gateway_log" directive in \S+nginx\.conf:\d+/
 
 
 

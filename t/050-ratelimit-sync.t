@@ -71,7 +71,7 @@ ok
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] .*zone "s" is synced through Redis, which supports algorithm=sliding only in \S+nginx\.conf:\d+/
+qr/\[emerg\] .*zone "s" is synced through Redis, which supports algorithm=sliding only in "rate_limit" directive in \S+nginx\.conf:\d+/
 
 
 

@@ -23,6 +23,8 @@ mod nginx;
 mod parse;
 #[path = "t/perl.rs"]
 mod perl;
+#[path = "t/valgrind.rs"]
+mod valgrind;
 
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
 use std::path::{Path, PathBuf};
@@ -42,6 +44,7 @@ fn main() {
         .chain(http::unit_tests())
         .chain(concurrent::unit_tests())
         .chain(data::unit_tests())
+        .chain(valgrind::unit_tests())
     {
         trials.push(Trial::test(format!("runner-unit :: {name}"), move || {
             f();

@@ -195,6 +195,19 @@ pub fn set_log(cf: &mut ngx_conf_t, c: &mut LogConf) -> Result<(), String> {
         if file.is_null() {
             return Err(format!("cannot open \"{dest}\""));
         }
+        // nginx opens the file only after the whole configuration is read, and then reports a
+        // missing directory without the directive's line: check it here, where the line is
+        // known.
+        // SAFETY: `file` is a valid open-file entry; its name is the full path.
+        let full = unsafe { (*file).name.to_string() };
+        if let Some(dir) = std::path::Path::new(&full).parent() {
+            if !dir.as_os_str().is_empty() && !dir.is_dir() {
+                return Err(format!(
+                    "cannot log to \"{full}\": the directory \"{}\" does not exist",
+                    dir.display()
+                ));
+            }
+        }
         // SAFETY: `file` is a valid open-file entry of the cycle.
         let existing = unsafe { ((*file).flush, (*file).data) };
         let lf = match existing {

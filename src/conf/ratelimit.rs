@@ -233,6 +233,16 @@ pub fn set_zone(cf: &mut ngx_conf_t, mcf: &mut MainConf) -> Result<(), String> {
         ));
     }
     let zname = utf8(zname);
+    if zname == crate::http::metrics::ZONE_NAME {
+        return Err(format!(
+            "zone name \"{zname}\" is reserved for the module's metrics, use another name"
+        ));
+    }
+    if zname == crate::http::jwks::ZONE_NAME {
+        return Err(format!(
+            "zone name \"{zname}\" is reserved for the module's fetched key sets, use another name"
+        ));
+    }
     // SAFETY: `mcf.zones` holds zones allocated in the configuration pool.
     if mcf.zones.iter().any(|z| unsafe { (**z).name == zname }) {
         return Err(format!("duplicate zone \"{zname}\""));
@@ -414,7 +424,12 @@ pub fn set_limit(cf: &mut ngx_conf_t, c: &mut RateLimitConf) -> Result<(), Strin
             continue;
         }
         let Ok((k, val)) = split_key_value(s) else {
-            return Err(invalid(cf, s, ""));
+            let why = if s.ends_with('=') {
+                "the value is empty"
+            } else {
+                "parameters are zone=, rate=, burst=, algorithm=, dry_run and policy="
+            };
+            return Err(invalid(cf, s, why));
         };
         match k {
             b"zone" => zone_name = Some(utf8(val)),
@@ -444,7 +459,20 @@ pub fn set_limit(cf: &mut ngx_conf_t, c: &mut RateLimitConf) -> Result<(), Strin
             {
                 policy = Some(utf8(val))
             }
-            _ => return Err(invalid(cf, s, "")),
+            b"policy" => {
+                return Err(invalid(
+                    cf,
+                    s,
+                    "the label must be printable ASCII without spaces, quotes or backslashes",
+                ))
+            }
+            _ => {
+                return Err(invalid(
+                    cf,
+                    s,
+                    "parameters are zone=, rate=, burst=, algorithm=, dry_run and policy=",
+                ))
+            }
         }
     }
     let Some(zone_name) = zone_name else {

@@ -33,6 +33,18 @@ pub fn name(cf: &ngx_conf_t) -> String {
     args(cf).first().map(|a| a.to_string()).unwrap_or_default()
 }
 
+/// An error message of a directive handler as nginx prints it: when the message does not name
+/// the directive already, ` in "directive" directive` is appended (nginx's own wording, as in
+/// `invalid number of arguments in "x" directive`), so that every refusal names it.
+pub fn with_directive(cf: &ngx_conf_t, msg: String) -> String {
+    let name = name(cf);
+    if name.is_empty() || msg.contains(&format!("\"{name}\"")) {
+        msg
+    } else {
+        format!("{msg} in \"{name}\" directive")
+    }
+}
+
 /// `invalid value "x" in "directive" directive` (nginx's wording).
 pub fn invalid(cf: &ngx_conf_t, value: &str, why: &str) -> String {
     if why.is_empty() {
@@ -106,6 +118,8 @@ macro_rules! directive {
                 match body(cfr, conf) {
                     Ok(()) => ::ngx::core::NGX_CONF_OK,
                     Err(msg) => {
+                        // SAFETY: as above; the handler's borrows have ended.
+                        let msg = $crate::conf::util::with_directive(unsafe { &*cf }, msg);
                         gw_conf_err!(cf, "{}", msg);
                         ::ngx::core::NGX_CONF_ERROR
                     }

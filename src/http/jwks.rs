@@ -59,6 +59,8 @@ impl std::fmt::Debug for CurrentCache {
 const MAGIC: u64 = 0x6777_6a77_6b73_0001;
 const ENTRIES: usize = 64;
 const ZONE_SIZE: usize = 8 * 1024 * 1024;
+/// The shared zone's name (reserved: `rate_limit_zone` refuses it).
+pub const ZONE_NAME: &str = "gateway_jwks";
 /// Longest a fetch may hold the lease (the subrequest's own timeouts end it sooner).
 const LEASE_MS: u64 = 60_000;
 
@@ -101,7 +103,10 @@ fn uri_hash(uri: &str) -> u64 {
 
 /// Adds the `gateway_jwks` zone (postconfiguration, when a location uses key requests).
 pub fn add_zone(cf: &mut ngx_conf_t) -> Result<*mut ngx_shm_zone_t, String> {
-    let mut name = ngx::ngx_string!("gateway_jwks");
+    let mut name = ngx_str_t {
+        len: ZONE_NAME.len(),
+        data: ZONE_NAME.as_ptr().cast_mut(),
+    };
     // SAFETY: `cf` is the configuration being parsed; the module static lives forever.
     let shm = unsafe {
         ngx_shared_memory_add(

@@ -22,6 +22,8 @@ use crate::conf::MainConf;
 const MAGIC: u64 = 0x6777_6d65_7472_6963; // "gwmetric"
 const HEADER_WORDS: usize = 4; // magic, layout hash, slots in use, words in the block
 const ZONE_SIZE: usize = 256 * 1024;
+/// The name of the metrics zone (reserved: `rate_limit_zone` refuses it).
+pub const ZONE_NAME: &str = "gateway_metrics";
 
 /// The JWT reason codes counted in `gateway_auth_total` (a closed set).
 pub const AUTH_REASONS: &[&str] = &[
@@ -165,6 +167,7 @@ pub fn add_zone(cf: &mut ngx_conf_t, mcf: &mut MainConf) -> Result<(), String> {
     let need = (HEADER_WORDS + mcf.metrics.len()) * 8 * 2 + 16 * 4096;
     let size = need.max(ZONE_SIZE).next_multiple_of(4096);
     let mut name = ngx::ngx_string!("gateway_metrics");
+    debug_assert_eq!(name.as_bytes(), ZONE_NAME.as_bytes());
     // SAFETY: `cf` is the configuration being parsed; the module static lives forever.
     let shm = unsafe {
         ngx_shared_memory_add(
@@ -179,6 +182,13 @@ pub fn add_zone(cf: &mut ngx_conf_t, mcf: &mut MainConf) -> Result<(), String> {
     }
     // SAFETY: `shm` was just returned by nginx; `mcf` lives in the configuration pool.
     unsafe {
+        // A zone of this cycle that someone else already set up (rate_limit_zone refuses the
+        // name, but another module could take it): never reuse its memory as counters.
+        if !(*shm).data.is_null() {
+            return Err(format!(
+                "the shared memory zone \"{ZONE_NAME}\" is already used by another directive"
+            ));
+        }
         (*shm).init = Some(init_zone);
         (*shm).data = (mcf as *mut MainConf).cast();
         (*shm).noreuse = 0;

@@ -6,6 +6,7 @@ use crate::http::{self, Response};
 use crate::nginx::{self, ConfParams, Info, Nginx, Start};
 use crate::parse::{Block, TestFile};
 use crate::perl::{PerlRegex, Value};
+use crate::valgrind;
 use regex::bytes::Regex;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -71,11 +72,18 @@ const KNOWN_SECTIONS: &[&str] = &[
     "no_json_log",
     "after_request",
     "prometheus",
+    // Project extension (t/README.md, "Memcheck"): skip the block under valgrind, with why.
+    "no_valgrind",
 ];
 
-/// How long nginx may take to start, and to exit after SIGQUIT.
-const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How long nginx may take to start (or reload), and to exit after SIGQUIT; longer under
+/// valgrind.
+fn startup_timeout() -> Duration {
+    Duration::from_secs_f64(10.0 * valgrind::slowdown())
+}
+fn shutdown_grace() -> Duration {
+    Duration::from_secs_f64(5.0 * valgrind::slowdown())
+}
 
 /// Where and how to run a block.
 pub struct Job<'a> {
@@ -87,6 +95,19 @@ pub struct Job<'a> {
 
 /// The `skip_nginx`/`skip_nginx2` condition: Some(reason) when the block must be skipped.
 pub fn skip_reason(block: &Block) -> Result<Option<String>, String> {
+    if valgrind::enabled() {
+        if let Some(s) = block.get("no_valgrind") {
+            let why = s.text.trim();
+            return Ok(Some(format!(
+                "no_valgrind: {}",
+                if why.is_empty() {
+                    "(no reason given)"
+                } else {
+                    why
+                }
+            )));
+        }
+    }
     let spec = match (block.get("skip_nginx"), block.get("skip_nginx2")) {
         (Some(s), _) | (None, Some(s)) => s.text.trim().to_string(),
         (None, None) => return Ok(None),
@@ -269,7 +290,7 @@ impl<'a> BlockRun<'a> {
         self.write_conf(&self.conf.clone())?;
 
         let must_die = self.text("must_die")?;
-        let mut nginx = match Nginx::start(self.info, &job.servroot, STARTUP_TIMEOUT)? {
+        let mut nginx = match Nginx::start(self.info, &job.servroot, startup_timeout())? {
             Start::AddressInUse => return Ok(Outcome::Retry),
             Start::Exited {
                 code,
@@ -306,12 +327,13 @@ impl<'a> BlockRun<'a> {
                     "nginx output",
                 )?;
                 self.check_unexpected(&lines, true)?;
+                self.check_valgrind();
                 return Ok(Outcome::Done);
             }
             Start::Running(n) => n,
         };
         if must_die.is_some() {
-            let _ = nginx.stop(SHUTDOWN_GRACE);
+            let _ = nginx.stop(shutdown_grace());
             self.nginx_output = Some(nginx.output());
             self.failures.push(
                 "must_die: nginx started, but the block expects it to refuse the configuration"
@@ -326,7 +348,7 @@ impl<'a> BlockRun<'a> {
             sleep(Duration::from_secs_f64(w.max(0.0)));
         }
         let was_running = nginx.running();
-        let stop = nginx.stop(SHUTDOWN_GRACE);
+        let stop = nginx.stop(shutdown_grace());
         self.nginx_output = Some(nginx.output());
         drop(nginx);
         if !was_running {
@@ -361,7 +383,35 @@ impl<'a> BlockRun<'a> {
         }
         self.check_json_log()?;
         self.check_prometheus()?;
+        self.check_valgrind();
         Ok(Outcome::Done)
+    }
+
+    /// Under valgrind: every error valgrind reported in any nginx process fails the block.
+    fn check_valgrind(&mut self) {
+        if !valgrind::enabled() {
+            return;
+        }
+        let r = valgrind::read(&self.job.servroot);
+        if r.files == 0 {
+            self.failures
+                .push("valgrind: no logs/valgrind-*.log was written".to_string());
+            return;
+        }
+        if r.errors == 0 && r.records.is_empty() {
+            return;
+        }
+        let in_module = r.records.iter().filter(|x| valgrind::in_module(x)).count();
+        let mut msg = format!(
+            "valgrind: {} error(s) (ERROR SUMMARY total), {} report(s), {in_module} with a frame in the module:",
+            r.errors,
+            r.records.len()
+        );
+        for rec in &r.records {
+            msg.push('\n');
+            msg.push_str(&indent(rec));
+        }
+        self.failures.push(msg);
     }
 
     /// Writes nginx.conf from `texts`.
@@ -563,21 +613,23 @@ impl<'a> BlockRun<'a> {
         Ok((out, need_array))
     }
 
+    /// The per-request timeout (scaled under valgrind).
     fn timeout(&mut self) -> Result<f64, String> {
-        Ok(match self.seconds("timeout")? {
-            Some(t) => t,
-            None => self
-                .job
-                .file
-                .preamble
-                .timeout
-                .or_else(|| {
-                    std::env::var("TEST_NGINX_TIMEOUT")
-                        .ok()
-                        .and_then(|t| parse_seconds(&t))
-                })
-                .unwrap_or(3.0),
-        })
+        Ok(valgrind::slowdown()
+            * match self.seconds("timeout")? {
+                Some(t) => t,
+                None => self
+                    .job
+                    .file
+                    .preamble
+                    .timeout
+                    .or_else(|| {
+                        std::env::var("TEST_NGINX_TIMEOUT")
+                            .ok()
+                            .and_then(|t| parse_seconds(&t))
+                    })
+                    .unwrap_or(3.0),
+            })
     }
 
     fn run_requests(&mut self, nginx: &mut Nginx) -> Result<(), String> {
@@ -687,7 +739,7 @@ impl<'a> BlockRun<'a> {
             texts.config = c;
         }
         self.write_conf(&texts)?;
-        nginx.reload(self.job.file.preamble.workers as usize, STARTUP_TIMEOUT)
+        nginx.reload(self.job.file.preamble.workers as usize, startup_timeout())
     }
 
     /// Project extension: the concurrent phase (see `concurrent.rs` and t/README.md).
@@ -800,7 +852,8 @@ impl<'a> BlockRun<'a> {
                     // nginx writes the record in the log phase, which may end just after the
                     // client has the whole response: give it a moment to reach `want`.
                     let files = std::slice::from_ref(&f);
-                    let deadline = std::time::Instant::now() + Duration::from_millis(500);
+                    let deadline = std::time::Instant::now()
+                        + Duration::from_secs_f64(0.5 * valgrind::slowdown());
                     while std::time::Instant::now() < deadline
                         && data::read_json_lines(&root, files).is_ok_and(|l| l.len() < want)
                     {

@@ -245,7 +245,15 @@ impl Nginx {
         let stdout = stderr.try_clone().map_err(|e| e.to_string())?;
         let mut prefix = servroot.as_os_str().to_owned();
         prefix.push("/");
-        let mut cmd = Command::new(&info.binary);
+        // Project extension: TEST_NGINX_USE_VALGRIND=1 runs nginx under valgrind memcheck.
+        let mut cmd = if crate::valgrind::enabled() {
+            let wrapper = crate::valgrind::wrapper(servroot);
+            let mut c = Command::new(&wrapper[0]);
+            c.args(&wrapper[1..]).arg(&info.binary);
+            c
+        } else {
+            Command::new(&info.binary)
+        };
         // SAFETY: prctl is async-signal-safe. If the runner dies (even by SIGKILL), nginx gets
         // SIGTERM and stops its workers instead of lingering on its port.
         unsafe {
