@@ -351,14 +351,23 @@ pub unsafe extern "C" fn log_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
         if dests.is_empty() {
             return NGX_OK as ngx_int_t;
         }
-        let line = record_line(request, lcf, mcf, false);
-        for d in dests {
-            if condition_holds(request, d) {
-                write(request, d, &line);
+        // One scratch buffer per worker: no allocation per record for the line itself.
+        LINE.with(|line| {
+            let mut line = line.borrow_mut();
+            line.clear();
+            write_record(request, lcf, mcf, &mut line, false);
+            for d in dests {
+                if condition_holds(request, d) {
+                    write(request, d, &line);
+                }
             }
-        }
+        });
         NGX_OK as ngx_int_t
     })
+}
+
+thread_local! {
+    static LINE: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(Vec::with_capacity(1024));
 }
 
 /// The record of the request as bytes: one line with `\n`, or bare JSON for the variable.
@@ -368,6 +377,19 @@ pub fn record_line(
     mcf: &MainConf,
     bare: bool,
 ) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512);
+    write_record(request, lcf, mcf, &mut out, bare);
+    out
+}
+
+/// Appends the request's record to `out` (a line ending in `\n` unless `bare`).
+fn write_record(
+    request: &Request,
+    lcf: &crate::conf::LocConf,
+    mcf: &MainConf,
+    out: &mut Vec<u8>,
+    bare: bool,
+) {
     let mut ctx = RequestCtx::get_or_create(request);
     if let Some(c) = ctx.as_deref_mut() {
         if lcf.log.keeps(field_index("request_id").unwrap_or(0)) && c.request_id.is_none() {
@@ -376,10 +398,8 @@ pub fn record_line(
     }
     let rec = build_record(request, ctx.map(|c| &*c), &lcf.log, &mcf.log_vars);
     if bare {
-        rec.to_json()
+        rec.write_json(out);
     } else {
-        let mut out = Vec::with_capacity(512);
-        rec.write_line(&mut out);
-        out
+        rec.write_line(out);
     }
 }

@@ -176,6 +176,11 @@ impl<'a> Record<'a> {
         out.push(b'\n');
     }
 
+    /// Appends the record as JSON text (no newline) to `out`.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        write_obj(&self.fields, out);
+    }
+
     /// The record as JSON text (no newline).
     pub fn to_json(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(512);
