@@ -6,7 +6,9 @@ Load (wrk with a Lua script, loopback): a mix of valid tokens (200, some 429), t
 bad signature and no token (401), valid tokens without a required scope (403), ten hot keys
 limited to 5r/s (429), and 100,000 distinct limit keys (200). Meanwhile: SIGHUP (reload)
 every --reload-every seconds, every 4th reload a log rotation (rename, then SIGUSR1), one
-SIGKILL to a worker halfway, and a check of an exact counter under all that.
+SIGKILL to a worker halfway, the key provider (keys come by auth_jwt_key_request from a
+server block of the same nginx) answering 503 from 55% to 70% of the run, and a check of an
+exact counter under all that.
 
 Checks (each failure is printed and makes the exit status 1):
   statuses   every response wrk got (its Lua `response` callback) is 200, 401, 403 or 429,
@@ -82,9 +84,23 @@ http {{
     rate_limit_zone $http_x_exact zone=exact:1m;
     gateway_log logs/gw.json buffer=64k flush=1s;
     gateway_log_field pid $pid;
-    auth_jwt_key_file {root}/t/keys/hs256.jwk;
+    # Keys come from a key provider (below) by subrequest; the soak takes it down for a while.
+    auth_jwt_key_request /_jwks;
+    auth_jwt_key_cache 2s;
+    auth_jwt_key_refresh_interval 1s;
+    server {{
+        listen 127.0.0.1:{pport};
+        access_log off;
+        gateway_log off;
+        location = /jwks.json {{
+            if (-f {work}/provider-down) {{ return 503; }}
+            default_type application/json;
+            alias {root}/t/keys/hmac.jwks;
+        }}
+    }}
     server {{
         listen 127.0.0.1:{port} reuseport backlog=4096;
+        location = /_jwks {{ internal; proxy_pass http://127.0.0.1:{pport}/jwks.json; }}
         location /api {{ auth_jwt "api"; rate_limit zone=subs rate=100r/s; empty_gif; }}
         location /admin {{ auth_jwt "api"; auth_jwt_require_claim scope any admin; empty_gif; }}
         location /keys {{ rate_limit zone=keys rate=10r/m; empty_gif; }}
@@ -249,7 +265,7 @@ def main():
     user = "user root;" if os.geteuid() == 0 else ""
     with open(os.path.join(work, "conf/nginx.conf"), "w") as f:
         f.write(CONF.format(module=args.module, workers=WORKERS, user=user, root=ROOT,
-                            port=port, k=EXACT_K))
+                            port=port, pport=free_port(), work=work, k=EXACT_K))
     tokens = [mint(args.gwjwt, f"user-{i}", "read") for i in range(20)]
     bad = tokens[0][:-4] + ("AAAA" if not tokens[0].endswith("AAAA") else "BBBB")
     noscope = mint(args.gwjwt, "nobody", "read")
@@ -290,6 +306,8 @@ def main():
     exact_result = {}
     exact_thread = None
     rotation = 0
+    down_file = os.path.join(work, "provider-down")
+    down_at, up_at = t0 + secs * 0.55, t0 + secs * 0.7
     next_reload = time.time()
     stop_reloads = t0 + secs - 12
     while time.time() < stop_reloads:
@@ -307,6 +325,14 @@ def main():
                 os.kill(killed, signal.SIGKILL)
                 events["sigkill"] += 1
                 print(f"  t={now - t0:5.1f}s SIGKILL worker {killed}", flush=True)
+        if now >= down_at and not events["provider_down"]:
+            open(down_file, "w").close()
+            events["provider_down"] += 1
+            print(f"  t={now - t0:5.1f}s key provider down (503)", flush=True)
+        if now >= up_at and events["provider_down"] and not events["provider_up"]:
+            os.unlink(down_file)
+            events["provider_up"] += 1
+            print(f"  t={now - t0:5.1f}s key provider back", flush=True)
         if now >= next_reload:
             events["reload"] += 1
             if events["reload"] % 4 == 0:
@@ -346,7 +372,13 @@ def main():
     print(f"\nevents: {events['reload']} reloads (SIGHUP), {events['reopen']} log reopens "
           f"(rename + SIGUSR1), {events['sigkill']} worker SIGKILL"
           + (f" (pid {killed})" if killed else ""))
-    print("key provider failure: skipped (auth_jwt_key_request is not in this build)")
+    err_text = open(os.path.join(work, "logs", "error.log"), errors="replace").read()
+    refused = len(re.findall(r'response from "/_jwks" refused: status 503', err_text))
+    print(f"key provider: down {up_at - down_at:.0f}s (503); {refused} refusal line(s) logged "
+          f"(at most one per refresh interval); valid tokens kept being accepted with the last "
+          f"good set (the 200s and the no-5xx check below)")
+    if events["provider_down"] and refused == 0:
+        problems.append("key provider: the outage was never logged")
 
     wrk_counts = collections.Counter()
     extra = {}
