@@ -3,6 +3,7 @@
 //! token names an unknown `kid` (at most once per refresh interval, single-flight across
 //! workers through a lease in the zone), and kept in force while the provider fails.
 
+use super::now_ms;
 use core::ffi::c_void;
 use core::ptr;
 use std::cell::RefCell;
@@ -14,11 +15,11 @@ use gateway_core::jwks::{
 };
 use gateway_core::jwt::{AlgSet, KeySet};
 use nginx_sys::{
-    ngx_add_timer, ngx_cached_time, ngx_conf_t, ngx_event_t, ngx_http_core_run_phases,
-    ngx_http_post_subrequest_t, ngx_http_request_t, ngx_http_subrequest, ngx_int_t,
-    ngx_shared_memory_add, ngx_shm_zone_t, ngx_shmtx_lock, ngx_shmtx_unlock, ngx_slab_alloc,
-    ngx_slab_alloc_locked, ngx_slab_free_locked, ngx_slab_pool_t, ngx_str_t, NGX_ERROR,
-    NGX_HTTP_SUBREQUEST_IN_MEMORY, NGX_HTTP_SUBREQUEST_WAITED, NGX_LOG_ERR, NGX_LOG_INFO, NGX_OK,
+    ngx_add_timer, ngx_conf_t, ngx_event_t, ngx_http_core_run_phases, ngx_http_post_subrequest_t,
+    ngx_http_request_t, ngx_http_subrequest, ngx_int_t, ngx_shared_memory_add, ngx_shm_zone_t,
+    ngx_shmtx_lock, ngx_shmtx_unlock, ngx_slab_alloc, ngx_slab_alloc_locked, ngx_slab_free_locked,
+    ngx_slab_pool_t, ngx_str_t, NGX_ERROR, NGX_HTTP_SUBREQUEST_IN_MEMORY,
+    NGX_HTTP_SUBREQUEST_WAITED, NGX_LOG_ERR, NGX_LOG_INFO, NGX_OK,
 };
 use ngx::http::Request;
 
@@ -85,11 +86,6 @@ struct Shared {
 }
 
 static ZONE: AtomicPtr<ngx_shm_zone_t> = AtomicPtr::new(ptr::null_mut());
-
-fn now_ms() -> u64 {
-    // SAFETY: nginx keeps `ngx_cached_time` valid.
-    unsafe { ((*ngx_cached_time).sec as u64) * 1000 + (*ngx_cached_time).msec as u64 }
-}
 
 fn uri_hash(uri: &str) -> u64 {
     // FNV-1a, never 0 (0 marks a free entry).

@@ -70,6 +70,16 @@ fn take_panic_message() -> String {
     LAST_PANIC.with(|p| std::mem::take(&mut *p.borrow_mut()))
 }
 
+/// nginx's cached wall-clock time in milliseconds: the same in every worker, and meaningful
+/// across reloads (the shared zones' counters and leases survive them).
+pub fn now_ms() -> u64 {
+    // SAFETY: nginx keeps `ngx_cached_time` pointing at a valid, updated time slot.
+    unsafe {
+        let t = nginx_sys::ngx_cached_time;
+        ((*t).sec as u64) * 1000 + (*t).msec as u64
+    }
+}
+
 /// Runs a configuration-time callback; a panic is logged and turned into `on_panic`.
 pub fn guard_conf<T>(on_panic: T, f: impl FnOnce() -> T) -> T {
     match catch_unwind(AssertUnwindSafe(f)) {

@@ -1,6 +1,7 @@
 //! Request-time rate limiting: every decision under the zone's mutex, all limits of a
 //! location must pass, and a request rejected by one limit consumes none of the others.
 
+use super::now_ms;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use gateway_core::parse::parse_rate;
@@ -8,8 +9,7 @@ use gateway_core::ratelimit::algo::{check_and_consume, refund, Decision, Params}
 use gateway_core::ratelimit::sync::{check_and_consume_synced, refund_synced};
 use gateway_core::ratelimit::table::{Outcome, Table};
 use nginx_sys::{
-    ngx_cached_time, ngx_int_t, ngx_shmtx_lock, ngx_shmtx_unlock, NGX_LOG_ERR, NGX_LOG_INFO,
-    NGX_LOG_WARN,
+    ngx_int_t, ngx_shmtx_lock, ngx_shmtx_unlock, NGX_LOG_ERR, NGX_LOG_INFO, NGX_LOG_WARN,
 };
 use ngx::http::Request;
 
@@ -45,12 +45,6 @@ pub struct RlOutcome {
     pub policy_q: u64,
     pub policy_w: u64,
     pub headers: HeaderMode,
-}
-
-fn now_ms() -> u64 {
-    // SAFETY: nginx keeps `ngx_cached_time` pointing at a valid, updated time slot. Wall-clock
-    // milliseconds are the same in every worker and survive reloads (the counters do too).
-    unsafe { ((*ngx_cached_time).sec as u64) * 1000 + (*ngx_cached_time).msec as u64 }
 }
 
 /// Runs `f` on the zone's table with the zone's mutex held.

@@ -13,6 +13,7 @@
 //! (at most once every 10 seconds per zone), and retries with a backoff of up to 5 seconds.
 //! The first successful exchange marks the zone up again and logs it.
 
+use super::now_ms;
 use core::ptr;
 use std::cell::RefCell;
 
@@ -79,14 +80,6 @@ thread_local! {
     /// Boxed: timers and connections point at their syncer, which must not move.
     #[allow(clippy::vec_box)]
     static SYNCERS: RefCell<Vec<Box<Syncer>>> = const { RefCell::new(Vec::new()) };
-}
-
-fn now_ms() -> u64 {
-    // SAFETY: nginx keeps `ngx_cached_time` pointing at a valid, updated time slot.
-    unsafe {
-        let t = nginx_sys::ngx_cached_time;
-        ((*t).sec as u64) * 1000 + (*t).msec as u64
-    }
 }
 
 impl Syncer {
