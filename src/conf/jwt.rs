@@ -7,7 +7,7 @@ use std::sync::Arc;
 use gateway_core::jwt::{Alg, AlgSet, ClaimRule, KeySet, Policy};
 use nginx_sys::{ngx_conf_t, ngx_str_t};
 
-use super::util::{arg_str, args, compile_cv, full_path, invalid, kv, ComplexValue};
+use super::util::{arg_str, args, compile_cv, duplicate, full_path, invalid, kv, ComplexValue};
 
 /// `auth_jwt_require $value ... [error=401|403]`: all values must be non-empty and not "0".
 #[derive(Clone, Debug)]
@@ -224,10 +224,6 @@ impl JwtConf {
 
 fn strs(cf: &ngx_conf_t) -> Result<Vec<&str>, String> {
     args(cf).iter().skip(1).map(arg_str).collect()
-}
-
-fn duplicate(cf: &ngx_conf_t) -> String {
-    format!("\"{}\" directive is duplicate", super::util::name(cf))
 }
 
 fn error_status(cf: &ngx_conf_t, a: &str) -> Result<u16, String> {

@@ -286,7 +286,7 @@ pub fn set_field(cf: &mut ngx_conf_t, c: &mut LogConf) -> Result<(), String> {
 /// `gateway_log_fields default|none|name|-name ...`
 pub fn set_fields(cf: &mut ngx_conf_t, c: &mut LogConf) -> Result<(), String> {
     if c.keep.is_some() {
-        return Err(format!("\"{}\" directive is duplicate", name(cf)));
+        return Err(super::util::duplicate(cf));
     }
     let mut keep = 0u32;
     for v in &args(cf)[1..] {

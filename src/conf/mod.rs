@@ -313,7 +313,7 @@ pub(crate) fn on_off(cf: &ngx_conf_t) -> Result<bool, String> {
 
 directive!(cmd_gateway, LocConf, |cf, c| {
     if c.enabled.is_some() {
-        return Err(format!("\"{}\" directive is duplicate", util::name(cf)));
+        return Err(util::duplicate(cf));
     }
     c.enabled = Some(on_off(cf)?);
     Ok(())
@@ -404,7 +404,7 @@ directive!(cmd_claim_set, MainConf, |cf, _c| claim_variable(cf, false));
 directive!(cmd_header_set, MainConf, |cf, _c| claim_variable(cf, true));
 directive!(cmd_jwt_cache, MainConf, |cf, c| {
     if c.jwt_cache.is_some() {
-        return Err(format!("\"{}\" directive is duplicate", util::name(cf)));
+        return Err(util::duplicate(cf));
     }
     let v = arg_str(&args(cf)[1])?;
     let n = match v {

@@ -15,7 +15,7 @@ use nginx_sys::{
 };
 use ngx::core::Pool;
 
-use super::util::{arg_str, args, compile_cv, invalid, name, ComplexValue};
+use super::util::{arg_str, args, compile_cv, duplicate, invalid, name, ComplexValue};
 use super::MainConf;
 use ngx::http::HttpModuleMainConf;
 
@@ -532,14 +532,10 @@ pub fn set_limit(cf: &mut ngx_conf_t, c: &mut RateLimitConf) -> Result<(), Strin
     Ok(())
 }
 
-fn dup(cf: &ngx_conf_t) -> String {
-    format!("\"{}\" directive is duplicate", name(cf))
-}
-
 /// `rate_limit_status code`
 pub fn set_status(cf: &mut ngx_conf_t, c: &mut RateLimitConf) -> Result<(), String> {
     if c.status.is_some() {
-        return Err(dup(cf));
+        return Err(duplicate(cf));
     }
     let v = arg_str(&args(cf)[1])?;
     let n: u16 = v
@@ -554,7 +550,7 @@ pub fn set_status(cf: &mut ngx_conf_t, c: &mut RateLimitConf) -> Result<(), Stri
 /// `rate_limit_headers draft|legacy|both|off`
 pub fn set_headers(cf: &mut ngx_conf_t, c: &mut RateLimitConf) -> Result<(), String> {
     if c.headers.is_some() {
-        return Err(dup(cf));
+        return Err(duplicate(cf));
     }
     c.headers = Some(match arg_str(&args(cf)[1])? {
         "draft" => HeaderMode::Draft,
@@ -575,7 +571,7 @@ pub fn set_headers(cf: &mut ngx_conf_t, c: &mut RateLimitConf) -> Result<(), Str
 /// `rate_limit_dry_run on|off`
 pub fn set_dry_run(cf: &mut ngx_conf_t, c: &mut RateLimitConf) -> Result<(), String> {
     if c.dry_run.is_some() {
-        return Err(dup(cf));
+        return Err(duplicate(cf));
     }
     c.dry_run = Some(super::on_off(cf)?);
     Ok(())
@@ -584,7 +580,7 @@ pub fn set_dry_run(cf: &mut ngx_conf_t, c: &mut RateLimitConf) -> Result<(), Str
 /// `rate_limit_invalid_rate pass|error`
 pub fn set_invalid_rate(cf: &mut ngx_conf_t, c: &mut RateLimitConf) -> Result<(), String> {
     if c.invalid_rate_error.is_some() {
-        return Err(dup(cf));
+        return Err(duplicate(cf));
     }
     c.invalid_rate_error = Some(match arg_str(&args(cf)[1])? {
         "pass" => false,

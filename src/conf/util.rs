@@ -59,6 +59,11 @@ pub fn invalid(cf: &ngx_conf_t, value: &str, why: &str) -> String {
     }
 }
 
+/// `"directive" directive is duplicate` (nginx's wording).
+pub fn duplicate(cf: &ngx_conf_t) -> String {
+    format!("\"{}\" directive is duplicate", name(cf))
+}
+
 /// Compiles `value` as a complex value.
 pub fn compile_cv(cf: &mut ngx_conf_t, value: &ngx_str_t) -> Result<ComplexValue, String> {
     // SAFETY: `cf.pool` is the configuration pool; it outlives the configuration.
