@@ -207,3 +207,35 @@ any path == "/api/4"
 qr/gateway_log: write to "\/dev\/full" failed/
 --- grep_error_log_out eval
 qr/^(gateway_log: write to "\/dev\/full" failed\n){1,2}$/
+
+
+
+=== TEST 10: reloads, then traffic on the newest workers, then idle: their flush timers fire safely
+Workers started by a reload arm flush timers of that reload's configuration; the event's log must
+be the worker's own cycle log, not the configuring cycle's (freed in the master after a reload).
+The runner starts nginx with MALLOC_PERTURB_, so a read of freed memory crashes the worker here.
+--- config
+    location /api/ {
+        gateway_log logs/gw.json buffer=64k flush=100ms;
+        return 200 "ok\n";
+    }
+--- request eval
+["GET /api/1", "GET /api/2", "GET /api/3", "GET /api/4", "GET /api/5", "GET /api/6", "GET /api/7"]
+--- response_body eval
+[("ok\n") x 7]
+--- after_request
+1 signal HUP
+1 sleep 1
+2 signal HUP
+2 sleep 1
+3 signal HUP
+3 sleep 1
+4 sleep 0.5
+5 sleep 0.5
+6 sleep 0.5
+7 sleep 0.5
+7 json_lines logs/gw.json 7
+--- json_log_file: logs/gw.json
+--- json_log_lines: 7
+--- no_error_log
+exited on signal

@@ -2,6 +2,7 @@
 //! stderr, syslog), buffering, conditions, extra fields, and which default fields to write.
 
 use std::cell::{Cell, RefCell};
+use std::ptr;
 use std::rc::Rc;
 
 use nginx_sys::{
@@ -229,10 +230,14 @@ pub fn set_log(cf: &mut ngx_conf_t, c: &mut LogConf) -> Result<(), String> {
                     return Err("out of memory".into());
                 }
                 // SAFETY: the event and file entry are valid; the timer only runs in workers.
+                // The event's log is the new cycle's own `new_log` (what `cycle->log` becomes
+                // once the cycle is running), never `cf->cycle->log`: while a configuration is
+                // read that is still the previous cycle's log, which the master frees right
+                // after a reload, so workers forked later would log through freed memory.
                 unsafe {
                     (*event).data = lf.cast();
                     (*event).handler = Some(flush_timer_handler);
-                    (*event).log = (*cf.cycle).log;
+                    (*event).log = ptr::addr_of_mut!((*cf.cycle).new_log);
                     (*event).set_cancelable(1);
                     (*file).flush = Some(file_flush);
                     (*file).data = lf.cast();

@@ -252,7 +252,13 @@ impl Nginx {
             c.args(&wrapper[1..]).arg(&info.binary);
             c
         } else {
-            Command::new(&info.binary)
+            let mut c = Command::new(&info.binary);
+            // glibc fills freed memory with this byte (and fresh memory with its complement):
+            // a read of memory nginx already freed (say, a previous configuration cycle's) then
+            // sees garbage at once and tends to crash the block, instead of reading stale but
+            // plausible values for a while.
+            c.env("MALLOC_PERTURB_", "165");
+            c
         };
         // SAFETY: prctl is async-signal-safe. If the runner dies (even by SIGKILL), nginx gets
         // SIGTERM and stops its workers instead of lingering on its port.
