@@ -48,7 +48,7 @@ __DATA__
         auth_jwt "api";
         auth_jwt_key_request /_jwks;
         auth_jwt_key_refresh_interval 1s;
-        rate_limit zone=rl rate=12r/m;
+        rate_limit zone=rl rate=12r/d;
         gateway_log logs/gw.json buffer=64k flush=100ms;
         proxy_set_header X-User $jwt_claim_sub;
         proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/upstream;
@@ -60,7 +60,7 @@ __DATA__
 >>> jwks.json
 $TEST_NGINX_JWKS_A
 --- more_headers eval
-[('Authorization: Bearer $TEST_NGINX_TOKEN_A' . "\r\nX-Key: k1") x 14, ""]
+[('Authorization: Bearer $TEST_NGINX_TOKEN_A' . "\nX-Key: k1") x 14, ""]
 --- request eval
 [("GET /t") x 14, "GET /metrics"]
 --- error_code eval
