@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Prints every token used literally in t/020-jwt.t, t/021-jwt-security.t and t/023-jwt-header-safety.t, one
-# "NAME=token" line each, after a comment saying how it was made. The .t files carry the
-# same comment next to each pasted token (e.g. "# RS256, kid rsa2048, sub alice").
+# Prints every token used literally in t/020-jwt.t, t/021-jwt-security.t and
+# t/023-jwt-header-safety.t, one "NAME=token" line each, after a comment saying how it was
+# made. The .t files carry the same comment next to each pasted token (e.g. "# RS256, kid
+# rsa2048, sub alice").
 #
 #   t/gen/jwt-tokens.sh > /tmp/tokens.txt        # from the package root
 #
