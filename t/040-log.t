@@ -449,7 +449,7 @@ Connection: close\r
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] .*refuses to log "\$http_authorization": credentials never go to the log in \S+nginx\.conf:\d+/
+qr/\[emerg\] .*refuses to log "\$http_authorization": credentials never go to the log \(it is a credential header\) in \S+nginx\.conf:\d+/
 
 
 
@@ -460,7 +460,7 @@ qr/\[emerg\] .*refuses to log "\$http_authorization": credentials never go to th
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] .*refuses to log "\$cookie_": credentials never go to the log/
+qr/\[emerg\] .*refuses to log "\$cookie_session": credentials never go to the log \(cookies carry sessions\)/
 
 
 

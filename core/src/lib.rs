@@ -4,6 +4,7 @@
 //! and fuzzed without an nginx build. The nginx glue in the `ngx-gateway` crate calls into it.
 
 pub mod bearer;
+pub mod header;
 pub mod jwks;
 pub mod jwt;
 pub mod log;

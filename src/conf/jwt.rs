@@ -25,8 +25,14 @@ pub struct ConfPos {
     pub line: usize,
 }
 
+impl std::fmt::Display for ConfPos {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.file, self.line)
+    }
+}
+
 impl ConfPos {
-    fn of(cf: &ngx_conf_t) -> Option<ConfPos> {
+    pub fn of(cf: &ngx_conf_t) -> Option<ConfPos> {
         // SAFETY: while a directive is parsed, `conf_file` is the file being read.
         let f = unsafe { cf.conf_file.as_ref()? };
         Some(ConfPos {
@@ -251,6 +257,7 @@ pub fn set_auth_jwt(cf: &mut ngx_conf_t, c: &mut JwtConf) -> Result<(), String> 
         let s = arg_str(t)?;
         match kv(s) {
             Some(("token", v)) if v.starts_with('$') => {
+                super::log::guard_token_source(cf, v)?;
                 let mut value = *t;
                 // SAFETY: `token=` is a 6-byte ASCII prefix of this argument.
                 value.data = unsafe { value.data.add(6) };

@@ -11,6 +11,12 @@ use nginx_sys::{
 };
 use ngx::core::Pool;
 
+use gateway_core::log::credentials::{
+    credential_variable, referenced_variables, ALWAYS_REDACTED_ARGS,
+};
+use ngx::http::HttpModuleMainConf;
+
+use super::jwt::ConfPos;
 use super::util::{arg_str, args, compile_cv, invalid, name, ComplexValue};
 use crate::http::log::{file_flush, flush_timer_handler};
 
@@ -105,15 +111,64 @@ impl LogConf {
     }
 }
 
-/// Variables whose values are credentials; `gateway_log_field` refuses them.
-const SECRET_VARIABLES: &[&str] = &[
-    "$http_authorization",
-    "$http_proxy_authorization",
-    "$http_cookie",
-    "$cookie_",
-    "$remote_user",
-    "$arg_access_token",
-];
+/// What the credential guard knows of the whole `http` block (kept in `MainConf`): the
+/// variables `auth_jwt ... token=` reads tokens from and the variables `gateway_log_field`s
+/// log, each with where it was written, so a conflict is refused whichever comes first in the
+/// file; and the query arguments the record redacts.
+#[derive(Debug)]
+pub struct CredentialGuard {
+    token_vars: Vec<(String, Option<ConfPos>)>,
+    logged_vars: Vec<(String, Option<ConfPos>)>,
+    /// Arguments whose values the `query` field never shows: `access_token` and every
+    /// `NAME` of an `auth_jwt ... token=$arg_NAME` of the configuration.
+    pub redact_args: Vec<Vec<u8>>,
+}
+
+impl Default for CredentialGuard {
+    fn default() -> Self {
+        Self {
+            token_vars: Vec::new(),
+            logged_vars: Vec::new(),
+            redact_args: ALWAYS_REDACTED_ARGS
+                .iter()
+                .map(|a| a.as_bytes().to_vec())
+                .collect(),
+        }
+    }
+}
+
+fn guard(cf: &ngx_conf_t) -> Result<&'static mut CredentialGuard, String> {
+    crate::http::GatewayModule::main_conf_mut(cf)
+        .map(|m| &mut m.credentials)
+        .ok_or_else(|| "no http main conf".to_string())
+}
+
+fn at(pos: &Option<ConfPos>) -> String {
+    pos.map(|p| format!(" in {p}")).unwrap_or_default()
+}
+
+/// `auth_jwt ... token=VALUE`: the variables VALUE reads become credentials for the guard,
+/// and the arguments among them are redacted from the `query` field.
+pub fn guard_token_source(cf: &ngx_conf_t, value: &str) -> Result<(), String> {
+    let g = guard(cf)?;
+    let pos = ConfPos::of(cf);
+    for var in referenced_variables(value) {
+        if let Some((_, logged_at)) = g.logged_vars.iter().find(|(v, _)| *v == var) {
+            return Err(format!(
+                "\"{}\" reads tokens from \"${var}\", which \"gateway_log_field\"{} logs: credentials never go to the log",
+                name(cf),
+                at(logged_at)
+            ));
+        }
+        if let Some(arg) = var.strip_prefix("arg_") {
+            if !g.redact_args.iter().any(|a| a == arg.as_bytes()) {
+                g.redact_args.push(arg.as_bytes().to_vec());
+            }
+        }
+        g.token_vars.push((var, pos));
+    }
+    Ok(())
+}
 
 /// `gateway_log path|stderr|syslog:... [buffer=size] [flush=time] [if=condition] | off`
 pub fn set_log(cf: &mut ngx_conf_t, c: &mut LogConf) -> Result<(), String> {
@@ -275,11 +330,20 @@ pub fn set_field(cf: &mut ngx_conf_t, c: &mut LogConf) -> Result<(), String> {
         ));
     }
     let value = arg_str(&a[2])?;
-    if let Some(s) = SECRET_VARIABLES.iter().find(|s| value.contains(**s)) {
-        return Err(format!(
-            "\"{}\" refuses to log \"{s}\": credentials never go to the log",
-            name(cf)
-        ));
+    let g = guard(cf)?;
+    let pos = ConfPos::of(cf);
+    for var in referenced_variables(value) {
+        let why = credential_variable(&var).map(str::to_string).or_else(|| {
+            let (_, token_at) = g.token_vars.iter().find(|(v, _)| *v == var)?;
+            Some(format!("\"auth_jwt\"{} reads tokens from it", at(token_at)))
+        });
+        if let Some(why) = why {
+            return Err(format!(
+                "\"{}\" refuses to log \"${var}\": credentials never go to the log ({why})",
+                name(cf)
+            ));
+        }
+        g.logged_vars.push((var, pos));
     }
     let cv = compile_cv(cf, &a[2])?;
     c.fields

@@ -74,6 +74,8 @@ pub struct MainConf {
     pub jwt_cache: Option<usize>,
     /// `rate_limit_zone`s, allocated in the configuration pool.
     pub zones: Vec<*mut ratelimit::Zone>,
+    /// What keeps credentials out of the log (`gateway_log_field`, `auth_jwt token=`).
+    pub credentials: log::CredentialGuard,
 }
 
 /// A variable defined by `auth_jwt_claim_set` / `auth_jwt_header_set`.
@@ -479,6 +481,7 @@ pub unsafe extern "C" fn create_main_conf(cf: *mut ngx_conf_t) -> *mut c_void {
             jwks_shm: ptr::null_mut(),
             jwt_cache: None,
             zones: Vec::new(),
+            credentials: Default::default(),
         })
         .cast()
     })

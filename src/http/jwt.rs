@@ -327,7 +327,7 @@ pub fn access(
         if b == b'"' || b == b'\\' {
             v.push(b'\\');
         }
-        if b >= 0x20 && b != 0x7f {
+        if gateway_core::header::is_field_byte(b) {
             v.push(b);
         }
     }

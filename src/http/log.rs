@@ -5,6 +5,7 @@ use std::io::Write;
 use std::mem::ManuallyDrop;
 use std::os::fd::FromRawFd;
 
+use gateway_core::log::credentials::redact_query;
 use gateway_core::log::{parse_traceparent, Record, Rfc3339Cache, Value};
 use nginx_sys::{
     ngx_add_timer, ngx_cached_time, ngx_del_timer, ngx_event_t, ngx_http_get_indexed_variable,
@@ -77,12 +78,15 @@ thread_local! {
     static TS: std::cell::RefCell<Rfc3339Cache> = std::cell::RefCell::new(Rfc3339Cache::default());
 }
 
-/// Builds the request's record from the location's `gateway_log*` settings.
+/// Builds the request's record from the location's `gateway_log*` settings. `redact` names
+/// the query arguments whose values never appear (`access_token` and those `auth_jwt` reads
+/// tokens from anywhere in the configuration).
 pub fn build_record<'a>(
     request: &'a Request,
     ctx: Option<&'a RequestCtx>,
     conf: &'a LogConf,
     vars: &LogVars,
+    redact: &[Vec<u8>],
 ) -> Record<'a> {
     let mut rec = Record::new();
     let keep = |f: &str| field_index(f).is_some_and(|i| conf.keeps(i));
@@ -134,8 +138,8 @@ pub fn build_record<'a>(
     if keep("path") {
         rec.push_str("path", path);
     }
-    if keep("query") {
-        rec.push_str("query", query);
+    if keep("query") && !query.is_empty() {
+        rec.push("query", Value::Str(redact_query(query, redact)));
     }
     if keep("status") {
         rec.push("status", Value::Int(status(request) as i64));
@@ -396,7 +400,13 @@ fn write_record(
             c.request_id = Some(super::variables::next_request_id());
         }
     }
-    let rec = build_record(request, ctx.map(|c| &*c), &lcf.log, &mcf.log_vars);
+    let rec = build_record(
+        request,
+        ctx.map(|c| &*c),
+        &lcf.log,
+        &mcf.log_vars,
+        &mcf.credentials.redact_args,
+    );
     if bare {
         rec.write_json(out);
     } else {

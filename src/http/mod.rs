@@ -9,7 +9,7 @@ use nginx_sys::{
     ngx_conf_t, ngx_cycle_t, ngx_http_handler_pt, ngx_http_phases_NGX_HTTP_ACCESS_PHASE,
     ngx_http_phases_NGX_HTTP_LOG_PHASE, ngx_http_request_t, ngx_int_t, ngx_log_t, ngx_str_t,
     ngx_table_elt_t, ngx_uint_t, ngx_variable_value_t, NGX_ERROR, NGX_HTTP_INTERNAL_SERVER_ERROR,
-    NGX_LOG_ERR, NGX_OK,
+    NGX_LOG_ERR, NGX_LOG_INFO, NGX_OK,
 };
 use ngx::core::Status;
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule, Request};
@@ -410,8 +410,30 @@ pub unsafe fn send_body(
     }
 }
 
-/// Points an nginx variable value at `len` bytes at `data` that live as long as the request.
-fn set_variable(v: *mut ngx_variable_value_t, data: *const u8, len: usize) {
+/// Gives a variable its value: `len` bytes at `data` that live as long as the request.
+///
+/// Every variable of the module gets its value here, so none can ever break a header line
+/// (README, "Security"): a value holding a byte that may not appear in a header field (CR, LF,
+/// NUL, the other control bytes but HTAB, and DEL; see [`gateway_core::header`]) is withheld.
+/// The variable is then not found, exactly as if the claim were absent, and an `info` line says
+/// which byte (never the value).
+fn set_variable(request: &Request, v: *mut ngx_variable_value_t, data: *const u8, len: usize) {
+    let bytes: &[u8] = if len == 0 {
+        &[]
+    } else {
+        // SAFETY: the caller passes `len` readable bytes at `data`.
+        unsafe { core::slice::from_raw_parts(data, len) }
+    };
+    if let Some(i) = gateway_core::header::first_unsafe_byte(bytes) {
+        gw_log!(
+            NGX_LOG_INFO,
+            request.log(),
+            "variable value withheld: it holds the control byte {:#04x}",
+            bytes[i]
+        );
+        set_not_found(v);
+        return;
+    }
     // SAFETY: nginx passes a valid variable value slot; the bytes outlive the request.
     unsafe {
         (*v).set_len(len as u32);

@@ -117,15 +117,16 @@ unsafe extern "C" fn request_id_variable(
             return NGX_ERROR as ngx_int_t;
         };
         let id = ctx.request_id.get_or_insert_with(next_request_id);
-        set_variable(v, id.as_ptr(), id.len());
+        set_variable(request, v, id.as_ptr(), id.len());
         NGX_OK as ngx_int_t
     })
 }
 
-/// Copies `bytes` into the request pool and points `v` at the copy.
+/// Copies `bytes` into the request pool and gives `v` the copy (through `set_variable`, which
+/// withholds a value that could break a header line).
 fn set_copy(request: &Request, v: *mut ngx_variable_value_t, bytes: &[u8]) -> ngx_int_t {
     if bytes.is_empty() {
-        set_variable(v, b"".as_ptr(), 0);
+        set_variable(request, v, b"".as_ptr(), 0);
         return NGX_OK as ngx_int_t;
     }
     let p = request.pool().alloc_unaligned(bytes.len()).cast::<u8>();
@@ -135,7 +136,7 @@ fn set_copy(request: &Request, v: *mut ngx_variable_value_t, bytes: &[u8]) -> ng
     }
     // SAFETY: `p` has room for `bytes.len()` bytes and lives as long as the request.
     unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), p, bytes.len()) };
-    set_variable(v, p, bytes.len());
+    set_variable(request, v, p, bytes.len());
     NGX_OK as ngx_int_t
 }
 

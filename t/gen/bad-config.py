@@ -199,7 +199,7 @@ ROWS = [
 COVERAGE = """\
 directive                 arity         context       bad values
 gateway                   010, 080      080           010 (value, duplicate)
-auth_jwt                  022, 080      080           022 (token=, duplicate, no keys)
+auth_jwt                  022, 080      080           022 (token=, duplicate, no keys), 043 (token= vs logged variables)
 auth_jwt_key_file         080           080           022 (missing/unreadable/bad files, weak keys, kid=), 080
 auth_jwt_leeway           080           080           022, 080
 auth_jwt_type             080           080           022
@@ -221,7 +221,7 @@ rate_limit_headers        080           080           031, 080
 rate_limit_dry_run        080           080           080
 rate_limit_invalid_rate   080           080           031, 080
 gateway_log               080           080           040 (buffer, flush, off), 080
-gateway_log_field         080           080           040 (credentials, names)
+gateway_log_field         080           080           040 (credentials, names), 043 (credentials: names, token=)
 gateway_log_fields        080           080           040, 080
 gateway_metrics           042           080           -"""
 

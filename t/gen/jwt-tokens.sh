@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Prints every token used literally in t/020-jwt.t and t/021-jwt-security.t, one
-# "NAME=token" line each, after a comment saying how it was made. The .t files carry the
-# same comment next to each pasted token (e.g. "# RS256, kid rsa2048, sub alice").
+# Prints every token used literally in t/020-jwt.t, t/021-jwt-security.t and
+# t/023-jwt-header-safety.t, one "NAME=token" line each, after a comment saying how it was
+# made. The .t files carry the same comment next to each pasted token (e.g. "# RS256, kid
+# rsa2048, sub alice").
 #
 #   t/gen/jwt-tokens.sh > /tmp/tokens.txt        # from the package root
 #
@@ -271,3 +272,27 @@ emit TOKEN_EVIL "RS256, kid rsa2048, sub alice, iss https://evil.example, exp 21
 # kid byte, '4'..'='), so that every request names another unknown kid.
 emit FLOOD "RS256 signed by rsa3072, header {\"alg\":\"RS256\",\"kid\":\"f4lo4d-4\"}, sub mallory, exp 2100" \
     "$(gw sign --key $K/rsa3072.key.pem --alg RS256 --raw-header-json '{"alg":"RS256","kid":"f4lo4d-4"}' --claims "{\"sub\":\"mallory\",\"exp\":$EXP}")"
+
+echo "# ---- t/023-jwt-header-safety.t: control bytes in claims and header members (HS256, hs256.jwk)"
+# Each token carries the same string S (a JSON string literal, so \r is CR) in a header member,
+# a top-level claim, an array element and a nested object.
+unsafe_token() { # unsafe_token NAME S
+    emit "$1" "HS256, kid hs256, header x = $2, sub alice, exp 2100, name = $2, roles [\"user\", $2], org {\"name\": $2}" \
+        "$(gw sign --key $K/hs256.jwk --alg HS256 --kid hs256 --header "{\"x\":$2}" \
+            --claims "{\"sub\":\"alice\",\"exp\":$EXP,\"name\":$2,\"roles\":[\"user\",$2],\"org\":{\"name\":$2}}")"
+}
+unsafe_token HS_CR '"M\rX-Injected: 1"'
+unsafe_token HS_LF '"M\nX-Injected: 1"'
+unsafe_token HS_CRLF '"M\r\nX-Injected: 1"'
+unsafe_token HS_FOLD '"M\r\n X-Injected: 1"'
+unsafe_token HS_NUL '"M\u0000X-Injected: 1"'
+unsafe_token HS_DEL '"M\u007fX"'
+unsafe_token HS_C0 '"M\u0001\u001b[31m\u000b\u000cX"'
+unsafe_token HS_UTF8 '"Zo\u00eb\t\u6f22\u5b57 \ud83d\ude00"'
+# Raw payload text: JSON allows CR, LF and HTAB between tokens and DEL inside strings.
+emit HS_PAYLOAD_CRLF "HS256, kid hs256, raw payload {\"sub\":\"alice\",<CR><LF><CR><LF>\"exp\":4102444800}" \
+    "$(gw sign --key $K/hs256.jwk --alg HS256 --kid hs256 --raw-payload-json "$(printf '{"sub":"alice",\r\n\r\n"exp":%s}' $EXP)")"
+emit HS_PAYLOAD_DEL "HS256, kid hs256, raw payload {\"sub\":\"alice\",\"exp\":4102444800,\"n\":\"a<DEL>b\"}" \
+    "$(gw sign --key $K/hs256.jwk --alg HS256 --kid hs256 --raw-payload-json "$(printf '{"sub":"alice","exp":%s,"n":"a\x7fb"}' $EXP)")"
+emit HS_PAYLOAD_TAB "HS256, kid hs256, raw payload {\"sub\":\"alice\",<TAB>\"exp\":4102444800}" \
+    "$(gw sign --key $K/hs256.jwk --alg HS256 --kid hs256 --raw-payload-json "$(printf '{"sub":"alice",\t"exp":%s}' $EXP)")"

@@ -153,6 +153,10 @@ pub fn check_claims(v: &Verified, policy: &Policy, now: i64) -> Result<(), JwtEr
 /// Formats a claim or header value as an nginx variable, as NGINX Plus does: strings raw,
 /// numbers and booleans as JSON text, `null` as the empty string, arrays of scalars joined
 /// with `,`, objects and arrays holding arrays/objects as compact JSON.
+///
+/// The JSON form escapes every control character inside strings (serde_json writes U+0000 to
+/// U+001F as escapes, and DEL is escaped here too), so it is always safe in a header line
+/// ([`crate::header`]); a raw string may still hold any character, and the caller decides.
 pub fn var_string(v: &Value) -> Cow<'_, str> {
     match v {
         Value::String(s) => Cow::Borrowed(s),
@@ -170,7 +174,15 @@ pub fn var_string(v: &Value) -> Cow<'_, str> {
             }
             Cow::Owned(out)
         }
-        Value::Array(_) | Value::Object(_) => Cow::Owned(v.to_string()),
+        Value::Array(_) | Value::Object(_) => {
+            let json = v.to_string();
+            // DEL can only be inside a string here; `\u007f` is the same string in JSON.
+            if json.contains('\u{7f}') {
+                Cow::Owned(json.replace('\u{7f}', "\\u007f"))
+            } else {
+                Cow::Owned(json)
+            }
+        }
     }
 }
 

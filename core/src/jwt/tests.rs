@@ -1371,6 +1371,30 @@ fn variables_format_like_plus() {
     assert_eq!(var_string(v.header("alg").unwrap()), "HS256");
 }
 
+#[test]
+fn json_rendered_variables_escape_every_control_character() {
+    let v = verified(json!({
+        "obj": {"n": "M\r\nX-Injected: 1\u{0}\u{1b}\u{7f}"},
+        "nested": [["a\u{7f}"], "b\n"],
+        "plain": "M\r\nX",
+    }));
+    let var = |k: &str| var_string(v.claim(&[k]).unwrap()).into_owned();
+    let obj = var("obj");
+    assert_eq!(obj, r#"{"n":"M\r\nX-Injected: 1\u0000\u001b\u007f"}"#);
+    assert_eq!(crate::header::first_unsafe_byte(obj.as_bytes()), None);
+    let nested = var("nested");
+    assert_eq!(nested, r#"[["a\u007f"],"b\n"]"#);
+    assert_eq!(crate::header::first_unsafe_byte(nested.as_bytes()), None);
+    // The same JSON again once parsed: the escape means the same string.
+    let back: serde_json::Value = serde_json::from_str(&obj).unwrap();
+    assert_eq!(back, v.claim(&["obj"]).unwrap().clone());
+    // A plain string is raw: the caller (the variables) refuses it.
+    assert_eq!(
+        crate::header::first_unsafe_byte(var("plain").as_bytes()),
+        Some(1)
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // Cache.
 

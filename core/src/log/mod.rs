@@ -8,6 +8,8 @@
 //! A record is a small tree, so fields with dotted names (`auth.result`, `app.tenant`) become
 //! nested objects and later fields can extend an object an earlier field created.
 
+pub mod credentials;
+
 use std::borrow::Cow;
 
 /// A value in a record. Values borrow from the request and the configuration where they can,
