@@ -63,8 +63,9 @@ def free_port():
 def mint(gwjwt, sub, scope):
     claims = json.dumps({"sub": sub, "iss": "https://idp.example/", "exp": 4102444800,
                          "scope": scope})
-    return subprocess.run([gwjwt, "sign", "--key", os.path.join(ROOT, "t/keys/hs256.jwk"),
-                           "--alg", "HS256", "--kid", "hs256", "--claims", claims],
+    # EdDSA: a published key set holds public keys only (an HMAC secret in it is refused).
+    return subprocess.run([gwjwt, "sign", "--key", os.path.join(ROOT, "t/keys/ed25519.key.pem"),
+                           "--alg", "EdDSA", "--kid", "ed25519", "--claims", claims],
                           capture_output=True, text=True, check=True).stdout.strip()
 
 
@@ -96,7 +97,7 @@ http {{
         location = /jwks.json {{
             if (-f {work}/provider-down) {{ return 503; }}
             default_type application/json;
-            alias {root}/t/keys/hmac.jwks;
+            alias {root}/t/keys/jwks.json;
         }}
     }}
     server {{

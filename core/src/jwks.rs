@@ -2,7 +2,8 @@
 //! long a fetched set stays fresh. The nginx glue does the fetching (a subrequest) and keeps
 //! the result in shared memory; the rules are here, testable without nginx.
 
-use crate::jwt::KeySet;
+use crate::jwt::json;
+use crate::jwt::{KeyError, KeySet};
 
 /// How long fetched sets live (all in milliseconds).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,10 +68,24 @@ pub struct Response<'a> {
 
 /// Checks a fetched response and loads its keys. Refused: a status other than 200, a content
 /// type that is not JSON (`application/json`, `application/jwk-set+json`, anything `+json`),
-/// any content encoding (a gzip body is not JSON), an empty or oversized body, bad JSON, and a
-/// set without a usable signing key (`use: enc` only). Exotic keys next to good ones are
-/// skipped, not fatal.
-pub fn load_response(resp: &Response, max_body: usize) -> Result<KeySet, String> {
+/// any content encoding (a gzip body is not JSON), an empty or oversized body, bad JSON
+/// (parsed as strictly as a token: no duplicate member names, nesting limited), and a set
+/// without a usable signing key (`use: enc` only). Keys that cannot be used next to good
+/// ones (symmetric, weak, degenerate, exotic) are skipped, not fatal: see
+/// [`KeySet::load_remote`]. The second value says why each skipped key was skipped, also when
+/// the set as a whole is refused.
+pub fn load_response(resp: &Response, max_body: usize) -> (Result<KeySet, String>, Vec<KeyError>) {
+    if let Err(why) = check_response(resp, max_body, "a key set") {
+        return (Err(why), Vec::new());
+    }
+    let (set, skipped) = KeySet::load_remote(resp.body);
+    (set.map_err(|e| e.reason().to_string()), skipped)
+}
+
+/// The checks a key set and a discovery document share: status, content type and encoding,
+/// body size, and that the body is a JSON object (it is then parsed strictly). `what` names
+/// the document in the messages.
+fn check_response(resp: &Response, max_body: usize, what: &str) -> Result<(), String> {
     if resp.status != 200 {
         return Err(format!("status {}", resp.status));
     }
@@ -85,7 +100,7 @@ pub fn load_response(resp: &Response, max_body: usize) -> Result<KeySet, String>
     let enc = resp.content_encoding.trim_ascii();
     if !enc.is_empty() && !enc.eq_ignore_ascii_case(b"identity") {
         return Err(format!(
-            "content encoding \"{}\" (a key set must be sent uncompressed)",
+            "content encoding \"{}\" ({what} must be sent uncompressed)",
             String::from_utf8_lossy(enc).escape_default()
         ));
     }
@@ -102,9 +117,7 @@ pub fn load_response(resp: &Response, max_body: usize) -> Result<KeySet, String>
     if !trimmed.starts_with(b"{") {
         return Err("body is not a JSON object".into());
     }
-    KeySet::load_lenient(resp.body)
-        .map(|(set, _skipped)| set)
-        .map_err(|e| e.reason().to_string())
+    Ok(())
 }
 
 #[cfg(test)]
@@ -129,9 +142,14 @@ mod tests {
             &resp(200, b"application/json; charset=utf-8", b"", JWKS),
             1 << 20,
         )
+        .0
         .expect("good set");
         assert!(set.len() >= 5);
-        assert!(load_response(&resp(200, b"application/jwk-set+json", b"", JWKS), 1 << 20).is_ok());
+        assert!(
+            load_response(&resp(200, b"application/jwk-set+json", b"", JWKS), 1 << 20)
+                .0
+                .is_ok()
+        );
     }
 
     #[test]
@@ -152,15 +170,76 @@ mod tests {
             (resp(200, b"application/json", b"", ENC_ONLY), "usable"),
         ];
         for (r, want) in cases {
-            let e = load_response(&r, 1 << 20).expect_err(want);
+            let e = load_response(&r, 1 << 20).0.expect_err(want);
             assert!(e.contains(want), "{e} should mention {want}");
         }
         let big = vec![b' '; 100];
         assert!(
             load_response(&resp(200, b"application/json", b"", &big), 10)
+                .0
                 .unwrap_err()
                 .contains("limit")
         );
+    }
+
+    const JSON: &[u8] = b"application/json";
+
+    #[test]
+    fn skipped_keys_are_reported() {
+        // An HMAC secret next to a public key: the set loads, the secret is reported as
+        // symmetric. Only secrets: refused, and still reported.
+        let pub_key = r#"{"kty":"OKP","crv":"Ed25519","kid":"ed","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}"#;
+        let oct =
+            r#"{"kty":"oct","kid":"hs","k":"c2VjcmV0IHNlY3JldCBzZWNyZXQgc2VjcmV0IHNlY3JldA"}"#;
+        let body = format!(r#"{{"keys":[{oct},{pub_key}]}}"#);
+        let (set, skipped) = load_response(&resp(200, JSON, b"", body.as_bytes()), 1 << 20);
+        assert_eq!(set.unwrap().len(), 1);
+        assert!(skipped.len() == 1 && skipped[0].is_symmetric());
+        let body = format!(r#"{{"keys":[{oct}]}}"#);
+        let (set, skipped) = load_response(&resp(200, JSON, b"", body.as_bytes()), 1 << 20);
+        assert!(set.unwrap_err().contains("no usable signing key"));
+        assert!(skipped.len() == 1 && skipped[0].is_symmetric());
+        // A refused response reports no key.
+        let (set, skipped) = load_response(&resp(500, JSON, b"", body.as_bytes()), 1 << 20);
+        assert!(set.is_err() && skipped.is_empty());
+    }
+
+    #[test]
+    fn key_sets_are_parsed_strictly() {
+        let key = r#"{"kty":"OKP","crv":"Ed25519","kid":"ed","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}"#;
+        assert!(load_response(
+            &resp(200, JSON, b"", format!(r#"{{"keys":[{key}]}}"#).as_bytes()),
+            1 << 20
+        )
+        .0
+        .is_ok());
+        for body in [
+            format!(r#"{{"keys":[{key}],"keys":[]}}"#),
+            format!(r#"{{"keys":[],"keys":[{key}]}}"#),
+            key.replace(r#""kid":"ed""#, r#""kid":"ed","kid":"other""#),
+            format!(
+                r#"{{"keys":[{}]}}"#,
+                key.replace(r#""kid":"ed""#, r#""kid":"ed","kid":"other""#)
+            ),
+            format!(
+                r#"{{"keys":[{}]}}"#,
+                key.replace(r#""crv""#, r#""x":"AA","crv""#)
+            ),
+        ] {
+            let (set, skipped) = load_response(&resp(200, JSON, b"", body.as_bytes()), 1 << 20);
+            let e = set.expect_err(&body);
+            assert!(e.contains("duplicate member name"), "{e}");
+            assert!(skipped.is_empty());
+        }
+        let deep = format!(
+            r#"{{"keys":[{key}],"x":{}1{}}}"#,
+            "[".repeat(40),
+            "]".repeat(40)
+        );
+        let e = load_response(&resp(200, JSON, b"", deep.as_bytes()), 1 << 20)
+            .0
+            .unwrap_err();
+        assert!(e.contains("nested deeper"), "{e}");
     }
 
     #[test]
@@ -191,31 +270,13 @@ pub struct Discovery {
     pub jwks_uri: String,
 }
 
-/// Checks a fetched discovery document (same response rules as a key set) and extracts the
-/// issuer and the key set's URL (`http://` or `https://`, no spaces or quotes).
+/// Checks a fetched discovery document (same response rules as a key set, and parsed as
+/// strictly: two `issuer` or `jwks_uri` members refuse it, they do not let the last one win)
+/// and extracts the issuer and the key set's URL (`http://` or `https://`, no spaces or
+/// quotes).
 pub fn load_discovery(resp: &Response, max_body: usize) -> Result<Discovery, String> {
-    if resp.status != 200 {
-        return Err(format!("status {}", resp.status));
-    }
-    let ct = String::from_utf8_lossy(resp.content_type).to_ascii_lowercase();
-    let mime = ct.split(';').next().unwrap_or("").trim();
-    if !(mime == "application/json" || mime.ends_with("+json")) {
-        return Err(format!(
-            "content type \"{}\" is not JSON",
-            mime.escape_default()
-        ));
-    }
-    if !resp.content_encoding.trim_ascii().is_empty() {
-        return Err("a content encoding (the document must be sent uncompressed)".into());
-    }
-    if resp.body.len() > max_body {
-        return Err(format!(
-            "body of {} bytes, the limit is {max_body}",
-            resp.body.len()
-        ));
-    }
-    let v: serde_json::Value =
-        serde_json::from_slice(resp.body).map_err(|e| format!("invalid JSON: {e}"))?;
+    check_response(resp, max_body, "the discovery document")?;
+    let v = json::parse_object(resp.body).map_err(|e| e.to_string())?;
     let field = |name: &str| -> Result<String, String> {
         v.get(name)
             .and_then(|x| x.as_str())
@@ -266,5 +327,55 @@ mod discovery_tests {
             };
             assert!(load_discovery(&r, 1 << 16).is_err());
         }
+    }
+
+    #[test]
+    fn discovery_is_parsed_strictly() {
+        let load = |body: &[u8]| {
+            load_discovery(
+                &Response {
+                    status: 200,
+                    content_type: b"application/json",
+                    content_encoding: b"",
+                    body,
+                },
+                1 << 16,
+            )
+        };
+        for (body, why) in [
+            (
+                &br#"{"issuer":"https://a","issuer":"https://b","jwks_uri":"https://a/k"}"#[..],
+                "duplicate member name",
+            ),
+            (
+                br#"{"issuer":"https://a","jwks_uri":"https://a/k","jwks_uri":"https://b/k"}"#,
+                "duplicate member name",
+            ),
+            (
+                br#"{"issuer":"https://a","jwks_uri":"https://a/k","x":{"y":1,"y":2}}"#,
+                "duplicate member name",
+            ),
+            // The same name spelled with an escape is the same name.
+            (
+                br#"{"issuer":"https://a","issuer":"https://b","jwks_uri":"https://a/k"}"#,
+                "duplicate member name",
+            ),
+            (b"", "empty body"),
+            (b"[]", "not a JSON object"),
+            (
+                br#"{"issuer":"https://a","jwks_uri":"https://a/k"} x"#,
+                "invalid JSON",
+            ),
+        ] {
+            let e = load(body).unwrap_err();
+            assert!(e.contains(why), "{e}");
+        }
+        let deep = format!(
+            r#"{{"issuer":"https://a","jwks_uri":"https://a/k","x":{}1{}}}"#,
+            "[".repeat(40),
+            "]".repeat(40)
+        );
+        assert!(load(deep.as_bytes()).unwrap_err().contains("nested deeper"));
+        assert!(load(br#"{"issuer":"https://a","jwks_uri":"https://a/k"}"#).is_ok());
     }
 }

@@ -1,33 +1,39 @@
-//! Arbitrary bytes as a key file (JWKS, JWK or PEM): `KeySet::load` and `load_lenient` never
-//! panic, agree with each other, and every loaded public key survives a round trip through
-//! `to_public_jwk`.
+//! Arbitrary bytes as a key file (JWKS, JWK or PEM): `KeySet::load` and `load_remote` never
+//! panic, agree with each other (the remote loader takes what the strict one takes, less its
+//! symmetric keys), and every loaded public key survives a round trip through `to_public_jwk`.
 #![no_main]
 
-use gateway_core::jwt::{KeyKind, KeySet};
+use gateway_core::jwt::{KeyError, KeyKind, KeySet};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let strict = KeySet::load(data);
-    let lenient = KeySet::load_lenient(data);
+    let (remote, skipped) = KeySet::load_remote(data);
     if let Err(e) = &strict {
         let _ = e.reason();
     }
-    if let Ok((set, skipped)) = &lenient {
+    if let Ok(set) = &remote {
         assert!(!set.is_empty());
-        for e in skipped {
-            let _ = e.reason();
-        }
+        assert!(set.keys().iter().all(|k| k.kind() != KeyKind::Oct));
+    }
+    for e in &skipped {
+        let _ = e.reason();
     }
     let Ok(set) = strict else {
         return;
     };
-    // Whatever the strict loader accepts, the lenient one accepts unchanged.
-    let (lset, skipped) = lenient.expect("load accepted what load_lenient refused");
+    // Whatever the strict loader accepts, the remote one accepts unchanged, less the symmetric
+    // keys (which it refuses, one skipped entry each).
+    let public = set.keys().iter().filter(|k| k.kind() != KeyKind::Oct).count();
     assert!(
-        skipped.is_empty(),
-        "load_lenient skipped keys load accepted"
+        skipped.iter().all(KeyError::is_symmetric),
+        "load_remote skipped a public key load accepted"
     );
-    assert_eq!(lset.len(), set.len());
+    assert_eq!(skipped.len(), set.len() - public);
+    match &remote {
+        Ok(r) => assert_eq!(r.len(), public),
+        Err(_) => assert_eq!(public, 0, "load_remote refused a set with public keys"),
+    }
     assert!(!set.is_empty());
     for key in set.keys() {
         let _ = format!("{key:?}");

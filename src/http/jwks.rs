@@ -19,7 +19,7 @@ use nginx_sys::{
     ngx_http_request_t, ngx_http_subrequest, ngx_int_t, ngx_shared_memory_add, ngx_shm_zone_t,
     ngx_shmtx_lock, ngx_shmtx_unlock, ngx_slab_alloc, ngx_slab_alloc_locked, ngx_slab_free_locked,
     ngx_slab_pool_t, ngx_str_t, NGX_ERROR, NGX_HTTP_SUBREQUEST_IN_MEMORY,
-    NGX_HTTP_SUBREQUEST_WAITED, NGX_LOG_ERR, NGX_LOG_INFO, NGX_OK,
+    NGX_HTTP_SUBREQUEST_WAITED, NGX_LOG_ERR, NGX_LOG_INFO, NGX_LOG_WARN, NGX_OK,
 };
 use ngx::http::Request;
 
@@ -307,7 +307,7 @@ pub fn current(
         // SAFETY: the blob has `blob_len` bytes and the mutex is held while copying.
         Some(unsafe { core::slice::from_raw_parts(e.blob, e.blob_len) }.to_vec())
     })??;
-    let (fetched, _) = KeySet::load_lenient(&blob).ok()?;
+    let fetched = KeySet::load_remote(&blob).0.ok()?;
     let mut merged = (**static_keys).clone();
     merged.extend(fetched);
     let keys = Arc::new(merged);
@@ -590,7 +590,17 @@ unsafe extern "C" fn fetch_done(
         } else {
             match kind {
                 Kind::Keys => {
-                    load_response(&resp, 1 << 20).map(|set| format!("{} keys", set.len()))
+                    let (set, skipped) = load_response(&resp, 1 << 20);
+                    for key in &skipped {
+                        super::metrics::inc_jwks_key_refused(key.is_symmetric());
+                        gw_log!(
+                            NGX_LOG_WARN,
+                            log,
+                            "jwt: key set from \"{uri}\": {}; that key is skipped",
+                            key.reason()
+                        );
+                    }
+                    set.map(|set| format!("{} keys", set.len()))
                 }
                 Kind::Discovery => {
                     load_discovery(&resp, 1 << 20).map(|d| format!("jwks_uri \"{}\"", d.jwks_uri))

@@ -54,6 +54,9 @@ pub struct Slots {
     pub log_write_errors: usize,
     pub jwks_ok: usize,
     pub jwks_failed: usize,
+    /// `gateway_jwks_keys_refused_total{reason}`: "symmetric", "unusable".
+    pub jwks_key_symmetric: usize,
+    pub jwks_key_unusable: usize,
     /// `gateway_requests_total{status}` for 1xx..5xx (index 0..4).
     pub requests: [usize; 5],
 }
@@ -90,6 +93,11 @@ pub fn init_registry(r: &mut Registry) -> Slots {
         help: "Key-set and discovery fetches (auth_jwt_key_request) by result.",
         kind: "counter",
     });
+    r.family(Family {
+        name: "gateway_jwks_keys_refused_total",
+        help: "Keys of fetched key sets that were skipped, by reason.",
+        kind: "counter",
+    });
     let mut s = Slots::default();
     for (i, class) in ["1xx", "2xx", "3xx", "4xx", "5xx"].iter().enumerate() {
         s.requests[i] = r.slot("gateway_requests_total", &[("status", class)]);
@@ -113,6 +121,11 @@ pub fn init_registry(r: &mut Registry) -> Slots {
     s.log_write_errors = r.slot("gateway_log_write_errors_total", &[]);
     s.jwks_ok = r.slot("gateway_jwks_fetch_total", &[("result", "ok")]);
     s.jwks_failed = r.slot("gateway_jwks_fetch_total", &[("result", "failed")]);
+    s.jwks_key_symmetric = r.slot(
+        "gateway_jwks_keys_refused_total",
+        &[("reason", "symmetric")],
+    );
+    s.jwks_key_unusable = r.slot("gateway_jwks_keys_refused_total", &[("reason", "unusable")]);
     s
 }
 
@@ -124,10 +137,23 @@ static CACHE_MISS: AtomicUsize = AtomicUsize::new(usize::MAX);
 static LOG_WRITE_ERRORS: AtomicUsize = AtomicUsize::new(usize::MAX);
 static JWKS_OK: AtomicUsize = AtomicUsize::new(usize::MAX);
 static JWKS_FAILED: AtomicUsize = AtomicUsize::new(usize::MAX);
+static JWKS_KEY_SYMMETRIC: AtomicUsize = AtomicUsize::new(usize::MAX);
+static JWKS_KEY_UNUSABLE: AtomicUsize = AtomicUsize::new(usize::MAX);
 
 /// Counts a key-set fetch.
 pub fn inc_jwks(ok: bool) {
     inc(if ok { &JWKS_OK } else { &JWKS_FAILED }.load(Ordering::Relaxed));
+}
+
+/// Counts a key of a fetched set that was skipped (`symmetric`: an HMAC secret in a published
+/// set; otherwise weak, degenerate or unsupported).
+pub fn inc_jwks_key_refused(symmetric: bool) {
+    inc(if symmetric {
+        &JWKS_KEY_SYMMETRIC
+    } else {
+        &JWKS_KEY_UNUSABLE
+    }
+    .load(Ordering::Relaxed));
 }
 
 /// Counts a verified-token cache lookup.
@@ -274,6 +300,8 @@ pub fn attach(mcf: &MainConf) {
     LOG_WRITE_ERRORS.store(mcf.slots.log_write_errors, Ordering::Relaxed);
     JWKS_OK.store(mcf.slots.jwks_ok, Ordering::Relaxed);
     JWKS_FAILED.store(mcf.slots.jwks_failed, Ordering::Relaxed);
+    JWKS_KEY_SYMMETRIC.store(mcf.slots.jwks_key_symmetric, Ordering::Relaxed);
+    JWKS_KEY_UNUSABLE.store(mcf.slots.jwks_key_unusable, Ordering::Relaxed);
 }
 
 /// Counts one request in the log phase: status class and auth decision.

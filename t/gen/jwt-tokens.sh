@@ -296,3 +296,37 @@ emit HS_PAYLOAD_DEL "HS256, kid hs256, raw payload {\"sub\":\"alice\",\"exp\":41
     "$(gw sign --key $K/hs256.jwk --alg HS256 --kid hs256 --raw-payload-json "$(printf '{"sub":"alice","exp":%s,"n":"a\x7fb"}' $EXP)")"
 emit HS_PAYLOAD_TAB "HS256, kid hs256, raw payload {\"sub\":\"alice\",<TAB>\"exp\":4102444800}" \
     "$(gw sign --key $K/hs256.jwk --alg HS256 --kid hs256 --raw-payload-json "$(printf '{"sub":"alice",\t"exp":%s}' $EXP)")"
+
+echo "# ---- t/023-jwt-keys.t: the bound on signature checks for a token without kid"
+# Key N of hs256-many.jwks (1-based) as a JWK file of its own.
+many_key() { # many_key N -> path of a JWK
+    local out="$TMP/many-$1.jwk"
+    printf '{"kty":"oct","k":"%s"}' \
+        "$(grep -o '"k":"[^"]*"' $K/hs256-many.jwks | sed -n "$1p" | cut -d'"' -f4)" >"$out"
+    printf '%s' "$out"
+}
+for n in 1 8 9 12; do
+    emit "MANY_$n" "HS256, no kid, key $n of hs256-many.jwks, sub key$n, exp 2100" \
+        "$(gw sign --key "$(many_key $n)" --alg HS256 --claims "{\"sub\":\"key$n\",\"exp\":$EXP}")"
+done
+
+echo "# ---- t/053-jwks-keys.t: what a published key set may hold"
+emit JWKS_HS_A "key set: hs256.jwk (a published HMAC secret) and JWKS_A's key" \
+    "$(jwks_of --jwk $K/hs256.jwk --pub $K/rsa2048.pub.pem --kid rsa2048 --alg RS256 --use sig)"
+emit JWKS_HS_ONLY "key set: hmac.jwks, compact (HMAC secrets only)" "$(tr -d ' \n' <$K/hmac.jwks)"
+# EdDSA "signed" for the identity point (x = 01 00..00): R = identity, S = 0 verifies any
+# message under that public key.
+ED_ID_SIG=$(printf '01%0126d' 0 | hex2b64u)
+emit ED_IDENTITY_X "the identity point of edwards25519 as a JWK x" "$(printf '01%062d' 0 | hex2b64u)"
+emit TOKEN_ED_FORGED "EdDSA, kid ed-zero, sub mallory, exp 2100, signature R = identity, S = 0 (no key)" \
+    "$(gw encode-unsigned --raw-header-json '{"alg":"EdDSA","kid":"ed-zero"}' --claims "{\"sub\":\"mallory\",\"exp\":$EXP}" --signature "$ED_ID_SIG")"
+# Degenerate public keys next to a good one: each is refused from a key file and skipped from
+# a published set. The P-256 point is ec256's with the last base64url character of y changed
+# (off the curve); the RSA keys are rsa1024 and rsa2048's modulus with e = 1.
+field() { grep -o "\"$2\": *\"[^\"]*\"" "$1" | cut -d'"' -f4; } # field JWK_FILE NAME
+EC_Y=$(field $K/ec256.jwk y)
+RSA_N=$(field $K/rsa2048.jwk n)
+emit JWKS_DEGENERATE "key set: ed-zero (x = ED_IDENTITY_X), rsa1024.jwk, rsa-e1 (rsa2048's n, e = 1), ec-off-curve (ec256, y's last character E), then JWKS_A's key" \
+    "$(printf '{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"ed-zero","x":"%s"},{"kty":"RSA","kid":"rsa1024","n":"%s","e":"AQAB"},{"kty":"RSA","kid":"rsa-e1","n":"%s","e":"AQ"},{"kty":"EC","crv":"P-256","kid":"ec-off-curve","x":"%s","y":"%sE"},{"alg":"RS256","e":"AQAB","kid":"rsa2048","kty":"RSA","n":"%s","use":"sig"}]}' \
+        "$(printf '01%062d' 0 | hex2b64u)" "$(field $K/rsa1024.jwk n)" "$RSA_N" \
+        "$(field $K/ec256.jwk x)" "${EC_Y%?}" "$RSA_N")"

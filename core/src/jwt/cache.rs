@@ -5,6 +5,13 @@
 //! collision, and 128 bits make an accidental one negligible, so the token bytes need not
 //! be stored. Entries past their `exp` are never returned; the caller still runs
 //! [`crate::jwt::check_claims`] on every hit (time moves, policies differ per location).
+//!
+//! Keying by token bytes is right for this cache and only for it: it remembers that a string
+//! verified, nothing more. ECDSA signatures are malleable (if (r, s) verifies, so does
+//! (r, n - s)), so one set of claims has several valid token strings, and an attacker can mint
+//! the second from the first without the key; each is simply verified and cached on its own.
+//! Anything that must recognise "the same token" (a denylist, a replay or one-time-use check)
+//! must key by verified claims (`jti`, with `iss`), never by the token string or its hash.
 
 use super::token::Verified;
 use lru::LruCache;

@@ -93,12 +93,24 @@ impl JwtError {
 #[error("{reason}")]
 pub struct KeyError {
     reason: String,
+    symmetric: bool,
 }
 
 impl KeyError {
     pub(crate) fn new(reason: impl Into<String>) -> KeyError {
         KeyError {
             reason: reason.into(),
+            symmetric: false,
+        }
+    }
+
+    /// A symmetric key (`kty: oct`) in a published key set.
+    pub(crate) fn symmetric() -> KeyError {
+        KeyError {
+            reason: "symmetric key (kty \"oct\") refused: a published key set may hold public \
+                     keys only (anyone who can read it could sign tokens with this one)"
+                .into(),
+            symmetric: true,
         }
     }
 
@@ -106,7 +118,14 @@ impl KeyError {
     pub(crate) fn context(self, ctx: impl std::fmt::Display) -> KeyError {
         KeyError {
             reason: format!("{ctx}: {}", self.reason),
+            symmetric: self.symmetric,
         }
+    }
+
+    /// True when the key was refused for being a symmetric key in a published set (counted
+    /// apart from other unusable keys: it is a provider's mistake that leaks a secret).
+    pub fn is_symmetric(&self) -> bool {
+        self.symmetric
     }
 
     /// The human-readable reason.

@@ -278,6 +278,7 @@ impl Key {
         let x: [u8; 32] = x
             .try_into()
             .map_err(|_| KeyError::new("Ed25519 public key must be 32 bytes"))?;
+        check_ed25519_point(&x)?;
         Ok(Key {
             kid,
             kind: KeyKind::Ed25519,
@@ -343,6 +344,89 @@ impl Key {
     }
 }
 
+/// Every encoding of a point of small order (1, 2, 4 or 8) on edwards25519: the 8 points of
+/// the torsion subgroup in their canonical encodings, then the 6 non-canonical encodings of
+/// some of them (y + p for y = 0 and 1, and x = 0 with the sign bit set). Little-endian y with
+/// the sign of x in the top bit (RFC 8032 section 5.1.2). A public key that is one of these
+/// verifies forged signatures: with A of small order, [S]B = R + [k]A holds for S = 0 and R =
+/// -[k]A, which an attacker hits for 1 message in 8 (for the identity, every message, with R =
+/// identity). ring's Ed25519 verifier checks neither, so keys are checked here, at load.
+///
+/// Sources: the small-order list of libsodium (`ge25519_has_small_order`,
+/// crypto_core/ed25519/ref10/ed25519_ref10.c) and "Taming the many EdDSAs" (Chalkias, Garillot,
+/// Nikolaenko, 2020); re-derived by computing the torsion subgroup (all points T with
+/// [8]T = identity) and checked by `tests::ed25519_small_order_keys_forge_and_are_refused`,
+/// which forges a signature ring accepts for each canonical entry.
+const ED25519_SMALL_ORDER: [[u8; 32]; 14] = {
+    const fn y(lo: u8, mid: u8, hi: u8) -> [u8; 32] {
+        let mut b = [mid; 32];
+        b[0] = lo;
+        b[31] = hi;
+        b
+    }
+    const ORDER8_A: [u8; 32] = [
+        0x26, 0xe8, 0x95, 0x8f, 0xc2, 0xb2, 0x27, 0xb0, 0x45, 0xc3, 0xf4, 0x89, 0xf2, 0xef, 0x98,
+        0xf0, 0xd5, 0xdf, 0xac, 0x05, 0xd3, 0xc6, 0x33, 0x39, 0xb1, 0x38, 0x02, 0x88, 0x6d, 0x53,
+        0xfc, 0x05,
+    ];
+    const ORDER8_B: [u8; 32] = [
+        0xc7, 0x17, 0x6a, 0x70, 0x3d, 0x4d, 0xd8, 0x4f, 0xba, 0x3c, 0x0b, 0x76, 0x0d, 0x10, 0x67,
+        0x0f, 0x2a, 0x20, 0x53, 0xfa, 0x2c, 0x39, 0xcc, 0xc6, 0x4e, 0xc7, 0xfd, 0x77, 0x92, 0xac,
+        0x03, 0x7a,
+    ];
+    const fn signed(mut b: [u8; 32]) -> [u8; 32] {
+        b[31] |= 0x80;
+        b
+    }
+    [
+        // Canonical: the identity (0, 1), order 1.
+        y(0x01, 0x00, 0x00),
+        // (0, -1), order 2: y = p - 1.
+        y(0xec, 0xff, 0x7f),
+        // (sqrt(-1), 0) and (-sqrt(-1), 0), order 4: y = 0, both signs of x.
+        y(0x00, 0x00, 0x00),
+        y(0x00, 0x00, 0x80),
+        // The four points of order 8: two y values, both signs of x.
+        ORDER8_A,
+        signed(ORDER8_A),
+        ORDER8_B,
+        signed(ORDER8_B),
+        // Non-canonical: x = 0 with the sign bit set, for y = 1 and y = -1.
+        y(0x01, 0x00, 0x80),
+        y(0xec, 0xff, 0xff),
+        // Non-canonical: y = p (means 0) and y = p + 1 (means 1), both sign bits.
+        y(0xed, 0xff, 0x7f),
+        y(0xed, 0xff, 0xff),
+        y(0xee, 0xff, 0x7f),
+        y(0xee, 0xff, 0xff),
+    ]
+};
+
+/// Refuses an Ed25519 public key of small order (see [`ED25519_SMALL_ORDER`]) and any
+/// non-canonical encoding (y >= p = 2^255 - 19, which RFC 8032 section 5.1.3 says to reject).
+fn check_ed25519_point(x: &[u8; 32]) -> Result<(), KeyError> {
+    if ED25519_SMALL_ORDER.contains(x) {
+        return Err(KeyError::new(
+            "Ed25519 public key is a point of small order (it would verify forged signatures)",
+        ));
+    }
+    // y >= p: the 31 low bytes are all 0xff from byte 1 on, byte 0 >= 0xed, and the high byte
+    // without the sign bit is 0x7f.
+    if x[31] & 0x7f == 0x7f && x[1..31].iter().all(|b| *b == 0xff) && x[0] >= 0xed {
+        return Err(KeyError::new(
+            "Ed25519 public key is not canonically encoded (y >= 2^255-19)",
+        ));
+    }
+    Ok(())
+}
+
+/// The most signature checks one token may cost: a token without `kid` (or with a `kid` that
+/// several keys share) is tried against at most this many keys that fit its `alg`, in the
+/// set's order (key files first, then the fetched set); past them it is refused as
+/// `unknown_key`. One `{"alg":"ES256"}` token against a set of thousands of P-256 keys would
+/// otherwise cost a worker a signature check per key.
+pub const MAX_SIGNATURE_CHECKS: usize = 8;
+
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 fn fresh_id() -> u64 {
@@ -381,15 +465,21 @@ impl KeySet {
         KeySet::from_keys(load_keys(bytes, None)?)
     }
 
-    /// As [`KeySet::load`], but a key that cannot be used (weak, unknown `kty`/`crv`/`alg`,
-    /// private, bad base64url...) is skipped and its error returned beside the set, instead
-    /// of failing the whole file. Meant for remote key sets (`auth_jwt_key_request`), where
-    /// one exotic key published by the identity provider should not take the others down.
-    /// A file that is not JSON/PEM at all, or leaves no usable key, is still an error.
-    pub fn load_lenient(bytes: &[u8]) -> Result<(KeySet, Vec<KeyError>), KeyError> {
+    /// Loads a key set someone else publishes (`auth_jwt_key_request`, OIDC discovery): as
+    /// [`KeySet::load`], but
+    ///
+    /// * a symmetric key (`kty: oct`) is refused: a published set is readable by anyone who
+    ///   can reach it, and an HMAC secret in it would let every reader sign tokens;
+    /// * a key that cannot be used (symmetric, weak, degenerate, unknown `kty`/`crv`/`alg`,
+    ///   private, bad base64url...) is skipped instead of failing the whole set, so one exotic
+    ///   key published by the identity provider does not take the others down.
+    ///
+    /// Returns the set (an error when the text is not JSON/PEM at all, or no usable key is
+    /// left) and, in either case, why each skipped key was skipped.
+    pub fn load_remote(bytes: &[u8]) -> (Result<KeySet, KeyError>, Vec<KeyError>) {
         let mut skipped = Vec::new();
-        let keys = load_keys(bytes, Some(&mut skipped))?;
-        Ok((KeySet::from_keys(keys)?, skipped))
+        let set = load_keys(bytes, Some(&mut skipped)).and_then(KeySet::from_keys);
+        (set, skipped)
     }
 
     fn from_keys(keys: Vec<Key>) -> Result<KeySet, KeyError> {
@@ -454,7 +544,7 @@ impl KeySet {
         msg: &[u8],
         sig: &[u8],
     ) -> Result<(), JwtError> {
-        let mut tried = false;
+        let mut tried = 0;
         let mut kid_seen = false;
         for key in &self.keys {
             if let Some(kid) = kid {
@@ -466,12 +556,18 @@ impl KeySet {
             if !key.algs.contains(alg) {
                 continue;
             }
-            tried = true;
+            if tried == MAX_SIGNATURE_CHECKS {
+                return Err(JwtError::UnknownKey(
+                    "more keys fit the token's alg and kid than are tried, and none of those \
+                     tried verified it",
+                ));
+            }
+            tried += 1;
             if key.verify(alg, msg, sig) {
                 return Ok(());
             }
         }
-        if tried {
+        if tried > 0 {
             Err(JwtError::BadSignature)
         } else if kid_seen {
             Err(JwtError::AlgNotAllowed(
@@ -486,6 +582,7 @@ impl KeySet {
 }
 
 /// Error sink: `None` = strict (first per-key error fails the load), `Some` = collect & skip.
+/// Only remote sets are loaded leniently, so `Some` also means "public keys only".
 type Skipped<'a> = Option<&'a mut Vec<KeyError>>;
 
 fn keep(
@@ -564,7 +661,7 @@ fn load_json(body: &[u8], mut skipped: Skipped<'_>) -> Result<Vec<Key>, KeyError
                 None => format!("key #{}", i + 1),
             };
             let key = match v {
-                Value::Object(jwk) => parse_jwk(jwk),
+                Value::Object(jwk) => parse_jwk(jwk, skipped.is_some()),
                 _ => Err(KeyError::new("not a JSON object")),
             };
             match key {
@@ -576,7 +673,7 @@ fn load_json(body: &[u8], mut skipped: Skipped<'_>) -> Result<Vec<Key>, KeyError
         Ok(out)
     } else if obj.contains_key("kty") {
         let mut out = Vec::new();
-        if let Some(k) = parse_jwk(&obj).transpose() {
+        if let Some(k) = parse_jwk(&obj, skipped.is_some()).transpose() {
             keep(k, &mut out, &mut skipped)?;
         }
         Ok(out)
@@ -613,8 +710,9 @@ fn req_b64(jwk: &Map<String, Value>, name: &str) -> Result<Vec<u8>, KeyError> {
 
 const PRIVATE_MEMBERS: [&str; 7] = ["d", "p", "q", "dp", "dq", "qi", "oth"];
 
-/// Parses one JWK. `Ok(None)` means "not a signature-verification key: skip".
-fn parse_jwk(jwk: &Map<String, Value>) -> Result<Option<Key>, KeyError> {
+/// Parses one JWK. `Ok(None)` means "not a signature-verification key: skip". A `remote`
+/// JWK (from a published set) must not be a symmetric key.
+fn parse_jwk(jwk: &Map<String, Value>, remote: bool) -> Result<Option<Key>, KeyError> {
     let kty = opt_str(jwk, "kty")?.ok_or_else(|| KeyError::new("JWK \"kty\" is missing"))?;
     if let Some(u) = opt_str(jwk, "use")? {
         if u != "sig" {
@@ -628,6 +726,9 @@ fn parse_jwk(jwk: &Map<String, Value>) -> Result<Option<Key>, KeyError> {
         if !ops.iter().any(|o| o.as_str() == Some("verify")) {
             return Ok(None);
         }
+    }
+    if remote && kty == "oct" {
+        return Err(KeyError::symmetric());
     }
     let kid = opt_str(jwk, "kid")?.map(str::to_owned);
     let alg = match opt_str(jwk, "alg")? {

@@ -23,8 +23,16 @@
 //!   configured [`KeySet`].
 //! * **`kid`**: if the token has one, only configured keys with exactly that `kid` are
 //!   tried (a key without `kid`, e.g. from a PEM file, never matches a token with a `kid`;
-//!   see [`KeySet::set_default_kid`]). Without `kid`, every key whose type and algorithms fit
-//!   the token's `alg` is tried.
+//!   see [`KeySet::set_default_kid`]). Without `kid`, the keys whose type and algorithms fit
+//!   the token's `alg` are tried, at most [`MAX_SIGNATURE_CHECKS`] of them (also for a `kid`
+//!   that several keys share); past that bound the token is `unknown_key`.
+//! * **Remote key sets** ([`KeySet::load_remote`]) hold public keys only: a symmetric (`oct`)
+//!   key in one is refused. Degenerate public keys (Ed25519 points of small order, EC points
+//!   off the curve, RSA moduli under 2048 bits, bad exponents) are refused wherever they come
+//!   from.
+//! * **ECDSA signatures are malleable**: if (r, s) verifies, so does (r, n - s), a different
+//!   token string for the same claims. Anything keyed by token bytes must tolerate that; a
+//!   denylist or replay check must key by verified claims (`jti`), never by the token.
 //! * **JSON**: header and payload must be UTF-8 JSON objects without duplicate member names
 //!   at any depth, nested at most [`MAX_JSON_DEPTH`] levels.
 //! * **Time claims** `exp`, `nbf`, `iat` must be JSON numbers in `0..=253402300799`
@@ -42,7 +50,7 @@ mod cache;
 mod claims;
 mod der;
 mod error;
-mod json;
+pub(crate) mod json;
 mod keys;
 pub mod sign;
 mod token;
@@ -54,7 +62,7 @@ pub use cache::{CacheInitError, TokenCache};
 pub use claims::{check_claims, var_string, verify, ClaimOp, ClaimRule, Policy};
 pub use error::{JwtError, KeyError};
 pub use json::MAX_JSON_DEPTH;
-pub use keys::{Key, KeyKind, KeySet};
+pub use keys::{Key, KeyKind, KeySet, MAX_SIGNATURE_CHECKS};
 pub use token::{decode_and_verify_signature, Verified};
 
 use std::fmt;

@@ -1083,17 +1083,19 @@ fn case13_key_set_content() {
     ]})
     .to_string();
     assert!(KeySet::load(mixed.as_bytes()).is_err());
-    let (ks, skipped) = KeySet::load_lenient(mixed.as_bytes()).unwrap();
+    let (ks, skipped) = KeySet::load_remote(mixed.as_bytes());
+    let ks = ks.unwrap();
     assert_eq!(ks.len(), 1);
     assert_eq!(ks.keys()[0].kid(), Some("good"));
     assert_eq!(skipped.len(), 2);
     assert!(skipped[0].reason().starts_with("key #1 (kid \"p521\")"));
     assert!(skipped[1].reason().contains("1024 bits"));
-    assert!(KeySet::load_lenient(b"{\"keys\": [{\"kty\": \"XYZ\"}]}").is_err());
-    assert!(KeySet::load_lenient(b"{\"keys\": [").is_err());
-    let (pems, skipped) =
-        KeySet::load_lenient(format!("{RSA1024_PUB}{EC256_PUB}").as_bytes()).unwrap();
-    assert_eq!((pems.len(), skipped.len()), (1, 1));
+    let (set, skipped) = KeySet::load_remote(b"{\"keys\": [{\"kty\": \"XYZ\"}]}");
+    assert!(set.is_err());
+    assert_eq!(skipped.len(), 1);
+    assert!(KeySet::load_remote(b"{\"keys\": [").0.is_err());
+    let (pems, skipped) = KeySet::load_remote(format!("{RSA1024_PUB}{EC256_PUB}").as_bytes());
+    assert_eq!((pems.unwrap().len(), skipped.len()), (1, 1));
     // Private JWKs are refused.
     let mut j = jwk(EC256_PUB, "priv");
     j["d"] = "AAAA".into();
@@ -1535,7 +1537,7 @@ fn mutations_never_panic_or_pass() {
             let i = (rnd() as usize) % m.len();
             m[i] = alphabet[(rnd() as usize) % alphabet.len()];
             let _ = KeySet::load(&m);
-            let _ = KeySet::load_lenient(&m);
+            let _ = KeySet::load_remote(&m);
         }
     }
     let jwks_text =
@@ -1546,6 +1548,311 @@ fn mutations_never_panic_or_pass() {
         let i = (rnd() as usize) % m.len();
         m[i] = alphabet[(rnd() as usize) % alphabet.len()];
         let _ = KeySet::load(&m);
-        let _ = KeySet::load_lenient(&m);
+        let _ = KeySet::load_remote(&m);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// SECURITY-CASES 19: key material. Published sets hold public keys only; degenerate public
+// keys are refused at load, from files and from published sets alike.
+
+/// The 8 points of the edwards25519 torsion subgroup, canonically encoded (little-endian y,
+/// sign of x in the top bit): computed independently of `keys::ED25519_SMALL_ORDER`.
+const ED25519_TORSION: [&str; 8] = [
+    "0100000000000000000000000000000000000000000000000000000000000000",
+    "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    "0000000000000000000000000000000000000000000000000000000000000000",
+    "0000000000000000000000000000000000000000000000000000000000000080",
+    "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+    "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85",
+    "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+    "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa",
+];
+
+fn okp(x: &[u8], kid: &str) -> Value {
+    json!({"kty": "OKP", "crv": "Ed25519", "kid": kid, "x": b64url(x)})
+}
+
+#[test]
+fn ed25519_small_order_keys_forge_and_are_refused() {
+    let torsion: Vec<Vec<u8>> = ED25519_TORSION.iter().map(|h| hex(h)).collect();
+    // ring accepts forged signatures under each of them: S = 0 and R one of the torsion
+    // points (R = -[k]A), found within a few messages. This is why they are refused at load.
+    for a in &torsion {
+        let forged = (0..64u32).find_map(|i| {
+            let msg = format!("forged message {i}");
+            torsion.iter().find_map(|r| {
+                let sig = [&r[..], &[0u8; 32][..]].concat();
+                rsig::UnparsedPublicKey::new(&rsig::ED25519, a)
+                    .verify(msg.as_bytes(), &sig)
+                    .is_ok()
+                    .then_some(())
+            })
+        });
+        assert!(forged.is_some(), "no forgery found for {a:02x?}");
+    }
+    // The identity (x = 01 00..00) verifies every message with R = identity, S = 0: a token
+    // "signed" so was accepted by a key file holding it.
+    let identity = &torsion[0];
+    let forged_token = {
+        let input = format!(
+            "{}.{}",
+            b64url(br#"{"alg":"EdDSA"}"#),
+            b64url(claims().to_string().as_bytes())
+        );
+        let sig = [&identity[..], &[0u8; 32][..]].concat();
+        format!("{input}.{}", b64url(&sig))
+    };
+    assert!(rsig::UnparsedPublicKey::new(&rsig::ED25519, identity)
+        .verify(
+            forged_token.rsplit_once('.').unwrap().0.as_bytes(),
+            &b64::decode(forged_token.rsplit_once('.').unwrap().1.as_bytes()).unwrap()
+        )
+        .is_ok());
+    // Every encoding of a small-order point is refused at load: the 8 canonical ones, x = 0
+    // with the sign bit set, and y = p, p + 1 (non-canonical 0 and 1).
+    let mut all = torsion.clone();
+    for h in [
+        "0100000000000000000000000000000000000000000000000000000000000080",
+        "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+        "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+        "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+        "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+        "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+    ] {
+        all.push(hex(h));
+    }
+    assert_eq!(all.len(), 14);
+    for x in &all {
+        let e = KeySet::load(okp(x, "bad").to_string().as_bytes()).unwrap_err();
+        assert!(e.reason().contains("small order"), "{x:02x?}: {e}");
+        // As SPKI PEM too.
+        let mut der = hex("302a300506032b6570032100");
+        der.extend_from_slice(x);
+        let pem = pem::encode(&pem::Pem::new("PUBLIC KEY", der));
+        let e = KeySet::load(pem.as_bytes()).unwrap_err();
+        assert!(e.reason().contains("small order"), "{e}");
+        // A published set skips it and keeps its other keys.
+        let set = json!({"keys": [okp(x, "bad"), jwk(ED_PUB, "ed")]}).to_string();
+        let (ks, skipped) = KeySet::load_remote(set.as_bytes());
+        assert_eq!(ks.unwrap().len(), 1);
+        assert_eq!(skipped.len(), 1);
+        assert!(skipped[0].reason().starts_with("key #1 (kid \"bad\")"));
+        assert!(!skipped[0].is_symmetric());
+    }
+    let ks = jwks(vec![jwk(ED_PUB, "ed")]);
+    assert_eq!(
+        code(run(&forged_token, &ks, &Policy::default())),
+        "bad_signature"
+    );
+    // Any other non-canonical y (y >= p) is refused too; large y below p is fine.
+    let mut x = [0xffu8; 32];
+    x[0] = 0xf0;
+    x[31] = 0x7f;
+    let e = KeySet::load(okp(&x, "nc").to_string().as_bytes()).unwrap_err();
+    assert!(e.reason().contains("canonical"), "{e}");
+    x[31] = 0xff;
+    assert!(KeySet::load(okp(&x, "nc").to_string().as_bytes()).is_err());
+    x[0] = 0xec;
+    x[1] = 0xfe;
+    let _ = KeySet::load(okp(&x, "ok").to_string().as_bytes())
+        .expect("y = p - 257: canonical, not small order");
+    // The real key still loads.
+    assert!(KeySet::load(ED_PUB.as_bytes()).is_ok());
+}
+
+#[test]
+fn case19_published_sets_hold_public_keys_only() {
+    // A symmetric key in a published set is refused (and marked so); the public keys stay.
+    let set = json!({"keys": [oct(SECRET64, Some("hs"), Some("HS256")), jwk(RSA_PUB, "rsa")]})
+        .to_string();
+    let (ks, skipped) = KeySet::load_remote(set.as_bytes());
+    let ks = ks.unwrap();
+    assert_eq!(ks.len(), 1);
+    assert_eq!(ks.keys()[0].kid(), Some("rsa"));
+    assert_eq!(skipped.len(), 1);
+    assert!(skipped[0].is_symmetric());
+    assert!(
+        skipped[0]
+            .reason()
+            .starts_with("key #1 (kid \"hs\"): symmetric key (kty \"oct\") refused"),
+        "{}",
+        skipped[0]
+    );
+    assert!(!skipped[0].reason().contains(&b64url(SECRET64)));
+    // So a token MACed with the published secret is not accepted (no key allows HS256).
+    let t = mint(Alg::HS256, json!({"alg": "HS256", "kid": "hs"}), claims());
+    assert_eq!(code(run(&t, &ks, &Policy::default())), "alg_not_allowed");
+    // A published set of symmetric keys only has no usable key; a bare oct JWK neither.
+    let (r, skipped) = KeySet::load_remote(
+        json!({"keys": [oct(SECRET64, None, None)]})
+            .to_string()
+            .as_bytes(),
+    );
+    assert!(r.unwrap_err().reason().contains("no usable signing key"));
+    assert!(skipped.len() == 1 && skipped[0].is_symmetric());
+    let (r, skipped) = KeySet::load_remote(oct(SECRET64, None, None).to_string().as_bytes());
+    assert!(r.is_err() && skipped.len() == 1 && skipped[0].is_symmetric());
+    // A symmetric key only for encryption is ignored like any `use: enc` key.
+    let mut enc = oct(SECRET64, None, None);
+    enc["use"] = "enc".into();
+    let set = json!({"keys": [enc, jwk(RSA_PUB, "rsa")]}).to_string();
+    let (ks, skipped) = KeySet::load_remote(set.as_bytes());
+    assert_eq!((ks.unwrap().len(), skipped.len()), (1, 0));
+    // Local files keep their HMAC secrets.
+    assert_eq!(
+        KeySet::load(oct(SECRET64, None, None).to_string().as_bytes())
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // Degenerate public keys are skipped from published sets as they are refused from files.
+    let weak_der = pem::parse(RSA1024_PUB).unwrap().into_contents();
+    let Ok(der::PublicKeyDer::Rsa { n: n1024, .. }) = der::parse_spki(&weak_der) else {
+        panic!()
+    };
+    let good = jwk(RSA_PUB, "good");
+    let n2048 = good["n"].as_str().unwrap().to_owned();
+    let mut off_curve = jwk(EC256_PUB, "off-curve");
+    let mut y = b64::decode(off_curve["y"].as_str().unwrap().as_bytes()).unwrap();
+    y[31] ^= 1;
+    off_curve["y"] = b64url(&y).into();
+    let cases = [
+        (
+            json!({"kty": "RSA", "kid": "rsa1024", "n": b64url(n1024), "e": "AQAB"}),
+            "1024 bits",
+        ),
+        (
+            json!({"kty": "RSA", "kid": "e1", "n": n2048, "e": "AQ"}),
+            "exponent",
+        ),
+        (
+            json!({"kty": "RSA", "kid": "e2", "n": n2048, "e": "Ag"}),
+            "exponent",
+        ),
+        (
+            json!({"kty": "RSA", "kid": "e-big", "n": n2048, "e": "AQAAAAAB"}),
+            "exponent",
+        ),
+        (off_curve, "not a valid point"),
+        (okp(&[0u8; 32], "ed-zero"), "small order"),
+    ];
+    for (key, why) in cases {
+        let e = KeySet::load(json!({"keys": [key.clone()]}).to_string().as_bytes()).unwrap_err();
+        assert!(e.reason().contains(why), "file: {e}");
+        let set = json!({"keys": [key, good.clone()]}).to_string();
+        let (ks, skipped) = KeySet::load_remote(set.as_bytes());
+        assert_eq!(ks.unwrap().len(), 1);
+        assert_eq!(skipped.len(), 1);
+        assert!(skipped[0].reason().contains(why), "remote: {}", skipped[0]);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// SECURITY-CASES 20 (core part): a token without kid costs a bounded number of signature
+// checks.
+
+#[test]
+fn case20_signature_checks_per_token_are_bounded() {
+    let secret = |i: usize| format!("key number {i:02} of the bounded set, 32+ bytes");
+    let n = MAX_SIGNATURE_CHECKS + 4;
+    let many = |kid: Option<&str>| {
+        jwks(
+            (0..n)
+                .map(|i| oct(secret(i).as_bytes(), kid, Some("HS256")))
+                .collect(),
+        )
+    };
+    let p = Policy::default();
+    let signed_by = |i: usize, header: &str| {
+        mint_raw(
+            &Signer::hmac(Alg::HS256, secret(i).as_bytes()).unwrap(),
+            header,
+            &claims().to_string(),
+        )
+    };
+    for (keys, header) in [
+        (many(None), r#"{"alg":"HS256"}"#),
+        (many(Some("shared")), r#"{"alg":"HS256","kid":"shared"}"#),
+    ] {
+        for i in 0..n {
+            let want = if i < MAX_SIGNATURE_CHECKS {
+                "ok"
+            } else {
+                "unknown_key"
+            };
+            assert_eq!(code(run(&signed_by(i, header), &keys, &p)), want, "key {i}");
+        }
+        // A bad signature: bad_signature only when every candidate could be tried.
+        let bad = flip_sig_bit(&signed_by(0, header), 3);
+        assert_eq!(code(run(&bad, &keys, &p)), "unknown_key");
+    }
+    let few = jwks(
+        (0..MAX_SIGNATURE_CHECKS)
+            .map(|i| oct(secret(i).as_bytes(), None, Some("HS256")))
+            .collect(),
+    );
+    let last = signed_by(MAX_SIGNATURE_CHECKS - 1, r#"{"alg":"HS256"}"#);
+    assert_eq!(code(run(&last, &few, &p)), "ok");
+    assert_eq!(
+        code(run(&flip_sig_bit(&last, 3), &few, &p)),
+        "bad_signature"
+    );
+    // Keys of other types, or with another kid, cost no signature check and do not count:
+    // the right key behind many of them is still found.
+    let mut keys: Vec<Value> = (0..50).map(|i| jwk(EC256_PUB, &format!("ec{i}"))).collect();
+    keys.extend((0..50).map(|i| oct(secret(i).as_bytes(), Some(&format!("o{i}")), None)));
+    keys.push(jwk(RSA_PUB, "rsa"));
+    let mixed = jwks(keys);
+    let t = mint(Alg::RS256, json!({"alg": "RS256"}), claims());
+    assert_eq!(code(run(&t, &mixed, &p)), "ok");
+    let t = mint_raw(
+        &Signer::hmac(Alg::HS256, secret(40).as_bytes()).unwrap(),
+        r#"{"alg":"HS256","kid":"o40"}"#,
+        &claims().to_string(),
+    );
+    assert_eq!(code(run(&t, &mixed, &p)), "ok");
+}
+
+// ---------------------------------------------------------------------------------------
+// ECDSA malleability (documented in README): (r, s) and (r, n - s) both verify, so one set
+// of claims has two valid ES256 token strings. The token cache is keyed by token bytes and is
+// fine with that; a denylist or replay check must key by claims (`jti`).
+
+/// `a - b` for big-endian unsigned integers of equal length, `a >= b`.
+fn sub_be(a: &[u8], b: &[u8]) -> Vec<u8> {
+    let mut out = vec![0u8; a.len()];
+    let mut borrow = 0i16;
+    for i in (0..a.len()).rev() {
+        let mut d = i16::from(a[i]) - i16::from(b[i]) - borrow;
+        borrow = i16::from(d < 0);
+        if d < 0 {
+            d += 256;
+        }
+        out[i] = d as u8;
+    }
+    assert_eq!(borrow, 0);
+    out
+}
+
+#[test]
+fn ecdsa_signatures_are_malleable() {
+    let keys = all_keys();
+    let p = Policy::default();
+    for (alg, order) in [
+        (Alg::ES256, "ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551"),
+        (
+            Alg::ES384,
+            "ffffffffffffffffffffffffffffffffffffffffffffffffc7634d81f4372ddf581a0db248b0a77aecec196accc52973",
+        ),
+    ] {
+        let t = std_token(alg);
+        let sig = b64::decode(t.rsplit_once('.').unwrap().1.as_bytes()).unwrap();
+        let (r, s) = sig.split_at(sig.len() / 2);
+        let twin = with_sig(&t, &[r, &sub_be(&hex(order), s)[..]].concat());
+        assert_ne!(twin, t);
+        let (a, b) = (run(&t, &keys, &p).unwrap(), run(&twin, &keys, &p).unwrap());
+        assert_eq!(a.payload_json(), b.payload_json(), "{alg}");
     }
 }
