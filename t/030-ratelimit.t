@@ -114,7 +114,7 @@ X-Pid >= 2
 
 
 
-=== TEST 4: draft headers (the default): exact q, w, r; t within the sliding window's range
+=== TEST 4: draft headers (the default): exact q, w, r; t is a period after the last admission, and once exhausted the same wait as Retry-After (at most one period)
 --- http_config
     rate_limit_zone $host zone=api:1m;
 --- config
@@ -132,23 +132,23 @@ ok
 --- response_headers_like eval
 [
 'RateLimit-Policy: "api";q=3;w=60
-RateLimit: "api";r=2;t=(6[1-9]|[7-9][0-9]|1[01][0-9]|120)
+RateLimit: "api";r=2;t=60
 !Retry-After
 !X-RateLimit-Limit
 !RateLimit-Limit',
 'RateLimit-Policy: "api";q=3;w=60
-RateLimit: "api";r=1;t=(6[1-9]|[7-9][0-9]|1[01][0-9]|120)',
+RateLimit: "api";r=1;t=60',
 'RateLimit-Policy: "api";q=3;w=60
-RateLimit: "api";r=0;t=(6[1-9]|[7-9][0-9]|1[01][0-9]|120)',
+RateLimit: "api";r=0;t=([1-9]|[1-5][0-9]|60)',
 'RateLimit-Policy: "api";q=3;w=60
-RateLimit: "api";r=0;t=(6[1-9]|[7-9][0-9]|1[01][0-9]|120)
-Retry-After: ([2-8][0-9]|90)
+RateLimit: "api";r=0;t=([1-9]|[1-5][0-9]|60)
+Retry-After: ([1-9]|[1-5][0-9]|60)
 !X-RateLimit-Limit',
 ]
 
 
 
-=== TEST 5: draft headers of a token bucket: every value exact
+=== TEST 5: draft headers of a token bucket: every value exact; once exhausted, t is when the next request fits (= Retry-After)
 --- http_config
     rate_limit_zone $host zone=tb:1m;
 --- config
@@ -172,10 +172,10 @@ RateLimit: "tb";r=2;t=1200
 RateLimit: "tb";r=1;t=2400
 !Retry-After',
 'RateLimit-Policy: "tb";q=3;w=3600
-RateLimit: "tb";r=0;t=3600
+RateLimit: "tb";r=0;t=1200
 !Retry-After',
 'RateLimit-Policy: "tb";q=3;w=3600
-RateLimit: "tb";r=0;t=3600
+RateLimit: "tb";r=0;t=1200
 Retry-After: 1200',
 ]
 
@@ -215,14 +215,15 @@ RateLimit-Limit: 3
 RateLimit-Remaining: 1
 RateLimit-Reset: 2400',
 'X-RateLimit-Remaining: 0
+X-RateLimit-Reset: 1200
 RateLimit-Remaining: 0
-RateLimit-Reset: 3600',
+RateLimit-Reset: 1200',
 'X-RateLimit-Limit: 3
 X-RateLimit-Remaining: 0
-X-RateLimit-Reset: 3600
+X-RateLimit-Reset: 1200
 RateLimit-Limit: 3
 RateLimit-Remaining: 0
-RateLimit-Reset: 3600
+RateLimit-Reset: 1200
 !RateLimit-Policy
 Retry-After: 1200',
 ]

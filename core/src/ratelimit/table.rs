@@ -60,7 +60,7 @@ use super::sync::{cluster_id, Claim, SyncRec};
 /// First 8 bytes of a formatted region.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"NGXGWRL\x01");
 /// Format version; bumped on any change of meaning not caught by the layout hash.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 
 const NIL: u32 = u32::MAX;
 const HEADER_LEN: usize = std::mem::size_of::<Header>();
