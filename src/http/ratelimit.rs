@@ -9,11 +9,14 @@ use gateway_core::ratelimit::algo::{check_and_consume, refund, Decision, Params}
 use gateway_core::ratelimit::sync::{check_and_consume_synced, refund_synced};
 use gateway_core::ratelimit::table::{Outcome, Table};
 use nginx_sys::{
-    ngx_int_t, ngx_shmtx_lock, ngx_shmtx_unlock, NGX_LOG_ERR, NGX_LOG_INFO, NGX_LOG_WARN,
+    ngx_http_request_t, ngx_int_t, ngx_shmtx_lock, ngx_shmtx_unlock,
+    NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_LOG_ERR, NGX_LOG_INFO, NGX_LOG_WARN,
 };
-use ngx::http::Request;
+use ngx::core::Status;
+use ngx::http::{HttpModuleLocationConf, Request};
 
 use super::ctx::RequestCtx;
+use super::GatewayModule;
 use crate::conf::ratelimit::{HeaderMode, Limit, RateLimitConf, RateSpec, Zone};
 
 /// `$rate_limit_status`.
@@ -276,4 +279,36 @@ fn rollback(consumed: &[Consumed], now: u64) {
             None => {}
         });
     }
+}
+
+/// Precontent phase: the location's rate limits, after every access check has granted the
+/// request, whichever module granted it (`auth_jwt`, `allow`, `auth_basic`, `auth_request`,
+/// under `satisfy all` or `any`). A request refused by an access check is answered 401/403
+/// before this phase and counts against no limit.
+///
+/// Only the main request is limited, once: subrequests (`auth_request`, SSI, `mirror`, key
+/// fetches) never are, and after an internal redirect (`index`, `try_files`, `error_page`) the
+/// first decision stands (the request context survives redirects, see [`RequestCtx`]).
+/// Registered after `try_files` and `mirror`, so it runs before them.
+pub unsafe extern "C" fn precontent_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
+    super::guard_request(r, || {
+        // SAFETY: nginx calls phase handlers with a live request.
+        let request = unsafe { Request::from_ngx_http_request(r) };
+        if !request.is_main() {
+            return Status::NGX_DECLINED.into();
+        }
+        let Some(lcf) = GatewayModule::location_conf(request) else {
+            return Status::NGX_DECLINED.into();
+        };
+        if !lcf.is_enabled() || lcf.rl.limits.as_deref().unwrap_or_default().is_empty() {
+            return Status::NGX_DECLINED.into();
+        }
+        let Some(ctx) = RequestCtx::get_or_create(request) else {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+        };
+        match access(request, ctx, &lcf.rl) {
+            Some(status) => super::reject_rate_limited(request, ctx, status),
+            None => Status::NGX_DECLINED.into(),
+        }
+    })
 }
