@@ -206,11 +206,7 @@ pub fn access(request: &mut Request, ctx: &mut RequestCtx, rt: &Rc<JwtRuntime>) 
 }
 
 /// [`access`], with `None` for a granted request.
-fn decide(
-    request: &mut Request,
-    ctx: &mut RequestCtx,
-    rt: &Rc<JwtRuntime>,
-) -> Option<ngx_int_t> {
+fn decide(request: &mut Request, ctx: &mut RequestCtx, rt: &Rc<JwtRuntime>) -> Option<ngx_int_t> {
     let log = request.log();
     if let Some(remote) = &rt.remote {
         use super::jwks::{plan, wait, Plan};

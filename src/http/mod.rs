@@ -8,9 +8,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use nginx_sys::{
     ngx_conf_t, ngx_cycle_t, ngx_http_handler_pt, ngx_http_phases_NGX_HTTP_ACCESS_PHASE,
     ngx_http_phases_NGX_HTTP_LOG_PHASE, ngx_http_phases_NGX_HTTP_PRECONTENT_PHASE,
-    ngx_http_request_t, ngx_int_t, ngx_log_t, ngx_str_t,
-    ngx_table_elt_t, ngx_uint_t, ngx_variable_value_t, NGX_ERROR, NGX_HTTP_INTERNAL_SERVER_ERROR,
-    NGX_LOG_ERR, NGX_OK,
+    ngx_http_request_t, ngx_int_t, ngx_log_t, ngx_str_t, ngx_table_elt_t, ngx_uint_t,
+    ngx_variable_value_t, NGX_ERROR, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_LOG_ERR, NGX_OK,
 };
 use ngx::core::Status;
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule, Request};
@@ -133,14 +132,28 @@ pub unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
         // `satisfy any` an address or password that grants access skips the signature check,
         // and under `satisfy all` a denied address is answered 403 before any token is read.
         let phases = [
-            (ngx_http_phases_NGX_HTTP_ACCESS_PHASE, access_handler as Handler, true),
-            (ngx_http_phases_NGX_HTTP_PRECONTENT_PHASE, ratelimit::precontent_handler, false),
+            (
+                ngx_http_phases_NGX_HTTP_ACCESS_PHASE,
+                access_handler as Handler,
+                true,
+            ),
+            (
+                ngx_http_phases_NGX_HTTP_PRECONTENT_PHASE,
+                ratelimit::precontent_handler,
+                false,
+            ),
             (ngx_http_phases_NGX_HTTP_LOG_PHASE, log::log_handler, false),
         ];
         for (phase, handler, runs_last) in phases {
             // SAFETY: the phase handler arrays are nginx arrays of `ngx_http_handler_pt`.
-            if unsafe { add_phase_handler(&mut cmcf.phases[phase as usize].handlers, handler, runs_last) }
-                .is_none()
+            if unsafe {
+                add_phase_handler(
+                    &mut cmcf.phases[phase as usize].handlers,
+                    handler,
+                    runs_last,
+                )
+            }
+            .is_none()
             {
                 return NGX_ERROR as ngx_int_t;
             }
@@ -386,7 +399,11 @@ fn has_error_page(request: &Request, status: ngx_int_t) -> bool {
 
 /// Answers a rate-limited request: with the location's `error_page` for the status if there
 /// is one, otherwise with an RFC 9457 problem+json body naming the violated policy.
-pub fn reject_rate_limited(request: &mut Request, ctx: &RequestCtx, status: ngx_int_t) -> ngx_int_t {
+pub fn reject_rate_limited(
+    request: &mut Request,
+    ctx: &RequestCtx,
+    status: ngx_int_t,
+) -> ngx_int_t {
     if has_error_page(request, status) {
         return status;
     }

@@ -575,7 +575,10 @@ fn check_gcra(st: &mut State, now_ms: u64, p: &Params) -> Decision {
     };
     let (remaining, reset_ns) = match tau.checked_sub(new_backlog) {
         // Full again once the backlog has drained.
-        Some(slack) => (slack.checked_div(t).unwrap_or(0).saturating_add(1), new_backlog),
+        Some(slack) => (
+            slack.checked_div(t).unwrap_or(0).saturating_add(1),
+            new_backlog,
+        ),
         // Exhausted: the next request fits once the backlog is down to tau.
         None => (0, new_backlog.saturating_sub(tau)),
     };
@@ -857,11 +860,20 @@ mod tests {
             };
             let secs = wait.div_ceil(1000).max(1);
             assert!(wait >= 1, "{p:?} {d:?}");
-            assert!(peek(&st, now + wait, &p).allowed, "{p:?} {st:?} {now} {d:?}");
-            assert!(!peek(&st, now + wait - 1, &p).allowed, "{p:?} {st:?} {now} {d:?}");
+            assert!(
+                peek(&st, now + wait, &p).allowed,
+                "{p:?} {st:?} {now} {d:?}"
+            );
+            assert!(
+                !peek(&st, now + wait - 1, &p).allowed,
+                "{p:?} {st:?} {now} {d:?}"
+            );
             assert!(peek(&st, now + 1000 * secs, &p).allowed, "{p:?} {d:?}");
             if secs >= 2 {
-                assert!(!peek(&st, now + 1000 * (secs - 1), &p).allowed, "{p:?} {d:?}");
+                assert!(
+                    !peek(&st, now + 1000 * (secs - 1), &p).allowed,
+                    "{p:?} {d:?}"
+                );
             }
             let most = match p.algorithm {
                 Algorithm::Sliding => period,
@@ -979,7 +991,10 @@ mod tests {
         assert!(!d.allowed);
         assert_eq!(st, before);
         assert_eq!(d.retry_after_ms, 100);
-        assert_eq!(d.reset_ms, 100, "exhausted: the reset is when the next one fits");
+        assert_eq!(
+            d.reset_ms, 100,
+            "exhausted: the reset is when the next one fits"
+        );
         assert!(!check_and_consume(&mut st, 1099, &p).allowed);
         assert!(check_and_consume(&mut st, 1100, &p).allowed);
         // Full again after the backlog drains.
@@ -1158,7 +1173,10 @@ mod tests {
         assert!(st.is_idle(0));
         check_and_consume(&mut st, 1500, &p);
         assert!(!st.is_idle(2499));
-        assert!(st.is_idle(2500), "a period after the last admission nothing counts");
+        assert!(
+            st.is_idle(2500),
+            "a period after the last admission nothing counts"
+        );
         let g = bucket(10, 1000, 3);
         let mut st = State::EMPTY;
         check_and_consume(&mut st, 1000, &g);
