@@ -28,7 +28,7 @@ ok
 ["GET /t", "GET /t", "GET /t", "GET /t", "GET /t"]
 --- error_code eval
 [200, 200, 200, 429, 429]
---- wait: 0.5
+--- wait: 1.5
 --- error_log eval
 qr/\[error\] .*rate_limit_zone "s": redis sync with 127\.0\.0\.1:\d+ failed: .*limits are local to this node until it recovers/
 --- no_error_log
