@@ -6,11 +6,16 @@
 #
 # The protected locations proxy_pass to a backend (never `return`, which answers before the
 # access phase); the backend echoes "upstream reached". Tokens as in t/020-jwt.t (HS256, kid
-# hs256, keys in t/keys/hmac.jwks): valid ones expire in 2100. Basic credentials alice:secret.
+# hs256, keys in t/keys/hmac.jwks), in $TEST_NGINX_ALICE (valid until 2100) and
+# $TEST_NGINX_ALICE_BAD (one signature bit off). Basic credentials alice:secret.
 use Test::Nginx::Socket 'no_plan';
 use Cwd qw(cwd);
 
 $ENV{TEST_NGINX_KEYS} ||= cwd() . '/t/keys';
+# HS256, kid hs256, sub alice, exp 2100
+$ENV{TEST_NGINX_ALICE} = 'eyJhbGciOiJIUzI1NiIsImtpZCI6ImhzMjU2IiwidHlwIjoiSldUIn0.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.D1F21ihkb2gaMKPqZnecJEV5uqPyzUUKQPf1Qk4yS8Y';
+# HS256, kid hs256, sub alice, exp 2100, --corrupt-signature
+$ENV{TEST_NGINX_ALICE_BAD} = 'eyJhbGciOiJIUzI1NiIsImtpZCI6ImhzMjU2IiwidHlwIjoiSldUIn0.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.DlF21ihkb2gaMKPqZnecJEV5uqPyzUUKQPf1Qk4yS8Y';
 
 log_level('info');
 no_shuffle();
@@ -41,10 +46,8 @@ __DATA__
 ["GET /t", "GET /t", "GET /t"]
 --- more_headers eval
 [
-    # HS256, kid hs256, sub alice, exp 2100
-    "Authorization: Bearer eyJhbGciOiJIUzI1NiIsImtpZCI6ImhzMjU2IiwidHlwIjoiSldUIn0.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.D1F21ihkb2gaMKPqZnecJEV5uqPyzUUKQPf1Qk4yS8Y",
-    # HS256, kid hs256, sub alice, exp 2100, --corrupt-signature
-    "Authorization: Bearer eyJhbGciOiJIUzI1NiIsImtpZCI6ImhzMjU2IiwidHlwIjoiSldUIn0.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.DlF21ihkb2gaMKPqZnecJEV5uqPyzUUKQPf1Qk4yS8Y",
+    "Authorization: Bearer \$TEST_NGINX_ALICE",
+    "Authorization: Bearer \$TEST_NGINX_ALICE_BAD",
     "",
 ]
 --- error_code eval
@@ -88,10 +91,9 @@ __DATA__
 [
     "",
     "Authorization: Bearer not.a.token",
-    # HS256, kid hs256, sub alice, exp 2100
-    "Authorization: Bearer eyJhbGciOiJIUzI1NiIsImtpZCI6ImhzMjU2IiwidHlwIjoiSldUIn0.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.D1F21ihkb2gaMKPqZnecJEV5uqPyzUUKQPf1Qk4yS8Y",
+    "Authorization: Bearer \$TEST_NGINX_ALICE",
     "",
-    "Authorization: Bearer eyJhbGciOiJIUzI1NiIsImtpZCI6ImhzMjU2IiwidHlwIjoiSldUIn0.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.D1F21ihkb2gaMKPqZnecJEV5uqPyzUUKQPf1Qk4yS8Y",
+    "Authorization: Bearer \$TEST_NGINX_ALICE",
 ]
 --- error_code eval
 [200, 200, 200, 429, 429]
@@ -144,10 +146,9 @@ jwt refused
 ["GET /ok", "GET /ok", "GET /denied", "GET /denied", "GET /denied"]
 --- more_headers eval
 [
-    # HS256, kid hs256, sub alice, exp 2100
-    "Authorization: Bearer eyJhbGciOiJIUzI1NiIsImtpZCI6ImhzMjU2IiwidHlwIjoiSldUIn0.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.D1F21ihkb2gaMKPqZnecJEV5uqPyzUUKQPf1Qk4yS8Y",
+    "Authorization: Bearer \$TEST_NGINX_ALICE",
     "",
-    "Authorization: Bearer eyJhbGciOiJIUzI1NiIsImtpZCI6ImhzMjU2IiwidHlwIjoiSldUIn0.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.D1F21ihkb2gaMKPqZnecJEV5uqPyzUUKQPf1Qk4yS8Y",
+    "Authorization: Bearer \$TEST_NGINX_ALICE",
     "",
     "Authorization: Bearer not.a.token",
 ]
@@ -208,11 +209,10 @@ alice:{PLAIN}secret
 --- more_headers eval
 [
     "Authorization: Basic YWxpY2U6c2VjcmV0",
-    # HS256, kid hs256, sub alice, exp 2100
-    "Authorization: Bearer eyJhbGciOiJIUzI1NiIsImtpZCI6ImhzMjU2IiwidHlwIjoiSldUIn0.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.D1F21ihkb2gaMKPqZnecJEV5uqPyzUUKQPf1Qk4yS8Y",
+    "Authorization: Bearer \$TEST_NGINX_ALICE",
     "Authorization: Bearer not.a.token",
     # alice has no admin claim: auth_jwt refuses 403, auth_basic 401
-    "Authorization: Bearer eyJhbGciOiJIUzI1NiIsImtpZCI6ImhzMjU2IiwidHlwIjoiSldUIn0.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.D1F21ihkb2gaMKPqZnecJEV5uqPyzUUKQPf1Qk4yS8Y",
+    "Authorization: Bearer \$TEST_NGINX_ALICE",
     "",
 ]
 --- error_code eval
@@ -261,10 +261,9 @@ alice:{PLAIN}secret
 ["GET /t", "GET /t", "GET /t"]
 --- more_headers eval
 [
-    # HS256, kid hs256, sub alice, exp 2100
-    "Authorization: Basic YWxpY2U6c2VjcmV0\nX-Token: eyJhbGciOiJIUzI1NiIsImtpZCI6ImhzMjU2IiwidHlwIjoiSldUIn0.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.D1F21ihkb2gaMKPqZnecJEV5uqPyzUUKQPf1Qk4yS8Y",
+    "Authorization: Basic YWxpY2U6c2VjcmV0\nX-Token: \$TEST_NGINX_ALICE",
     "Authorization: Basic YWxpY2U6c2VjcmV0",
-    "X-Token: eyJhbGciOiJIUzI1NiIsImtpZCI6ImhzMjU2IiwidHlwIjoiSldUIn0.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.D1F21ihkb2gaMKPqZnecJEV5uqPyzUUKQPf1Qk4yS8Y",
+    "X-Token: \$TEST_NGINX_ALICE",
 ]
 --- error_code eval
 [200, 401, 401]
@@ -309,8 +308,7 @@ alice:{PLAIN}secret
 --- more_headers eval
 [
     "X-Session: good",
-    # HS256, kid hs256, sub alice, exp 2100
-    "X-Session: bad\nAuthorization: Bearer eyJhbGciOiJIUzI1NiIsImtpZCI6ImhzMjU2IiwidHlwIjoiSldUIn0.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.D1F21ihkb2gaMKPqZnecJEV5uqPyzUUKQPf1Qk4yS8Y",
+    "X-Session: bad\nAuthorization: Bearer \$TEST_NGINX_ALICE",
     "X-Session: bad",
     "X-Session: bad\nAuthorization: Bearer not.a.token",
 ]
@@ -356,10 +354,9 @@ alice:{PLAIN}secret
 ["GET /t", "GET /t", "GET /t"]
 --- more_headers eval
 [
-    # HS256, kid hs256, sub alice, exp 2100
-    "X-Session: good\nAuthorization: Bearer eyJhbGciOiJIUzI1NiIsImtpZCI6ImhzMjU2IiwidHlwIjoiSldUIn0.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.D1F21ihkb2gaMKPqZnecJEV5uqPyzUUKQPf1Qk4yS8Y",
+    "X-Session: good\nAuthorization: Bearer \$TEST_NGINX_ALICE",
     "X-Session: good",
-    "X-Session: bad\nAuthorization: Bearer eyJhbGciOiJIUzI1NiIsImtpZCI6ImhzMjU2IiwidHlwIjoiSldUIn0.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.D1F21ihkb2gaMKPqZnecJEV5uqPyzUUKQPf1Qk4yS8Y",
+    "X-Session: bad\nAuthorization: Bearer \$TEST_NGINX_ALICE",
 ]
 --- error_code eval
 [200, 401, 403]
@@ -450,10 +447,9 @@ alice:{PLAIN}secret
 [
     "Authorization: Basic YWxpY2U6c2VjcmV0",
     "",
-    # HS256, kid hs256, sub alice, exp 2100
-    "Authorization: Bearer eyJhbGciOiJIUzI1NiIsImtpZCI6ImhzMjU2IiwidHlwIjoiSldUIn0.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.D1F21ihkb2gaMKPqZnecJEV5uqPyzUUKQPf1Qk4yS8Y",
+    "Authorization: Bearer \$TEST_NGINX_ALICE",
     "Authorization: Basic YWxpY2U6c2VjcmV0",
-    "Authorization: Bearer eyJhbGciOiJIUzI1NiIsImtpZCI6ImhzMjU2IiwidHlwIjoiSldUIn0.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.D1F21ihkb2gaMKPqZnecJEV5uqPyzUUKQPf1Qk4yS8Y",
+    "Authorization: Bearer \$TEST_NGINX_ALICE",
 ]
 --- error_code eval
 [200, 401, 200, 200, 429]
