@@ -128,9 +128,10 @@ pub unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
         };
         // nginx runs a phase's handlers from the last registered to the first. auth_jwt goes
         // first in the array, so it runs after the access modules registered before it
-        // (allow/deny, auth_basic, auth_request), as NGINX Plus's auth_jwt does: under
-        // `satisfy any` an address or password that grants access skips the signature check,
-        // and under `satisfy all` a denied address is answered 403 before any token is read.
+        // (allow/deny, auth_basic, auth_request): under `satisfy any` an address or password
+        // that grants access skips the signature check, under `satisfy all` a denied address
+        // is answered 403 before any token is read, and no module can grant after auth_jwt
+        // refused (its challenge never stays on a granted response).
         let phases = [
             (
                 ngx_http_phases_NGX_HTTP_ACCESS_PHASE,
