@@ -179,9 +179,10 @@ def run_clients(nodes, path, seconds, clients_per_node, gap):
     return counts, lat
 
 
-def key_total(redis, zone, key):
-    """Sum of the Redis counters of one key (all its windows)."""
-    kid = hashlib.sha256(key.encode()).hexdigest()[:32]
+def key_total(redis, zone, key, period_ms=60_000):
+    """Sum of the Redis counters of one key's counter of one period (all its windows): the
+    key id hashes the key followed by the period (8 bytes, big-endian), see counter_key."""
+    kid = hashlib.sha256(key.encode() + period_ms.to_bytes(8, "big")).hexdigest()[:32]
     keys = redis.cli("KEYS", f"gw:{{{zone}}}:{kid}:*").split()
     return sum(int(redis.cli("GET", k).strip() or 0) for k in keys), keys
 

@@ -3,11 +3,13 @@
 # rejection (status, Retry-After, problem+json, error_page), several limits with refunds, keys
 # and rates from variables, dry runs, the variables, inheritance, and the order with auth_jwt.
 #
-# Sliding windows are aligned to the wall clock, so a reset time (`t=`, `X-RateLimit-Reset`,
-# `Retry-After`) of a sliding limit depends on when the block runs: those are matched by range.
-# Token-bucket (GCRA) values only depend on the time between the block's own requests (well
-# under a second), so they are checked exactly. Rates are per hour or per minute so that no
-# counter refills while a block runs.
+# Sliding windows are aligned to the wall clock, so the wait of an exhausted sliding limit
+# (`Retry-After`, and `t=`/`X-RateLimit-Reset` once `r=0`) depends on when the block runs: those
+# are matched by range (at most one period). With quota left, `t=` is exactly one period (the
+# last admission is then a period from expiring). Token-bucket (GCRA) values only depend on the
+# time between the block's own requests (well under a second), so they are checked exactly.
+# Rates are per hour or per minute so that no counter refills while a block runs, except where a
+# block waits for a refill on purpose (1r/s, one-second sleeps).
 use Test::Nginx::Socket 'no_plan';
 
 workers(2);
@@ -114,7 +116,7 @@ X-Pid >= 2
 
 
 
-=== TEST 4: draft headers (the default): exact q, w, r; t within the sliding window's range
+=== TEST 4: draft headers (the default): exact q, w, r; t is a period after the last admission, and once exhausted the same wait as Retry-After (at most one period)
 --- http_config
     rate_limit_zone $host zone=api:1m;
 --- config
@@ -132,23 +134,23 @@ ok
 --- response_headers_like eval
 [
 'RateLimit-Policy: "api";q=3;w=60
-RateLimit: "api";r=2;t=(6[1-9]|[7-9][0-9]|1[01][0-9]|120)
+RateLimit: "api";r=2;t=60
 !Retry-After
 !X-RateLimit-Limit
 !RateLimit-Limit',
 'RateLimit-Policy: "api";q=3;w=60
-RateLimit: "api";r=1;t=(6[1-9]|[7-9][0-9]|1[01][0-9]|120)',
+RateLimit: "api";r=1;t=60',
 'RateLimit-Policy: "api";q=3;w=60
-RateLimit: "api";r=0;t=(6[1-9]|[7-9][0-9]|1[01][0-9]|120)',
+RateLimit: "api";r=0;t=([1-9]|[1-5][0-9]|60)',
 'RateLimit-Policy: "api";q=3;w=60
-RateLimit: "api";r=0;t=(6[1-9]|[7-9][0-9]|1[01][0-9]|120)
-Retry-After: ([2-8][0-9]|90)
+RateLimit: "api";r=0;t=([1-9]|[1-5][0-9]|60)
+Retry-After: ([1-9]|[1-5][0-9]|60)
 !X-RateLimit-Limit',
 ]
 
 
 
-=== TEST 5: draft headers of a token bucket: every value exact
+=== TEST 5: draft headers of a token bucket: every value exact; once exhausted, t is when the next request fits (= Retry-After)
 --- http_config
     rate_limit_zone $host zone=tb:1m;
 --- config
@@ -172,10 +174,10 @@ RateLimit: "tb";r=2;t=1200
 RateLimit: "tb";r=1;t=2400
 !Retry-After',
 'RateLimit-Policy: "tb";q=3;w=3600
-RateLimit: "tb";r=0;t=3600
+RateLimit: "tb";r=0;t=1200
 !Retry-After',
 'RateLimit-Policy: "tb";q=3;w=3600
-RateLimit: "tb";r=0;t=3600
+RateLimit: "tb";r=0;t=1200
 Retry-After: 1200',
 ]
 
@@ -215,14 +217,15 @@ RateLimit-Limit: 3
 RateLimit-Remaining: 1
 RateLimit-Reset: 2400',
 'X-RateLimit-Remaining: 0
+X-RateLimit-Reset: 1200
 RateLimit-Remaining: 0
-RateLimit-Reset: 3600',
+RateLimit-Reset: 1200',
 'X-RateLimit-Limit: 3
 X-RateLimit-Remaining: 0
-X-RateLimit-Reset: 3600
+X-RateLimit-Reset: 1200
 RateLimit-Limit: 3
 RateLimit-Remaining: 0
-RateLimit-Reset: 3600
+RateLimit-Reset: 1200
 !RateLimit-Policy
 Retry-After: 1200',
 ]
@@ -813,3 +816,215 @@ ok
 [200, 200, 200]
 --- response_headers eval
 ['X-RL: PASSED a 4', 'X-RL: PASSED a 3', 'X-RL: PASSED a 2']
+
+
+
+=== TEST 25: two limits of different periods on one zone and key both hold exactly: 3r/h and 100r/m, 3 pass, the 4th is rejected by the hourly policy
+--- http_config
+    rate_limit_zone $http_x_key zone=keys:1m;
+--- config
+    location /t {
+        rate_limit zone=keys rate=100r/m policy=minute;
+        rate_limit zone=keys rate=3r/h policy=hourly;
+        add_header X-RL "$rate_limit_status $rate_limit_policy $rate_limit_remaining" always;
+        alias html/index.html;
+    }
+--- user_files
+>>> index.html
+ok
+--- request eval
+["GET /t", "GET /t", "GET /t", "GET /t", "GET /t"]
+--- more_headers eval
+["X-Key: k1", "X-Key: k1", "X-Key: k1", "X-Key: k1", "X-Key: k2"]
+--- error_code eval
+[200, 200, 200, 429, 200]
+--- response_headers_like eval
+[
+'X-RL: PASSED hourly 2
+RateLimit-Policy: "hourly";q=3;w=3600',
+'X-RL: PASSED hourly 1',
+'X-RL: PASSED hourly 0',
+'X-RL: REJECTED hourly 0
+Retry-After: \d+',
+'X-RL: PASSED hourly 2',
+]
+--- response_body_like eval
+["ok", "ok", "ok", qr/"detail":"rate limit \\"hourly\\" exceeded, retry in \d+ s","policy":"hourly"/, "ok"]
+--- error_log
+rate_limit "hourly" rejected the request
+--- no_error_log
+rate_limit "minute" rejected
+
+
+
+=== TEST 26: one zone in several locations: a counter per period, shared by limits of that period wherever they are
+--- http_config
+    rate_limit_zone $host zone=z:1m;
+--- config
+    location /minute {
+        rate_limit zone=z rate=100r/m;
+        alias html/index.html;
+    }
+    location /hour {
+        rate_limit zone=z rate=2r/h;
+        alias html/index.html;
+    }
+    location /minute-strict {
+        rate_limit zone=z rate=4r/m;
+        alias html/index.html;
+    }
+--- user_files
+>>> index.html
+ok
+--- request eval
+["GET /minute", "GET /minute", "GET /minute", "GET /hour", "GET /hour", "GET /hour", "GET /minute-strict", "GET /minute-strict"]
+--- error_code eval
+[200, 200, 200, 200, 200, 429, 200, 429]
+--- response_headers_like eval
+[
+'RateLimit: "z";r=99;t=60', 'RateLimit: "z";r=98;t=60', 'RateLimit: "z";r=97;t=60',
+'RateLimit: "z";r=1;t=3600', 'RateLimit: "z";r=0;t=\d+', 'RateLimit: "z";r=0;t=\d+',
+'RateLimit: "z";r=0;t=\d+', 'RateLimit: "z";r=0;t=\d+',
+]
+
+
+
+=== TEST 27: two limits of one period on one zone share the counter and count a request once: an enforced 5r/h with a dry-run 3r/h preview
+--- http_config
+    rate_limit_zone $host zone=z:1m;
+--- config
+    location /t {
+        rate_limit zone=z rate=5r/h;
+        rate_limit zone=z rate=3r/h dry_run policy=preview;
+        add_header X-RL "$rate_limit_status $rate_limit_policy $rate_limit_remaining" always;
+        alias html/index.html;
+    }
+--- user_files
+>>> index.html
+ok
+--- request eval
+["GET /t", "GET /t", "GET /t", "GET /t", "GET /t", "GET /t"]
+--- error_code eval
+[200, 200, 200, 200, 200, 429]
+--- response_headers eval
+[
+'X-RL: PASSED preview 2',
+'X-RL: PASSED preview 1',
+'X-RL: PASSED preview 0',
+'X-RL: REJECTED_DRY_RUN preview 0',
+'X-RL: REJECTED_DRY_RUN preview 0',
+'X-RL: REJECTED z 0',
+]
+--- grep_error_log eval: qr/rate_limit "\w+" (would reject \(dry run\)|rejected the request)/
+--- grep_error_log_out
+rate_limit "preview" would reject (dry run)
+rate_limit "preview" would reject (dry run)
+rate_limit "z" rejected the request
+
+
+
+=== TEST 28: a rate from a variable and a fixed cap of the same period on one zone: each is checked against the count before the request, which is counted once
+--- http_config
+    map $http_x_plan $quota {
+        gold     5r/h;
+        default  1r/h;
+    }
+    rate_limit_zone $host zone=z:1m;
+--- config
+    location /t {
+        rate_limit zone=z rate=$quota policy=plan;
+        rate_limit zone=z rate=2r/h policy=cap;
+        add_header X-RL "$rate_limit_status $rate_limit_policy $rate_limit_remaining" always;
+        alias html/index.html;
+    }
+--- user_files
+>>> index.html
+ok
+--- request eval
+["GET /t", "GET /t", "GET /t"]
+--- more_headers eval
+["X-Plan: gold", "X-Plan: gold", "X-Plan: gold"]
+--- error_code eval
+[200, 200, 429]
+--- response_headers eval
+['X-RL: PASSED cap 1', 'X-RL: PASSED cap 0', 'X-RL: REJECTED cap 0']
+
+
+
+=== TEST 29: Retry-After, RateLimit t= and both Reset headers say the same wait on every rejection (nginx compares them in a map), and a wait of at most one window
+--- http_config
+    rate_limit_zone $host zone=slide:1m;
+    rate_limit_zone $host zone=bucket:1m;
+    map "$sent_http_retry_after|$sent_http_ratelimit|$sent_http_x_ratelimit_reset|$sent_http_ratelimit_reset" $rl_agree {
+        '~^(\d+)\|"[^"]*";r=0;t=\1\|\1\|\1$'  yes;
+        default                               no;
+    }
+    log_format rl "$uri $status $rl_agree";
+--- config
+    access_log logs/rl.log rl;
+    rate_limit_headers both;
+    location /slide {
+        rate_limit zone=slide rate=3r/m;
+        alias html/index.html;
+    }
+    location /bucket {
+        rate_limit zone=bucket rate=2r/h burst=1 algorithm=token_bucket;
+        alias html/index.html;
+    }
+    location /both {
+        rate_limit zone=slide rate=3r/m;
+        rate_limit zone=bucket rate=2r/h burst=1 algorithm=token_bucket;
+        alias html/index.html;
+    }
+    location /log {
+        alias logs/rl.log;
+    }
+--- user_files
+>>> index.html
+ok
+--- request eval
+["GET /slide", "GET /slide", "GET /slide", "GET /slide", "GET /bucket", "GET /bucket", "GET /bucket", "GET /both", "GET /log"]
+--- error_code eval
+[200, 200, 200, 429, 200, 200, 429, 429, 200]
+--- response_headers_like eval
+[
+'RateLimit: "slide";r=2;t=60', '', 'RateLimit: "slide";r=0;t=([1-9]|[1-5][0-9]|60)',
+'Retry-After: ([1-9]|[1-5][0-9]|60)',
+'RateLimit: "bucket";r=1;t=1800', 'RateLimit: "bucket";r=0;t=1800
+X-RateLimit-Reset: 1800', 'Retry-After: 1800
+RateLimit: "bucket";r=0;t=1800',
+'Retry-After: 1800
+RateLimit: "bucket";r=0;t=1800',
+'',
+]
+--- response_body_like eval
+["ok", "ok", "ok", "", "ok", "ok", "", qr/"policy":"bucket"/, qr{/slide 429 yes\n(.*\n)?/bucket 429 yes\n/both 429 yes\n}s]
+
+
+
+=== TEST 30: waiting Retry-After seconds is enough: 1r/s sliding and token bucket admit again after the announced wait
+--- http_config
+    rate_limit_zone $host zone=slide:1m;
+    rate_limit_zone $host zone=bucket:1m;
+--- config
+    location /slide {
+        rate_limit zone=slide rate=1r/s;
+        alias html/index.html;
+    }
+    location /bucket {
+        rate_limit zone=bucket rate=1r/s algorithm=token_bucket;
+        alias html/index.html;
+    }
+--- user_files
+>>> index.html
+ok
+--- request eval
+["GET /slide", "GET /slide", "GET /slide", "GET /bucket", "GET /bucket", "GET /bucket"]
+--- error_code eval
+[200, 429, 200, 200, 429, 200]
+--- response_headers eval
+['', 'Retry-After: 1', '', '', 'Retry-After: 1', '']
+--- after_request
+2 sleep 1
+5 sleep 1
+--- no_valgrind: a rejection needs the two requests before it within one second

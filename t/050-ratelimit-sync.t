@@ -28,7 +28,7 @@ ok
 ["GET /t", "GET /t", "GET /t", "GET /t", "GET /t"]
 --- error_code eval
 [200, 200, 200, 429, 429]
---- wait: 0.5
+--- wait: 1.5
 --- error_log eval
 qr/\[error\] .*rate_limit_zone "s": redis sync with 127\.0\.0\.1:\d+ failed: .*limits are local to this node until it recovers/
 --- no_error_log
@@ -140,3 +140,24 @@ ok
 ["GET /t", "GET /metrics"]
 --- response_body_like eval
 ["ok", qr/gateway_rate_limit_sync_errors_total\{zone="s"\} \d+\n.*gateway_rate_limit_sync_up\{zone="s"\} [01]\n/s]
+
+
+
+=== TEST 10: a synced zone keeps a counter per period too: 100r/m and 3r/h on one key both hold exactly (Redis unreachable, local counts)
+--- http_config
+    rate_limit_zone $host zone=s:1m sync=redis://127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+--- config
+    location /t {
+        rate_limit zone=s rate=100r/m policy=minute;
+        rate_limit zone=s rate=3r/h policy=hourly;
+        alias html/index.html;
+    }
+--- user_files
+>>> index.html
+ok
+--- request eval
+["GET /t", "GET /t", "GET /t", "GET /t"]
+--- error_code eval
+[200, 200, 200, 429]
+--- response_headers_like eval
+['RateLimit: "hourly";r=2;t=3600', 'RateLimit: "hourly";r=1;t=3600', 'RateLimit: "hourly";r=0;t=\d+', 'RateLimit: "hourly";r=0;t=\d+']

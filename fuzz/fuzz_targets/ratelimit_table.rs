@@ -108,6 +108,9 @@ fn check_decision(p: &Params, d: &gateway_core::ratelimit::algo::Decision) {
     } else {
         assert!(d.retry_after_ms >= 1);
         assert!(d.retry_after_secs() >= 1);
+        // Retry-After, RateLimit t= and X-RateLimit-Reset say the same wait.
+        assert_eq!(d.reset_ms, d.retry_after_ms);
+        assert_eq!(d.reset_secs(), d.retry_after_secs());
     }
     let _ = d.reset_secs();
 }

@@ -197,12 +197,16 @@ fn truthy(v: &[u8]) -> bool {
     !v.is_empty() && v != b"0"
 }
 
-/// The access-phase decision: `NGX_DECLINED` to go on, or the HTTP status to answer.
-pub fn access(
-    request: &mut Request,
-    ctx: &mut RequestCtx,
-    rt: &Rc<JwtRuntime>,
-) -> Option<ngx_int_t> {
+/// The access-phase decision, in the terms of nginx's access modules: `NGX_OK` when the token
+/// is valid and meets every requirement (access granted: under `satisfy any` nginx skips the
+/// remaining access checks), `NGX_AGAIN` while keys are being fetched, 401 or 403 with a
+/// `WWW-Authenticate` challenge when refused, another status on an error.
+pub fn access(request: &mut Request, ctx: &mut RequestCtx, rt: &Rc<JwtRuntime>) -> ngx_int_t {
+    decide(request, ctx, rt).unwrap_or(nginx_sys::NGX_OK as ngx_int_t)
+}
+
+/// [`access`], with `None` for a granted request.
+fn decide(request: &mut Request, ctx: &mut RequestCtx, rt: &Rc<JwtRuntime>) -> Option<ngx_int_t> {
     let log = request.log();
     if let Some(remote) = &rt.remote {
         use super::jwks::{plan, wait, Plan};

@@ -7,9 +7,10 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use nginx_sys::{
     ngx_conf_t, ngx_cycle_t, ngx_http_handler_pt, ngx_http_phases_NGX_HTTP_ACCESS_PHASE,
-    ngx_http_phases_NGX_HTTP_LOG_PHASE, ngx_http_request_t, ngx_int_t, ngx_log_t, ngx_str_t,
-    ngx_table_elt_t, ngx_uint_t, ngx_variable_value_t, NGX_ERROR, NGX_HTTP_INTERNAL_SERVER_ERROR,
-    NGX_LOG_ERR, NGX_LOG_INFO, NGX_OK,
+    ngx_http_phases_NGX_HTTP_LOG_PHASE, ngx_http_phases_NGX_HTTP_PRECONTENT_PHASE,
+    ngx_http_request_t, ngx_int_t, ngx_log_t, ngx_str_t, ngx_table_elt_t, ngx_uint_t,
+    ngx_variable_value_t, NGX_ERROR, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_LOG_ERR, NGX_LOG_INFO,
+    NGX_OK,
 };
 use ngx::core::Status;
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule, Request};
@@ -126,22 +127,39 @@ pub unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
         let Some(cmcf) = NgxHttpCoreModule::main_conf_mut(cf) else {
             return NGX_ERROR as ngx_int_t;
         };
-        let handlers = &mut cmcf.phases[ngx_http_phases_NGX_HTTP_ACCESS_PHASE as usize].handlers;
-        // SAFETY: the phase handler array is an nginx array of `ngx_http_handler_pt`.
-        let h = unsafe { nginx_sys::ngx_array_push(handlers) }.cast::<ngx_http_handler_pt>();
-        if h.is_null() {
-            return NGX_ERROR as ngx_int_t;
+        // nginx runs a phase's handlers from the last registered to the first. auth_jwt goes
+        // first in the array, so it runs after the access modules registered before it
+        // (allow/deny, auth_basic, auth_request): under `satisfy any` an address or password
+        // that grants access skips the signature check, under `satisfy all` a denied address
+        // is answered 403 before any token is read, and no module can grant after auth_jwt
+        // refused (its challenge never stays on a granted response).
+        let phases = [
+            (
+                ngx_http_phases_NGX_HTTP_ACCESS_PHASE,
+                access_handler as Handler,
+                true,
+            ),
+            (
+                ngx_http_phases_NGX_HTTP_PRECONTENT_PHASE,
+                ratelimit::precontent_handler,
+                false,
+            ),
+            (ngx_http_phases_NGX_HTTP_LOG_PHASE, log::log_handler, false),
+        ];
+        for (phase, handler, runs_last) in phases {
+            // SAFETY: the phase handler arrays are nginx arrays of `ngx_http_handler_pt`.
+            if unsafe {
+                add_phase_handler(
+                    &mut cmcf.phases[phase as usize].handlers,
+                    handler,
+                    runs_last,
+                )
+            }
+            .is_none()
+            {
+                return NGX_ERROR as ngx_int_t;
+            }
         }
-        // SAFETY: `h` points at a freshly pushed, properly aligned element.
-        unsafe { *h = Some(access_handler) };
-        let handlers = &mut cmcf.phases[ngx_http_phases_NGX_HTTP_LOG_PHASE as usize].handlers;
-        // SAFETY: as above, for the log phase.
-        let h = unsafe { nginx_sys::ngx_array_push(handlers) }.cast::<ngx_http_handler_pt>();
-        if h.is_null() {
-            return NGX_ERROR as ngx_int_t;
-        }
-        // SAFETY: as above.
-        unsafe { *h = Some(log::log_handler) };
         let Some(mcf) = GatewayModule::main_conf_mut(cf) else {
             return NGX_ERROR as ngx_int_t;
         };
@@ -184,6 +202,36 @@ pub unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
     })
 }
 
+type Handler = unsafe extern "C" fn(*mut ngx_http_request_t) -> ngx_int_t;
+
+/// Registers a phase handler: appended (it runs before the handlers registered so far), or
+/// with `runs_last` inserted at the front (it runs after them).
+///
+/// # Safety
+/// `handlers` must be an nginx array of `ngx_http_handler_pt` (a phase's `handlers`).
+unsafe fn add_phase_handler(
+    handlers: &mut nginx_sys::ngx_array_t,
+    handler: Handler,
+    runs_last: bool,
+) -> Option<()> {
+    // SAFETY: the caller guarantees the element type; a pushed element is properly aligned,
+    // and the array holds `nelts` initialized elements after the push.
+    unsafe {
+        let h = nginx_sys::ngx_array_push(handlers).cast::<ngx_http_handler_pt>();
+        if h.is_null() {
+            return None;
+        }
+        let first = handlers.elts.cast::<ngx_http_handler_pt>();
+        if runs_last {
+            ptr::copy(first, first.add(1), handlers.nelts - 1);
+            *first = Some(handler);
+        } else {
+            *h = Some(handler);
+        }
+    }
+    Some(())
+}
+
 /// `init_process`: per-worker setup.
 pub unsafe extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     install_panic_hook();
@@ -206,7 +254,11 @@ pub unsafe extern "C" fn exit_process(_cycle: *mut ngx_cycle_t) {
     guard_conf((), sync::exit_process)
 }
 
-/// Access phase: authentication and rate limits run here (in that order).
+/// Access phase: `auth_jwt`. Like nginx's own access modules it answers `NGX_OK` (granted),
+/// `NGX_DECLINED` (nothing to check here), 401/403 (refused) or another status (an error),
+/// and nginx's access-phase checker combines that with the other access modules under
+/// `satisfy all|any`. Rate limits run later, in the precontent phase, whichever module granted
+/// the request ([`ratelimit::precontent_handler`]).
 unsafe extern "C" fn access_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     guard_request(r, || {
         // SAFETY: nginx calls phase handlers with a live request.
@@ -221,18 +273,13 @@ unsafe extern "C" fn access_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
         gw_debug!(request, "access phase: enabled");
         #[cfg(feature = "test-hooks")]
         test_hooks::maybe_panic(request, "access");
+        let Some(rt) = &lcf.jwt.runtime else {
+            return Status::NGX_DECLINED.into();
+        };
         let Some(ctx) = RequestCtx::get_or_create(request) else {
             return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
         };
-        if let Some(rt) = &lcf.jwt.runtime {
-            if let Some(status) = jwt::access(request, ctx, rt) {
-                return status;
-            }
-        }
-        if let Some(status) = ratelimit::access(request, ctx, &lcf.rl) {
-            return reject_rate_limited(request, ctx, status);
-        }
-        Status::NGX_DECLINED.into()
+        jwt::access(request, ctx, rt)
     })
 }
 
@@ -286,10 +333,19 @@ pub mod test_hooks {
     }
 }
 
-/// Sets `WWW-Authenticate` on the response (kept by nginx's error pages for 401/403).
+/// Adds a `WWW-Authenticate` challenge to the response (kept by nginx's error pages for
+/// 401/403) and links it from `headers_out.www_authenticate`, as nginx's access modules do:
+/// under `satisfy any`, nginx drops the challenges linked there when another module grants
+/// access. From nginx 1.23 the challenges of modules that refused before are kept linked too.
 pub fn set_www_authenticate(request: &mut Request, value: &[u8]) -> Option<()> {
     let h = push_header(request, "WWW-Authenticate", value)?;
-    request.as_mut().headers_out.www_authenticate = h;
+    let out = &mut request.as_mut().headers_out;
+    #[cfg(nginx1_23)]
+    // SAFETY: `h` is the element just pushed to the request's header list.
+    unsafe {
+        (*h).next = out.www_authenticate;
+    }
+    out.www_authenticate = h;
     Some(())
 }
 
@@ -345,7 +401,11 @@ fn has_error_page(request: &Request, status: ngx_int_t) -> bool {
 
 /// Answers a rate-limited request: with the location's `error_page` for the status if there
 /// is one, otherwise with an RFC 9457 problem+json body naming the violated policy.
-fn reject_rate_limited(request: &mut Request, ctx: &RequestCtx, status: ngx_int_t) -> ngx_int_t {
+pub fn reject_rate_limited(
+    request: &mut Request,
+    ctx: &RequestCtx,
+    status: ngx_int_t,
+) -> ngx_int_t {
     if has_error_page(request, status) {
         return status;
     }
@@ -374,7 +434,7 @@ fn reject_rate_limited(request: &mut Request, ctx: &RequestCtx, status: ngx_int_
     // SAFETY: `r` is the live request.
     let rc = unsafe { send_body(r, status, "application/problem+json", &body) };
     // SAFETY: the response is complete: finalize the request and return NGX_DONE, so the
-    // access phase checker does not touch the (possibly freed) request again.
+    // phase checker does not touch the (possibly freed) request again.
     unsafe { nginx_sys::ngx_http_finalize_request(r, rc) };
     nginx_sys::NGX_DONE as ngx_int_t
 }

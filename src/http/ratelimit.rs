@@ -5,15 +5,19 @@ use super::now_ms;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use gateway_core::parse::parse_rate;
-use gateway_core::ratelimit::algo::{check_and_consume, refund, Decision, Params};
+use gateway_core::ratelimit::algo::{check_and_consume, refund, Decision, Params, State};
+use gateway_core::ratelimit::counter_key;
 use gateway_core::ratelimit::sync::{check_and_consume_synced, refund_synced};
 use gateway_core::ratelimit::table::{Outcome, Table};
 use nginx_sys::{
-    ngx_int_t, ngx_shmtx_lock, ngx_shmtx_unlock, NGX_LOG_ERR, NGX_LOG_INFO, NGX_LOG_WARN,
+    ngx_http_request_t, ngx_int_t, ngx_shmtx_lock, ngx_shmtx_unlock,
+    NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_LOG_ERR, NGX_LOG_INFO, NGX_LOG_WARN,
 };
-use ngx::http::Request;
+use ngx::core::Status;
+use ngx::http::{HttpModuleLocationConf, Request};
 
 use super::ctx::RequestCtx;
+use super::GatewayModule;
 use crate::conf::ratelimit::{HeaderMode, Limit, RateLimitConf, RateSpec, Zone};
 
 /// `$rate_limit_status`.
@@ -108,9 +112,71 @@ fn params_for(request: &Request, limit: &Limit, conf: &RateLimitConf, now: u64) 
 /// A limit that admitted the request, kept to refund it if a later limit rejects.
 struct Consumed<'a> {
     zone: &'a Zone,
-    key: Vec<u8>,
+    node: Vec<u8>,
     params: Params,
 }
+
+/// One limit's decision on its counter, under the zone's lock, and the number of evictions to
+/// report if the insertion evicted a live key. With `count` false the counter is only read.
+/// `earlier`: the parameters of a limit of this request that counted it on the same counter
+/// already; then the decision is taken on the counter as it was before this request (two
+/// limits of one period on one zone are both checked, and the request counted once).
+fn decide(
+    zone: &Zone,
+    node: &[u8],
+    params: &Params,
+    earlier: Option<&Params>,
+    count: bool,
+    now: u64,
+) -> Option<(Decision, Option<u64>)> {
+    let fail_closed = zone.sync.as_ref().is_some_and(|s| s.fail_closed);
+    with_table(zone, |t| {
+        if fail_closed && t.sync_down() {
+            // sync_fail=closed: nothing passes while the cluster's counts are unknown.
+            let retry = zone.sync.as_ref().map_or(1000, |s| s.interval_ms.max(1000));
+            let d = Decision {
+                allowed: false,
+                limit: params.limit(),
+                remaining: 0,
+                reset_ms: retry,
+                retry_after_ms: retry,
+            };
+            return (d, None);
+        }
+        if earlier.is_some() || !count {
+            let mut st = State::EMPTY;
+            let mut rec = None;
+            if let Some((state, r)) = t.get_mut_synced(node) {
+                st = *state;
+                rec = r.map(|r| *r);
+            }
+            if let Some(e) = earlier {
+                match rec.as_mut() {
+                    Some(r) => refund_synced(&mut st, r, now, e),
+                    None => refund(&mut st, now, e),
+                }
+            }
+            let d = match rec.as_mut() {
+                Some(r) => check_and_consume_synced(&mut st, r, now, params),
+                None => check_and_consume(&mut st, now, params),
+            };
+            return (d, None);
+        }
+        let (state, rec, outcome) = t.lookup_or_insert_synced(node, now);
+        let d = match rec {
+            Some(rec) => check_and_consume_synced(state, rec, now, params),
+            None => check_and_consume(state, now, params),
+        };
+        let evicted = if outcome == Outcome::Evicted {
+            t.eviction_report(now, 60_000)
+        } else {
+            None
+        };
+        (d, evicted)
+    })
+}
+
+type Reported<'a> = (Decision, &'a Limit, (u64, u64));
 
 /// Applies the location's limits. Returns the status to answer when the request is rejected.
 pub fn access(
@@ -127,9 +193,9 @@ pub fn access(
     let now = now_ms();
     let dry_all = conf.dry_run.unwrap_or(false);
     let mut consumed: Vec<Consumed> = Vec::with_capacity(limits.len());
-    let mut best: Option<(Decision, &Limit, (u64, u64))> = None;
+    let mut best: Option<Reported> = None;
     let mut status = None;
-    let mut rejected: Option<(Decision, &Limit, (u64, u64))> = None;
+    let mut rejected: Option<Reported> = None;
 
     for limit in limits {
         // SAFETY: zones live in the configuration pool, as long as this configuration.
@@ -150,33 +216,27 @@ pub fn access(
                 return Some(500);
             }
         };
-        let log = request.log();
-        let fail_closed = zone.sync.as_ref().is_some_and(|s| s.fail_closed);
-        let r = with_table(zone, |t| {
-            if fail_closed && t.sync_down() {
-                // sync_fail=closed: nothing passes while the cluster's counts are unknown.
-                let retry = zone.sync.as_ref().map_or(1000, |s| s.interval_ms.max(1000));
-                let d = Decision {
-                    allowed: false,
-                    limit: params.limit(),
-                    remaining: 0,
-                    reset_ms: retry,
-                    retry_after_ms: retry,
-                };
-                return (d, None);
+        let node = counter_key(key, params.period_ms);
+        let earlier = consumed
+            .iter()
+            .find(|c| core::ptr::eq(c.zone, zone) && c.node == node)
+            .map(|c| c.params);
+        let dry = limit.dry_run || dry_all;
+        if let Some((r, _, _)) = &rejected {
+            // Rejected already: the enforced limits after the one that rejected are only read,
+            // so that Retry-After says when every one of them admits a request.
+            let retry = r.retry_after_ms;
+            if !dry {
+                if let Some((d, _)) = decide(zone, &node, &params, earlier.as_ref(), false, now) {
+                    if !d.allowed && d.retry_after_ms > retry {
+                        rejected = Some((d, limit, params.policy()));
+                    }
+                }
             }
-            let (state, rec, outcome) = t.lookup_or_insert_synced(key, now);
-            let d = match rec {
-                Some(rec) => check_and_consume_synced(state, rec, now, &params),
-                None => check_and_consume(state, now, &params),
-            };
-            let evicted = if outcome == Outcome::Evicted {
-                t.eviction_report(now, 60_000)
-            } else {
-                None
-            };
-            (d, evicted)
-        });
+            continue;
+        }
+        let log = request.log();
+        let r = decide(zone, &node, &params, earlier.as_ref(), true, now);
         let Some((d, evicted)) = r else {
             gw_log!(
                 NGX_LOG_ERR,
@@ -196,7 +256,7 @@ pub fn access(
             );
         }
         let window = params.policy();
-        let dry = !d.allowed && (limit.dry_run || dry_all);
+        let dry = !d.allowed && dry;
         let slot = if d.allowed {
             0
         } else if dry {
@@ -206,15 +266,15 @@ pub fn access(
         };
         super::metrics::inc(limit.slots[slot]);
         if d.allowed {
-            consumed.push(Consumed {
-                zone,
-                key: key.to_vec(),
-                params,
-            });
-            if best
-                .as_ref()
-                .map_or(true, |(b, _, _)| d.remaining < b.remaining)
-            {
+            if earlier.is_none() {
+                consumed.push(Consumed { zone, node, params });
+            }
+            // The most restrictive limit is reported; among exhausted ones, the one that
+            // frees up last.
+            if best.as_ref().map_or(true, |(b, _, _)| {
+                d.remaining < b.remaining
+                    || (d.remaining == 0 && b.remaining == 0 && d.reset_ms > b.reset_ms)
+            }) {
                 best = Some((d, limit, window));
             }
         } else if dry {
@@ -240,15 +300,15 @@ pub fn access(
                 d.retry_after_secs()
             );
             rejected = Some((d, limit, window));
-            break;
         }
     }
 
-    if rejected.is_some() {
+    let was_rejected = rejected.is_some();
+    if was_rejected {
         rollback(&consumed, now);
     }
     let (d, limit, window) = rejected.or(best)?;
-    let status = if rejected.is_some() {
+    let status = if was_rejected {
         RlStatus::Rejected
     } else {
         status.unwrap_or(RlStatus::Passed)
@@ -270,10 +330,42 @@ pub fn access(
 
 fn rollback(consumed: &[Consumed], now: u64) {
     for c in consumed {
-        with_table(c.zone, |t| match t.get_mut_synced(&c.key) {
+        with_table(c.zone, |t| match t.get_mut_synced(&c.node) {
             Some((state, Some(rec))) => refund_synced(state, rec, now, &c.params),
             Some((state, None)) => refund(state, now, &c.params),
             None => {}
         });
     }
+}
+
+/// Precontent phase: the location's rate limits, after every access check has granted the
+/// request, whichever module granted it (`auth_jwt`, `allow`, `auth_basic`, `auth_request`,
+/// under `satisfy all` or `any`). A request refused by an access check is answered 401/403
+/// before this phase and counts against no limit.
+///
+/// Only the main request is limited, once: subrequests (`auth_request`, SSI, `mirror`, key
+/// fetches) never are, and after an internal redirect (`index`, `try_files`, `error_page`) the
+/// first decision stands (the request context survives redirects, see [`RequestCtx`]).
+/// Registered after `try_files` and `mirror`, so it runs before them.
+pub unsafe extern "C" fn precontent_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
+    super::guard_request(r, || {
+        // SAFETY: nginx calls phase handlers with a live request.
+        let request = unsafe { Request::from_ngx_http_request(r) };
+        if !request.is_main() {
+            return Status::NGX_DECLINED.into();
+        }
+        let Some(lcf) = GatewayModule::location_conf(request) else {
+            return Status::NGX_DECLINED.into();
+        };
+        if !lcf.is_enabled() || lcf.rl.limits.as_deref().unwrap_or_default().is_empty() {
+            return Status::NGX_DECLINED.into();
+        }
+        let Some(ctx) = RequestCtx::get_or_create(request) else {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+        };
+        match access(request, ctx, &lcf.rl) {
+            Some(status) => super::reject_rate_limited(request, ctx, status),
+            None => Status::NGX_DECLINED.into(),
+        }
+    })
 }

@@ -849,11 +849,12 @@ impl<'a> BlockRun<'a> {
                 }
                 data::Action::Sleep(s) => sleep(Duration::from_secs_f64(s.max(0.0))),
                 data::Action::JsonLines(f, want) => {
-                    // nginx writes the record in the log phase, which may end just after the
-                    // client has the whole response: give it a moment to reach `want`.
+                    // A record written by a timer (flush=), a reopen or a worker's exit comes
+                    // some time after the request: wait for `want` (as long as a loaded
+                    // machine may need; no longer than that once it is reached).
                     let files = std::slice::from_ref(&f);
                     let deadline = std::time::Instant::now()
-                        + Duration::from_secs_f64(0.5 * valgrind::slowdown());
+                        + Duration::from_secs_f64(3.0 * valgrind::slowdown());
                     while std::time::Instant::now() < deadline
                         && data::read_json_lines(&root, files).is_ok_and(|l| l.len() < want)
                     {

@@ -141,6 +141,11 @@ impl Response {
 
 /// Sends `request` to `addr` and reads the response until the server closes the connection,
 /// the response is complete (Content-Length or last chunk), or `timeout` passes.
+///
+/// A complete response that says `Connection: close` is read on until the close: nginx runs
+/// the request's log phase before it closes the connection, so once this returns the request
+/// is logged and counted (access log, `gateway_log`, metrics), and the next request of a
+/// block sees it without a sleep.
 pub fn send(
     addr: SocketAddr,
     request: &[u8],
@@ -157,16 +162,24 @@ pub fn send(
     let mut raw = Vec::new();
     let mut problems = Vec::new();
     let mut buf = [0u8; 16384];
+    // The response is complete and announced the close: only the close is awaited.
+    let mut awaiting_close = false;
     loop {
-        if complete(&raw, head) {
-            break;
+        if !awaiting_close && complete(&raw, head) {
+            if !announces_close(&raw) {
+                break;
+            }
+            awaiting_close = true;
         }
+        let timed_out = format!(
+            "timed out after {:.1}s reading the response",
+            timeout.as_secs_f64()
+        );
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            problems.push(format!(
-                "timed out after {:.1}s reading the response",
-                timeout.as_secs_f64()
-            ));
+            if !awaiting_close {
+                problems.push(timed_out);
+            }
             break;
         }
         stream.set_read_timeout(Some(left)).ok();
@@ -180,10 +193,9 @@ pub fn send(
                     std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                 ) =>
             {
-                problems.push(format!(
-                    "timed out after {:.1}s reading the response",
-                    timeout.as_secs_f64()
-                ));
+                if !awaiting_close {
+                    problems.push(timed_out);
+                }
                 break;
             }
             Err(e) => {
@@ -206,6 +218,14 @@ pub fn send(
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Whether the response head in `raw` says `Connection: close`.
+fn announces_close(raw: &[u8]) -> bool {
+    let end = find(raw, b"\r\n\r\n").unwrap_or(raw.len());
+    parse_head(&raw[..end])
+        .header("Connection")
+        .is_some_and(|c| c.eq_ignore_ascii_case("close"))
 }
 
 /// Whether `raw` holds a whole response (so we need not wait for the connection to close).

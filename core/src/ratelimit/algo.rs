@@ -8,6 +8,11 @@
 //!   previous one; a request at offset `e` into the current window sees the estimate
 //!   `prev * (P - e) / P + cur` and is admitted iff `estimate + 1 <= limit`. All arithmetic is
 //!   exact integer arithmetic (the comparison is cross-multiplied in `u128`), no floats.
+//!   The state also keeps the time of the last admission: once it is a full period old, every
+//!   counted request is outside the sliding window and the counts are dropped. Without that,
+//!   the estimate (which assumes the previous window's requests were spread over it) would keep
+//!   a client that used its quota at the start of a window waiting up to `2P - P/L`, e.g. 72
+//!   minutes for `5r/h`; with it, a limited client waits at most one period.
 //!
 //! * **GCRA** ([`Algorithm::TokenBucket`], a token bucket with `burst`): the state is the
 //!   theoretical arrival time `tat`, kept in **nanoseconds** so that high rates stay exact
@@ -36,6 +41,18 @@
 //!    `sliding_window_bound_by_simulation` checks both bounds against random arrivals and prints
 //!    the worst ratio seen. Use the token bucket where a strict bound over every interval
 //!    matters: GCRA admits at most `burst + 1 + floor(t / T)` in any interval of length `t`.
+//!
+//! Dropping the counts a period after the last admission keeps both bounds: it only happens
+//! when no request admitted in `W_k` lies in `[t, t+P)` (`a = 0`), and then `b <= L`.
+//!
+//! # What a client is told
+//!
+//! A rejection's `retry_after_ms` is the first millisecond at which a request would be
+//! admitted if nothing else arrives (exact: the estimate only falls as time passes), never more
+//! than one period (sliding) or one emission interval (token bucket). `reset_ms` is the same
+//! instant whenever `remaining` is 0, admitted or not, so `Retry-After`, `RateLimit: ...;t=` and
+//! `X-RateLimit-Reset` agree; with quota left it is when the full quota is back. The test
+//! `retry_after_is_when_the_next_request_is_admitted` states the invariant with its rounding.
 //!
 //! The bounds hold while the parameters of a key stay the same and the clock does not go back.
 //! When the parameters change between requests (per-plan rates from a variable), the state is
@@ -212,8 +229,9 @@ pub struct Decision {
     pub limit: u64,
     /// Requests that would still be admitted right now, after this one.
     pub remaining: u64,
-    /// Milliseconds until the state has fully reset, i.e. `remaining` is back to `limit` if no
-    /// further request arrives (rounded up).
+    /// Milliseconds until the quota is back, if no further request arrives (rounded up): while
+    /// `remaining` is 0, until the next request would be admitted (on a rejection the same as
+    /// `retry_after_ms`); otherwise until `remaining` is back to `limit`.
     pub reset_ms: u64,
     /// When rejected, milliseconds until a request would be admitted (rounded up, at least 1);
     /// 0 when allowed.
@@ -242,8 +260,9 @@ impl Decision {
 /// Per-key algorithm state: 24 bytes, all-zero means "no requests seen".
 ///
 /// Interpreted according to `kind`:
-/// * sliding window: `t` = start of the current window (ms), `a` = previous window's count,
-///   `b` = current window's count, `aux` = the period (ms) the counts belong to;
+/// * sliding window: `t` = time (ms) of the last admission counted, `b` = the count of the
+///   window that holds `t` (windows are aligned on multiples of the period), `a` = the count of
+///   the window before it, `aux` = the period (ms) the counts belong to;
 /// * GCRA: `t` = theoretical arrival time (ns).
 ///
 /// Plain old data with no invalid bit patterns: any 24 bytes (a corrupted shared-memory slot)
@@ -298,10 +317,9 @@ impl State {
     pub fn is_idle(&self, now_ms: u64) -> bool {
         match self.kind {
             KIND_SLIDING => {
+                // Every counted request happened at or before `t`: a period later, none counts.
                 let period = u64::from(self.aux.max(1));
-                let elapsed = now_ms.saturating_sub(self.t);
-                let prev_expired = self.a == 0 || elapsed >= period;
-                (self.b == 0 && prev_expired) || elapsed >= period.saturating_mul(2)
+                (self.a == 0 && self.b == 0) || now_ms.saturating_sub(self.t) >= period
             }
             KIND_GCRA => self.t <= now_ms.saturating_mul(NS_PER_MS),
             _ => true,
@@ -309,53 +327,74 @@ impl State {
     }
 }
 
-/// The sliding-window state brought forward to `now`: (window start, prev, cur, elapsed).
+/// The sliding-window state brought forward to `now`: the counts of the window that holds
+/// `now` and of the one before, and the time of the last admission they include.
 pub(crate) struct Window {
+    /// Start (ms) of the window holding `now`.
     pub(crate) start: u64,
+    /// Count of the previous window; 0 once its requests are all a period old.
     pub(crate) prev: u64,
+    /// Count of the current window.
     pub(crate) cur: u64,
+    /// `now - start`.
     pub(crate) elapsed: u64,
+    /// The last admission counted in `prev` or `cur` (meaningless when both are 0).
+    pub(crate) last: u64,
+    /// `now`, never before `last` (a clock that went back stands still at the last admission).
+    pub(crate) now: u64,
+}
+
+impl Window {
+    /// Milliseconds until every request counted here is a full period old (0 if none is
+    /// counted): at that moment the key's whole quota is back, whatever the weighted estimate
+    /// says (it assumes the previous window's requests were spread over that window).
+    pub(crate) fn expiry(&self, period: u64) -> u64 {
+        if self.prev == 0 && self.cur == 0 {
+            0
+        } else {
+            self.last.saturating_add(period).saturating_sub(self.now)
+        }
+    }
 }
 
 pub(crate) fn sliding_window(st: &State, now_ms: u64, period: u64) -> Window {
-    let fresh = |now: u64| {
-        let elapsed = now.checked_rem(period).unwrap_or(0);
-        Window {
-            start: now.saturating_sub(elapsed),
-            prev: 0,
-            cur: 0,
-            elapsed,
-        }
-    };
-    if st.kind != KIND_SLIDING {
-        return fresh(now_ms);
-    }
-    // A clock that went backwards stands still at the window start.
-    let now = now_ms.max(st.t);
-    let elapsed = now.saturating_sub(st.t);
-    let (prev, cur) = (u64::from(st.a), u64::from(st.b));
-    if elapsed < period {
-        Window {
-            start: st.t,
-            prev,
-            cur,
-            elapsed,
-        }
-    } else if elapsed < period.saturating_mul(2) {
-        Window {
-            start: st.t.saturating_add(period),
-            prev: cur,
-            cur: 0,
-            elapsed: elapsed.saturating_sub(period),
-        }
+    let (last, a, b) = if st.kind == KIND_SLIDING {
+        (st.t, u64::from(st.a), u64::from(st.b))
     } else {
-        fresh(now)
+        (0, 0, 0)
+    };
+    let now = now_ms.max(last);
+    let align = |t: u64| t.saturating_sub(t.checked_rem(period).unwrap_or(0));
+    let (start, start_last) = (align(now), align(last));
+    let (prev, cur) = if start == start_last {
+        (a, b)
+    } else if start == start_last.saturating_add(period) {
+        (b, 0)
+    } else {
+        (0, 0)
+    };
+    // Everything counted happened at or before `last`: a period later none of it is in the
+    // sliding window, so the previous window's count no longer weighs (the current one is
+    // then 0 already, since the current window started less than a period ago).
+    let prev = if now.saturating_sub(last) >= period {
+        0
+    } else {
+        prev
+    };
+    Window {
+        start,
+        prev,
+        cur,
+        elapsed: now.saturating_sub(start),
+        last,
+        now,
     }
 }
 
-pub(crate) fn store_sliding(st: &mut State, w: &Window, period: u64) {
+/// Stores `w` after an admission at `w.now` (counted in `w.cur`).
+pub(crate) fn store_admitted(st: &mut State, w: &Window, period: u64) {
     *st = State {
-        t: w.start,
+        t: w.now,
         a: u32::try_from(w.prev).unwrap_or(u32::MAX),
         b: u32::try_from(w.cur).unwrap_or(u32::MAX),
         kind: KIND_SLIDING,
@@ -408,8 +447,9 @@ pub(crate) fn sliding_wait(prev: u64, cur: u64, elapsed: u64, period: u64, limit
     }
 }
 
-/// Milliseconds until a sliding state with these counts has fully reset.
-pub(crate) fn sliding_reset(prev: u64, cur: u64, elapsed: u64, period: u64) -> u64 {
+/// Milliseconds until a sliding state with these counts has fully reset, by the weighted
+/// estimate alone.
+fn sliding_reset(prev: u64, cur: u64, elapsed: u64, period: u64) -> u64 {
     let to_end = period.saturating_sub(elapsed);
     if cur > 0 {
         to_end.saturating_add(period)
@@ -420,28 +460,80 @@ pub(crate) fn sliding_reset(prev: u64, cur: u64, elapsed: u64, period: u64) -> u
     }
 }
 
-fn check_sliding(st: &mut State, now_ms: u64, p: &Params) -> Decision {
-    let period = p.period_ms();
-    let limit = p.count();
-    let mut w = sliding_window(st, now_ms, period);
-    let allowed = sliding_admits(w.prev, w.cur, w.elapsed, period, limit);
-    let retry_after_ms = if allowed {
+/// A sliding-window decision over this node's counts `w` plus, for a zone synced through
+/// Redis, the other nodes' counts of the same two windows (`others`, as last pulled). An
+/// admitted request is counted in `st`. Returns the decision.
+///
+/// The request is admitted iff the weighted estimate over all counts fits the limit; this
+/// node's counts stop weighing a period after its last admission ([`sliding_window`]). The
+/// waits assume no further request arrives and the other nodes' counts do not change:
+/// * `retry_after_ms` (on a rejection), and `reset_ms` whenever `remaining` is 0: until the
+///   first millisecond at which one more request is admitted. Locally this is never more than
+///   one period: `min(weighted-estimate wait, expiry of the last admission)`.
+/// * `reset_ms` when `remaining > 0`: until the full limit is back.
+pub(crate) fn sliding_decide(
+    st: &mut State,
+    mut w: Window,
+    others: (u64, u64),
+    period: u64,
+    limit: u64,
+) -> Decision {
+    let (others_prev, others_cur) = others;
+    let admits = |w: &Window| {
+        sliding_admits(
+            w.prev.saturating_add(others_prev),
+            w.cur.saturating_add(others_cur),
+            w.elapsed,
+            period,
+            limit,
+        )
+    };
+    let allowed = admits(&w);
+    if allowed {
         w.cur = w.cur.saturating_add(1);
-        store_sliding(st, &w, period);
+        w.last = w.now;
+        store_admitted(st, &w, period);
+    }
+    let (prev, cur) = (
+        w.prev.saturating_add(others_prev),
+        w.cur.saturating_add(others_cur),
+    );
+    let used = cur.saturating_add(weighted_prev(prev, w.elapsed, period));
+    let remaining = limit.saturating_sub(used);
+    let expiry = w.expiry(period);
+    let next = if remaining > 0 {
         0
     } else {
-        sliding_wait(w.prev, w.cur, w.elapsed, period, limit).max(1)
+        // Before `expiry` this node's counts weigh as the estimate says; from then on only
+        // the other nodes' counts do.
+        let all = sliding_wait(prev, cur, w.elapsed, period, limit);
+        if all < expiry {
+            all
+        } else {
+            let theirs = sliding_wait(others_prev, others_cur, w.elapsed, period, limit);
+            expiry.max(theirs)
+        }
+        .max(1)
     };
-    let used = w
-        .cur
-        .saturating_add(weighted_prev(w.prev, w.elapsed, period));
+    let reset_ms = if remaining == 0 {
+        next
+    } else {
+        let mine = sliding_reset(w.prev, w.cur, w.elapsed, period).min(expiry);
+        mine.max(sliding_reset(others_prev, others_cur, w.elapsed, period))
+    };
     Decision {
         allowed,
         limit,
-        remaining: limit.saturating_sub(used),
-        reset_ms: sliding_reset(w.prev, w.cur, w.elapsed, period),
-        retry_after_ms,
+        remaining,
+        reset_ms,
+        retry_after_ms: if allowed { 0 } else { next },
     }
+}
+
+fn check_sliding(st: &mut State, now_ms: u64, p: &Params) -> Decision {
+    let period = p.period_ms();
+    let w = sliding_window(st, now_ms, period);
+    sliding_decide(st, w, (0, 0), period, p.count())
 }
 
 fn ns_to_ms_ceil(ns: u64) -> u64 {
@@ -464,12 +556,13 @@ fn check_gcra(st: &mut State, now_ms: u64, p: &Params) -> Decision {
         st.t = now.saturating_add(max_backlog);
     }
     if backlog > tau {
+        let retry = ns_to_ms_ceil(backlog.saturating_sub(tau)).max(1);
         return Decision {
             allowed: false,
             limit,
             remaining: 0,
-            reset_ms: ns_to_ms_ceil(backlog),
-            retry_after_ms: ns_to_ms_ceil(backlog.saturating_sub(tau)).max(1),
+            reset_ms: retry,
+            retry_after_ms: retry,
         };
     }
     let new_backlog = backlog.saturating_add(t);
@@ -480,15 +573,20 @@ fn check_gcra(st: &mut State, now_ms: u64, p: &Params) -> Decision {
         kind: KIND_GCRA,
         aux: 0,
     };
-    let remaining = match tau.checked_sub(new_backlog) {
-        Some(slack) => slack.checked_div(t).unwrap_or(0).saturating_add(1),
-        None => 0,
+    let (remaining, reset_ns) = match tau.checked_sub(new_backlog) {
+        // Full again once the backlog has drained.
+        Some(slack) => (
+            slack.checked_div(t).unwrap_or(0).saturating_add(1),
+            new_backlog,
+        ),
+        // Exhausted: the next request fits once the backlog is down to tau.
+        None => (0, new_backlog.saturating_sub(tau)),
     };
     Decision {
         allowed: true,
         limit,
         remaining: remaining.min(limit),
-        reset_ms: ns_to_ms_ceil(new_backlog),
+        reset_ms: ns_to_ms_ceil(reset_ns),
         retry_after_ms: 0,
     }
 }
@@ -523,15 +621,18 @@ pub fn refund(state: &mut State, now_ms: u64, params: &Params) {
             if state.kind != KIND_SLIDING {
                 return;
             }
-            let period = params.period_ms();
-            let mut w = sliding_window(state, now_ms, period);
+            // `t` stays: the last admission is never earlier than it says, so the counts
+            // expire no sooner than they should.
+            let w = sliding_window(state, now_ms, params.period_ms());
             if w.cur > 0 {
-                w.cur = w.cur.saturating_sub(1);
-            } else {
-                // The window rolled over since the hit: it is counted in `prev` now.
-                w.prev = w.prev.saturating_sub(1);
+                state.a = u32::try_from(w.prev).unwrap_or(u32::MAX);
+                state.b = u32::try_from(w.cur.saturating_sub(1)).unwrap_or(u32::MAX);
+            } else if w.prev > 0 {
+                // The window rolled over since the hit: `t` is in the previous window now.
+                state.a = 0;
+                state.b = u32::try_from(w.prev.saturating_sub(1)).unwrap_or(u32::MAX);
             }
-            store_sliding(state, &w, period);
+            state.aux = u32::try_from(params.period_ms()).unwrap_or(u32::MAX);
         }
         Algorithm::TokenBucket => {
             if state.kind == KIND_GCRA {
@@ -606,21 +707,37 @@ mod tests {
         let d = check_and_consume(&mut st, base, &p);
         assert!(d.allowed);
         assert_eq!((d.limit, d.remaining, d.retry_after_ms), (3, 2, 0));
-        assert_eq!(d.reset_ms, 2000); // cur > 0: resets at the end of the next window
+        assert_eq!(d.reset_ms, 1000); // a period after the last admission, nothing counts
         assert!(check_and_consume(&mut st, base + 1, &p).allowed);
         let d = check_and_consume(&mut st, base + 2, &p);
         assert!(d.allowed);
         assert_eq!(d.remaining, 0);
+        // Exhausted: the reset is when the next request fits (see below).
+        assert_eq!(d.reset_ms, 1000);
         let before = st;
         let d = check_and_consume(&mut st, base + 3, &p);
         assert!(!d.allowed);
         assert_eq!(st, before, "rejection must not change the state");
-        // Window rolls at base+1000: prev=3, cur=0. One more fits when 3*(1000-e)/1000 <= 2,
-        // i.e. e >= 334: wait = 997 + 334.
-        assert_eq!(d.retry_after_ms, 997 + 334);
-        assert_eq!(d.retry_after_secs(), 2);
-        assert!(!check_and_consume(&mut st, base + 1000 + 333, &p).allowed);
-        let d = check_and_consume(&mut st, base + 1000 + 334, &p);
+        // By the weighted estimate one more would fit once the window rolls (base+1000, prev=3)
+        // and 3*(1000-e)/1000 <= 2, i.e. e >= 334: 997 + 334 ms, more than a period. But all
+        // three requests are a period old at base+2+1000: the wait is 999 ms.
+        assert_eq!(d.retry_after_ms, 999);
+        assert_eq!(d.reset_ms, 999);
+        assert_eq!((d.retry_after_secs(), d.reset_secs()), (1, 1));
+        assert!(!check_and_consume(&mut st, base + 1001, &p).allowed);
+        let d = check_and_consume(&mut st, base + 1002, &p);
+        assert!(d.allowed);
+        assert_eq!(d.remaining, 2);
+        // Three at the end of a window: the weighted estimate frees one sooner than a period.
+        let mut st = State::EMPTY;
+        for t in [base + 900, base + 901, base + 902] {
+            assert!(check_and_consume(&mut st, t, &p).allowed);
+        }
+        let d = check_and_consume(&mut st, base + 903, &p);
+        assert!(!d.allowed);
+        assert_eq!(d.retry_after_ms, 97 + 334);
+        assert!(!check_and_consume(&mut st, base + 1333, &p).allowed);
+        let d = check_and_consume(&mut st, base + 1334, &p);
         assert!(d.allowed);
         assert_eq!(d.remaining, 0);
         // Two whole windows later everything has expired.
@@ -657,8 +774,9 @@ mod tests {
 
     #[test]
     fn sliding_remaining_and_reset_are_consistent() {
-        // `remaining` further requests at the same instant are admitted, and no more; after
-        // `reset_ms` the full limit is available again.
+        // `remaining` further requests at the same instant are admitted, and no more; with
+        // `remaining` 0, `reset_ms` is when the next one fits; otherwise the full limit is back
+        // after `reset_ms`, and not a millisecond sooner.
         let mut rng = Rng(99);
         for _ in 0..2000 {
             let p = sliding(1 + rng.below(30), 1 + rng.below(3000));
@@ -674,9 +792,96 @@ mod tests {
                 assert!(check_and_consume(&mut probe, now, &p).allowed);
             }
             assert!(!check_and_consume(&mut probe, now, &p).allowed);
-            let full = peek(&st, now + d.reset_ms, &p);
-            assert_eq!(full.remaining + 1, p.count, "{p:?} {d:?}");
+            if d.remaining == 0 {
+                assert!(peek(&st, now + d.reset_ms, &p).allowed, "{p:?} {d:?}");
+                assert!(!peek(&st, now + d.reset_ms - 1, &p).allowed, "{p:?} {d:?}");
+            } else {
+                let full = peek(&st, now + d.reset_ms, &p);
+                assert_eq!(full.remaining + 1, p.count, "{p:?} {d:?}");
+                let before = peek(&st, now + d.reset_ms - 1, &p);
+                assert!(before.remaining + 1 < p.count, "{p:?} {d:?}");
+            }
+            assert!(d.reset_ms <= p.period_ms, "{p:?} {d:?}");
         }
+    }
+
+    /// What a client is told, against when it is actually admitted, for both algorithms and
+    /// many rates, histories and instants. The invariant, with `R` the `Retry-After` value
+    /// (`retry_after_ms` rounded up to whole seconds, at least 1) of a request rejected at
+    /// `now` (ms), and no other request of the key admitted meanwhile:
+    ///
+    /// * the first millisecond at which a request is admitted is exactly `now + retry_after_ms`,
+    ///   so one sent `R` seconds later (or any time after) is admitted, and one sent `R - 1`
+    ///   seconds later is not (`1000 (R - 1) < retry_after_ms <= 1000 R`);
+    /// * `RateLimit: ...;t=` and `X-RateLimit-Reset` (`reset_secs`) say the same `R`;
+    /// * the wait is at most one period of the rate (sliding window) or one emission interval
+    ///   (token bucket): a client is never told to wait longer than the window it is limited in.
+    ///
+    /// The same holds for an admitted request that used up the quota (`remaining` 0): its
+    /// `reset_ms` is when the next request fits.
+    #[test]
+    fn retry_after_is_when_the_next_request_is_admitted() {
+        let periods = [1000, 60_000, 3_600_000, 86_400_000];
+        let mut rng = Rng(0xC0FFEE);
+        let mut rejections = 0;
+        for round in 0..20_000 {
+            let period = if rng.below(4) == 0 {
+                1 + rng.below(100_000)
+            } else {
+                periods[rng.below(4) as usize]
+            };
+            let p = if round % 2 == 0 {
+                sliding(1 + rng.below(100), period)
+            } else {
+                bucket(1 + rng.below(100), period, rng.below(10))
+            };
+            let mut st = State::EMPTY;
+            let mut now = rng.below(1 << 41);
+            // Bursts at one instant, gaps of up to a period: exhausted states of every shape.
+            for _ in 0..rng.below(3 * p.count + 3) {
+                now += match rng.below(3) {
+                    0 => 0,
+                    1 => rng.below(period / p.count + 1),
+                    _ => rng.below(period),
+                };
+                check_and_consume(&mut st, now, &p);
+            }
+            let d = check_and_consume(&mut st, now, &p);
+            if d.remaining > 0 {
+                continue;
+            }
+            let wait = if d.allowed {
+                d.reset_ms
+            } else {
+                rejections += 1;
+                assert_eq!(d.reset_ms, d.retry_after_ms, "{p:?} {d:?}");
+                assert_eq!(d.reset_secs(), d.retry_after_secs(), "{p:?} {d:?}");
+                d.retry_after_ms
+            };
+            let secs = wait.div_ceil(1000).max(1);
+            assert!(wait >= 1, "{p:?} {d:?}");
+            assert!(
+                peek(&st, now + wait, &p).allowed,
+                "{p:?} {st:?} {now} {d:?}"
+            );
+            assert!(
+                !peek(&st, now + wait - 1, &p).allowed,
+                "{p:?} {st:?} {now} {d:?}"
+            );
+            assert!(peek(&st, now + 1000 * secs, &p).allowed, "{p:?} {d:?}");
+            if secs >= 2 {
+                assert!(
+                    !peek(&st, now + 1000 * (secs - 1), &p).allowed,
+                    "{p:?} {d:?}"
+                );
+            }
+            let most = match p.algorithm {
+                Algorithm::Sliding => period,
+                Algorithm::TokenBucket => p.gcra().0.div_ceil(NS_PER_MS),
+            };
+            assert!(wait <= most, "{p:?} {d:?}: waits more than one window");
+        }
+        assert!(rejections > 1000, "only {rejections} rejections checked");
     }
 
     /// Simulates random arrivals and checks the derived bounds: at most L per fixed window,
@@ -786,7 +991,10 @@ mod tests {
         assert!(!d.allowed);
         assert_eq!(st, before);
         assert_eq!(d.retry_after_ms, 100);
-        assert_eq!(d.reset_ms, 500);
+        assert_eq!(
+            d.reset_ms, 100,
+            "exhausted: the reset is when the next one fits"
+        );
         assert!(!check_and_consume(&mut st, 1099, &p).allowed);
         assert!(check_and_consume(&mut st, 1100, &p).allowed);
         // Full again after the backlog drains.
@@ -964,8 +1172,11 @@ mod tests {
         let mut st = State::EMPTY;
         assert!(st.is_idle(0));
         check_and_consume(&mut st, 1500, &p);
-        assert!(!st.is_idle(2999));
-        assert!(st.is_idle(3000));
+        assert!(!st.is_idle(2499));
+        assert!(
+            st.is_idle(2500),
+            "a period after the last admission nothing counts"
+        );
         let g = bucket(10, 1000, 3);
         let mut st = State::EMPTY;
         check_and_consume(&mut st, 1000, &g);

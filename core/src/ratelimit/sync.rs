@@ -44,10 +44,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::algo::{
-    refund, sliding_admits, sliding_reset, sliding_wait, sliding_window, store_sliding,
-    weighted_prev, Algorithm, Decision, Params, State,
-};
+use super::algo::{refund, sliding_decide, sliding_window, Algorithm, Decision, Params, State};
 
 /// Counts of one window as seen by this node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -274,31 +271,14 @@ pub fn check_and_consume_synced(
         return super::algo::check_and_consume(st, now_ms, p);
     }
     let period = p.period_ms();
-    let limit = p.count();
-    let mut w = sliding_window(st, now_ms, period);
+    let w = sliding_window(st, now_ms, period);
     rec.roll(w.start, period);
-    let prev = w.prev.saturating_add(rec.prev.others());
-    let cur = w.cur.saturating_add(rec.cur.others());
-    let allowed = sliding_admits(prev, cur, w.elapsed, period, limit);
-    let (cur, retry_after_ms) = if allowed {
-        w.cur = w.cur.saturating_add(1);
-        store_sliding(st, &w, period);
+    let others = (rec.prev.others(), rec.cur.others());
+    let d = sliding_decide(st, w, others, period, p.count());
+    if d.allowed {
         rec.cur.pending = rec.cur.pending.saturating_add(1);
-        (cur.saturating_add(1), 0)
-    } else {
-        (
-            cur,
-            sliding_wait(prev, cur, w.elapsed, period, limit).max(1),
-        )
-    };
-    let used = cur.saturating_add(weighted_prev(prev, w.elapsed, period));
-    Decision {
-        allowed,
-        limit,
-        remaining: limit.saturating_sub(used),
-        reset_ms: sliding_reset(prev, cur, w.elapsed, period),
-        retry_after_ms,
     }
+    d
 }
 
 /// [`refund`] for a synced key: also takes the request back from the pending count (if it
@@ -508,10 +488,11 @@ mod tests {
         assert!(!check_and_consume_synced(&mut a.st, &mut a.rec, now, &p).allowed);
         assert_eq!(a.rec.cur.others(), 4);
         assert_eq!(redis[&120_000], 10);
-        // Next window: the previous one weighs in.
+        // Next window, halfway: the other node's 4 weigh half; this node's own 6 are a period
+        // old (it knows when its last one was), so they no longer count.
         let d = check_and_consume_synced(&mut a.st, &mut a.rec, 180_000 + 30_000, &p);
         assert!(d.allowed);
-        assert_eq!(d.remaining, 10 - 5 - 1);
+        assert_eq!(d.remaining, 10 - 2 - 1);
     }
 
     #[test]

@@ -60,7 +60,7 @@ use super::sync::{cluster_id, Claim, SyncRec};
 /// First 8 bytes of a formatted region.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"NGXGWRL\x01");
 /// Format version; bumped on any change of meaning not caught by the layout hash.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 
 const NIL: u32 = u32::MAX;
 const HEADER_LEN: usize = std::mem::size_of::<Header>();
@@ -489,11 +489,15 @@ impl<'a> Table<'a> {
     /// Rate-limits the "zone is full" warning across all workers: returns the number of
     /// evictions since the last report if there were any and at least `interval_ms` have passed
     /// since then (or since the first eviction ever), and records this report in the header.
+    ///
+    /// Workers' clocks are cached per worker, so one may report a few milliseconds "before"
+    /// the last report of another: that is not a clock going back. Only a clock that went back
+    /// by a whole interval or more starts a new one at once.
     pub fn eviction_report(&mut self, now_ms: u64, interval_ms: u64) -> Option<u64> {
         let new = self.hdr.evictions.saturating_sub(self.hdr.evictions_logged);
         let due = self.hdr.evictions_logged == 0
             || now_ms.saturating_sub(self.hdr.eviction_log_ms) >= interval_ms
-            || now_ms < self.hdr.eviction_log_ms;
+            || now_ms.saturating_add(interval_ms) <= self.hdr.eviction_log_ms;
         if new == 0 || !due {
             return None;
         }
@@ -1029,7 +1033,16 @@ mod tests {
         assert_eq!(t.eviction_report(2000, 60_000), None);
         t.lookup_or_insert(&key(200), 30);
         assert_eq!(t.eviction_report(3000, 60_000), None, "within the interval");
+        // Another worker's cached clock a few ms behind is no reason to report again.
+        assert_eq!(
+            t.eviction_report(995, 60_000),
+            None,
+            "clock skew between workers"
+        );
         assert_eq!(t.eviction_report(61_000, 60_000), Some(1));
+        // A clock set back by a whole interval or more starts a new one at once.
+        t.lookup_or_insert(&key(201), 30);
+        assert_eq!(t.eviction_report(1000, 60_000), Some(1), "clock went back");
     }
 
     #[test]
