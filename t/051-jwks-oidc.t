@@ -52,7 +52,7 @@ __DATA__
     }
     location /t {
         auth_jwt "api";
-        auth_jwt_oidc_discovery /_oidc;
+        auth_jwt_oidc_discovery /_oidc allow_http;
         auth_jwt_key_request /_jwks;
         proxy_set_header X-User $jwt_claim_sub;
         proxy_set_header X-Jwks-Uri $jwt_jwks_uri;
@@ -129,7 +129,7 @@ jwt refused: issuer not accepted (bad_issuer)
     }
     location /t {
         auth_jwt "api";
-        auth_jwt_oidc_discovery /_oidc;
+        auth_jwt_oidc_discovery /_oidc allow_http;
         auth_jwt_key_request /_jwks;
         auth_jwt_issuer https://evil.example;
         proxy_set_header X-User $jwt_claim_sub;
@@ -172,7 +172,7 @@ jwt refused: issuer not accepted (bad_issuer)
     }
     location /t {
         auth_jwt "api";
-        auth_jwt_oidc_discovery /_oidc;
+        auth_jwt_oidc_discovery /_oidc allow_http;
         auth_jwt_key_request /_jwks;
         proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_2/upstream;
     }
@@ -212,7 +212,7 @@ jwt: no usable keys, answering 500
     }
     location /t {
         auth_jwt "api";
-        auth_jwt_oidc_discovery /_oidc;
+        auth_jwt_oidc_discovery /_oidc allow_http;
         auth_jwt_key_request /_jwks;
         proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/upstream;
     }
