@@ -102,15 +102,19 @@ unsafe extern "C" fn log_handler(log: *mut ngx_log_t, buf: *mut u8, len: usize) 
                 text.extend_from_slice(core::ffi::CStr::from_ptr((*log).action).to_bytes());
             }
             let ctx = (*log).data.cast::<ngx_http_log_ctx_t>();
-            let r = if ctx.is_null() {
-                ptr::null_mut()
+            // The fetch as configured (the main request keeps the URI), and the upstream of
+            // the subrequest running now, if any.
+            let (main, r) = if ctx.is_null() {
+                (ptr::null_mut(), ptr::null_mut())
             } else {
-                (*ctx).current_request
+                ((*ctx).request, (*ctx).current_request)
             };
-            if !r.is_null() {
+            if !main.is_null() {
                 text.extend_from_slice(b", gateway fetch: \"");
-                text.extend_from_slice((*r).uri.as_bytes());
+                text.extend_from_slice((*main).uri.as_bytes());
                 text.push(b'"');
+            }
+            if !r.is_null() {
                 let u = (*r).upstream;
                 if !u.is_null() && !(*u).peer.name.is_null() {
                     text.extend_from_slice(b", upstream: \"");

@@ -179,6 +179,9 @@ unsafe extern "C" fn init_zone(shm: *mut ngx_shm_zone_t, _old: *mut c_void) -> n
         // the master runs this: the entries are changed under the mutex.
         unsafe {
             let shpool = (*shm).shm.addr.cast::<ngx_slab_pool_t>();
+            // A full zone is reported by our own [error] line naming the document, not by
+            // nginx's [crit] "ngx_slab_alloc() failed".
+            (*shpool).set_log_nomem(0);
             let s = (*shpool).data.cast::<Shared>();
             if !s.is_null() && (*s).magic == MAGIC {
                 let uris = &*(*shm).data.cast::<Vec<String>>();
