@@ -1270,6 +1270,7 @@ idp GET /jwks.json HTTP/1.0 range=- inm=- ims=- ae=- auth=- cookie=- accept="app
 >>> jwks.json
 $TEST_NGINX_JWKS_A
 --- timeout: 0.5
+--- no_valgrind: the client must give up before the slow provider answers (valgrind multiplies the timeout by 10)
 --- concurrent_request
 GET /t
 --- concurrent_requests: 1

@@ -428,7 +428,10 @@ unsafe extern "C" fn subrequest_done(
     data: *mut c_void,
     rc: ngx_int_t,
 ) -> ngx_int_t {
-    if rc == NGX_AGAIN as ngx_int_t {
+    // SAFETY: nginx calls the handler with the live subrequest.
+    let pending = unsafe { (*sr).buffered() != 0 || !(*sr).postponed.is_null() };
+    if rc == NGX_AGAIN as ngx_int_t && pending {
+        // Output still buffered: nginx finalizes the subrequest again once it is written.
         return rc;
     }
     let _ = std::panic::catch_unwind(|| {

@@ -553,7 +553,16 @@ pub fn current(
 /// without `allow_http`).
 pub fn discovery(remote: &Remote, log: *mut ngx_log_t) -> Option<Discovery> {
     let uri = remote.discovery.as_deref()?;
-    let snap = snapshot_of(uri, remote, now_ms());
+    discovery_at(remote, uri, &snapshot_of(uri, remote, now_ms()), log)
+}
+
+/// `discovery` for a snapshot of the document's entry already taken.
+fn discovery_at(
+    remote: &Remote,
+    uri: &str,
+    snap: &Snapshot,
+    log: *mut ngx_log_t,
+) -> Option<Discovery> {
     if !snap.usable {
         return None;
     }
@@ -642,7 +651,7 @@ pub fn plan(request: &Request, ctx: &mut RequestCtx, remote: &Remote, force: boo
         }
         // A document naming a jwks_uri this location may not fetch (kept from a reload that
         // removed allow_http, or stored by a location that allows it): nothing to fetch.
-        if discovery(remote, request.log()).is_none() {
+        if discovery_at(remote, d, &snap, request.log()).is_none() {
             return Plan::Unavailable;
         }
     }
