@@ -690,8 +690,9 @@ fn begin(
     match try_lease(uri, remote, now) {
         Lease::Busy => None,
         Lease::NoRoom { log } => {
-            super::metrics::inc_jwks(false);
+            // No entry, so no record of attempts: counted (and logged) once per interval.
             if log {
+                super::metrics::inc_jwks(false);
                 gw_log!(
                     NGX_LOG_ERR,
                     request.log(),
