@@ -434,57 +434,58 @@ unsafe extern "C" fn subrequest_done(
         // Output still buffered: nginx finalizes the subrequest again once it is written.
         return rc;
     }
-    let _ = std::panic::catch_unwind(|| {
-        // SAFETY: `data` is the job (set in `set_up`); `sr` is its finished subrequest, its
-        // output kept in memory.
-        let (j, sr) = unsafe { (&mut *data.cast::<Job>(), &*sr) };
-        if j.finished {
-            return;
-        }
-        j.finished = true;
-        // nginx left its last action ("sending to client") on the log: lines logged from
-        // here are about the answer.
-        j.log.action = ptr::null_mut();
-        // rc is NGX_OK when the upstream answered (whatever its status); an HTTP status when
-        // nginx gave up before a response (502 refused, 504 timed out); NGX_ERROR, or an
-        // error on the connection, when the response could not be read whole (e.g. larger
-        // than subrequest_output_buffer_size).
-        let incomplete =
-            j.conn.error() != 0 || (rc != NGX_OK as ngx_int_t && !(300..600).contains(&rc));
-        let status = if (300..600).contains(&rc) {
-            rc as usize
-        } else {
-            sr.headers_out.status
-        };
-        let body: &[u8] = if sr.out.is_null() || unsafe { (*sr.out).buf.is_null() } {
-            b""
-        } else {
-            // SAFETY: the in-memory response is one buffer from pos to last.
-            unsafe {
+    let j = data.cast::<Job>();
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // SAFETY: `j` is the job (set in `set_up`), reached through the raw pointer only (its
+        // connection and log are nginx's too); `sr` is its finished subrequest, the output
+        // kept in memory.
+        unsafe {
+            if (*j).finished {
+                return;
+            }
+            (*j).finished = true;
+            // nginx left its last action ("sending to client") on the log: lines logged
+            // from here are about the answer.
+            (*j).log.action = ptr::null_mut();
+            let sr = &*sr;
+            // rc is NGX_OK when the upstream answered (whatever its status); an HTTP status
+            // when nginx gave up before a response (502 refused, 504 timed out); NGX_ERROR,
+            // or an error on the connection, when the response could not be read whole (e.g.
+            // larger than subrequest_output_buffer_size).
+            let incomplete =
+                (*j).conn.error() != 0 || (rc != NGX_OK as ngx_int_t && !(300..600).contains(&rc));
+            let status = if (300..600).contains(&rc) {
+                rc as usize
+            } else {
+                sr.headers_out.status
+            };
+            let body: &[u8] = if sr.out.is_null() || (*sr.out).buf.is_null() {
+                b""
+            } else {
+                // The in-memory response is one buffer from pos to last.
                 let b = (*sr.out).buf;
                 core::slice::from_raw_parts((*b).pos, (*b).last.offset_from((*b).pos) as usize)
+            };
+            let content_type = if sr.headers_out.content_type.data.is_null() {
+                &b""[..]
+            } else {
+                sr.headers_out.content_type.as_bytes()
+            };
+            let answer = Answer {
+                status,
+                incomplete,
+                content_type,
+                headers: &sr.headers_out.headers,
+                body,
+                log: ptr::addr_of_mut!((*j).log),
+            };
+            if let Some(f) = (*j).on_done.take() {
+                f(&answer);
             }
-        };
-        let content_type = if sr.headers_out.content_type.data.is_null() {
-            &b""[..]
-        } else {
-            sr.headers_out.content_type.as_bytes()
-        };
-        let answer = Answer {
-            status,
-            incomplete,
-            content_type,
-            headers: &sr.headers_out.headers,
-            body,
-            log: &mut j.log,
-        };
-        if let Some(f) = j.on_done.take() {
-            f(&answer);
         }
-    });
+    }));
     // SAFETY: the job outlives its subrequest; the kick event is unposted by `free_job`.
     unsafe {
-        let j = data.cast::<Job>();
         (*j).conn.set_error(0);
         nginx_sys::ngx_post_event(
             ptr::addr_of_mut!((*j).kick),
