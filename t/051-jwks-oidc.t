@@ -52,7 +52,7 @@ __DATA__
     }
     location /t {
         auth_jwt "api";
-        auth_jwt_oidc_discovery /_oidc;
+        auth_jwt_oidc_discovery /_oidc allow_http;
         auth_jwt_key_request /_jwks;
         proxy_set_header X-User $jwt_claim_sub;
         proxy_set_header X-Jwks-Uri $jwt_jwks_uri;
@@ -129,7 +129,7 @@ jwt refused: issuer not accepted (bad_issuer)
     }
     location /t {
         auth_jwt "api";
-        auth_jwt_oidc_discovery /_oidc;
+        auth_jwt_oidc_discovery /_oidc allow_http;
         auth_jwt_key_request /_jwks;
         auth_jwt_issuer https://evil.example;
         proxy_set_header X-User $jwt_claim_sub;
@@ -172,7 +172,7 @@ jwt refused: issuer not accepted (bad_issuer)
     }
     location /t {
         auth_jwt "api";
-        auth_jwt_oidc_discovery /_oidc;
+        auth_jwt_oidc_discovery /_oidc allow_http;
         auth_jwt_key_request /_jwks;
         proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_2/upstream;
     }
@@ -212,7 +212,7 @@ jwt: no usable keys, answering 500
     }
     location /t {
         auth_jwt "api";
-        auth_jwt_oidc_discovery /_oidc;
+        auth_jwt_oidc_discovery /_oidc allow_http;
         auth_jwt_key_request /_jwks;
         proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/upstream;
     }
@@ -230,3 +230,206 @@ gateway_jwks_fetch_total{result="ok"} 0
 gateway_jwks_fetch_total{result="failed"} 1
 --- error_log
 jwt: response from "/_oidc" refused: no "jwks_uri" string
+
+
+
+=== TEST 5: a jwks_uri that is not https is refused without allow_http: logged with the reason, counted as a failed fetch, no key fetch; auth_jwt_key_unavailable applies
+# The discovery document itself comes from the configured location; its jwks_uri comes from
+# the network, and an http one would let anyone on the path replace the keys.
+--- http_config
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        server_name idp;
+        root html;
+        default_type application/json;
+        access_log logs/idp.log;
+        location = /upstream {
+            access_log off;
+            return 200 "upstream reached sub=$http_x_user\n";
+        }
+    }
+--- config
+    location = /_oidc {
+        internal;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/openid-configuration;
+    }
+    location = /_jwks {
+        internal;
+        proxy_pass $jwt_jwks_uri;
+    }
+    location /t {
+        auth_jwt "api";
+        auth_jwt_oidc_discovery /_oidc;
+        auth_jwt_key_request /_jwks;
+        proxy_set_header X-User $jwt_claim_sub;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/upstream;
+    }
+    location /u {
+        auth_jwt "api";
+        auth_jwt_oidc_discovery /_oidc;
+        auth_jwt_key_request /_jwks;
+        auth_jwt_key_unavailable 401;
+        proxy_set_header X-User $jwt_claim_sub;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/upstream;
+    }
+    location = /metrics {
+        gateway_metrics;
+    }
+--- user_files
+>>> openid-configuration
+{"issuer":"http://idp.test/realms/demo","jwks_uri":"http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/certs.json"}
+>>> certs.json
+$TEST_NGINX_JWKS_A
+--- request eval
+["GET /t", "GET /u", "GET /metrics"]
+--- more_headers eval
+['Authorization: Bearer $TEST_NGINX_TOKEN_ISS', 'Authorization: Bearer $TEST_NGINX_TOKEN_ISS', 'X-None: 1']
+--- error_code eval
+[500, 401, 200]
+--- response_headers eval
+["!WWW-Authenticate", 'WWW-Authenticate: Bearer realm="api", error="invalid_token"', ""]
+--- after_request
+2 sleep 0.3
+--- prometheus
+gateway_jwks_fetch_total{result="ok"} 0
+gateway_jwks_fetch_total{result="failed"} 1
+gateway_auth_total{result="error",reason="key_unavailable"} 2
+--- grep_error_log eval
+qr/jwt: (?:fetching [^"]+"[^"]+"|response from "[^"]+" refused: [^;]+|no usable keys, answering \d+)/
+--- grep_error_log_out eval
+qr{\Ajwt: fetching the discovery document from "/_oidc"
+jwt: response from "/_oidc" refused: "jwks_uri" "http://127\.0\.0\.1:\d+/certs\.json" is not https \("allow_http" of auth_jwt_oidc_discovery accepts http\)
+jwt: no usable keys, answering 500
+jwt: no usable keys, answering 401
+\z}
+--- no_error_log
+fetching keys
+
+
+
+=== TEST 6: with auth_jwt_key_file and discovery, the provider's issuer is required even while the discovery document is unavailable: key_unavailable, never any issuer
+# The key file verifies the token's signature with the provider down; without the document the
+# required issuer is not known, so no token passes (auth_jwt_issuer set explicitly does not
+# need the document).
+--- config
+    location = /_oidc {
+        internal;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_2/openid-configuration;
+    }
+    location = /_jwks {
+        internal;
+        proxy_pass $jwt_jwks_uri;
+    }
+    location = /upstream {
+        return 200 "upstream reached sub=$http_x_user\n";
+    }
+    location /t {
+        auth_jwt "api";
+        auth_jwt_key_file $TEST_NGINX_KEYS/rsa2048.jwk;
+        auth_jwt_oidc_discovery /_oidc;
+        auth_jwt_key_request /_jwks;
+        proxy_set_header X-User $jwt_claim_sub;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/upstream;
+    }
+    location /u {
+        auth_jwt "api";
+        auth_jwt_key_file $TEST_NGINX_KEYS/rsa2048.jwk;
+        auth_jwt_oidc_discovery /_oidc;
+        auth_jwt_key_request /_jwks;
+        auth_jwt_key_unavailable 401;
+        proxy_set_header X-User $jwt_claim_sub;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/upstream;
+    }
+    location /v {
+        auth_jwt "api";
+        auth_jwt_key_file $TEST_NGINX_KEYS/rsa2048.jwk;
+        auth_jwt_oidc_discovery /_oidc;
+        auth_jwt_key_request /_jwks;
+        auth_jwt_issuer http://idp.test/realms/demo;
+        proxy_set_header X-User $jwt_claim_sub;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/upstream;
+    }
+--- request eval
+["GET /t", "GET /t", "GET /u", "GET /v", "GET /v"]
+--- more_headers eval
+[
+    'Authorization: Bearer $TEST_NGINX_TOKEN_EVIL',
+    'Authorization: Bearer $TEST_NGINX_TOKEN_ISS',
+    'Authorization: Bearer $TEST_NGINX_TOKEN_EVIL',
+    'Authorization: Bearer $TEST_NGINX_TOKEN_ISS',
+    'Authorization: Bearer $TEST_NGINX_TOKEN_EVIL',
+]
+--- error_code eval
+[500, 500, 401, 200, 401]
+--- response_body_like eval
+[qr/500/, qr/500/, qr/401/, qr/^upstream reached sub=alice\n\z/, qr/401/]
+--- error_log
+jwt: response from "/_oidc" refused: status 502
+jwt: no usable keys, answering 500 (key_unavailable)
+jwt: no usable keys, answering 401 (key_unavailable)
+jwt refused: issuer not accepted (bad_issuer)
+
+
+
+=== TEST 7: the discovery document stale beyond auth_jwt_key_max_stale while the key set is still fresh: the issuer is not known, nothing passes
+# The document says max-age=0 (fresh for a refresh interval, 1s, then usable 1s more); the key
+# set is fresh for an hour. The document then disappears (404): after 2.5s its issuer is no
+# longer known, while the keys still verify signatures.
+--- http_config
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        server_name idp;
+        root html;
+        default_type application/json;
+        access_log logs/idp.log;
+        location = /openid-configuration {
+            add_header Cache-Control "max-age=0";
+        }
+        location = /upstream {
+            access_log off;
+            return 200 "upstream reached sub=$http_x_user\n";
+        }
+    }
+--- config
+    location = /_oidc {
+        internal;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/openid-configuration;
+    }
+    location = /_jwks {
+        internal;
+        proxy_pass $jwt_jwks_uri;
+    }
+    location /t {
+        auth_jwt "api";
+        auth_jwt_oidc_discovery /_oidc allow_http;
+        auth_jwt_key_request /_jwks;
+        auth_jwt_key_cache 1h;
+        auth_jwt_key_refresh_interval 1s;
+        auth_jwt_key_max_stale 1s;
+        proxy_set_header X-User $jwt_claim_sub;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/upstream;
+    }
+--- user_files
+>>> openid-configuration
+{"issuer":"http://idp.test/realms/demo","jwks_uri":"http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/certs.json"}
+>>> certs.json
+$TEST_NGINX_JWKS_A
+--- request eval
+["GET /t", "GET /t", "GET /t", "GET /t"]
+--- more_headers eval
+[
+    'Authorization: Bearer $TEST_NGINX_TOKEN_ISS',
+    'Authorization: Bearer $TEST_NGINX_TOKEN_EVIL',
+    # the document is gone and stale beyond max_stale
+    'Authorization: Bearer $TEST_NGINX_TOKEN_EVIL',
+    'Authorization: Bearer $TEST_NGINX_TOKEN_ISS',
+]
+--- error_code eval
+[200, 401, 500, 500]
+--- after_request
+2 rename html/openid-configuration html/gone
+2 sleep 2.5
+--- error_log
+jwt refused: issuer not accepted (bad_issuer)
+jwt: response from "/_oidc" refused: status 404
+jwt: no usable keys, answering 500 (key_unavailable)

@@ -208,3 +208,94 @@ qr/\[emerg\] (?:"auth_jwt_key_request" directive is duplicate)/
 --- request
 GET /_oidc
 --- error_code: 404
+
+
+
+=== TEST 12: auth_jwt_oidc_discovery: an unknown parameter
+--- config
+    location = /_jwks {
+        internal;
+        proxy_pass $jwt_jwks_uri;
+    }
+    location /t {
+        auth_jwt "api";
+        auth_jwt_oidc_discovery /_oidc allow_https;
+        auth_jwt_key_request /_jwks;
+        proxy_pass http://127.0.0.1:1;
+    }
+--- must_die
+--- error_log eval
+qr/\[emerg\] invalid value "allow_https" in "auth_jwt_oidc_discovery" directive, the only parameter is "allow_http"/
+
+
+
+=== TEST 13: auth_jwt_key_zone: smaller than 32k
+--- http_config
+    auth_jwt_key_zone 16k;
+--- config
+    location = /_jwks {
+        internal;
+        proxy_pass http://127.0.0.1:1/jwks.json;
+    }
+    location /t {
+        auth_jwt "api";
+        auth_jwt_key_request /_jwks;
+        proxy_pass http://127.0.0.1:1;
+    }
+--- must_die
+--- error_log eval
+qr/\[emerg\] invalid value "16k" in "auth_jwt_key_zone" directive, the zone must be at least 32k/
+
+
+
+=== TEST 14: auth_jwt_key_zone: not a size
+--- http_config
+    auth_jwt_key_zone big;
+--- must_die
+--- error_log eval
+qr/\[emerg\] invalid value "big" in "auth_jwt_key_zone" directive/
+
+
+
+=== TEST 15: auth_jwt_key_zone twice
+--- http_config
+    auth_jwt_key_zone 1m;
+    auth_jwt_key_zone 2m;
+--- must_die
+--- error_log eval
+qr/\[emerg\] "auth_jwt_key_zone" directive is duplicate/
+
+
+
+=== TEST 16: auth_jwt_key_zone is for the http block only
+--- config
+    location /t {
+        auth_jwt_key_zone 1m;
+    }
+--- must_die
+--- error_log eval
+qr/\[emerg\] "auth_jwt_key_zone" directive is not allowed here/
+
+
+
+=== TEST 17: auth_jwt_key_zone and allow_http in a valid configuration (nginx -t would say ok)
+--- http_config
+    auth_jwt_key_zone 64k;
+--- config
+    location = /_oidc {
+        internal;
+        proxy_pass http://127.0.0.1:1/openid-configuration;
+    }
+    location = /_jwks {
+        internal;
+        proxy_pass $jwt_jwks_uri;
+    }
+    location /t {
+        auth_jwt "api";
+        auth_jwt_oidc_discovery /_oidc allow_http;
+        auth_jwt_key_request /_jwks;
+        proxy_pass http://127.0.0.1:1;
+    }
+--- request
+GET /_oidc
+--- error_code: 404

@@ -9,6 +9,7 @@ pub mod jwks;
 pub mod jwt;
 pub mod log;
 pub mod metrics;
+pub mod oidc;
 pub mod parse;
 pub mod ratelimit;
 pub mod reqid;

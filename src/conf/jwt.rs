@@ -76,8 +76,8 @@ pub struct JwtConf {
     pub max_size: Option<usize>,
     /// `auth_jwt_key_request uri`.
     pub key_request: Option<String>,
-    /// `auth_jwt_oidc_discovery uri`.
-    pub discovery: Option<String>,
+    /// `auth_jwt_oidc_discovery uri [allow_http]`.
+    pub discovery: Option<(String, bool)>,
     pub key_cache: Option<u64>,
     pub key_refresh: Option<u64>,
     pub key_max_stale: Option<u64>,
@@ -177,7 +177,8 @@ impl JwtConf {
             let d = gateway_core::jwks::Timing::default();
             crate::http::jwks::Remote {
                 uri,
-                discovery: self.discovery.clone(),
+                discovery: self.discovery.as_ref().map(|(d, _)| d.clone()),
+                allow_http: self.discovery.as_ref().is_some_and(|(_, allow)| *allow),
                 timing: gateway_core::jwks::Timing {
                     cache_ms: self.key_cache.unwrap_or(d.cache_ms),
                     refresh_ms: self.key_refresh.unwrap_or(d.refresh_ms),
@@ -508,7 +509,7 @@ pub fn set_key_unavailable(cf: &mut ngx_conf_t, c: &mut JwtConf) -> Result<(), S
     Ok(())
 }
 
-/// `auth_jwt_oidc_discovery uri`
+/// `auth_jwt_oidc_discovery uri [allow_http]`
 pub fn set_discovery(cf: &mut ngx_conf_t, c: &mut JwtConf) -> Result<(), String> {
     if c.discovery.is_some() {
         return Err(duplicate(cf));
@@ -521,6 +522,11 @@ pub fn set_discovery(cf: &mut ngx_conf_t, c: &mut JwtConf) -> Result<(), String>
             "a local URI such as /_oidc is expected (no variables)",
         ));
     }
-    c.discovery = Some(v.to_string());
+    let allow_http = match args(cf).get(2).map(arg_str).transpose()? {
+        None => false,
+        Some("allow_http") => true,
+        Some(p) => return Err(invalid(cf, p, "the only parameter is \"allow_http\"")),
+    };
+    c.discovery = Some((v.to_string(), allow_http));
     Ok(())
 }

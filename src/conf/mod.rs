@@ -68,6 +68,11 @@ pub struct MainConf {
     pub jwks_used: bool,
     /// The `gateway_jwks` shared zone.
     pub jwks_shm: *mut nginx_sys::ngx_shm_zone_t,
+    /// `auth_jwt_key_zone size`.
+    pub jwks_zone_size: Option<usize>,
+    /// Every `auth_jwt_key_request` and `auth_jwt_oidc_discovery` URI of the configuration
+    /// (a reload frees the zone's entries of the others).
+    pub jwks_uris: Vec<String>,
     /// Indexes of the nginx variables the JSON record reads.
     pub log_vars: crate::http::log::LogVars,
     /// `auth_jwt_cache size=N | off`: entries of the per-worker verified-token cache.
@@ -109,7 +114,7 @@ const LOC: usize = NGX_HTTP_LOC_CONF_OFFSET;
 const MAIN: usize = NGX_HTTP_MAIN_CONF_OFFSET;
 
 /// The module's directive table.
-pub static mut COMMANDS: [ngx_command_t; 33] = [
+pub static mut COMMANDS: [ngx_command_t; 34] = [
     command(
         ngx_string!("gateway"),
         ANY_CONF | NGX_CONF_FLAG,
@@ -249,8 +254,14 @@ pub static mut COMMANDS: [ngx_command_t; 33] = [
         cmd_key_request,
     ),
     command(
+        ngx_string!("auth_jwt_key_zone"),
+        NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1,
+        MAIN,
+        cmd_key_zone,
+    ),
+    command(
         ngx_string!("auth_jwt_oidc_discovery"),
-        ANY_CONF | NGX_CONF_TAKE1,
+        ANY_CONF | NGX_CONF_TAKE12,
         LOC,
         cmd_discovery,
     ),
@@ -357,18 +368,38 @@ directive!(cmd_metrics, LocConf, |cf, _c| {
 });
 directive!(cmd_key_request, LocConf, |cf, c| {
     jwt::set_key_request(cf, &mut c.jwt)?;
-    let mcf = <crate::http::GatewayModule as ngx::http::HttpModuleMainConf>::main_conf_mut(cf)
-        .ok_or("no http main conf")?;
-    mcf.jwks_used = true;
-    Ok(())
+    let uri = c.jwt.key_request.clone().unwrap_or_default();
+    uses_jwks_zone(cf, uri)
 });
 directive!(cmd_discovery, LocConf, |cf, c| {
     jwt::set_discovery(cf, &mut c.jwt)?;
+    let uri = c.jwt.discovery.clone().unwrap_or_default().0;
+    uses_jwks_zone(cf, uri)
+});
+directive!(cmd_key_zone, MainConf, |cf, c| {
+    if c.jwks_zone_size.is_some() {
+        return Err(util::duplicate(cf));
+    }
+    let v = arg_str(&args(cf)[1])?;
+    let n = gateway_core::parse::parse_size(v).map_err(|e| invalid(cf, v, &e.to_string()))?;
+    if n < crate::http::jwks::MIN_ZONE_SIZE {
+        return Err(invalid(cf, v, "the zone must be at least 32k"));
+    }
+    c.jwks_zone_size = Some(n);
+    Ok(())
+});
+
+/// A location fetches `uri` (a key set or a discovery document): the `gateway_jwks` zone is
+/// needed and keeps an entry for it.
+fn uses_jwks_zone(cf: &mut ngx_conf_t, uri: String) -> Result<(), String> {
     let mcf = <crate::http::GatewayModule as ngx::http::HttpModuleMainConf>::main_conf_mut(cf)
         .ok_or("no http main conf")?;
     mcf.jwks_used = true;
+    if !mcf.jwks_uris.contains(&uri) {
+        mcf.jwks_uris.push(uri);
+    }
     Ok(())
-});
+}
 directive!(cmd_key_cache, LocConf, |cf, c| jwt::set_key_cache(
     cf, &mut c.jwt
 ));
@@ -479,6 +510,8 @@ pub unsafe extern "C" fn create_main_conf(cf: *mut ngx_conf_t) -> *mut c_void {
             log_vars: Default::default(),
             jwks_used: false,
             jwks_shm: ptr::null_mut(),
+            jwks_zone_size: None,
+            jwks_uris: Vec::new(),
             jwt_cache: None,
             zones: Vec::new(),
             credentials: Default::default(),

@@ -86,12 +86,19 @@ fn token<'r>(request: &'r Request, rt: &JwtRuntime) -> Option<&'r [u8]> {
 
 /// The keys and algorithms a location verifies with now: its key files, plus the fetched set
 /// when it uses `auth_jwt_key_request`. `None` when there is nothing to verify with.
-fn keys_for(rt: &JwtRuntime) -> Option<(Arc<KeySet>, AlgSet)> {
+fn keys_for(request: &Request, rt: &JwtRuntime) -> Option<(Arc<KeySet>, AlgSet)> {
     match &rt.remote {
         None => Some((rt.keys.clone(), rt.allowed)),
         Some(remote) => {
             let snap = super::jwks::snapshot_now(remote);
-            super::jwks::current(&rt.current, &rt.keys, rt.policy.algorithms, remote, &snap)
+            super::jwks::current(
+                &rt.current,
+                &rt.keys,
+                rt.policy.algorithms,
+                remote,
+                &snap,
+                request.log(),
+            )
         }
     }
 }
@@ -102,7 +109,7 @@ fn verify_cached(
     rt: &JwtRuntime,
     now: i64,
 ) -> Result<Arc<Verified>, JwtError> {
-    let Some((keys, allowed)) = keys_for(rt) else {
+    let Some((keys, allowed)) = keys_for(request, rt) else {
         return Err(JwtError::KeyUnavailable);
     };
     let size = CACHE_SIZE.load(Ordering::Relaxed);
@@ -163,15 +170,20 @@ pub fn authenticate<'c>(
             match verify_cached(request, t, rt, now) {
                 Ok(v) => {
                     let mut error = check_claims(&v, &rt.policy, now).err();
-                    // With discovery and no auth_jwt_issuer, the provider's issuer is required.
-                    if error.is_none() && rt.policy.issuers.is_empty() {
-                        let issuer = rt.remote.as_ref().and_then(|remote| {
-                            remote.discovery.as_ref()?;
-                            super::jwks::discovery(&rt.current, remote).map(|d| d.issuer)
-                        });
-                        if issuer.is_some_and(|i| v.iss() != Some(i.as_str())) {
-                            error = Some(JwtError::BadIssuer);
-                        }
+                    // With discovery and no auth_jwt_issuer, the provider's issuer is required;
+                    // when it is not known (no usable discovery document), nothing passes.
+                    let discovered = rt
+                        .remote
+                        .as_ref()
+                        .filter(|r| r.discovery.is_some() && rt.policy.issuers.is_empty());
+                    if let (None, Some(remote)) = (&error, discovered) {
+                        error = match super::jwks::discovery(remote, request.log()) {
+                            None => Some(JwtError::KeyUnavailable),
+                            Some(d) if v.iss() != Some(d.issuer.as_str()) => {
+                                Some(JwtError::BadIssuer)
+                            }
+                            Some(_) => None,
+                        };
                     }
                     AuthOutcome {
                         runtime: rtp,
@@ -211,7 +223,6 @@ fn decide(request: &mut Request, ctx: &mut RequestCtx, rt: &Rc<JwtRuntime>) -> O
     if let Some(remote) = &rt.remote {
         use super::jwks::{plan, wait, Plan};
         match plan(request, ctx, remote, false) {
-            Plan::Fetching => return Some(nginx_sys::NGX_AGAIN as ngx_int_t),
             Plan::Wait => {
                 wait(request, ctx);
                 return Some(nginx_sys::NGX_AGAIN as ngx_int_t);
@@ -243,8 +254,9 @@ fn decide(request: &mut Request, ctx: &mut RequestCtx, rt: &Rc<JwtRuntime>) -> O
         // A kid we do not know may be a rotated key: refresh (at most once per refresh
         // interval, one fetch for all workers), then decide again.
         if unknown && !ctx.jwks.fetched {
-            if let Plan::Fetching = plan(request, ctx, remote, true) {
+            if let Plan::Wait = plan(request, ctx, remote, true) {
                 ctx.auth = None;
+                wait(request, ctx);
                 return Some(nginx_sys::NGX_AGAIN as ngx_int_t);
             }
         }

@@ -18,6 +18,7 @@ use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule, R
 use crate::conf::{LocConf, MainConf};
 
 mod ctx;
+mod fetch;
 pub mod jwks;
 pub mod jwt;
 pub mod log;
@@ -186,7 +187,8 @@ pub unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
         };
         mcf.log_vars = vars;
         if mcf.jwks_used {
-            match jwks::add_zone(cf) {
+            let size = mcf.jwks_zone_size.unwrap_or(jwks::DEFAULT_ZONE_SIZE);
+            match jwks::add_zone(cf, size, &mcf.jwks_uris) {
                 Ok(shm) => mcf.jwks_shm = shm,
                 Err(e) => {
                     gw_conf_err!(cf, "{}", e);

@@ -330,14 +330,14 @@ unsafe extern "C" fn jwt_jwks_uri_variable(
     guard_request(r, || {
         // SAFETY: nginx evaluates variables for a live request; `main` is its main request.
         let main = unsafe { Request::from_ngx_http_request((*r).main) };
+        // SAFETY: as above.
+        let request = unsafe { Request::from_ngx_http_request(r) };
         let uri = GatewayModule::location_conf(main)
             .and_then(|c| c.jwt.runtime.clone())
             .and_then(|rt| {
                 let remote = rt.remote.as_ref()?;
-                super::jwks::discovery(&rt.current, remote).map(|d| d.jwks_uri)
+                super::jwks::discovery(remote, request.log()).map(|d| d.jwks_uri)
             });
-        // SAFETY: as above.
-        let request = unsafe { Request::from_ngx_http_request(r) };
         match uri {
             Some(u) => set_copy(request, v, u.as_bytes()),
             None => {
