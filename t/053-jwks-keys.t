@@ -247,7 +247,7 @@ sub=mallory
     }
     location /t {
         auth_jwt "api";
-        auth_jwt_oidc_discovery /_oidc;
+        auth_jwt_oidc_discovery /_oidc allow_http;
         auth_jwt_key_request /_jwks;
         proxy_set_header X-User $jwt_claim_sub;
         proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/upstream;
@@ -305,7 +305,7 @@ upstream reached
     }
     location /t {
         auth_jwt "api";
-        auth_jwt_oidc_discovery /_oidc;
+        auth_jwt_oidc_discovery /_oidc allow_http;
         auth_jwt_key_request /_jwks;
         auth_jwt_key_cache 1s;
         auth_jwt_key_refresh_interval 1s;
