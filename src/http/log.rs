@@ -333,6 +333,57 @@ fn write(request: &Request, d: &LogDest, line: &[u8]) {
     }
 }
 
+/// Post-read phase: when the query carries a token argument (`access_token`, or one an
+/// `auth_jwt ... token=$arg_NAME` of the configuration reads), the request line nginx logs
+/// (`$request` in `access_log`, `request: "..."` in error-log lines, the module's own among
+/// them) shows its value as `[REDACTED]`, as the record's `query` field does. Only the logged
+/// copy changes: the request is served with its URI and arguments as sent.
+pub unsafe extern "C" fn redact_request_line(r: *mut ngx_http_request_t) -> ngx_int_t {
+    guard_request(r, || {
+        // SAFETY: nginx calls phase handlers with a live request.
+        let request = unsafe { Request::from_ngx_http_request(r) };
+        let rr = request.as_ref();
+        if rr.args.len == 0 || rr.request_line.len == 0 {
+            return NGX_DECLINED as ngx_int_t;
+        }
+        let Some(mcf) = GatewayModule::main_conf(request) else {
+            return NGX_DECLINED as ngx_int_t;
+        };
+        let line = ngx_bytes(&rr.request_line);
+        let args = ngx_bytes(&rr.args);
+        let redacted = redact_query(args, &mcf.credentials.redact_args);
+        if matches!(redacted, std::borrow::Cow::Borrowed(_)) {
+            return NGX_DECLINED as ngx_int_t;
+        }
+        // The arguments inside the line: in place for HTTP/1 (nginx points `args` into the
+        // line it read), found by value otherwise.
+        let start = (args.as_ptr() as usize)
+            .checked_sub(line.as_ptr() as usize)
+            .filter(|&o| o + args.len() <= line.len())
+            .or_else(|| line.windows(args.len()).position(|w| w == args));
+        let Some(start) = start else {
+            return NGX_DECLINED as ngx_int_t;
+        };
+        let mut new = Vec::with_capacity(line.len() + redacted.len());
+        new.extend_from_slice(&line[..start]);
+        new.extend_from_slice(&redacted);
+        new.extend_from_slice(&line[start + args.len()..]);
+        // SAFETY: the request pool of the live request; the copy lives as long as the request.
+        unsafe {
+            let p = nginx_sys::ngx_pnalloc((*r).pool, new.len()).cast::<u8>();
+            if p.is_null() {
+                return NGX_DECLINED as ngx_int_t;
+            }
+            core::ptr::copy_nonoverlapping(new.as_ptr(), p, new.len());
+            (*r).request_line = nginx_sys::ngx_str_t {
+                len: new.len(),
+                data: p,
+            };
+        }
+        NGX_DECLINED as ngx_int_t
+    })
+}
+
 /// The log-phase handler.
 pub unsafe extern "C" fn log_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     guard_request(r, || {

@@ -136,6 +136,11 @@ pub unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
         // refused (its challenge never stays on a granted response).
         let phases = [
             (
+                nginx_sys::ngx_http_phases_NGX_HTTP_POST_READ_PHASE,
+                log::redact_request_line as Handler,
+                false,
+            ),
+            (
                 ngx_http_phases_NGX_HTTP_ACCESS_PHASE,
                 access_handler as Handler,
                 true,
