@@ -383,10 +383,17 @@ impl Nginx {
     pub fn reload(&mut self, workers: usize, timeout: Duration) -> Result<(), String> {
         let log = self.servroot.join("logs/error.log");
         let log_len = fs::metadata(&log).map(|m| m.len()).unwrap_or(0) as usize;
-        let old = children(self.pid());
+        let deadline = Instant::now() + timeout;
+        // Every worker of the running configuration: on a loaded machine the master may still
+        // be forking the last one when the first has already answered a request, and a worker
+        // missing from `old` would later pass for a new one.
+        let mut old = children(self.pid());
+        while old.len() < workers && Instant::now() < deadline && self.running() {
+            sleep(Duration::from_millis(10));
+            old = children(self.pid());
+        }
         // SAFETY: signalling our own child.
         unsafe { libc::kill(self.pid(), libc::SIGHUP) };
-        let deadline = Instant::now() + timeout;
         loop {
             if !self.running() {
                 return Err("nginx exited during the reload".to_string());
