@@ -632,7 +632,7 @@ pub fn plan(request: &Request, ctx: &mut RequestCtx, remote: &Remote, force: boo
     }
     // With discovery, the document comes first: it says where the keys are.
     if let Some(d) = &remote.discovery {
-        let snap = snapshot_of(d, remote, now);
+        let mut snap = snapshot_of(d, remote, now);
         if (!snap.usable || !snap.fresh)
             && !ctx.jwks.discovered
             && !snap.fetching
@@ -641,6 +641,9 @@ pub fn plan(request: &Request, ctx: &mut RequestCtx, remote: &Remote, force: boo
             if let Some(p) = begin(request, ctx, remote, Kind::Discovery, now, snap.usable) {
                 return p;
             }
+            // Another worker took the lease between the snapshot and now: its fetch is
+            // under way, so look again (wait for it rather than give up on a stale view).
+            snap = snapshot_of(d, remote, now);
         }
         if !snap.usable {
             return if snap.fetching && !waited_too_long(ctx, now) {
@@ -655,12 +658,14 @@ pub fn plan(request: &Request, ctx: &mut RequestCtx, remote: &Remote, force: boo
             return Plan::Unavailable;
         }
     }
-    let snap = snapshot_of(&remote.uri, remote, now);
+    let mut snap = snapshot_of(&remote.uri, remote, now);
     let want = !snap.usable || !snap.fresh || force;
     if want && !ctx.jwks.fetched && !snap.fetching && !snap.recently_tried {
         if let Some(p) = begin(request, ctx, remote, Kind::Keys, now, snap.usable) {
             return p;
         }
+        // As above: another worker's fetch started in between.
+        snap = snapshot_of(&remote.uri, remote, now);
     }
     if snap.usable {
         return Plan::Verify;
