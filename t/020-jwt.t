@@ -1506,8 +1506,8 @@ payload=\{"aud":"api","exp":4102444800,"iss":"https:\/\/issuer\.example","level"
 --- error_log eval
 [
     # 1.000 when the requests follow each other at once; under valgrind (scripts/test
-    # --memcheck) a few hundred milliseconds pass at 1r/m, which prints 0.99x.
-    qr/limiting requests, excess: (?:1\.000|0\.99\d) by zone "subs"/,
+    # --memcheck) on a loaded machine up to a few seconds pass at 1r/m, which prints 0.9xx.
+    qr/limiting requests, excess: (?:1\.000|0\.9\d\d) by zone "subs"/,
     "gateway: jwt refused: no token (missing)",
 ]
 --- no_error_log eval
