@@ -2,7 +2,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Builds the bytes of a request from a `--- request` value and `--- more_headers` text.
 ///
@@ -68,7 +68,11 @@ pub fn build_request(request: &[u8], more_headers: &[u8]) -> Result<Vec<u8>, Str
     }
     out.extend_from_slice(&headers);
     let mut body = body.to_vec();
-    if !chunked && !body.is_empty() && !has("Content-Length:") {
+    // As Test::Nginx: `Content-Length:` is looked for case-sensitively, Host and Connection not.
+    let has_length = headers
+        .split(|&c| c == b'\n')
+        .any(|l| l.starts_with(b"Content-Length:"));
+    if !chunked && !body.is_empty() && !has_length {
         let start = body
             .iter()
             .position(|c| !c.is_ascii_whitespace())
@@ -140,17 +144,20 @@ impl Response {
 }
 
 /// Sends `request` to `addr` and reads the response until the server closes the connection,
-/// the response is complete (Content-Length or last chunk), or `timeout` passes.
+/// as Test::Nginx does: a response that is complete but on a connection the server keeps open
+/// (a `raw_request` without `Connection: close`) ends in a timeout, which is a failure.
+/// `timeout` applies to the connect and to each wait for more data (Test::Nginx's `select`
+/// timeout), not to the whole exchange.
 pub fn send(
     addr: SocketAddr,
     request: &[u8],
     timeout: Duration,
     head: bool,
 ) -> Result<Response, String> {
-    let deadline = Instant::now() + timeout;
     let mut stream = TcpStream::connect_timeout(&addr, timeout)
         .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
     stream.set_write_timeout(Some(timeout)).ok();
+    stream.set_read_timeout(Some(timeout)).ok();
     let _ = stream.set_nodelay(true);
     // A write error (the server closed early, e.g. after a 400) is not fatal: read what came.
     let write_error = stream.write_all(request).err();
@@ -158,18 +165,6 @@ pub fn send(
     let mut problems = Vec::new();
     let mut buf = [0u8; 16384];
     loop {
-        if complete(&raw, head) {
-            break;
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            problems.push(format!(
-                "timed out after {:.1}s reading the response",
-                timeout.as_secs_f64()
-            ));
-            break;
-        }
-        stream.set_read_timeout(Some(left)).ok();
         match stream.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => raw.extend_from_slice(&buf[..n]),
@@ -181,8 +176,15 @@ pub fn send(
                 ) =>
             {
                 problems.push(format!(
-                    "timed out after {:.1}s reading the response",
-                    timeout.as_secs_f64()
+                    "timed out after {:.1}s waiting for the server to send more or close the \
+                     connection{}",
+                    timeout.as_secs_f64(),
+                    if raw.is_empty() {
+                        ""
+                    } else {
+                        " (Test::Nginx reads until the connection closes: a request needs \
+                         Connection: close)"
+                    }
                 ));
                 break;
             }
@@ -206,32 +208,6 @@ pub fn send(
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
-}
-
-/// Whether `raw` holds a whole response (so we need not wait for the connection to close).
-fn complete(raw: &[u8], head: bool) -> bool {
-    let Some(end) = find(raw, b"\r\n\r\n") else {
-        return false;
-    };
-    let resp = parse_head(&raw[..end]);
-    let body = &raw[end + 4..];
-    let status = resp.status.unwrap_or(0);
-    if head || status == 204 || status == 304 || (100..200).contains(&status) {
-        return true;
-    }
-    if resp
-        .header("Transfer-Encoding")
-        .is_some_and(|te| te.eq_ignore_ascii_case("chunked"))
-    {
-        return dechunk(body).is_ok_and(|(_, done)| done);
-    }
-    match resp
-        .header("Content-Length")
-        .and_then(|l| l.trim().parse::<usize>().ok())
-    {
-        Some(len) => body.len() >= len,
-        None => false,
-    }
 }
 
 /// Parses the status line and headers (without the blank line).
@@ -370,14 +346,12 @@ fn test_build() {
 
 fn test_parse() {
     let raw = b"HTTP/1.1 200 OK\r\nA: 1\r\nTransfer-Encoding: chunked\r\nA: 2\r\n\r\n5\r\nhello\r\n1\r\n!\r\n0\r\n\r\n";
-    assert!(complete(raw, false));
     let r = parse_response(raw, false);
     assert_eq!(r.status, Some(200));
     assert_eq!(r.body, b"hello!");
     assert_eq!(r.header("a").as_deref(), Some("1, 2"));
     assert!(r.problems.is_empty());
     let raw = b"HTTP/1.1 404 Not Found\r\nContent-Length: 3\r\n\r\nab";
-    assert!(!complete(raw, false));
     let r = parse_response(raw, false);
     assert_eq!(r.status, Some(404));
     assert_eq!(r.problems.len(), 1);
