@@ -1611,7 +1611,10 @@ impl<'a> BlockRun<'a> {
             };
             let _ = writeln!(r, "request{n}:\n{}", indent(&show(&ex.request)));
             if let Some(resp) = &ex.response {
-                let head_len = resp.raw_headers.len();
+                let head_len = match resp.raw_headers.len() {
+                    0 => resp.raw.len(),
+                    n => n,
+                };
                 let _ = writeln!(
                     r,
                     "response{n} headers:\n{}",

@@ -120,7 +120,7 @@ pub struct Response {
     pub status: Option<u16>,
     /// Header lines in order (names as sent).
     pub headers: Vec<(String, String)>,
-    /// The raw header block (status line and header lines).
+    /// The raw header block: the status line and header lines, each ending with CRLF.
     pub raw_headers: String,
     /// The body, chunked encoding removed.
     pub body: Vec<u8>,
@@ -267,6 +267,13 @@ pub fn parse_response(raw: &[u8], head: bool) -> Response {
         None => (raw.len(), raw.len()),
     };
     let mut resp = parse_head(&raw[..head_end]);
+    // As Test::Nginx's raw headers: the status line and the header lines, each with its CRLF
+    // (empty when the blank line that ends them never came).
+    resp.raw_headers = if head_end < raw.len() {
+        String::from_utf8_lossy(&raw[..head_end + 2]).into_owned()
+    } else {
+        String::new()
+    };
     resp.raw = raw.to_vec();
     if raw.is_empty() {
         resp.problems.push("no response received".to_string());
