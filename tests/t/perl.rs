@@ -449,10 +449,7 @@ impl Parser<'_> {
                     i: 0,
                     env: self.env,
                 };
-                let (value, len) = inner.env_var(i - 1).map_err(|e| {
-                    self.i = start;
-                    e
-                })?;
+                let (value, len) = inner.env_var(i - 1).inspect_err(|_| self.i = start)?;
                 out.extend(value);
                 i += len - 1;
                 continue;
