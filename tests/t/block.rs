@@ -56,32 +56,19 @@ const KNOWN_SECTIONS: &[&str] = &[
     "no_check_leak",
     // Runner extension for tests/selftest: substrings the failure message must contain.
     "selftest_failure",
-    // Project extensions (see t/README.md): a concurrent phase and reloads.
-    "concurrent_request",
-    "concurrent_requests",
-    "concurrency",
-    "status_counts",
-    "distinct_header_values",
-    "reload_after_request",
-    "reload_http_config",
-    "reload_config",
-    // Project extensions (t/README.md): logs and metrics as data, actions between requests.
-    "json_log_file",
-    "json_log_lines",
-    "json_log_match",
-    "no_json_log",
-    "after_request",
-    "prometheus",
+    // The project extensions of PROJECT_SECTIONS (below) are known too.
     // Project extension (t/README.md, "Memcheck"): skip the block under valgrind, with why.
     "no_valgrind",
     // Project extension: the block is for this runner only; prove skips it (t/lib/ProjectOnly.pm).
     "project_only",
 ];
 
-/// Sections only this runner knows that change what a block checks: a block using one must say
-/// `--- project_only: <why>`, so that prove (which ignores unknown sections) skips it instead
-/// of passing it with these checks silently dropped. t/lib/ProjectOnly.pm has the same list.
+/// Sections only this runner knows that change what a block checks (see t/README.md, "Project
+/// extensions"): a block using one must say `--- project_only: <why>`, so that prove (which
+/// ignores unknown sections) skips it instead of passing it with these checks silently
+/// dropped. t/lib/ProjectOnly.pm has the same list.
 pub const PROJECT_SECTIONS: &[&str] = &[
+    // A concurrent phase and reloads.
     "concurrent_request",
     "concurrent_requests",
     "concurrency",
@@ -90,6 +77,7 @@ pub const PROJECT_SECTIONS: &[&str] = &[
     "reload_after_request",
     "reload_http_config",
     "reload_config",
+    // Logs and metrics as data, actions between requests.
     "json_log_file",
     "json_log_lines",
     "json_log_match",
@@ -244,7 +232,8 @@ pub fn run(job: &Job) -> Result<(), String> {
         return Err(format!("{e}\n  at {here}"));
     }
     for s in &b.sections {
-        if !KNOWN_SECTIONS.contains(&s.name.as_str()) {
+        let name = s.name.as_str();
+        if !KNOWN_SECTIONS.contains(&name) && !PROJECT_SECTIONS.contains(&name) {
             return Err(format!(
                 "unsupported section '--- {}' (see t/README.md for the supported ones)\n  at {here}",
                 s.name
