@@ -580,8 +580,11 @@ fn test_preamble() {
          repeat_each(2);\nplan tests => repeat_each() * (blocks() * 3);\n\
          $ENV{TEST_NGINX_RUNNER_UNIT_X} ||= 'abc';\nuse Cwd qw(cwd);\n\
          $ENV{TEST_NGINX_RUNNER_UNIT_DIR} ||= cwd() . '/t/keys';\nour $Conf = <<'_EOC_';\nfoo;\n_EOC_\n\
-         frobnicate(1);\nno_root_location();\nrun_tests();\n__DATA__\n",
+         frobnicate(1);\nno_root_location();\nuse lib 't/lib';\nuse ProjectOnly;\n\
+         check_accum_error_log();\nrun_tests();\n__DATA__\n",
     );
+    assert!(f.preamble.project_only_hook);
+    assert!(f.preamble.accum_error_log);
     assert_eq!(f.preamble.workers, 2);
     assert!(f.preamble.master);
     assert_eq!(f.preamble.log_level, "info");
@@ -600,4 +603,8 @@ fn test_preamble() {
     );
     assert_eq!(f.warnings.len(), 1, "{:?}", f.warnings);
     assert!(f.warnings[0].contains("frobnicate"));
+    // Without `use lib 't/lib'` prove would not find the hook: not loaded, with a warning.
+    let f = parse_file("use ProjectOnly;\nrun_tests();\n__DATA__\n");
+    assert!(!f.preamble.project_only_hook);
+    assert!(f.warnings[0].contains("use lib"), "{:?}", f.warnings);
 }
