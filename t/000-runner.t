@@ -1,7 +1,10 @@
 # Checks of the t/ runner itself against plain nginx (no module loaded): every block here must
-# pass with the runner (cargo test --test t) and, as far as Test::Nginx semantics go, with prove.
-# Blocks that must FAIL live in tests/selftest/.
+# pass with the runner (cargo test --test t) and with prove (scripts/test-prove), which is how
+# the runner is shown to mean what Test::Nginx::Socket means. Blocks that must FAIL live in
+# tests/selftest/.
 use Test::Nginx::Socket 'no_plan';
+use lib 't/lib';
+use ProjectOnly;
 
 workers(1);
 master_on();
@@ -42,6 +45,7 @@ hello
 
 
 === TEST 3: static files from user_files, in subdirectories too
+--- config
 --- user_files
 >>> index.html
 <h1>index</h1>
@@ -55,12 +59,10 @@ a file
 ["<h1>index</h1>\n", "a file\n", qr/404 Not Found/]
 --- response_headers eval
 ["Content-Type: text/html", "Content-Type: text/plain\nContent-Length: 7", "!Last-Modified"]
---- error_log
-open() "$TEST_NGINX_HTML_DIR/nope.txt" failed (2: No such file or directory)
 
 
 
-=== TEST 4: several requests share one nginx: the access log sees all of them
+=== TEST 4: several requests: access_log is checked after each one, against the whole access.log
 --- config
     location /t {
         return 200 "$request_uri\n";
@@ -71,8 +73,8 @@ open() "$TEST_NGINX_HTML_DIR/nope.txt" failed (2: No such file or directory)
 ["/t?a=1\n", "/t?a=2\n", "/t?a=xxx\n"]
 --- access_log
 "GET /t?a=1 HTTP/1.1" 200
-"GET /t?a=2 HTTP/1.1" 200
-"GET /t?a=xxx HTTP/1.1" 200
+--- no_access_log
+"GET /t?a=4 HTTP/1.1"
 
 
 
@@ -90,19 +92,20 @@ client sent invalid header line
 
 
 
-=== TEST 6: raw_request without Connection: close (the response is complete by its length)
+=== TEST 6: raw_request in HTTP/1.0: nginx closes the connection, which ends the response
 --- config
     location /t {
         return 200 "ok\n";
     }
 --- raw_request eval
-"GET /t HTTP/1.1\r\nHost: localhost\r\n\r\n"
+"GET /t HTTP/1.0\r\nHost: localhost\r\n\r\n"
+--- raw_response_headers_like: ^HTTP/1\.1 200 OK\r\n.*Connection: close\r\n
 --- response_body
 ok
 
 
 
-=== TEST 7: response_headers: exact values, absence with !Name; response_headers_like
+=== TEST 7: response_headers: exact values (repeated headers joined with ", "), absence with !Name
 --- config
     location /t {
         add_header X-Present yes;
@@ -117,10 +120,6 @@ X-Present: yes
 X-Twice: 1, 2
 !X-Absent
 !Location
---- response_headers_like
-Content-Length: \d+
-Server: nginx(/[\d.]+)?
-!X-Absent
 
 
 
@@ -138,6 +137,7 @@ unknown directive "no_such_directive_here"
 === TEST 9: must_die with the exit code and an eval regex
 --- http_config
     server_tokens maybe;
+--- config
 --- must_die: 1
 --- error_log eval
 qr/invalid value "maybe" in .*nginx\.conf:\d+/
@@ -259,7 +259,7 @@ port $TEST_NGINX_SERVER_PORT!
 
 
 
-=== TEST 17: response_body_like is unanchored with /s; qr// forms; $ServerPort in expected values
+=== TEST 17: response_body_like is unanchored with /s (. matches a newline); $ServerPort in it is the port
 --- config
     location /t {
         return 200 "line one\nline two on $server_port\n";
@@ -267,8 +267,7 @@ port $TEST_NGINX_SERVER_PORT!
 --- request
 GET /t
 --- response_body_like chomp
-one.line two on $TEST_NGINX_SERVER_PORT
---- response_body_unlike: three
+one.line two on $ServerPort
 
 
 
@@ -284,7 +283,7 @@ qr/^world \{"a": 1\}$/mi
 
 
 
-=== TEST 19: per-block log_level and wait
+=== TEST 19: per-block log_level (warn: no [notice] or [info] line); a --- wait before the checks
 --- log_level: warn
 --- config
     location /t {
@@ -359,7 +358,7 @@ ok
 
 
 
-=== TEST 24: grep_error_log collects the matching parts of error.log lines
+=== TEST 24: grep_error_log: the matching parts of the lines each request logged (one line each)
 --- config
     location /t {
         deny all;
@@ -371,4 +370,69 @@ ok
 --- grep_error_log eval: qr/access forbidden by \w+/
 --- grep_error_log_out
 access forbidden by rule
-access forbidden by rule
+
+
+
+=== TEST 25: response_headers_like: values are anchored regexes; !Name: absent (or empty)
+--- config
+    location /t {
+        return 200 "ok\n";
+    }
+--- request
+GET /t
+--- response_headers_like
+Content-Length: \d+
+Server: nginx(/[\d.]+)?
+!X-Absent
+
+
+
+=== TEST 26: response_body_unlike alone
+--- config
+    location /t {
+        return 200 "line one\nline two\n";
+    }
+--- request
+GET /t
+--- response_body_unlike: three
+
+
+
+=== TEST 27: several requests: error_log is checked against the lines each request logged (both log it)
+--- config
+--- request eval
+["GET /nope.txt", "GET /sub/nope.txt"]
+--- error_code eval
+[404, 404]
+--- error_log
+failed (2: No such file or directory)
+--- no_error_log
+[alert]
+
+
+
+=== TEST 28: the lines nginx logs while it stops are for shutdown_error_log, not error_log
+--- config
+    location /t {
+        return 200 "ok\n";
+    }
+--- request
+GET /t
+--- shutdown_error_log
+gracefully shutting down
+--- no_error_log
+gracefully shutting down
+
+
+
+=== TEST 29: $ENV{NAME} in eval sections (a request, more_headers); a one-element request array takes plain expected values
+--- config
+    location /t {
+        return 200 "$arg_port $http_x_greeting\n";
+    }
+--- request eval
+["GET /t?port=$ENV{TEST_NGINX_SERVER_PORT}"]
+--- more_headers eval
+"X-Greeting: $ENV{TEST_NGINX_RUNNER_GREETING}"
+--- response_body
+$TEST_NGINX_SERVER_PORT hi there

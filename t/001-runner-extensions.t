@@ -1,7 +1,10 @@
-# The project's runner extensions (see t/README.md, "Project extensions"), against plain nginx:
-# a concurrent phase with exact counts per status, and a reload between requests. These
-# sections are not Test::Nginx's: run this file with the project runner (cargo test), not prove.
+# Project runner only: every block uses the runner's extensions (t/README.md, "Project
+# extensions") and says so with --- project_only, so prove skips them all.
+# Against plain nginx: a concurrent phase with exact counts per status, and a reload between
+# requests.
 use Test::Nginx::Socket 'no_plan';
+use lib 't/lib';
+use ProjectOnly;
 
 workers(2);
 master_on();
@@ -11,11 +14,12 @@ run_tests();
 __DATA__
 
 === TEST 1: concurrent phase: {i} numbers the requests, statuses are counted exactly, both workers answer
+--- project_only: concurrent phase
 --- http_config
     # reuseport on the test port (the runner's own listen has no options): the kernel spreads
     # the connections over both workers, so X-Pid >= 2 is not left to chance.
     server {
-        listen 127.0.0.1:$TEST_NGINX_SERVER_PORT reuseport;
+        listen $TEST_NGINX_SERVER_PORT reuseport;
         server_name reuseport.invalid;
     }
 --- config
@@ -39,10 +43,12 @@ X-Nothing == 0
 
 
 
-=== TEST 2: a concurrent phase, then ordinary requests
+=== TEST 2: a concurrent phase ({i} in more_headers too), then an ordinary request (more_headers as written)
+--- project_only: concurrent phase
 --- config
     location /t {
-        return 200 "ok\n";
+        add_header X-N $http_x_n;
+        return 200 "n=$http_x_n\n";
     }
 --- more_headers
 X-N: {i}
@@ -51,14 +57,17 @@ GET /t
 --- concurrent_requests: 10
 --- status_counts
 200: 10
+--- distinct_header_values
+X-N == 10
 --- request
 GET /t
 --- response_body
-ok
+n={i}
 
 
 
-=== TEST 3: reload between requests: new workers with the new configuration, pid unchanged
+=== TEST 3: reload between requests: the requests after it get the new configuration
+--- project_only: reload between requests
 --- config
     location /t {
         return 200 "one $pid\n";
@@ -72,13 +81,11 @@ ok
 --- response_body eval
 [qr/^one \d+\n$/, "two\n", "two\n"]
 --- reload_after_request: 1
---- error_log
-signal 1 (SIGHUP) received
-reconfiguring
 
 
 
 === TEST 4: reload before the first request, same configuration
+--- project_only: reload before the request
 --- config
     location /t {
         return 200 "ok\n";

@@ -2,6 +2,8 @@
 # line naming the problem, the file and the line. Key files are loaded and checked when the
 # configuration is read, never at the first request.
 use Test::Nginx::Socket 'no_plan';
+use lib 't/lib';
+use ProjectOnly;
 use Cwd qw(cwd);
 
 $ENV{TEST_NGINX_KEYS} ||= cwd() . '/t/keys';
@@ -21,7 +23,7 @@ __DATA__
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] cannot read key file "\S+\/t\/keys\/nope\.jwks": No such file or directory \(os error 2\) in "auth_jwt_key_file" directive in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: cannot read key file "\S+\/t\/keys\/nope\.jwks": No such file or directory \(os error 2\) in "auth_jwt_key_file" directive in \S+nginx\.conf:\d+/
 
 
 
@@ -34,7 +36,7 @@ qr/\[emerg\] cannot read key file "\S+\/t\/keys\/nope\.jwks": No such file or di
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] cannot read key file "\S+\/t\/keys": Is a directory \(os error 21\) in "auth_jwt_key_file" directive in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: cannot read key file "\S+\/t\/keys": Is a directory \(os error 21\) in "auth_jwt_key_file" directive in \S+nginx\.conf:\d+/
 
 
 
@@ -42,7 +44,7 @@ qr/\[emerg\] cannot read key file "\S+\/t\/keys": Is a directory \(os error 21\)
 --- config
     location /t {
         auth_jwt "api";
-        auth_jwt_key_file $TEST_NGINX_HTML_DIR/bad.jwks;
+        auth_jwt_key_file $TEST_NGINX_SERVER_ROOT/html/bad.jwks;
         proxy_pass http://127.0.0.1:1;
     }
 --- user_files
@@ -50,7 +52,7 @@ qr/\[emerg\] cannot read key file "\S+\/t\/keys": Is a directory \(os error 21\)
 {"keys": [ {"kty": "RSA", "n": "AQAB",
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid key file "\S+\/html\/bad\.jwks": invalid JSON at line 2 column 0 in "auth_jwt_key_file" directive in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid key file "\S+\/html\/bad\.jwks": invalid JSON at line 2 column 0 in "auth_jwt_key_file" directive in \S+nginx\.conf:\d+/
 
 
 
@@ -58,7 +60,7 @@ qr/\[emerg\] invalid key file "\S+\/html\/bad\.jwks": invalid JSON at line 2 col
 --- config
     location /t {
         auth_jwt "api";
-        auth_jwt_key_file $TEST_NGINX_HTML_DIR/notakey.txt;
+        auth_jwt_key_file $TEST_NGINX_SERVER_ROOT/html/notakey.txt;
         proxy_pass http://127.0.0.1:1;
     }
 --- user_files
@@ -66,7 +68,7 @@ qr/\[emerg\] invalid key file "\S+\/html\/bad\.jwks": invalid JSON at line 2 col
 hello
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid key file "\S+\/html\/notakey\.txt": .+ in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid key file "\S+\/html\/notakey\.txt": .+ in \S+nginx\.conf:\d+/
 
 
 
@@ -74,14 +76,14 @@ qr/\[emerg\] invalid key file "\S+\/html\/notakey\.txt": .+ in \S+nginx\.conf:\d
 --- config
     location /t {
         auth_jwt "api";
-        auth_jwt_key_file $TEST_NGINX_HTML_DIR/empty.jwks;
+        auth_jwt_key_file $TEST_NGINX_SERVER_ROOT/html/empty.jwks;
         proxy_pass http://127.0.0.1:1;
     }
 --- user_files
 >>> empty.jwks
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid key file "\S+\/html\/empty\.jwks": .+ in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid key file "\S+\/html\/empty\.jwks": .+ in \S+nginx\.conf:\d+/
 
 
 
@@ -94,7 +96,7 @@ qr/\[emerg\] invalid key file "\S+\/html\/empty\.jwks": .+ in \S+nginx\.conf:\d+
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid key file "\S+\/rsa1024\.jwk": RSA key is 1024 bits, at least 2048 required in "auth_jwt_key_file" directive in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid key file "\S+\/rsa1024\.jwk": RSA key is 1024 bits, at least 2048 required in "auth_jwt_key_file" directive in \S+nginx\.conf:\d+/
 
 
 
@@ -107,7 +109,7 @@ qr/\[emerg\] invalid key file "\S+\/rsa1024\.jwk": RSA key is 1024 bits, at leas
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid key file "\S+\/rsa1024\.pub\.pem": PEM block #1 \(PUBLIC KEY\): RSA key is 1024 bits, at least 2048 required in "auth_jwt_key_file" directive in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid key file "\S+\/rsa1024\.pub\.pem": PEM block #1 \(PUBLIC KEY\): RSA key is 1024 bits, at least 2048 required in "auth_jwt_key_file" directive in \S+nginx\.conf:\d+/
 
 
 
@@ -120,7 +122,7 @@ qr/\[emerg\] invalid key file "\S+\/rsa1024\.pub\.pem": PEM block #1 \(PUBLIC KE
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid key file "\S+\/hs-weak16\.jwk": HMAC secret is 16 bytes, at least 32 required in "auth_jwt_key_file" directive in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid key file "\S+\/hs-weak16\.jwk": HMAC secret is 16 bytes, at least 32 required in "auth_jwt_key_file" directive in \S+nginx\.conf:\d+/
 
 
 
@@ -133,7 +135,7 @@ qr/\[emerg\] invalid key file "\S+\/hs-weak16\.jwk": HMAC secret is 16 bytes, at
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid key file "\S+\/enc-only\.jwks": .+ in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid key file "\S+\/enc-only\.jwks": .+ in \S+nginx\.conf:\d+/
 
 
 
@@ -146,7 +148,7 @@ qr/\[emerg\] invalid key file "\S+\/enc-only\.jwks": .+ in \S+nginx\.conf:\d+/
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid key file "\S+\/rsa2048\.key\.pem": .+ in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid key file "\S+\/rsa2048\.key\.pem": .+ in \S+nginx\.conf:\d+/
 
 
 
@@ -159,7 +161,7 @@ qr/\[emerg\] invalid key file "\S+\/rsa2048\.key\.pem": .+ in \S+nginx\.conf:\d+
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid value "name=x" in "auth_jwt_key_file" directive, expected "kid=name" in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid value "name=x" in "auth_jwt_key_file" directive, expected "kid=name" in \S+nginx\.conf:\d+/
 
 
 
@@ -171,7 +173,7 @@ qr/\[emerg\] invalid value "name=x" in "auth_jwt_key_file" directive, expected "
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] "auth_jwt" is on in location "\/t" but no keys are configured: add "auth_jwt_key_file" or "auth_jwt_key_request" in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: "auth_jwt" is on in location "\/t" but no keys are configured: add "auth_jwt_key_file" or "auth_jwt_key_request" in \S+nginx\.conf:\d+/
 
 
 
@@ -184,7 +186,7 @@ qr/\[emerg\] "auth_jwt" is on in location "\/t" but no keys are configured: add 
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] "auth_jwt" is on but no keys are configured: add "auth_jwt_key_file" or "auth_jwt_key_request" in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: "auth_jwt" is on but no keys are configured: add "auth_jwt_key_file" or "auth_jwt_key_request" in \S+nginx\.conf:\d+/
 
 
 
@@ -198,7 +200,7 @@ qr/\[emerg\] "auth_jwt" is on but no keys are configured: add "auth_jwt_key_file
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid value "token=cookie_auth" in "auth_jwt" directive, expected "token=\$variable" in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid value "token=cookie_auth" in "auth_jwt" directive, expected "token=\$variable" in \S+nginx\.conf:\d+/
 
 
 
@@ -211,7 +213,7 @@ qr/\[emerg\] invalid value "token=cookie_auth" in "auth_jwt" directive, expected
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid value "cookie=\$cookie_auth" in "auth_jwt" directive, expected "token=\$variable" in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid value "cookie=\$cookie_auth" in "auth_jwt" directive, expected "token=\$variable" in \S+nginx\.conf:\d+/
 
 
 
@@ -224,7 +226,7 @@ qr/\[emerg\] invalid value "cookie=\$cookie_auth" in "auth_jwt" directive, expec
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid number of arguments in "auth_jwt" directive in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid number of arguments in "auth_jwt" directive in \S+nginx\.conf:\d+/
 
 
 
@@ -238,7 +240,7 @@ qr/\[emerg\] invalid number of arguments in "auth_jwt" directive in \S+nginx\.co
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] "auth_jwt" directive is duplicate in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: "auth_jwt" directive is duplicate in \S+nginx\.conf:\d+/
 
 
 
@@ -252,7 +254,7 @@ qr/\[emerg\] "auth_jwt" directive is duplicate in \S+nginx\.conf:\d+/
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid value "encrypted" in "auth_jwt_type" directive, only signed tokens \(JWS\) are supported in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid value "encrypted" in "auth_jwt_type" directive, only signed tokens \(JWS\) are supported in \S+nginx\.conf:\d+/
 
 
 
@@ -266,7 +268,7 @@ qr/\[emerg\] invalid value "encrypted" in "auth_jwt_type" directive, only signed
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid value "nested" in "auth_jwt_type" directive, only signed tokens \(JWS\) are supported in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid value "nested" in "auth_jwt_type" directive, only signed tokens \(JWS\) are supported in \S+nginx\.conf:\d+/
 
 
 
@@ -280,7 +282,7 @@ qr/\[emerg\] invalid value "nested" in "auth_jwt_type" directive, only signed to
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid value "jws" in "auth_jwt_type" directive, must be "signed" in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid value "jws" in "auth_jwt_type" directive, must be "signed" in \S+nginx\.conf:\d+/
 
 
 
@@ -294,7 +296,7 @@ qr/\[emerg\] invalid value "jws" in "auth_jwt_type" directive, must be "signed" 
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid value "RS257" in "auth_jwt_algorithms" directive, unknown or unsupported algorithm in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid value "RS257" in "auth_jwt_algorithms" directive, unknown or unsupported algorithm in \S+nginx\.conf:\d+/
 
 
 
@@ -308,7 +310,7 @@ qr/\[emerg\] invalid value "RS257" in "auth_jwt_algorithms" directive, unknown o
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid value "none" in "auth_jwt_algorithms" directive, unsigned tokens are never accepted in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid value "none" in "auth_jwt_algorithms" directive, unsigned tokens are never accepted in \S+nginx\.conf:\d+/
 
 
 
@@ -322,7 +324,7 @@ qr/\[emerg\] invalid value "none" in "auth_jwt_algorithms" directive, unsigned t
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid value "rs256" in "auth_jwt_algorithms" directive, algorithm names are case-sensitive, use "RS256" in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid value "rs256" in "auth_jwt_algorithms" directive, algorithm names are case-sensitive, use "RS256" in \S+nginx\.conf:\d+/
 
 
 
@@ -336,7 +338,7 @@ qr/\[emerg\] invalid value "rs256" in "auth_jwt_algorithms" directive, algorithm
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] "auth_jwt" is on in location "\/t" but "auth_jwt_algorithms" allows no algorithm that the configured keys support in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: "auth_jwt" is on in location "\/t" but "auth_jwt_algorithms" allows no algorithm that the configured keys support in \S+nginx\.conf:\d+/
 
 
 
@@ -351,7 +353,7 @@ qr/\[emerg\] "auth_jwt" is on in location "\/t" but "auth_jwt_algorithms" allows
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] "auth_jwt_algorithms" directive is duplicate in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: "auth_jwt_algorithms" directive is duplicate in \S+nginx\.conf:\d+/
 
 
 
@@ -365,7 +367,7 @@ qr/\[emerg\] "auth_jwt_algorithms" directive is duplicate in \S+nginx\.conf:\d+/
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid value "10x" in "auth_jwt_leeway" directive, invalid time "10x" in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid value "10x" in "auth_jwt_leeway" directive, invalid time "10x" in \S+nginx\.conf:\d+/
 
 
 
@@ -379,7 +381,7 @@ qr/\[emerg\] invalid value "10x" in "auth_jwt_leeway" directive, invalid time "1
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid value "200y" in "auth_jwt_leeway" directive, too large in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid value "200y" in "auth_jwt_leeway" directive, too large in \S+nginx\.conf:\d+/
 
 
 
@@ -394,7 +396,7 @@ qr/\[emerg\] invalid value "200y" in "auth_jwt_leeway" directive, too large in \
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] "auth_jwt_leeway" directive is duplicate in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: "auth_jwt_leeway" directive is duplicate in \S+nginx\.conf:\d+/
 
 
 
@@ -408,7 +410,7 @@ qr/\[emerg\] "auth_jwt_leeway" directive is duplicate in \S+nginx\.conf:\d+/
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid value "error=500" in "auth_jwt_require" directive, must be "error=401" or "error=403" in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid value "error=500" in "auth_jwt_require" directive, must be "error=401" or "error=403" in \S+nginx\.conf:\d+/
 
 
 
@@ -422,7 +424,7 @@ qr/\[emerg\] invalid value "error=500" in "auth_jwt_require" directive, must be 
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] "auth_jwt_require" needs at least one value in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: "auth_jwt_require" needs at least one value in \S+nginx\.conf:\d+/
 
 
 
@@ -436,7 +438,7 @@ qr/\[emerg\] "auth_jwt_require" needs at least one value in \S+nginx\.conf:\d+/
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid value "sub" in "auth_jwt_require_claim" directive, unknown claim operator "like" \(use eq, ne, in, any, all, gt, lt\) in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid value "sub" in "auth_jwt_require_claim" directive, unknown claim operator "like" \(use eq, ne, in, any, all, gt, lt\) in \S+nginx\.conf:\d+/
 
 
 
@@ -450,7 +452,7 @@ qr/\[emerg\] invalid value "sub" in "auth_jwt_require_claim" directive, unknown 
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid value "sub" in "auth_jwt_require_claim" directive, operator "eq" takes exactly one value in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid value "sub" in "auth_jwt_require_claim" directive, operator "eq" takes exactly one value in \S+nginx\.conf:\d+/
 
 
 
@@ -464,7 +466,7 @@ qr/\[emerg\] invalid value "sub" in "auth_jwt_require_claim" directive, operator
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid number of arguments in "auth_jwt_require_claim" directive in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid number of arguments in "auth_jwt_require_claim" directive in \S+nginx\.conf:\d+/
 
 
 
@@ -478,7 +480,7 @@ qr/\[emerg\] invalid number of arguments in "auth_jwt_require_claim" directive i
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid number of arguments in "auth_jwt_require_claim" directive in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid number of arguments in "auth_jwt_require_claim" directive in \S+nginx\.conf:\d+/
 
 
 
@@ -492,7 +494,7 @@ qr/\[emerg\] invalid number of arguments in "auth_jwt_require_claim" directive i
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid value "level" in "auth_jwt_require_claim" directive, operator "gt" needs a number, not "high" in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid value "level" in "auth_jwt_require_claim" directive, operator "gt" needs a number, not "high" in \S+nginx\.conf:\d+/
 
 
 
@@ -506,7 +508,7 @@ qr/\[emerg\] invalid value "level" in "auth_jwt_require_claim" directive, operat
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid value "realm_access\.\.roles" in "auth_jwt_require_claim" directive, claim path "realm_access\.\.roles" has an empty segment in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid value "realm_access\.\.roles" in "auth_jwt_require_claim" directive, claim path "realm_access\.\.roles" has an empty segment in \S+nginx\.conf:\d+/
 
 
 
@@ -520,7 +522,7 @@ qr/\[emerg\] invalid value "realm_access\.\.roles" in "auth_jwt_require_claim" d
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid value "error=500" in "auth_jwt_require_claim" directive, must be "error=401" or "error=403" in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid value "error=500" in "auth_jwt_require_claim" directive, must be "error=401" or "error=403" in \S+nginx\.conf:\d+/
 
 
 
@@ -534,7 +536,7 @@ qr/\[emerg\] invalid value "error=500" in "auth_jwt_require_claim" directive, mu
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid value "yes" in "auth_jwt_require_exp" directive, it must be "on" or "off" in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid value "yes" in "auth_jwt_require_exp" directive, it must be "on" or "off" in \S+nginx\.conf:\d+/
 
 
 
@@ -549,7 +551,7 @@ qr/\[emerg\] invalid value "yes" in "auth_jwt_require_exp" directive, it must be
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] "auth_jwt_issuer" directive is duplicate in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: "auth_jwt_issuer" directive is duplicate in \S+nginx\.conf:\d+/
 
 
 
@@ -564,7 +566,7 @@ qr/\[emerg\] "auth_jwt_issuer" directive is duplicate in \S+nginx\.conf:\d+/
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] "auth_jwt_audience" directive is duplicate in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: "auth_jwt_audience" directive is duplicate in \S+nginx\.conf:\d+/
 
 
 
@@ -579,7 +581,7 @@ qr/\[emerg\] "auth_jwt_audience" directive is duplicate in \S+nginx\.conf:\d+/
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] "auth_jwt_typ" directive is duplicate in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: "auth_jwt_typ" directive is duplicate in \S+nginx\.conf:\d+/
 
 
 
@@ -593,7 +595,7 @@ qr/\[emerg\] "auth_jwt_typ" directive is duplicate in \S+nginx\.conf:\d+/
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid value "0" in "auth_jwt_max_size" directive, must be positive in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid value "0" in "auth_jwt_max_size" directive, must be positive in \S+nginx\.conf:\d+/
 
 
 
@@ -607,7 +609,7 @@ qr/\[emerg\] invalid value "0" in "auth_jwt_max_size" directive, must be positiv
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid value "lots" in "auth_jwt_max_size" directive, invalid size "lots" in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid value "lots" in "auth_jwt_max_size" directive, invalid size "lots" in \S+nginx\.conf:\d+/
 
 
 
@@ -622,7 +624,7 @@ qr/\[emerg\] invalid value "lots" in "auth_jwt_max_size" directive, invalid size
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] "auth_jwt_max_size" directive is duplicate in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: "auth_jwt_max_size" directive is duplicate in \S+nginx\.conf:\d+/
 
 
 
@@ -636,7 +638,7 @@ qr/\[emerg\] "auth_jwt_max_size" directive is duplicate in \S+nginx\.conf:\d+/
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] "auth_jwt_claim_set" directive is not allowed here in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: "auth_jwt_claim_set" directive is not allowed here in \S+nginx\.conf:\d+/
 
 
 
@@ -650,25 +652,27 @@ qr/\[emerg\] "auth_jwt_claim_set" directive is not allowed here in \S+nginx\.con
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] "auth_jwt_header_set" directive is not allowed here in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: "auth_jwt_header_set" directive is not allowed here in \S+nginx\.conf:\d+/
 
 
 
 === TEST 47: auth_jwt_claim_set: the first parameter must be a variable
 --- http_config
     auth_jwt_claim_set x sub;
+--- config
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid value "x" in "auth_jwt_claim_set" directive, a variable name starting with "\$" is expected in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid value "x" in "auth_jwt_claim_set" directive, a variable name starting with "\$" is expected in \S+nginx\.conf:\d+/
 
 
 
 === TEST 48: auth_jwt_claim_set: a name needs at least one claim
 --- http_config
     auth_jwt_claim_set $x;
+--- config
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid number of arguments in "auth_jwt_claim_set" directive in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid number of arguments in "auth_jwt_claim_set" directive in \S+nginx\.conf:\d+/
 
 
 
@@ -676,36 +680,40 @@ qr/\[emerg\] invalid number of arguments in "auth_jwt_claim_set" directive in \S
 --- http_config
     auth_jwt_claim_set $who sub;
     auth_jwt_claim_set $who name;
+--- config
 --- must_die
 --- error_log eval
-qr/\[emerg\] the duplicate "who" variable in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: the duplicate "who" variable in \S+nginx\.conf:\d+/
 
 
 
 === TEST 50: auth_jwt_cache: size must be a positive number of entries
 --- http_config
     auth_jwt_cache size=0;
+--- config
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid value "size=0" in "auth_jwt_cache" directive, size must be a number of entries, 1 to 10000000 in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid value "size=0" in "auth_jwt_cache" directive, size must be a number of entries, 1 to 10000000 in \S+nginx\.conf:\d+/
 
 
 
 === TEST 51: auth_jwt_cache: a bare number
 --- http_config
     auth_jwt_cache 1000;
+--- config
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid value "1000" in "auth_jwt_cache" directive, expected "size=N" or "off" in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid value "1000" in "auth_jwt_cache" directive, expected "size=N" or "off" in \S+nginx\.conf:\d+/
 
 
 
 === TEST 52: auth_jwt_cache: a size with a unit
 --- http_config
     auth_jwt_cache size=1m;
+--- config
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid value "size=1m" in "auth_jwt_cache" directive, size must be a number of entries, 1 to 10000000 in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid value "size=1m" in "auth_jwt_cache" directive, size must be a number of entries, 1 to 10000000 in \S+nginx\.conf:\d+/
 
 
 
@@ -713,9 +721,10 @@ qr/\[emerg\] invalid value "size=1m" in "auth_jwt_cache" directive, size must be
 --- http_config
     auth_jwt_cache off;
     auth_jwt_cache size=10;
+--- config
 --- must_die
 --- error_log eval
-qr/\[emerg\] "auth_jwt_cache" directive is duplicate in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: "auth_jwt_cache" directive is duplicate in \S+nginx\.conf:\d+/
 
 
 
@@ -729,7 +738,7 @@ qr/\[emerg\] "auth_jwt_cache" directive is duplicate in \S+nginx\.conf:\d+/
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] "auth_jwt_cache" directive is not allowed here in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: "auth_jwt_cache" directive is not allowed here in \S+nginx\.conf:\d+/
 
 
 

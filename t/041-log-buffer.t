@@ -1,17 +1,23 @@
 # gateway_log buffer=/flush=: records wait in the worker's buffer, go out by size, by timer,
 # before a reopen (USR1), and when a worker exits (reload, stop); none is lost or torn.
-# The json_log_* checks run after nginx has stopped (the runner's SIGQUIT); `after_request`
-# checks the file and signals nginx between requests.
+# Mostly project runner only (--- project_only): the json_log_* checks run after nginx has
+# stopped (the runner's SIGQUIT); `after_request` checks the file and signals nginx between
+# requests. The log checks read the whole error.log each time (check_accum_error_log), so a
+# line logged once per worker counts over all of a block's requests.
 use Test::Nginx::Socket 'no_plan';
+use lib 't/lib';
+use ProjectOnly;
 
 workers(2);
 master_on();
 no_shuffle();
+check_accum_error_log();
 run_tests();
 
 __DATA__
 
 === TEST 1: buffer=64k flush=1s: nothing in the file right after the requests, all lines after 1.5 s
+--- project_only: the JSON log is checked as data (json_log_*); actions between requests (after_request)
 --- config
     location /api/ {
         gateway_log logs/gw.json buffer=64k flush=1s;
@@ -36,6 +42,7 @@ any path == "/api/3"
 
 
 === TEST 2: buffer= alone flushes after 1 s by default
+--- project_only: the JSON log is checked as data (json_log_*); actions between requests (after_request)
 --- config
     location /api/ {
         gateway_log logs/gw.json buffer=64k;
@@ -54,6 +61,7 @@ GET /api/1
 
 
 === TEST 3: nothing lost on graceful stop: buffered lines are written when the worker exits
+--- project_only: the JSON log is checked as data (json_log_*); actions between requests (after_request)
 --- config
     location /api/ {
         gateway_log logs/gw.json buffer=64k flush=1h;
@@ -74,6 +82,7 @@ any path == "/api/4"
 
 
 === TEST 4: a line that fills the buffer is written at once, whole; a small one waits
+--- project_only: the JSON log is checked as data (json_log_*); actions between requests (after_request)
 --- config
     location /api/ {
         gateway_log logs/gw.json buffer=1k flush=1h;
@@ -99,6 +108,7 @@ any path == "/api/4"
 
 
 === TEST 5: reopen (USR1): buffered lines go to the old file, later ones to the new file, none lost
+--- project_only: the JSON log is checked as data (json_log_*); actions between requests (after_request)
 --- config
     location /api/ {
         gateway_log logs/gw.json buffer=64k flush=1h;
@@ -131,6 +141,7 @@ any path == "/api/4"
 
 
 === TEST 6: reopen of an unbuffered file: later lines go to the new file
+--- project_only: the JSON log is checked as data (json_log_*); actions between requests (after_request)
 --- config
     location /api/ {
         gateway_log logs/gw.json;
@@ -152,6 +163,7 @@ any path == "/api/4"
 
 
 === TEST 7: reload (HUP) keeps the lines the old workers had buffered
+--- project_only: the JSON log is checked as data (json_log_*); actions between requests (after_request)
 --- config
     location /api/ {
         gateway_log logs/gw.json buffer=64k flush=1h;
@@ -176,6 +188,7 @@ any path == "/api/4"
 
 
 === TEST 8: two workers, many requests, buffered: every line whole, none lost at stop
+--- project_only: the JSON log is checked as data (json_log_*)
 --- config
     location /api/ {
         gateway_log logs/gw.json buffer=4k flush=200ms;
@@ -214,6 +227,7 @@ qr/^(gateway_log: write to "\/dev\/full" failed\n){1,2}$/
 Workers started by a reload arm flush timers of that reload's configuration; the event's log must
 be the worker's own cycle log, not the configuring cycle's (freed in the master after a reload).
 The runner starts nginx with MALLOC_PERTURB_, so a read of freed memory crashes the worker here.
+--- project_only: the JSON log is checked as data (json_log_*); actions between requests (after_request)
 --- config
     location /api/ {
         gateway_log logs/gw.json buffer=64k flush=100ms;

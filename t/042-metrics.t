@@ -7,6 +7,8 @@
 # it counted, with no sleep.
 # Tokens: as in t/040-log.t (HS256, t/keys/hs256.jwk).
 use Test::Nginx::Socket 'no_plan';
+use lib 't/lib';
+use ProjectOnly;
 
 workers(2);
 master_on();
@@ -21,12 +23,13 @@ run_tests();
 __DATA__
 
 === TEST 1: 10 valid tokens, 3 rejected by auth, 3 passed and 2 rejected by a rate limit: exact counters
+--- project_only: actions between requests (after_request); the metrics are parsed (prometheus)
 --- http_config
     rate_limit_zone $remote_addr zone=rl:1m;
 --- config
     location /api/ {
         auth_jwt "api";
-        auth_jwt_key_file $TEST_NGINX_HTML_DIR/hs256.jwk;
+        auth_jwt_key_file $TEST_NGINX_SERVER_ROOT/html/hs256.jwk;
         auth_jwt_issuer https://idp.example;
         alias html/;
     }
@@ -50,8 +53,6 @@ hello
  "Authorization: Bearer eyJhbGciOiJIUzI1NiIsImtpZCI6ImhzMjU2IiwidHlwIjoiSldUIn0.eyJleHAiOjQxMDI0NDQ4MDAsImlzcyI6Imh0dHBzOi8vaWRwLmV4YW1wbGUiLCJzdWIiOiJtYWxsb3J5In0.o1I6A2R4sMWQg4ZWHuWpFn12O8E_HcRRk4z69SL2lOc", ("X-None: 1") x 6]
 --- error_code eval
 [(200) x 10, 401, 401, 401, 200, 200, 200, 429, 429, 200]
---- response_body_like eval
-[(".*") x 19]
 --- response_headers_like eval
 [("") x 18, "Content-Type: text/plain; version=0.0.4; charset=utf-8"]
 --- prometheus
@@ -87,6 +88,7 @@ label_values !~ alice|mallory|/api|/rl|127\.0\.0\.1|eyJ|sub
 
 
 === TEST 2: failed log writes are counted, one per record
+--- project_only: the metrics are parsed (prometheus)
 --- config
     location /api/ {
         gateway_log /dev/full;
@@ -97,10 +99,8 @@ label_values !~ alice|mallory|/api|/rl|127\.0\.0\.1|eyJ|sub
     }
 --- request eval
 ["GET /api/1", "GET /api/2", "GET /api/3", "GET /metrics"]
---- response_body_like eval
-[".*", ".*", ".*", ".*"]
---- error_log
-gateway_log: write to "/dev/full" failed
+--- response_body eval
+["ok\n", "ok\n", "ok\n", qr/^gateway_log_write_errors_total 3$/m]
 --- prometheus
 gateway_log_write_errors_total 3
 gateway_requests_total{status="2xx"} 3
@@ -109,6 +109,7 @@ gateway_rate_limit_zone_keys{zone="rl"} absent
 
 
 === TEST 3: a reload keeps the counters (same layout)
+--- project_only: actions between requests (after_request); the metrics are parsed (prometheus)
 --- config
     location /api/ {
         return 200 "ok\n";
@@ -120,8 +121,6 @@ gateway_rate_limit_zone_keys{zone="rl"} absent
 ["GET /api/1", "GET /api/2", "GET /api/3", "GET /nothing", "GET /metrics"]
 --- error_code eval
 [200, 200, 200, 404, 200]
---- response_body_like eval
-[".*", ".*", ".*", ".*", ".*"]
 --- after_request
 2 signal HUP
 2 sleep 1
@@ -138,4 +137,4 @@ gateway_requests_total{status="4xx"} 1
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid number of arguments in "gateway_metrics" directive/
+qr/\[emerg\] \d+#\d+: invalid number of arguments in "gateway_metrics" directive/

@@ -8,6 +8,8 @@
 #
 # Tokens are HS256 with t/keys/hs256.jwk, pasted literally; t/gen/jwt-tokens.sh prints them.
 use Test::Nginx::Socket 'no_plan';
+use lib 't/lib';
+use ProjectOnly;
 use Cwd qw(cwd);
 
 $ENV{TEST_NGINX_KEYS} ||= cwd() . '/t/keys';
@@ -19,6 +21,7 @@ run_tests();
 __DATA__
 
 === TEST 1: a token sent as a query argument is redacted from the query field and $gateway_log_json; the other arguments stay
+--- project_only: the JSON log is checked as data (json_log_*)
 --- http_config
     gateway_log logs/gw.json;
     gateway_log_fields default query;

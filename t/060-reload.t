@@ -8,9 +8,11 @@
 # blocks under valgrind.
 #
 # JWKS_A / TOKEN_A: as in t/050-jwks.t (rsa2048, kid rsa2048; RS256, sub alice, exp 2100).
-# This file uses the runner's project extensions (after_request, json_log_*, prometheus): run it
-# with cargo test, not prove.
+# Project runner only: the block uses the runner's extensions (after_request, json_log_*,
+# prometheus) and says so with --- project_only, so prove skips it.
 use Test::Nginx::Socket 'no_plan';
+use lib 't/lib';
+use ProjectOnly;
 
 $ENV{TEST_NGINX_JWKS_A} = '{"keys":[{"alg":"RS256","e":"AQAB","kid":"rsa2048","kty":"RSA","n":"zXFJrDbxyu_gBm2m24toboY-xoc2C5eMARYDEOFzaoJ5H9m08RVGbdIxU0xgSoTE4HbUdWsgtliTMhzERdLal9uyK5nMSDXuLVZ9OLpXoe8arBFxldYzshS7UVv7_UVdbgNEkW5a4YMYnVNhI4BT-BCy4QGqs3R9soUwt_hRaHoffX31jdDnaBHO5v9HSJJ7VNG-Wh2L9ba70ybGuc7HAeuCN1DhHuaAZkbzJfXaHUkElbwezLj4bqL1AJHVCyM8kcyELfHoxjUz7-Wd7xbpiT0kNf_NdQAyjv9KHZZO4OydDaDr3zy43pA56lpxZGaLex8lxc21x69ZgQmhEg9MNQ","use":"sig"}]}';
 # RS256, kid rsa2048, sub alice, exp 2100
@@ -25,6 +27,7 @@ run_tests();
 __DATA__
 
 === TEST 1: five reloads with buffered logs, key fetches, a rate limit and metrics; traffic after each; idle at the end
+--- project_only: the JSON log is checked as data (json_log_*); actions between requests (after_request); the metrics are parsed (prometheus)
 --- http_config
     rate_limit_zone $http_x_key zone=rl:1m;
     server {
@@ -60,13 +63,13 @@ __DATA__
 >>> jwks.json
 $TEST_NGINX_JWKS_A
 --- more_headers eval
-[('Authorization: Bearer $TEST_NGINX_TOKEN_A' . "\nX-Key: k1") x 14, ""]
+[("Authorization: Bearer $ENV{TEST_NGINX_TOKEN_A}\nX-Key: k1") x 14, ""]
 --- request eval
 [("GET /t") x 14, "GET /metrics"]
 --- error_code eval
 [(200) x 12, 429, 429, 200]
 --- response_body_like eval
-[("^upstream reached sub=alice$") x 12, qr/./, qr/./, qr/gateway_requests_total/]
+[("^upstream reached sub=alice$") x 12, qr/"status":\s*429/, qr/"status":\s*429/, qr/gateway_requests_total/]
 --- after_request
 2 signal HUP
 2 sleep 1.2

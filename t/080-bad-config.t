@@ -38,6 +38,8 @@
 # (010 = t/010-gateway.t, 022 = t/022-jwt-config.t, 031 = t/031-ratelimit-zone.t,
 # 040 = t/040-log.t, 042 = t/042-metrics.t, 080 = this file.)
 use Test::Nginx::Socket 'no_plan';
+use lib 't/lib';
+use ProjectOnly;
 use Cwd qw(cwd);
 
 $ENV{TEST_NGINX_KEYS} ||= cwd() . '/t/keys';
@@ -54,16 +56,17 @@ __DATA__
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid number of arguments in "gateway" directive in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid number of arguments in "gateway" directive in \S+nginx\.conf:\d+/
 
 
 
 === TEST 2: gateway: main context
 --- main_config
     gateway on;
+--- config
 --- must_die
 --- error_log eval
-qr/\[emerg\] "gateway" directive is not allowed here in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: "gateway" directive is not allowed here in \S+nginx\.conf:\d+/
 
 
 
@@ -76,7 +79,7 @@ qr/\[emerg\] "gateway" directive is not allowed here in \S+nginx\.conf:\d+/
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] "gateway" directive is not allowed here in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: "gateway" directive is not allowed here in \S+nginx\.conf:\d+/
 
 
 
@@ -87,16 +90,17 @@ qr/\[emerg\] "gateway" directive is not allowed here in \S+nginx\.conf:\d+/
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid number of arguments in "auth_jwt" directive in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid number of arguments in "auth_jwt" directive in \S+nginx\.conf:\d+/
 
 
 
 === TEST 5: auth_jwt: main context
 --- main_config
     auth_jwt "api";
+--- config
 --- must_die
 --- error_log eval
-qr/\[emerg\] "auth_jwt" directive is not allowed here in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: "auth_jwt" directive is not allowed here in \S+nginx\.conf:\d+/
 
 
 
@@ -109,7 +113,7 @@ qr/\[emerg\] "auth_jwt" directive is not allowed here in \S+nginx\.conf:\d+/
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] "auth_jwt" directive is not allowed here in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: "auth_jwt" directive is not allowed here in \S+nginx\.conf:\d+/
 
 
 
@@ -120,7 +124,7 @@ qr/\[emerg\] "auth_jwt" directive is not allowed here in \S+nginx\.conf:\d+/
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid number of arguments in "auth_jwt_key_file" directive in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid number of arguments in "auth_jwt_key_file" directive in \S+nginx\.conf:\d+/
 
 
 
@@ -131,16 +135,17 @@ qr/\[emerg\] invalid number of arguments in "auth_jwt_key_file" directive in \S+
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid number of arguments in "auth_jwt_key_file" directive in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid number of arguments in "auth_jwt_key_file" directive in \S+nginx\.conf:\d+/
 
 
 
 === TEST 9: auth_jwt_key_file: main context
 --- main_config
     auth_jwt_key_file $TEST_NGINX_KEYS/jwks.json;
+--- config
 --- must_die
 --- error_log eval
-qr/\[emerg\] "auth_jwt_key_file" directive is not allowed here in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: "auth_jwt_key_file" directive is not allowed here in \S+nginx\.conf:\d+/
 
 
 
@@ -153,7 +158,7 @@ qr/\[emerg\] "auth_jwt_key_file" directive is not allowed here in \S+nginx\.conf
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] "auth_jwt_key_file" directive is not allowed here in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: "auth_jwt_key_file" directive is not allowed here in \S+nginx\.conf:\d+/
 
 
 
@@ -164,7 +169,7 @@ qr/\[emerg\] "auth_jwt_key_file" directive is not allowed here in \S+nginx\.conf
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid value "kid=" in "auth_jwt_key_file" directive, expected "kid=name" in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid value "kid=" in "auth_jwt_key_file" directive, expected "kid=name" in \S+nginx\.conf:\d+/
 
 
 
@@ -175,7 +180,7 @@ qr/\[emerg\] invalid value "kid=" in "auth_jwt_key_file" directive, expected "ki
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid number of arguments in "auth_jwt_leeway" directive in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid number of arguments in "auth_jwt_leeway" directive in \S+nginx\.conf:\d+/
 
 
 
@@ -186,16 +191,17 @@ qr/\[emerg\] invalid number of arguments in "auth_jwt_leeway" directive in \S+ng
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid number of arguments in "auth_jwt_leeway" directive in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid number of arguments in "auth_jwt_leeway" directive in \S+nginx\.conf:\d+/
 
 
 
 === TEST 14: auth_jwt_leeway: main context
 --- main_config
     auth_jwt_leeway 1s;
+--- config
 --- must_die
 --- error_log eval
-qr/\[emerg\] "auth_jwt_leeway" directive is not allowed here in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: "auth_jwt_leeway" directive is not allowed here in \S+nginx\.conf:\d+/
 
 
 
@@ -208,7 +214,7 @@ qr/\[emerg\] "auth_jwt_leeway" directive is not allowed here in \S+nginx\.conf:\
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] "auth_jwt_leeway" directive is not allowed here in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: "auth_jwt_leeway" directive is not allowed here in \S+nginx\.conf:\d+/
 
 
 
@@ -219,7 +225,7 @@ qr/\[emerg\] "auth_jwt_leeway" directive is not allowed here in \S+nginx\.conf:\
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid value "-1s" in "auth_jwt_leeway" directive, invalid time "-1s" in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid value "-1s" in "auth_jwt_leeway" directive, invalid time "-1s" in \S+nginx\.conf:\d+/
 
 
 
@@ -230,7 +236,7 @@ qr/\[emerg\] invalid value "-1s" in "auth_jwt_leeway" directive, invalid time "-
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid number of arguments in "auth_jwt_type" directive in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid number of arguments in "auth_jwt_type" directive in \S+nginx\.conf:\d+/
 
 
 
@@ -241,16 +247,17 @@ qr/\[emerg\] invalid number of arguments in "auth_jwt_type" directive in \S+ngin
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid number of arguments in "auth_jwt_type" directive in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid number of arguments in "auth_jwt_type" directive in \S+nginx\.conf:\d+/
 
 
 
 === TEST 19: auth_jwt_type: main context
 --- main_config
     auth_jwt_type signed;
+--- config
 --- must_die
 --- error_log eval
-qr/\[emerg\] "auth_jwt_type" directive is not allowed here in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: "auth_jwt_type" directive is not allowed here in \S+nginx\.conf:\d+/
 
 
 
@@ -263,7 +270,7 @@ qr/\[emerg\] "auth_jwt_type" directive is not allowed here in \S+nginx\.conf:\d+
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] "auth_jwt_type" directive is not allowed here in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: "auth_jwt_type" directive is not allowed here in \S+nginx\.conf:\d+/
 
 
 
@@ -274,16 +281,17 @@ qr/\[emerg\] "auth_jwt_type" directive is not allowed here in \S+nginx\.conf:\d+
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid number of arguments in "auth_jwt_require" directive in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid number of arguments in "auth_jwt_require" directive in \S+nginx\.conf:\d+/
 
 
 
 === TEST 22: auth_jwt_require: main context
 --- main_config
     auth_jwt_require $arg_x;
+--- config
 --- must_die
 --- error_log eval
-qr/\[emerg\] "auth_jwt_require" directive is not allowed here in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: "auth_jwt_require" directive is not allowed here in \S+nginx\.conf:\d+/
 
 
 
@@ -296,25 +304,27 @@ qr/\[emerg\] "auth_jwt_require" directive is not allowed here in \S+nginx\.conf:
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] "auth_jwt_require" directive is not allowed here in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: "auth_jwt_require" directive is not allowed here in \S+nginx\.conf:\d+/
 
 
 
 === TEST 24: auth_jwt_claim_set: no argument
 --- http_config
     auth_jwt_claim_set;
+--- config
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid number of arguments in "auth_jwt_claim_set" directive in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid number of arguments in "auth_jwt_claim_set" directive in \S+nginx\.conf:\d+/
 
 
 
 === TEST 25: auth_jwt_claim_set: main context
 --- main_config
     auth_jwt_claim_set $x sub;
+--- config
 --- must_die
 --- error_log eval
-qr/\[emerg\] "auth_jwt_claim_set" directive is not allowed here in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: "auth_jwt_claim_set" directive is not allowed here in \S+nginx\.conf:\d+/
 
 
 
@@ -323,43 +333,47 @@ qr/\[emerg\] "auth_jwt_claim_set" directive is not allowed here in \S+nginx\.con
     auth_jwt_claim_set $x sub;
 --- must_die
 --- error_log eval
-qr/\[emerg\] "auth_jwt_claim_set" directive is not allowed here in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: "auth_jwt_claim_set" directive is not allowed here in \S+nginx\.conf:\d+/
 
 
 
 === TEST 27: auth_jwt_claim_set: a bare $
 --- http_config
     auth_jwt_claim_set $ sub;
+--- config
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid value "\$" in "auth_jwt_claim_set" directive, a variable name starting with "\$" is expected in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid value "\$" in "auth_jwt_claim_set" directive, a variable name starting with "\$" is expected in \S+nginx\.conf:\d+/
 
 
 
 === TEST 28: auth_jwt_claim_set: a variable nginx already has ($host)
 --- http_config
     auth_jwt_claim_set $host sub;
+--- config
 --- must_die
 --- error_log eval
-qr/\[emerg\] the duplicate "host" variable in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: the duplicate "host" variable in \S+nginx\.conf:\d+/
 
 
 
 === TEST 29: auth_jwt_header_set: one argument
 --- http_config
     auth_jwt_header_set $x;
+--- config
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid number of arguments in "auth_jwt_header_set" directive in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid number of arguments in "auth_jwt_header_set" directive in \S+nginx\.conf:\d+/
 
 
 
 === TEST 30: auth_jwt_header_set: main context
 --- main_config
     auth_jwt_header_set $x kid;
+--- config
 --- must_die
 --- error_log eval
-qr/\[emerg\] "auth_jwt_header_set" directive is not allowed here in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: "auth_jwt_header_set" directive is not allowed here in \S+nginx\.conf:\d+/
 
 
 
@@ -370,16 +384,17 @@ qr/\[emerg\] "auth_jwt_header_set" directive is not allowed here in \S+nginx\.co
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] "auth_jwt_header_set" directive is not allowed here in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: "auth_jwt_header_set" directive is not allowed here in \S+nginx\.conf:\d+/
 
 
 
 === TEST 32: auth_jwt_header_set: not a variable
 --- http_config
     auth_jwt_header_set x kid;
+--- config
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid value "x" in "auth_jwt_header_set" directive, a variable name starting with "\$" is expected in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid value "x" in "auth_jwt_header_set" directive, a variable name starting with "\$" is expected in \S+nginx\.conf:\d+/
 
 
 
@@ -390,16 +405,17 @@ qr/\[emerg\] invalid value "x" in "auth_jwt_header_set" directive, a variable na
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid number of arguments in "auth_jwt_algorithms" directive in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid number of arguments in "auth_jwt_algorithms" directive in \S+nginx\.conf:\d+/
 
 
 
 === TEST 34: auth_jwt_algorithms: main context
 --- main_config
     auth_jwt_algorithms RS256;
+--- config
 --- must_die
 --- error_log eval
-qr/\[emerg\] "auth_jwt_algorithms" directive is not allowed here in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: "auth_jwt_algorithms" directive is not allowed here in \S+nginx\.conf:\d+/
 
 
 
@@ -412,7 +428,7 @@ qr/\[emerg\] "auth_jwt_algorithms" directive is not allowed here in \S+nginx\.co
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] "auth_jwt_algorithms" directive is not allowed here in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: "auth_jwt_algorithms" directive is not allowed here in \S+nginx\.conf:\d+/
 
 
 
@@ -423,16 +439,17 @@ qr/\[emerg\] "auth_jwt_algorithms" directive is not allowed here in \S+nginx\.co
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid number of arguments in "auth_jwt_issuer" directive in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid number of arguments in "auth_jwt_issuer" directive in \S+nginx\.conf:\d+/
 
 
 
 === TEST 37: auth_jwt_issuer: main context
 --- main_config
     auth_jwt_issuer https://idp.example/;
+--- config
 --- must_die
 --- error_log eval
-qr/\[emerg\] "auth_jwt_issuer" directive is not allowed here in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: "auth_jwt_issuer" directive is not allowed here in \S+nginx\.conf:\d+/
 
 
 
@@ -445,7 +462,7 @@ qr/\[emerg\] "auth_jwt_issuer" directive is not allowed here in \S+nginx\.conf:\
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] "auth_jwt_issuer" directive is not allowed here in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: "auth_jwt_issuer" directive is not allowed here in \S+nginx\.conf:\d+/
 
 
 
@@ -456,16 +473,17 @@ qr/\[emerg\] "auth_jwt_issuer" directive is not allowed here in \S+nginx\.conf:\
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid number of arguments in "auth_jwt_audience" directive in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid number of arguments in "auth_jwt_audience" directive in \S+nginx\.conf:\d+/
 
 
 
 === TEST 40: auth_jwt_audience: main context
 --- main_config
     auth_jwt_audience api;
+--- config
 --- must_die
 --- error_log eval
-qr/\[emerg\] "auth_jwt_audience" directive is not allowed here in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: "auth_jwt_audience" directive is not allowed here in \S+nginx\.conf:\d+/
 
 
 
@@ -478,7 +496,7 @@ qr/\[emerg\] "auth_jwt_audience" directive is not allowed here in \S+nginx\.conf
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] "auth_jwt_audience" directive is not allowed here in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: "auth_jwt_audience" directive is not allowed here in \S+nginx\.conf:\d+/
 
 
 
@@ -489,7 +507,7 @@ qr/\[emerg\] "auth_jwt_audience" directive is not allowed here in \S+nginx\.conf
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid number of arguments in "auth_jwt_typ" directive in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid number of arguments in "auth_jwt_typ" directive in \S+nginx\.conf:\d+/
 
 
 
@@ -500,16 +518,17 @@ qr/\[emerg\] invalid number of arguments in "auth_jwt_typ" directive in \S+nginx
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid number of arguments in "auth_jwt_typ" directive in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid number of arguments in "auth_jwt_typ" directive in \S+nginx\.conf:\d+/
 
 
 
 === TEST 44: auth_jwt_typ: main context
 --- main_config
     auth_jwt_typ at+jwt;
+--- config
 --- must_die
 --- error_log eval
-qr/\[emerg\] "auth_jwt_typ" directive is not allowed here in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: "auth_jwt_typ" directive is not allowed here in \S+nginx\.conf:\d+/
 
 
 
@@ -522,7 +541,7 @@ qr/\[emerg\] "auth_jwt_typ" directive is not allowed here in \S+nginx\.conf:\d+/
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] "auth_jwt_typ" directive is not allowed here in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: "auth_jwt_typ" directive is not allowed here in \S+nginx\.conf:\d+/
 
 
 
@@ -533,7 +552,7 @@ qr/\[emerg\] "auth_jwt_typ" directive is not allowed here in \S+nginx\.conf:\d+/
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid number of arguments in "auth_jwt_require_exp" directive in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid number of arguments in "auth_jwt_require_exp" directive in \S+nginx\.conf:\d+/
 
 
 
@@ -544,16 +563,17 @@ qr/\[emerg\] invalid number of arguments in "auth_jwt_require_exp" directive in 
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid number of arguments in "auth_jwt_require_exp" directive in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid number of arguments in "auth_jwt_require_exp" directive in \S+nginx\.conf:\d+/
 
 
 
 === TEST 48: auth_jwt_require_exp: main context
 --- main_config
     auth_jwt_require_exp on;
+--- config
 --- must_die
 --- error_log eval
-qr/\[emerg\] "auth_jwt_require_exp" directive is not allowed here in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: "auth_jwt_require_exp" directive is not allowed here in \S+nginx\.conf:\d+/
 
 
 
@@ -566,7 +586,7 @@ qr/\[emerg\] "auth_jwt_require_exp" directive is not allowed here in \S+nginx\.c
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] "auth_jwt_require_exp" directive is not allowed here in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: "auth_jwt_require_exp" directive is not allowed here in \S+nginx\.conf:\d+/
 
 
 
@@ -577,7 +597,7 @@ qr/\[emerg\] "auth_jwt_require_exp" directive is not allowed here in \S+nginx\.c
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] "auth_jwt_require_exp" directive is duplicate in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: "auth_jwt_require_exp" directive is duplicate in \S+nginx\.conf:\d+/
 
 
 
@@ -588,16 +608,17 @@ qr/\[emerg\] "auth_jwt_require_exp" directive is duplicate in \S+nginx\.conf:\d+
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid number of arguments in "auth_jwt_require_claim" directive in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid number of arguments in "auth_jwt_require_claim" directive in \S+nginx\.conf:\d+/
 
 
 
 === TEST 52: auth_jwt_require_claim: main context
 --- main_config
     auth_jwt_require_claim scope any a;
+--- config
 --- must_die
 --- error_log eval
-qr/\[emerg\] "auth_jwt_require_claim" directive is not allowed here in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: "auth_jwt_require_claim" directive is not allowed here in \S+nginx\.conf:\d+/
 
 
 
@@ -610,34 +631,37 @@ qr/\[emerg\] "auth_jwt_require_claim" directive is not allowed here in \S+nginx\
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] "auth_jwt_require_claim" directive is not allowed here in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: "auth_jwt_require_claim" directive is not allowed here in \S+nginx\.conf:\d+/
 
 
 
 === TEST 54: auth_jwt_cache: no argument
 --- http_config
     auth_jwt_cache;
+--- config
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid number of arguments in "auth_jwt_cache" directive in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid number of arguments in "auth_jwt_cache" directive in \S+nginx\.conf:\d+/
 
 
 
 === TEST 55: auth_jwt_cache: two arguments
 --- http_config
     auth_jwt_cache size=10 off;
+--- config
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid number of arguments in "auth_jwt_cache" directive in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid number of arguments in "auth_jwt_cache" directive in \S+nginx\.conf:\d+/
 
 
 
 === TEST 56: auth_jwt_cache: main context
 --- main_config
     auth_jwt_cache off;
+--- config
 --- must_die
 --- error_log eval
-qr/\[emerg\] "auth_jwt_cache" directive is not allowed here in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: "auth_jwt_cache" directive is not allowed here in \S+nginx\.conf:\d+/
 
 
 
@@ -646,7 +670,7 @@ qr/\[emerg\] "auth_jwt_cache" directive is not allowed here in \S+nginx\.conf:\d
     auth_jwt_cache off;
 --- must_die
 --- error_log eval
-qr/\[emerg\] "auth_jwt_cache" directive is not allowed here in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: "auth_jwt_cache" directive is not allowed here in \S+nginx\.conf:\d+/
 
 
 
@@ -657,7 +681,7 @@ qr/\[emerg\] "auth_jwt_cache" directive is not allowed here in \S+nginx\.conf:\d
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid number of arguments in "auth_jwt_max_size" directive in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid number of arguments in "auth_jwt_max_size" directive in \S+nginx\.conf:\d+/
 
 
 
@@ -668,16 +692,17 @@ qr/\[emerg\] invalid number of arguments in "auth_jwt_max_size" directive in \S+
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid number of arguments in "auth_jwt_max_size" directive in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid number of arguments in "auth_jwt_max_size" directive in \S+nginx\.conf:\d+/
 
 
 
 === TEST 60: auth_jwt_max_size: main context
 --- main_config
     auth_jwt_max_size 4k;
+--- config
 --- must_die
 --- error_log eval
-qr/\[emerg\] "auth_jwt_max_size" directive is not allowed here in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: "auth_jwt_max_size" directive is not allowed here in \S+nginx\.conf:\d+/
 
 
 
@@ -690,34 +715,37 @@ qr/\[emerg\] "auth_jwt_max_size" directive is not allowed here in \S+nginx\.conf
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] "auth_jwt_max_size" directive is not allowed here in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: "auth_jwt_max_size" directive is not allowed here in \S+nginx\.conf:\d+/
 
 
 
 === TEST 62: rate_limit_zone: no argument
 --- http_config
     rate_limit_zone;
+--- config
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid number of arguments in "rate_limit_zone" directive in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid number of arguments in "rate_limit_zone" directive in \S+nginx\.conf:\d+/
 
 
 
 === TEST 63: rate_limit_zone: one argument
 --- http_config
     rate_limit_zone $host;
+--- config
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid number of arguments in "rate_limit_zone" directive in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid number of arguments in "rate_limit_zone" directive in \S+nginx\.conf:\d+/
 
 
 
 === TEST 64: rate_limit_zone: main context
 --- main_config
     rate_limit_zone $host zone=z:1m;
+--- config
 --- must_die
 --- error_log eval
-qr/\[emerg\] "rate_limit_zone" directive is not allowed here in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: "rate_limit_zone" directive is not allowed here in \S+nginx\.conf:\d+/
 
 
 
@@ -728,79 +756,87 @@ qr/\[emerg\] "rate_limit_zone" directive is not allowed here in \S+nginx\.conf:\
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] "rate_limit_zone" directive is not allowed here in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: "rate_limit_zone" directive is not allowed here in \S+nginx\.conf:\d+/
 
 
 
 === TEST 66: rate_limit_zone: a size that is not a size
 --- http_config
     rate_limit_zone $host zone=z:lots;
+--- config
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid zone "z:lots", bad zone size in "rate_limit_zone" directive in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid zone "z:lots", bad zone size in "rate_limit_zone" directive in \S+nginx\.conf:\d+/
 
 
 
 === TEST 67: rate_limit_zone: an empty zone name
 --- http_config
     rate_limit_zone $host zone=:1m;
+--- config
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid zone ":1m", bad zone name in "rate_limit_zone" directive in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid zone ":1m", bad zone name in "rate_limit_zone" directive in \S+nginx\.conf:\d+/
 
 
 
 === TEST 68: rate_limit_zone: an unknown parameter
 --- http_config
     rate_limit_zone $host zone=z:1m rate=1r/s;
+--- config
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid value "rate=1r\/s" in "rate_limit_zone" directive in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid value "rate=1r\/s" in "rate_limit_zone" directive in \S+nginx\.conf:\d+/
 
 
 
 === TEST 69: rate_limit_zone: the name of a limit_req_zone declared before
 --- http_config
     limit_req_zone $host zone=z:1m rate=1r/s; rate_limit_zone $host zone=z:1m;
+--- config
 --- must_die
 --- error_log eval
-qr/\[emerg\] the shared memory zone "z" is already declared for a different use in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: the shared memory zone "z" is already declared for a different use in \S+nginx\.conf:\d+/
 
 
 
 === TEST 70: rate_limit_zone: the name of a limit_req_zone declared after
 --- http_config
     rate_limit_zone $host zone=z:1m; limit_req_zone $host zone=z:1m rate=1r/s;
+--- config
 --- must_die
 --- error_log eval
-qr/\[emerg\] the shared memory zone "z" is already declared for a different use in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: the shared memory zone "z" is already declared for a different use in \S+nginx\.conf:\d+/
 
 
 
 === TEST 71: rate_limit_zone: the metrics zone's name, with the metrics zone's size (was silently shared)
 --- http_config
     rate_limit_zone $host zone=gateway_metrics:256k;
+--- config
 --- must_die
 --- error_log eval
-qr/\[emerg\] zone name "gateway_metrics" is reserved for the module's metrics, use another name in "rate_limit_zone" directive in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: zone name "gateway_metrics" is reserved for the module's metrics, use another name in "rate_limit_zone" directive in \S+nginx\.conf:\d+/
 
 
 
 === TEST 72: rate_limit_zone: the metrics zone's name, another size
 --- http_config
     rate_limit_zone $host zone=gateway_metrics:1m;
+--- config
 --- must_die
 --- error_log eval
-qr/\[emerg\] zone name "gateway_metrics" is reserved for the module's metrics, use another name in "rate_limit_zone" directive in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: zone name "gateway_metrics" is reserved for the module's metrics, use another name in "rate_limit_zone" directive in \S+nginx\.conf:\d+/
 
 
 
 === TEST 73: rate_limit_zone: the key-set zone's name
 --- http_config
     rate_limit_zone $host zone=gateway_jwks:1m;
+--- config
 --- must_die
 --- error_log eval
-qr/\[emerg\] zone name "gateway_jwks" is reserved for the module's fetched key sets, use another name in "rate_limit_zone" directive in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: zone name "gateway_jwks" is reserved for the module's fetched key sets, use another name in "rate_limit_zone" directive in \S+nginx\.conf:\d+/
 
 
 
@@ -813,7 +849,7 @@ qr/\[emerg\] zone name "gateway_jwks" is reserved for the module's fetched key s
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid number of arguments in "rate_limit" directive in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid number of arguments in "rate_limit" directive in \S+nginx\.conf:\d+/
 
 
 
@@ -826,16 +862,17 @@ qr/\[emerg\] invalid number of arguments in "rate_limit" directive in \S+nginx\.
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid number of arguments in "rate_limit" directive in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid number of arguments in "rate_limit" directive in \S+nginx\.conf:\d+/
 
 
 
 === TEST 76: rate_limit: main context
 --- main_config
     rate_limit zone=z rate=1r/s;
+--- config
 --- must_die
 --- error_log eval
-qr/\[emerg\] "rate_limit" directive is not allowed here in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: "rate_limit" directive is not allowed here in \S+nginx\.conf:\d+/
 
 
 
@@ -850,7 +887,7 @@ qr/\[emerg\] "rate_limit" directive is not allowed here in \S+nginx\.conf:\d+/
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] "rate_limit" directive is not allowed here in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: "rate_limit" directive is not allowed here in \S+nginx\.conf:\d+/
 
 
 
@@ -863,7 +900,7 @@ qr/\[emerg\] "rate_limit" directive is not allowed here in \S+nginx\.conf:\d+/
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid value "policy=" in "rate_limit" directive, the value is empty in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid value "policy=" in "rate_limit" directive, the value is empty in \S+nginx\.conf:\d+/
 
 
 
@@ -876,7 +913,7 @@ qr/\[emerg\] invalid value "policy=" in "rate_limit" directive, the value is emp
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid value "policy=a"b" in "rate_limit" directive, the label must be printable ASCII without spaces, quotes or backslashes in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid value "policy=a"b" in "rate_limit" directive, the label must be printable ASCII without spaces, quotes or backslashes in \S+nginx\.conf:\d+/
 
 
 
@@ -889,7 +926,7 @@ qr/\[emerg\] invalid value "policy=a"b" in "rate_limit" directive, the label mus
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid value "burst=-1" in "rate_limit" directive, "burst" must be a whole number of requests in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid value "burst=-1" in "rate_limit" directive, "burst" must be a whole number of requests in \S+nginx\.conf:\d+/
 
 
 
@@ -900,7 +937,7 @@ qr/\[emerg\] invalid value "burst=-1" in "rate_limit" directive, "burst" must be
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid number of arguments in "rate_limit_status" directive in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid number of arguments in "rate_limit_status" directive in \S+nginx\.conf:\d+/
 
 
 
@@ -911,16 +948,17 @@ qr/\[emerg\] invalid number of arguments in "rate_limit_status" directive in \S+
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid number of arguments in "rate_limit_status" directive in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid number of arguments in "rate_limit_status" directive in \S+nginx\.conf:\d+/
 
 
 
 === TEST 83: rate_limit_status: main context
 --- main_config
     rate_limit_status 503;
+--- config
 --- must_die
 --- error_log eval
-qr/\[emerg\] "rate_limit_status" directive is not allowed here in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: "rate_limit_status" directive is not allowed here in \S+nginx\.conf:\d+/
 
 
 
@@ -933,7 +971,7 @@ qr/\[emerg\] "rate_limit_status" directive is not allowed here in \S+nginx\.conf
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] "rate_limit_status" directive is not allowed here in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: "rate_limit_status" directive is not allowed here in \S+nginx\.conf:\d+/
 
 
 
@@ -944,7 +982,7 @@ qr/\[emerg\] "rate_limit_status" directive is not allowed here in \S+nginx\.conf
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid value "busy" in "rate_limit_status" directive, value must be between 400 and 599 in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid value "busy" in "rate_limit_status" directive, value must be between 400 and 599 in \S+nginx\.conf:\d+/
 
 
 
@@ -955,7 +993,7 @@ qr/\[emerg\] invalid value "busy" in "rate_limit_status" directive, value must b
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid number of arguments in "rate_limit_headers" directive in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid number of arguments in "rate_limit_headers" directive in \S+nginx\.conf:\d+/
 
 
 
@@ -966,16 +1004,17 @@ qr/\[emerg\] invalid number of arguments in "rate_limit_headers" directive in \S
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid number of arguments in "rate_limit_headers" directive in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid number of arguments in "rate_limit_headers" directive in \S+nginx\.conf:\d+/
 
 
 
 === TEST 88: rate_limit_headers: main context
 --- main_config
     rate_limit_headers off;
+--- config
 --- must_die
 --- error_log eval
-qr/\[emerg\] "rate_limit_headers" directive is not allowed here in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: "rate_limit_headers" directive is not allowed here in \S+nginx\.conf:\d+/
 
 
 
@@ -988,7 +1027,7 @@ qr/\[emerg\] "rate_limit_headers" directive is not allowed here in \S+nginx\.con
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] "rate_limit_headers" directive is not allowed here in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: "rate_limit_headers" directive is not allowed here in \S+nginx\.conf:\d+/
 
 
 
@@ -999,7 +1038,7 @@ qr/\[emerg\] "rate_limit_headers" directive is not allowed here in \S+nginx\.con
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] "rate_limit_headers" directive is duplicate in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: "rate_limit_headers" directive is duplicate in \S+nginx\.conf:\d+/
 
 
 
@@ -1010,7 +1049,7 @@ qr/\[emerg\] "rate_limit_headers" directive is duplicate in \S+nginx\.conf:\d+/
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid number of arguments in "rate_limit_dry_run" directive in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid number of arguments in "rate_limit_dry_run" directive in \S+nginx\.conf:\d+/
 
 
 
@@ -1021,16 +1060,17 @@ qr/\[emerg\] invalid number of arguments in "rate_limit_dry_run" directive in \S
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid number of arguments in "rate_limit_dry_run" directive in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid number of arguments in "rate_limit_dry_run" directive in \S+nginx\.conf:\d+/
 
 
 
 === TEST 93: rate_limit_dry_run: main context
 --- main_config
     rate_limit_dry_run on;
+--- config
 --- must_die
 --- error_log eval
-qr/\[emerg\] "rate_limit_dry_run" directive is not allowed here in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: "rate_limit_dry_run" directive is not allowed here in \S+nginx\.conf:\d+/
 
 
 
@@ -1043,7 +1083,7 @@ qr/\[emerg\] "rate_limit_dry_run" directive is not allowed here in \S+nginx\.con
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] "rate_limit_dry_run" directive is not allowed here in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: "rate_limit_dry_run" directive is not allowed here in \S+nginx\.conf:\d+/
 
 
 
@@ -1054,7 +1094,7 @@ qr/\[emerg\] "rate_limit_dry_run" directive is not allowed here in \S+nginx\.con
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid value "yes" in "rate_limit_dry_run" directive, it must be "on" or "off" in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid value "yes" in "rate_limit_dry_run" directive, it must be "on" or "off" in \S+nginx\.conf:\d+/
 
 
 
@@ -1065,7 +1105,7 @@ qr/\[emerg\] invalid value "yes" in "rate_limit_dry_run" directive, it must be "
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] "rate_limit_dry_run" directive is duplicate in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: "rate_limit_dry_run" directive is duplicate in \S+nginx\.conf:\d+/
 
 
 
@@ -1076,7 +1116,7 @@ qr/\[emerg\] "rate_limit_dry_run" directive is duplicate in \S+nginx\.conf:\d+/
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid number of arguments in "rate_limit_invalid_rate" directive in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid number of arguments in "rate_limit_invalid_rate" directive in \S+nginx\.conf:\d+/
 
 
 
@@ -1087,16 +1127,17 @@ qr/\[emerg\] invalid number of arguments in "rate_limit_invalid_rate" directive 
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid number of arguments in "rate_limit_invalid_rate" directive in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid number of arguments in "rate_limit_invalid_rate" directive in \S+nginx\.conf:\d+/
 
 
 
 === TEST 99: rate_limit_invalid_rate: main context
 --- main_config
     rate_limit_invalid_rate error;
+--- config
 --- must_die
 --- error_log eval
-qr/\[emerg\] "rate_limit_invalid_rate" directive is not allowed here in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: "rate_limit_invalid_rate" directive is not allowed here in \S+nginx\.conf:\d+/
 
 
 
@@ -1109,7 +1150,7 @@ qr/\[emerg\] "rate_limit_invalid_rate" directive is not allowed here in \S+nginx
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] "rate_limit_invalid_rate" directive is not allowed here in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: "rate_limit_invalid_rate" directive is not allowed here in \S+nginx\.conf:\d+/
 
 
 
@@ -1120,7 +1161,7 @@ qr/\[emerg\] "rate_limit_invalid_rate" directive is not allowed here in \S+nginx
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] "rate_limit_invalid_rate" directive is duplicate in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: "rate_limit_invalid_rate" directive is duplicate in \S+nginx\.conf:\d+/
 
 
 
@@ -1131,16 +1172,17 @@ qr/\[emerg\] "rate_limit_invalid_rate" directive is duplicate in \S+nginx\.conf:
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid number of arguments in "gateway_log" directive in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid number of arguments in "gateway_log" directive in \S+nginx\.conf:\d+/
 
 
 
 === TEST 103: gateway_log: main context
 --- main_config
     gateway_log logs/gw.json;
+--- config
 --- must_die
 --- error_log eval
-qr/\[emerg\] "gateway_log" directive is not allowed here in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: "gateway_log" directive is not allowed here in \S+nginx\.conf:\d+/
 
 
 
@@ -1153,7 +1195,7 @@ qr/\[emerg\] "gateway_log" directive is not allowed here in \S+nginx\.conf:\d+/
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] "gateway_log" directive is not allowed here in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: "gateway_log" directive is not allowed here in \S+nginx\.conf:\d+/
 
 
 
@@ -1164,7 +1206,7 @@ qr/\[emerg\] "gateway_log" directive is not allowed here in \S+nginx\.conf:\d+/
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] cannot log to "\/nonexistent-gw-dir\/gw\.json": the directory "\/nonexistent-gw-dir" does not exist in "gateway_log" directive in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: cannot log to "\/nonexistent-gw-dir\/gw\.json": the directory "\/nonexistent-gw-dir" does not exist in "gateway_log" directive in \S+nginx\.conf:\d+/
 
 
 
@@ -1175,7 +1217,7 @@ qr/\[emerg\] cannot log to "\/nonexistent-gw-dir\/gw\.json": the directory "\/no
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid syslog destination "syslog:nope" in "gateway_log" directive in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid syslog destination "syslog:nope" in "gateway_log" directive in \S+nginx\.conf:\d+/
 
 
 
@@ -1186,7 +1228,7 @@ qr/\[emerg\] invalid syslog destination "syslog:nope" in "gateway_log" directive
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid value "buffer=4k" in "gateway_log" directive, "off" takes no parameters in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid value "buffer=4k" in "gateway_log" directive, "off" takes no parameters in \S+nginx\.conf:\d+/
 
 
 
@@ -1197,7 +1239,7 @@ qr/\[emerg\] invalid value "buffer=4k" in "gateway_log" directive, "off" takes n
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid number of arguments in "gateway_log_field" directive in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid number of arguments in "gateway_log_field" directive in \S+nginx\.conf:\d+/
 
 
 
@@ -1208,16 +1250,17 @@ qr/\[emerg\] invalid number of arguments in "gateway_log_field" directive in \S+
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid number of arguments in "gateway_log_field" directive in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid number of arguments in "gateway_log_field" directive in \S+nginx\.conf:\d+/
 
 
 
 === TEST 110: gateway_log_field: main context
 --- main_config
     gateway_log_field app $host;
+--- config
 --- must_die
 --- error_log eval
-qr/\[emerg\] "gateway_log_field" directive is not allowed here in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: "gateway_log_field" directive is not allowed here in \S+nginx\.conf:\d+/
 
 
 
@@ -1230,7 +1273,7 @@ qr/\[emerg\] "gateway_log_field" directive is not allowed here in \S+nginx\.conf
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] "gateway_log_field" directive is not allowed here in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: "gateway_log_field" directive is not allowed here in \S+nginx\.conf:\d+/
 
 
 
@@ -1241,16 +1284,17 @@ qr/\[emerg\] "gateway_log_field" directive is not allowed here in \S+nginx\.conf
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid number of arguments in "gateway_log_fields" directive in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid number of arguments in "gateway_log_fields" directive in \S+nginx\.conf:\d+/
 
 
 
 === TEST 113: gateway_log_fields: main context
 --- main_config
     gateway_log_fields none;
+--- config
 --- must_die
 --- error_log eval
-qr/\[emerg\] "gateway_log_fields" directive is not allowed here in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: "gateway_log_fields" directive is not allowed here in \S+nginx\.conf:\d+/
 
 
 
@@ -1263,7 +1307,7 @@ qr/\[emerg\] "gateway_log_fields" directive is not allowed here in \S+nginx\.con
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] "gateway_log_fields" directive is not allowed here in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: "gateway_log_fields" directive is not allowed here in \S+nginx\.conf:\d+/
 
 
 
@@ -1274,16 +1318,17 @@ qr/\[emerg\] "gateway_log_fields" directive is not allowed here in \S+nginx\.con
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid value "-nope" in "gateway_log_fields" directive, unknown field in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: invalid value "-nope" in "gateway_log_fields" directive, unknown field in \S+nginx\.conf:\d+/
 
 
 
 === TEST 116: gateway_metrics: http context
 --- http_config
     gateway_metrics;
+--- config
 --- must_die
 --- error_log eval
-qr/\[emerg\] "gateway_metrics" directive is not allowed here in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: "gateway_metrics" directive is not allowed here in \S+nginx\.conf:\d+/
 
 
 
@@ -1292,16 +1337,17 @@ qr/\[emerg\] "gateway_metrics" directive is not allowed here in \S+nginx\.conf:\
     gateway_metrics;
 --- must_die
 --- error_log eval
-qr/\[emerg\] "gateway_metrics" directive is not allowed here in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: "gateway_metrics" directive is not allowed here in \S+nginx\.conf:\d+/
 
 
 
 === TEST 118: gateway_metrics: main context
 --- main_config
     gateway_metrics;
+--- config
 --- must_die
 --- error_log eval
-qr/\[emerg\] "gateway_metrics" directive is not allowed here in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: "gateway_metrics" directive is not allowed here in \S+nginx\.conf:\d+/
 
 
 
@@ -1314,4 +1360,4 @@ qr/\[emerg\] "gateway_metrics" directive is not allowed here in \S+nginx\.conf:\
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] "gateway_metrics" directive is not allowed here in \S+nginx\.conf:\d+/
+qr/\[emerg\] \d+#\d+: "gateway_metrics" directive is not allowed here in \S+nginx\.conf:\d+/

@@ -2,13 +2,18 @@
 # by scripts/test has a test-only trigger (cargo feature test-hooks): a request header
 # `X-Gateway-Test-Panic: <entry point>` makes that entry point panic. The request gets 500,
 # the error log has an [error] line with the panic message (and no [alert]), and the worker
-# lives on to serve the next request.
+# lives on to serve the next request. Each log check reads the whole error.log
+# (check_accum_error_log), so the panic line of the first request is still seen after the
+# second one.
 use Test::Nginx::Socket 'no_plan';
+use lib 't/lib';
+use ProjectOnly;
 
 workers(1);
 master_on();
 log_level('info');
 no_shuffle();
+check_accum_error_log();
 run_tests();
 
 __DATA__

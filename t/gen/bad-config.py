@@ -6,7 +6,9 @@
 Each row is one block: (directive, what is wrong, where the snippet goes, snippet, the message).
 `where` is main (before http), http, server, location (inside `location /t`) or if (inside an
 `if` of `location /t`). Every block expects nginx to refuse to start (`--- must_die`) with
-`[emerg] <message> in .../nginx.conf:<line>`. The cases here are the ones the other files do
+`[emerg] PID#TID: <message> in .../nginx.conf:<line>` in error.log (what Test::Nginx reads), and
+has a `--- config` section (empty when the snippet goes elsewhere): without one, Test::Nginx
+would not start nginx for the block. The cases here are the ones the other files do
 not have; the COVERAGE text (written at the top of the .t file) says where the rest are.
 """
 import re
@@ -257,11 +259,13 @@ def block(n, d, case, where, snippet, msg):
         sections.append(("config", f"    location /t {{\n        {snippet}\n    }}\n"))
     elif where == "if":
         sections.append(("config", f"    location /t {{\n        if ($arg_x) {{\n            {snippet}\n        }}\n    }}\n"))
+    else:
+        sections.append(("config", ""))
     out = [f"=== TEST {n}: {d}: {case}\n"]
     for name, text in sections:
         out.append(f"--- {name}\n{text}")
     out.append("--- must_die\n--- error_log eval\n")
-    out.append(f"qr/\\[emerg\\] {regex(msg)} in \\S+nginx\\.conf:\\d+/\n")
+    out.append(f"qr/\\[emerg\\] \\d+#\\d+: {regex(msg)} in \\S+nginx\\.conf:\\d+/\n")
     return "".join(out)
 
 
@@ -278,7 +282,7 @@ def main():
         w(f"#   {line}\n".rstrip() + "\n")
     w("#\n# (010 = t/010-gateway.t, 022 = t/022-jwt-config.t, 031 = t/031-ratelimit-zone.t,\n")
     w("# 040 = t/040-log.t, 042 = t/042-metrics.t, 080 = this file.)\n")
-    w("use Test::Nginx::Socket 'no_plan';\nuse Cwd qw(cwd);\n\n")
+    w("use Test::Nginx::Socket 'no_plan';\nuse lib 't/lib';\nuse ProjectOnly;\nuse Cwd qw(cwd);\n\n")
     w("$ENV{TEST_NGINX_KEYS} ||= cwd() . '/t/keys';\n\nno_shuffle();\nrun_tests();\n\n__DATA__\n\n")
     blocks = [block(i + 1, *r) for i, r in enumerate(ROWS)]
     w("\n\n\n".join(blocks))

@@ -2,11 +2,14 @@
 # that must fail, each for the reason in --- selftest_failure. Only stock nginx: JSON lines
 # come from a log_format with escape=json, so these blocks do not depend on the module.
 use Test::Nginx::Socket 'no_plan';
+use lib 't/lib';
+use ProjectOnly;
 run_tests();
 
 __DATA__
 
 === TEST 1: a line of the log file that is not JSON fails the block
+--- project_only: runner self-test of json_log_*, after_request, prometheus
 --- http_config
     log_format plain '$request_uri "not json"';
 --- config
@@ -23,6 +26,7 @@ json_log_file: logs/gw.json line 1: not valid JSON
 
 
 === TEST 2: a JSON value that is not an object fails the block
+--- project_only: runner self-test of json_log_*, after_request, prometheus
 --- http_config
     log_format arr '[1, 2]';
 --- config
@@ -39,6 +43,7 @@ logs/gw.json line 1: not a JSON object: [1,2]
 
 
 === TEST 3: a wrong number of lines
+--- project_only: runner self-test of json_log_*, after_request, prometheus
 --- http_config
     log_format j escape=json '{"status":$status,"method":"$request_method","path":"$uri","t":"$arg_token"}';
 --- config
@@ -58,6 +63,7 @@ json_log_lines: logs/gw.json has 2 lines, want 3
 
 
 === TEST 4: json_log_match: a wrong value, a wrong type, a present field, a regex, a missing line, no line at all
+--- project_only: runner self-test of json_log_*, after_request, prometheus
 --- http_config
     log_format j escape=json '{"status":$status,"method":"$request_method","path":"$uri","t":"$arg_token"}';
 --- config
@@ -89,6 +95,7 @@ json_log_match "any status == 500": no line matches (of 1)
 
 
 === TEST 5: no_json_log: text that must not be logged
+--- project_only: runner self-test of json_log_*, after_request, prometheus
 --- http_config
     log_format j escape=json '{"status":$status,"method":"$request_method","path":"$uri","t":"$arg_token"}';
 --- config
@@ -107,6 +114,7 @@ no_json_log: "s3cret" should not match any line in logs/gw.json
 
 
 === TEST 6: a missing log file fails the block
+--- project_only: runner self-test of json_log_*, after_request, prometheus
 --- config
     location /t {
         return 200 "ok\n";
@@ -121,6 +129,7 @@ cannot read logs/nothing.json
 
 
 === TEST 7: after_request json_lines: a wrong count at that moment (buffered lines are not there yet)
+--- project_only: runner self-test of json_log_*, after_request, prometheus
 --- http_config
     log_format j escape=json '{"status":$status,"method":"$request_method","path":"$uri","t":"$arg_token"}';
 --- config
@@ -140,6 +149,7 @@ after_request 1: json_lines logs/gw.json 1: the file has 0 lines
 
 
 === TEST 8: after_request: a bad action is refused
+--- project_only: runner self-test of json_log_*, after_request, prometheus
 --- config
     location /t {
         return 200 "ok\n";
@@ -154,6 +164,7 @@ after_request: cannot parse "1 signal KILLALL"
 
 
 === TEST 9: prometheus: a body that is not Prometheus text
+--- project_only: runner self-test of json_log_*, after_request, prometheus
 --- config
     location /t {
         return 200 "metric{a=\"b\" 1\n";
@@ -168,6 +179,7 @@ prometheus: the body does not parse as Prometheus text format
 
 
 === TEST 10: prometheus: wrong values, missing series, a label value that leaks, a wrong type
+--- project_only: runner self-test of json_log_*, after_request, prometheus
 --- config
     location /t {
         return 200 "# TYPE m_total counter\nm_total{who=\"alice\"} 2\nm_total{who=\"bob\"} 1\n# TYPE g gauge\ng 5\n";
@@ -195,6 +207,7 @@ m_total{who="alice"} has a label value that matches
 
 
 === TEST 11: prometheus: a series that appears twice
+--- project_only: runner self-test of json_log_*, after_request, prometheus
 --- config
     location /t {
         return 200 "g{a=\"1\"} 1\ng{a=\"1\"} 2\n";
@@ -209,6 +222,7 @@ appears 2 times
 
 
 === TEST 12: json_log_* sections need json_log_file
+--- project_only: runner self-test of json_log_*, after_request, prometheus
 --- config
     location /t {
         return 200 "ok\n";

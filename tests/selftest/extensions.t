@@ -1,11 +1,15 @@
 # Runner self-test for the project extensions (concurrent phase, reloads): every block here is
 # WRONG on purpose and must fail for the reason given in --- selftest_failure.
 use Test::Nginx::Socket 'no_plan';
+use lib 't/lib';
+use ProjectOnly;
+master_on();
 run_tests();
 
 __DATA__
 
 === TEST 1: a wrong count per status fails the block
+--- project_only: runner self-test of the concurrent phase and reloads
 --- config
     location /t {
         return 200 "ok\n";
@@ -23,6 +27,7 @@ status_counts: got {200: 20}, want {200: 19, 429: 1}
 
 
 === TEST 2: a status that is not listed fails the block; the report shows a request per status
+--- project_only: runner self-test of the concurrent phase and reloads
 --- config
     location /t {
         return 200 "ok\n";
@@ -39,6 +44,7 @@ GET /0 HTTP/1.1
 
 
 === TEST 3: one worker cannot give two distinct X-Pid values
+--- project_only: runner self-test of the concurrent phase and reloads
 --- config
     location /t {
         add_header X-Pid $pid always;
@@ -59,6 +65,7 @@ want >= 2
 
 
 === TEST 4: concurrent_requests without status_counts is refused
+--- project_only: runner self-test of the concurrent phase and reloads
 --- config
     location /t {
         return 200 "ok\n";
@@ -72,6 +79,7 @@ concurrent_requests needs --- status_counts
 
 
 === TEST 5: status_counts without concurrent_requests is refused (no silent check)
+--- project_only: runner self-test of the concurrent phase and reloads
 --- config
     location /t {
         return 200 "ok\n";
@@ -86,6 +94,7 @@ status_counts needs --- concurrent_requests
 
 
 === TEST 6: a reload whose configuration nginx refuses fails the block
+--- project_only: runner self-test of the concurrent phase and reloads
 --- config
     location /t {
         return 200 "one\n";
@@ -108,6 +117,7 @@ unknown directive "no_such_directive"
 
 
 === TEST 7: after a reload the new configuration answers (wrong expectation here)
+--- project_only: runner self-test of the concurrent phase and reloads
 --- config
     location /t {
         return 200 "one\n";
@@ -129,6 +139,7 @@ response body (request #2) differs
 
 
 === TEST 8: reload_after_request beyond the requests sent is refused
+--- project_only: runner self-test of the concurrent phase and reloads
 --- config
     location /t {
         return 200 "one\n";

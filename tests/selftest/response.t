@@ -193,7 +193,7 @@ status code: got "400", want "200"
 GET /t
 --- timeout: 0.5
 --- selftest_failure
-timed out after 0.5s reading the response
+timed out after 0.5s waiting for the server
 
 
 
@@ -208,3 +208,93 @@ GET /t
 --- error_code: 403
 --- selftest_failure
 status code: got "200", want "403"
+
+
+
+=== TEST 16: a raw_request without Connection: close: Test::Nginx reads until the server closes
+--- config
+    location /t { return 200 "ok\n"; }
+--- raw_request eval
+"GET /t HTTP/1.1\r\nHost: localhost\r\n\r\n"
+--- timeout: 0.5
+--- response_body
+ok
+--- selftest_failure
+timed out after 0.5s waiting for the server to send more or close the connection (Test::Nginx reads until the connection closes
+
+
+
+=== TEST 17: no $TEST_NGINX_* interpolation in a request (Test::Nginx sends it as it is)
+--- config
+    location /t { return 200 "ok\n"; }
+--- request
+GET /t?port=$TEST_NGINX_SERVER_PORT
+--- selftest_failure
+request: Test::Nginx does not interpolate $TEST_NGINX_SERVER_PORT here
+
+
+
+=== TEST 18: no $TEST_NGINX_* interpolation in more_headers
+--- config
+    location /t { return 200 "ok\n"; }
+--- request
+GET /t
+--- more_headers
+X-Root: $TEST_NGINX_SERVER_ROOT
+--- selftest_failure
+more_headers: Test::Nginx does not interpolate $TEST_NGINX_SERVER_ROOT here
+
+
+
+=== TEST 19: no $TEST_NGINX_* interpolation in response_body_like (only $ServerPort)
+--- config
+    location /t { return 200 "ok\n"; }
+--- request
+GET /t
+--- response_body_like: $TEST_NGINX_SERVER_PORT
+--- selftest_failure
+response_body_like: Test::Nginx does not interpolate $TEST_NGINX_SERVER_PORT here
+
+
+
+=== TEST 20: a wide character in a request (Test::Nginx cannot send a Perl wide-character string)
+--- config
+    location /t { return 200 "ok\n"; }
+--- request eval
+"GET /t?\x{10FFFF}"
+--- selftest_failure
+the code point U+10FFFF makes a Perl wide-character string
+\xf4\x8f\xbf\xbf
+
+
+
+=== TEST 21: $TEST_NGINX_HTML_DIR is not defined (Test::Nginx has no such variable)
+--- config
+    location /t { alias $TEST_NGINX_HTML_DIR/; }
+--- request
+GET /t
+--- selftest_failure
+No environment TEST_NGINX_HTML_DIR defined
+
+
+
+=== TEST 22: $ENV{TEST_NGINX_RAND_PORT_1} is not in Perl's %ENV
+--- config
+    location /t { return 200 "ok\n"; }
+--- request eval
+"GET /t?p=$ENV{TEST_NGINX_RAND_PORT_1}"
+--- selftest_failure
+$ENV{TEST_NGINX_RAND_PORT_1} is not defined
+
+
+
+=== TEST 23: no $TEST_NGINX_* interpolation in user_files names (only in their contents)
+--- config
+    location /t { return 200 "ok\n"; }
+--- user_files
+>>> $TEST_NGINX_SERVER_PORT.txt
+hello
+--- request
+GET /t
+--- selftest_failure
+user_files: Test::Nginx does not interpolate $TEST_NGINX_SERVER_PORT here

@@ -29,7 +29,7 @@ must_die: nginx should exit with code 2, got exit code 1
 --- error_log
 invalid number of arguments
 --- selftest_failure
-should match a line in nginx output
+should match a line in error.log
 
 
 
@@ -50,8 +50,47 @@ unknown directive "no_such_directive"
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
     }
+--- config
 --- request
 GET /t
 --- selftest_failure
 nginx failed to start
 a duplicate listen 127.0.0.1:
+
+
+
+=== TEST 6: must_die: the log sections read error.log, not nginx's stderr ("nginx: [emerg] ...")
+--- config
+    location /t { no_such_directive on; }
+--- must_die
+--- error_log
+nginx: [emerg] unknown directive "no_such_directive"
+--- selftest_failure
+error_log: "nginx: [emerg] unknown directive \"no_such_directive\"" should match a line in error.log
+
+
+
+=== TEST 7: master_process is off unless the preamble says master_on() (as in Test::Nginx)
+--- config
+    location /t { return 200 "ok\n"; }
+--- request
+GET /t
+--- error_log
+start worker process
+--- selftest_failure
+error_log: "start worker process" should match a line in error.log
+
+
+
+=== TEST 8: the server listens on *:port, so a listen on 127.0.0.1:port with its own socket cannot bind
+--- http_config
+    server {
+        listen 127.0.0.1:$TEST_NGINX_SERVER_PORT reuseport;
+        server_name reuseport.invalid;
+    }
+--- config
+    location /t { return 200 "ok\n"; }
+--- request
+GET /t
+--- selftest_failure
+Address already in use

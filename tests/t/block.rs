@@ -56,7 +56,19 @@ const KNOWN_SECTIONS: &[&str] = &[
     "no_check_leak",
     // Runner extension for tests/selftest: substrings the failure message must contain.
     "selftest_failure",
-    // Project extensions (see t/README.md): a concurrent phase and reloads.
+    // The project extensions of PROJECT_SECTIONS (below) are known too.
+    // Project extension (t/README.md, "Memcheck"): skip the block under valgrind, with why.
+    "no_valgrind",
+    // Project extension: the block is for this runner only; prove skips it (t/lib/ProjectOnly.pm).
+    "project_only",
+];
+
+/// Sections only this runner knows that change what a block checks (see t/README.md, "Project
+/// extensions"): a block using one must say `--- project_only: <why>`, so that prove (which
+/// ignores unknown sections) skips it instead of passing it with these checks silently
+/// dropped. t/lib/ProjectOnly.pm has the same list.
+pub const PROJECT_SECTIONS: &[&str] = &[
+    // A concurrent phase and reloads.
     "concurrent_request",
     "concurrent_requests",
     "concurrency",
@@ -65,15 +77,21 @@ const KNOWN_SECTIONS: &[&str] = &[
     "reload_after_request",
     "reload_http_config",
     "reload_config",
-    // Project extensions (t/README.md): logs and metrics as data, actions between requests.
+    // Logs and metrics as data, actions between requests.
     "json_log_file",
     "json_log_lines",
     "json_log_match",
     "no_json_log",
     "after_request",
     "prometheus",
-    // Project extension (t/README.md, "Memcheck"): skip the block under valgrind, with why.
-    "no_valgrind",
+];
+
+/// Pairs of sections of which Test::Nginx::Socket checks only the first when both are given.
+const EXCLUSIVE: &[(&str, &str)] = &[
+    ("response_body", "response_body_like"),
+    ("response_body", "response_body_unlike"),
+    ("response_body_like", "response_body_unlike"),
+    ("response_headers", "response_headers_like"),
 ];
 
 /// How long nginx may take to start (or reload), and to exit after SIGQUIT; longer under
@@ -138,6 +156,74 @@ pub fn skip_reason(block: &Block) -> Result<Option<String>, String> {
     Ok(skip.then(|| format!("skip_nginx: nginx {a}.{b}.{c} matches '{cond}'")))
 }
 
+/// What Test::Nginx::Socket would do differently with this block, found before running it.
+fn check_structure(job: &Job) -> Result<(), String> {
+    let b = job.block;
+    let used: Vec<&str> = PROJECT_SECTIONS
+        .iter()
+        .copied()
+        .filter(|s| b.has(s))
+        .collect();
+    match b.get("project_only") {
+        None if !used.is_empty() => {
+            return Err(format!(
+                "the block uses the project runner's section(s) {}, which prove ignores: add \
+                 '--- project_only: <why>' so that prove skips the block (t/README.md, \
+                 \"Project-only blocks\")",
+                used.join(", ")
+            ))
+        }
+        None => {}
+        Some(s) => {
+            if s.text.trim().is_empty() {
+                return Err("--- project_only needs a reason: '--- project_only: <why>'".into());
+            }
+            if !job.file.preamble.project_only_hook {
+                return Err(
+                    "--- project_only: the file's preamble must load the hook that makes \
+                     prove skip such blocks: \"use lib 't/lib'; use ProjectOnly;\""
+                        .into(),
+                );
+            }
+        }
+    }
+    if !b.has("config") {
+        return Err(
+            "the block has no --- config section: Test::Nginx would not start nginx for \
+             it but send its requests to the previous block's nginx (ignoring this block's \
+             http_config, main_config and user_files); add '--- config' (it may be empty)"
+                .into(),
+        );
+    }
+    for (a, c) in EXCLUSIVE {
+        if b.has(a) && b.has(c) {
+            return Err(format!(
+                "--- {a} and --- {c} in one block: Test::Nginx checks only --- {a}; put the \
+                 second check in another form (an anchored pattern, another block, ...)"
+            ));
+        }
+    }
+    if b.has("must_die") {
+        for s in [
+            "shutdown_error_log",
+            "no_shutdown_error_log",
+            "access_log",
+            "no_access_log",
+        ] {
+            if b.has(s) {
+                return Err(format!(
+                    "--- {s} with --- must_die: Test::Nginx never checks it for a block whose \
+                     nginx refuses to start"
+                ));
+            }
+        }
+    }
+    if b.has("grep_error_log") != b.has("grep_error_log_out") {
+        return Err("--- grep_error_log and --- grep_error_log_out go together".into());
+    }
+    Ok(())
+}
+
 /// Runs a block; Err carries the full failure report.
 pub fn run(job: &Job) -> Result<(), String> {
     let b = job.block;
@@ -146,13 +232,15 @@ pub fn run(job: &Job) -> Result<(), String> {
         return Err(format!("{e}\n  at {here}"));
     }
     for s in &b.sections {
-        if !KNOWN_SECTIONS.contains(&s.name.as_str()) {
+        let name = s.name.as_str();
+        if !KNOWN_SECTIONS.contains(&name) && !PROJECT_SECTIONS.contains(&name) {
             return Err(format!(
                 "unsupported section '--- {}' (see t/README.md for the supported ones)\n  at {here}",
                 s.name
             ));
         }
     }
+    check_structure(job).map_err(|e| format!("{e}\n  at {here}"))?;
     let info = nginx::info()?;
     // Retry with another port if nginx finds ours taken.
     for _ in 0..5 {
@@ -208,6 +296,9 @@ struct BlockRun<'a> {
     nginx_output: Option<String>,
     /// The configuration sections as started, for a reload.
     conf: ConfTexts,
+    /// Where the next error.log check starts (Test::Nginx checks the lines logged since the
+    /// previous check).
+    log_pos: usize,
 }
 
 /// The parts of nginx.conf that come from the block.
@@ -232,10 +323,6 @@ impl<'a> BlockRun<'a> {
             "TEST_NGINX_SERVER_ROOT".into(),
             servroot.display().to_string(),
         );
-        vars.fixed.insert(
-            "TEST_NGINX_HTML_DIR".into(),
-            servroot.join("html").display().to_string(),
-        );
         Ok(BlockRun {
             job,
             info,
@@ -245,6 +332,7 @@ impl<'a> BlockRun<'a> {
             exchanges: Vec::new(),
             nginx_output: None,
             conf: ConfTexts::default(),
+            log_pos: 0,
         })
     }
 
@@ -252,12 +340,18 @@ impl<'a> BlockRun<'a> {
         self.job.block
     }
 
-    /// A section's value after its filters, or None when the block lacks it.
+    /// A section's value after its filters, or None when the block lacks it. `$ENV{NAME}` in
+    /// an `eval` reads what Perl's %ENV would hold under prove (no `TEST_NGINX_RAND_PORT_*`).
     fn value(&self, name: &str) -> Result<Option<Value>, String> {
-        self.block().get(name).map(|s| s.value()).transpose()
+        let env = |n: &str| self.vars.env(n);
+        self.block()
+            .get(name)
+            .map(|s| s.value_with(Some(&env)))
+            .transpose()
     }
 
-    /// A section that must be a string, with `$TEST_NGINX_*` interpolated.
+    /// A section that must be a string, with `$TEST_NGINX_*` interpolated (as Test::Nginx
+    /// does in the configuration sections; also used for the project's own sections).
     fn text(&mut self, name: &str) -> Result<Option<String>, String> {
         match self.value(name)? {
             None => Ok(None),
@@ -266,8 +360,21 @@ impl<'a> BlockRun<'a> {
         }
     }
 
+    /// A string section Test::Nginx reads as it is: no `$TEST_NGINX_*` interpolation (and a
+    /// `$TEST_NGINX_` in it is refused, since it would go out literally).
+    fn plain_text(&mut self, name: &str) -> Result<Option<String>, String> {
+        match self.value(name)? {
+            None => Ok(None),
+            Some(Value::Str(s)) => {
+                no_env(name, &s)?;
+                Ok(Some(String::from_utf8_lossy(&s).into_owned()))
+            }
+            Some(other) => Err(format!("--- {name} must be a string, got {other}")),
+        }
+    }
+
     fn seconds(&mut self, name: &str) -> Result<Option<f64>, String> {
-        match self.text(name)? {
+        match self.plain_text(name)? {
             None => Ok(None),
             Some(t) => parse_seconds(&t)
                 .map(Some)
@@ -278,7 +385,7 @@ impl<'a> BlockRun<'a> {
     fn execute(&mut self) -> Result<Outcome, String> {
         let job = self.job;
         let pre = &job.file.preamble;
-        let log_level = self.text("log_level")?.map(|l| l.trim().to_string());
+        let log_level = self.plain_text("log_level")?.map(|l| l.trim().to_string());
         self.conf = ConfTexts {
             log_level: log_level.unwrap_or_else(|| pre.log_level.clone()),
             main_config: self.text("main_config")?.unwrap_or_default(),
@@ -289,7 +396,7 @@ impl<'a> BlockRun<'a> {
         self.write_user_files()?;
         self.write_conf(&self.conf.clone())?;
 
-        let must_die = self.text("must_die")?;
+        let must_die = self.plain_text("must_die")?;
         let mut nginx = match Nginx::start(self.info, &job.servroot, startup_timeout())? {
             Start::AddressInUse => return Ok(Outcome::Retry),
             Start::Exited {
@@ -319,13 +426,12 @@ impl<'a> BlockRun<'a> {
                     self.failures
                         .push("must_die: nginx exited with code 0".to_string());
                 }
-                let lines: Vec<String> = output.lines().map(str::to_string).collect();
-                self.check_logs(
-                    &lines,
-                    &["error_log", "shutdown_error_log"],
-                    &["no_error_log", "no_shutdown_error_log"],
-                    "nginx output",
-                )?;
+                // As Test::Nginx: the log sections are checked against error.log only (where
+                // nginx writes `[emerg] PID#0: message`; its stderr, `nginx: [emerg] message`,
+                // is not read).
+                let lines = read_lines(&self.job.servroot.join("logs/error.log"));
+                let f = self.log_failures(&lines, None, "")?;
+                self.failures.extend(f.into_iter().map(|(_, m)| m));
                 self.check_unexpected(&lines, true)?;
                 self.check_valgrind();
                 return Ok(Outcome::Done);
@@ -344,9 +450,6 @@ impl<'a> BlockRun<'a> {
 
         self.run_requests(&mut nginx)?;
 
-        if let Some(w) = self.seconds("wait")? {
-            sleep(Duration::from_secs_f64(w.max(0.0)));
-        }
         let was_running = nginx.running();
         let stop = nginx.stop(shutdown_grace());
         self.nginx_output = Some(nginx.output());
@@ -368,19 +471,19 @@ impl<'a> BlockRun<'a> {
                 }
             }
         }
-        let lines = read_lines(&self.job.servroot.join("logs/error.log"));
+        let path = self.job.servroot.join("logs/error.log");
+        let lines = read_lines(&path);
         self.check_unexpected(&lines, false)?;
-        self.check_logs(
-            &lines,
-            &["error_log", "shutdown_error_log"],
-            &["no_error_log", "no_shutdown_error_log"],
+        // shutdown_error_log: the lines since the last check, through nginx's exit (Test::Nginx
+        // reads them when it stops this nginx, at the start of the next block).
+        let (shutdown, _) = self.error_log_since_check(&path);
+        self.check_patterns(
+            &shutdown,
+            &["shutdown_error_log"],
+            &["no_shutdown_error_log"],
             "error.log",
+            " (lines logged after the last check, through nginx's exit)",
         )?;
-        self.check_grep_error_log(&lines)?;
-        if self.block().has("access_log") || self.block().has("no_access_log") {
-            let lines = read_lines(&self.job.servroot.join("logs/access.log"));
-            self.check_logs(&lines, &["access_log"], &["no_access_log"], "access.log")?;
-        }
         self.check_json_log()?;
         self.check_prometheus()?;
         self.check_valgrind();
@@ -504,7 +607,8 @@ impl<'a> BlockRun<'a> {
         }
         let html = self.job.servroot.join("html");
         for (name, body, date) in files {
-            let name = self.vars.expand(&name)?;
+            // Test::Nginx interpolates the contents, not the names.
+            no_env("user_files", name.as_bytes())?;
             let path = if name.starts_with('/') {
                 PathBuf::from(&name)
             } else {
@@ -551,7 +655,7 @@ impl<'a> BlockRun<'a> {
                 }
                 other => return Err(format!("--- raw_request: unsupported value {other}")),
             };
-            let bytes = self.vars.expand_bytes(&bytes)?;
+            no_env("raw_request", &bytes)?;
             return Ok((vec![Request::new(bytes)], false));
         }
         let Some(req) = self.value("request")? else {
@@ -585,7 +689,9 @@ impl<'a> BlockRun<'a> {
                         }
                     }
                 }
-                (v, true)
+                // Test::Nginx wants arrays of expected values only for several requests.
+                let several = v.len() > 1;
+                (v, several)
             }
             other => return Err(format!("--- request: unsupported value {other}")),
         };
@@ -606,9 +712,9 @@ impl<'a> BlockRun<'a> {
                 },
                 Some(other) => return Err(format!("--- more_headers: unsupported value {other}")),
             };
-            let headers = self.vars.expand_bytes(&headers)?;
-            let r = self.vars.expand_bytes(r)?;
-            out.push(Request::new(http::build_request(&r, &headers)?));
+            no_env("more_headers", &headers)?;
+            no_env("request", r)?;
+            out.push(Request::new(http::build_request(r, &headers)?));
         }
         Ok((out, need_array))
     }
@@ -666,7 +772,7 @@ impl<'a> BlockRun<'a> {
             if reload_after.is_some() {
                 return Err("--- reload_after_request needs a --- request".into());
             }
-            return Ok(());
+            return self.check_logs_now(" (after the concurrent phase)");
         }
         let (reqs, need_array) = self.requests()?;
         let timeout = self.timeout()?;
@@ -715,6 +821,18 @@ impl<'a> BlockRun<'a> {
                 }
             }
             self.after_request(i + 1, nginx)?;
+            // As Test::Nginx: `--- wait` seconds, then the log checks, after each request.
+            if let Some(w) = self.seconds("wait")? {
+                sleep(Duration::from_secs_f64(w.max(0.0)));
+            }
+            let when = if n == 1 {
+                String::new()
+            } else if self.job.file.preamble.accum_error_log {
+                format!(" (error.log up to request #{})", i + 1)
+            } else {
+                format!(" (lines logged for request #{})", i + 1)
+            };
+            self.check_logs_now(&when)?;
             if !nginx.running() {
                 break;
             }
@@ -770,7 +888,10 @@ impl<'a> BlockRun<'a> {
             None => Vec::new(),
         };
         let headers = match self.value("more_headers")? {
-            Some(Value::Str(s)) => self.vars.expand(&String::from_utf8_lossy(&s))?,
+            Some(Value::Str(s)) => {
+                no_env("more_headers", &s)?;
+                String::from_utf8_lossy(&s).into_owned()
+            }
             _ => String::new(),
         };
         let mut jobs = Vec::with_capacity(n);
@@ -931,7 +1052,7 @@ impl<'a> BlockRun<'a> {
             for f in &files {
                 raw.extend(read_lines(&root.join(f)));
             }
-            self.check_logs(&raw, &[], &["no_json_log"], &files.join(" + "))?;
+            self.check_patterns(&raw, &[], &["no_json_log"], &files.join(" + "), "")?;
         }
         Ok(())
     }
@@ -987,9 +1108,34 @@ impl<'a> BlockRun<'a> {
             }
             other => other,
         };
+        // What Test::Nginx interpolates: `$ServerPort` (and `$ServerPortForClient`) in
+        // response_body, response_body_like/unlike and response_headers; `$TEST_NGINX_*` only
+        // in a string response_body.
+        let port = matches!(
+            name,
+            "response_body" | "response_body_like" | "response_body_unlike" | "response_headers"
+        );
         Ok(Some(match v {
-            Value::Str(s) => Value::Str(self.vars.expand_expected(&s)?),
-            Value::Regex(r) => Value::Regex(PerlRegex::new(self.vars.expand(&r.source)?, r.flags)),
+            Value::Str(s) if name == "response_body" => {
+                let s = self.vars.server_port(&s)?;
+                Value::Str(self.vars.expand_bytes(&s)?)
+            }
+            Value::Str(s) => {
+                no_env(name, &s)?;
+                Value::Str(if port { self.vars.server_port(&s)? } else { s })
+            }
+            Value::Regex(r) => {
+                no_env(name, r.source.as_bytes())?;
+                if port && name != "response_body" {
+                    let source = self.vars.server_port(r.source.as_bytes())?;
+                    Value::Regex(PerlRegex::new(
+                        String::from_utf8_lossy(&source).into_owned(),
+                        r.flags,
+                    ))
+                } else {
+                    Value::Regex(r)
+                }
+            }
             other => other,
         }))
     }
@@ -1071,10 +1217,11 @@ impl<'a> BlockRun<'a> {
             for (name, val) in parse_header_spec(&want) {
                 let got = resp.header(&name);
                 match val {
+                    // As Test::Nginx (`qr/^$/`): absent or empty.
                     None => {
-                        if let Some(g) = got {
+                        if let Some(g) = got.filter(|g| !g.is_empty()) {
                             self.failures.push(format!(
-                                "response header{label} '{name}' should be absent, but is {g:?}"
+                                "response header{label} '{name}' should be absent (or empty), but is {g:?}"
                             ));
                         }
                     }
@@ -1148,19 +1295,26 @@ impl<'a> BlockRun<'a> {
     }
 
     /// `error_log`-like sections must each match a line; `no_error_log`-like ones none.
-    fn check_logs(
+    /// Returns the failures, each marked whether it is a missing line (`true`) or a line that
+    /// should not be there.
+    fn pattern_failures(
         &mut self,
         lines: &[String],
         positive: &[&str],
         negative: &[&str],
         what: &str,
-    ) -> Result<(), String> {
+        when: &str,
+    ) -> Result<Vec<(bool, String)>, String> {
+        let mut out = Vec::new();
         for section in positive {
             for pat in self.patterns(section)? {
                 if !lines.iter().any(|l| pat.matches(l)) {
-                    self.failures.push(format!(
-                        "--- {section}: {} should match a line in {what}",
-                        pat.text()
+                    out.push((
+                        true,
+                        format!(
+                            "--- {section}: {} should match a line in {what}{when}",
+                            pat.text()
+                        ),
                     ));
                 }
             }
@@ -1168,37 +1322,137 @@ impl<'a> BlockRun<'a> {
         for section in negative {
             for pat in self.patterns(section)? {
                 if let Some(l) = lines.iter().find(|l| pat.matches(l)) {
-                    self.failures.push(format!(
-                        "--- {section}: {} should not match any line in {what}, but matches:\n    {l}",
-                        pat.text()
+                    out.push((
+                        false,
+                        format!(
+                            "--- {section}: {} should not match any line in {what}{when}, but matches:\n    {l}",
+                            pat.text()
+                        ),
                     ));
                 }
             }
         }
+        Ok(out)
+    }
+
+    /// `pattern_failures`, recorded as the block's failures.
+    fn check_patterns(
+        &mut self,
+        lines: &[String],
+        positive: &[&str],
+        negative: &[&str],
+        what: &str,
+        when: &str,
+    ) -> Result<(), String> {
+        let f = self.pattern_failures(lines, positive, negative, what, when)?;
+        self.failures.extend(f.into_iter().map(|(_, m)| m));
         Ok(())
     }
 
-    /// `--- grep_error_log` (a substring or qr//): the matched parts of all error.log lines, one
-    /// per line, must equal `--- grep_error_log_out` (or match it, if that is a qr//).
-    fn check_grep_error_log(&mut self, lines: &[String]) -> Result<(), String> {
-        let (pat, want) = match (
+    /// Test::Nginx's log checks on `errlog` (the error.log lines of this check) and, when
+    /// given, `acclog` (all of access.log): `error_log`, `no_error_log`, `grep_error_log`,
+    /// `access_log`, `no_access_log`. `when` ends the messages (which request).
+    fn log_failures(
+        &mut self,
+        errlog: &[String],
+        acclog: Option<&[String]>,
+        when: &str,
+    ) -> Result<Vec<(bool, String)>, String> {
+        let mut out =
+            self.pattern_failures(errlog, &["error_log"], &["no_error_log"], "error.log", when)?;
+        if let Some(m) = self.grep_error_log_failure(errlog, when)? {
+            out.push((true, m));
+        }
+        if let Some(acc) = acclog {
+            out.extend(self.pattern_failures(
+                acc,
+                &["access_log"],
+                &["no_access_log"],
+                "access.log",
+                when,
+            )?);
+        }
+        Ok(out)
+    }
+
+    /// The error.log lines since the last check (all of them with `check_accum_error_log()`),
+    /// and the file's length.
+    fn error_log_since_check(&self, path: &Path) -> (Vec<String>, usize) {
+        let bytes = fs::read(path).unwrap_or_default();
+        let from = if self.job.file.preamble.accum_error_log {
+            0
+        } else {
+            self.log_pos.min(bytes.len())
+        };
+        let lines = String::from_utf8_lossy(&bytes[from..])
+            .lines()
+            .map(str::to_string)
+            .collect();
+        (lines, bytes.len())
+    }
+
+    /// Test::Nginx's log check after a request (`when` says which): it sleeps
+    /// 3 * TEST_NGINX_SLEEP (0.015 s) for lines logged in the log phase, then checks the
+    /// error.log lines logged since the previous check and the whole access.log. An expected
+    /// line or grep_error_log_out that is not there yet is waited for up to 0.5 s more
+    /// (no request is in flight meanwhile, so only this request's late lines can come).
+    fn check_logs_now(&mut self, when: &str) -> Result<(), String> {
+        let b = self.block();
+        let errlog = ["error_log", "no_error_log", "grep_error_log"]
+            .iter()
+            .any(|s| b.has(s));
+        let acclog = ["access_log", "no_access_log"].iter().any(|s| b.has(s));
+        let path = self.job.servroot.join("logs/error.log");
+        if !errlog && !acclog {
+            self.log_pos = fs::metadata(&path).map_or(0, |m| m.len() as usize);
+            return Ok(());
+        }
+        let nap = std::env::var("TEST_NGINX_SLEEP")
+            .ok()
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.015);
+        sleep(Duration::from_secs_f64(3.0 * nap * valgrind::slowdown()));
+        let deadline =
+            std::time::Instant::now() + Duration::from_secs_f64(0.5 * valgrind::slowdown());
+        loop {
+            let (lines, end) = self.error_log_since_check(&path);
+            let acc = acclog.then(|| read_lines(&self.job.servroot.join("logs/access.log")));
+            let failures = self.log_failures(&lines, acc.as_deref(), when)?;
+            let waiting = failures.iter().any(|(missing, _)| *missing);
+            if !waiting || std::time::Instant::now() > deadline {
+                self.log_pos = end;
+                self.failures.extend(failures.into_iter().map(|(_, m)| m));
+                return Ok(());
+            }
+            sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `--- grep_error_log` (a substring or qr//): the matched parts of the lines, one per
+    /// line, must equal `--- grep_error_log_out` (or match it, if that is a qr//). As in
+    /// Test::Nginx, an array gives the value of the first round (repeat_each is 1).
+    fn grep_error_log_failure(
+        &mut self,
+        lines: &[String],
+        when: &str,
+    ) -> Result<Option<String>, String> {
+        let (Some(pat), Some(want)) = (
             self.value("grep_error_log")?,
             self.value("grep_error_log_out")?,
-        ) {
-            (None, None) => return Ok(()),
-            (Some(p), Some(w)) => (p, w),
-            _ => {
-                return Err("--- grep_error_log and --- grep_error_log_out go together".to_string())
-            }
+        ) else {
+            return Ok(None);
         };
         let first = |v: Value| match v {
             Value::Array(mut a) if !a.is_empty() => a.swap_remove(0),
             other => other,
         };
         let pat = match first(pat) {
-            Value::Str(s) => Pattern::Sub(self.vars.expand(&String::from_utf8_lossy(&s))?),
+            Value::Str(s) => {
+                no_env("grep_error_log", &s)?;
+                Pattern::Sub(String::from_utf8_lossy(&s).into_owned())
+            }
             Value::Regex(r) => {
-                let r = PerlRegex::new(self.vars.expand(&r.source)?, r.flags);
+                no_env("grep_error_log", r.source.as_bytes())?;
                 Pattern::Re(r.compile()?, r.to_string())
             }
             other => return Err(format!("--- grep_error_log: unsupported pattern {other}")),
@@ -1216,33 +1470,37 @@ impl<'a> BlockRun<'a> {
                 got.push('\n');
             }
         }
-        match first(want) {
+        Ok(match first(want) {
             Value::Str(w) => {
                 let w = self.vars.expand_bytes(&w)?;
-                if got.as_bytes() != w.as_slice() {
-                    self.failures.push(format!(
-                        "--- grep_error_log_out: the lines matching {} differ:\n{}",
+                (got.as_bytes() != w.as_slice()).then(|| {
+                    format!(
+                        "--- grep_error_log_out: the lines matching {}{when} differ:\n{}",
                         pat.text(),
                         diff(&w, got.as_bytes())
-                    ));
-                }
+                    )
+                })
             }
             Value::Regex(r) => {
-                if !r.compile()?.is_match(got.as_bytes()) {
-                    self.failures.push(format!(
-                        "--- grep_error_log_out: the lines matching {} do not match {r}:\n{}",
+                // Test::Nginx would turn a qr// holding $TEST_NGINX_ into a plain string.
+                no_env("grep_error_log_out", r.source.as_bytes())?;
+                (!r.compile()?.is_match(got.as_bytes())).then(|| {
+                    format!(
+                        "--- grep_error_log_out: the lines matching {}{when} do not match {r}:\n{}",
                         pat.text(),
                         indent(&show(got.as_bytes()))
-                    ));
-                }
+                    )
+                })
             }
             other => return Err(format!("--- grep_error_log_out: unsupported value {other}")),
-        }
-        Ok(())
+        })
     }
 
     /// Patterns of an error_log-like section: lines (substrings), qr// or an array of those.
+    /// As Test::Nginx, without `$TEST_NGINX_*` interpolation (the project's `no_json_log`
+    /// has it).
     fn patterns(&mut self, section: &str) -> Result<Vec<Pattern>, String> {
+        let expand = PROJECT_SECTIONS.contains(&section);
         let Some(v) = self.value(section)? else {
             return Ok(Vec::new());
         };
@@ -1262,9 +1520,21 @@ impl<'a> BlockRun<'a> {
         let mut out = Vec::new();
         for it in items {
             out.push(match it {
-                Value::Str(s) => Pattern::Sub(self.vars.expand(&String::from_utf8_lossy(&s))?),
+                Value::Str(s) if expand => {
+                    Pattern::Sub(self.vars.expand(&String::from_utf8_lossy(&s))?)
+                }
+                Value::Str(s) => {
+                    no_env(section, &s)?;
+                    Pattern::Sub(String::from_utf8_lossy(&s).into_owned())
+                }
                 Value::Regex(r) => {
-                    let r = PerlRegex::new(self.vars.expand(&r.source)?, r.flags);
+                    let source = if expand {
+                        self.vars.expand(&r.source)?
+                    } else {
+                        no_env(section, r.source.as_bytes())?;
+                        r.source
+                    };
+                    let r = PerlRegex::new(source, r.flags);
                     Pattern::Re(r.compile()?, r.to_string())
                 }
                 other => return Err(format!("--- {section}: unsupported pattern {other}")),
@@ -1332,7 +1602,10 @@ impl<'a> BlockRun<'a> {
             };
             let _ = writeln!(r, "request{n}:\n{}", indent(&show(&ex.request)));
             if let Some(resp) = &ex.response {
-                let head_len = resp.raw_headers.len();
+                let head_len = match resp.raw_headers.len() {
+                    0 => resp.raw.len(),
+                    n => n,
+                };
                 let _ = writeln!(
                     r,
                     "response{n} headers:\n{}",
@@ -1469,13 +1742,45 @@ impl Vars {
         Ok(String::from_utf8_lossy(&self.expand_bytes(text.as_bytes())?).into_owned())
     }
 
-    /// Expected values also get Test::Nginx's `$ServerPort`.
-    fn expand_expected(&mut self, text: &[u8]) -> Result<Vec<u8>, String> {
+    /// Test::Nginx's `$ServerPort` and `$ServerPortForClient` (in some expected values).
+    fn server_port(&mut self, text: &[u8]) -> Result<Vec<u8>, String> {
         let port = self.lookup("TEST_NGINX_SERVER_PORT")?;
-        let re = Regex::new(r"\$ServerPort\b").map_err(|e| e.to_string())?;
-        let text = re.replace_all(text, port.as_bytes()).into_owned();
-        self.expand_bytes(&text)
+        let re = Regex::new(r"\$ServerPort(?:ForClient)?\b").map_err(|e| e.to_string())?;
+        Ok(re.replace_all(text, port.as_bytes()).into_owned())
     }
+
+    /// `$ENV{NAME}` in an `eval` section, as Perl's %ENV holds it under prove: the preamble's
+    /// assignments, the server port and root, the environment (no `TEST_NGINX_RAND_PORT_*`,
+    /// which Test::Nginx only interpolates in sections).
+    fn env(&self, name: &str) -> Result<String, String> {
+        if let Some(v) = self
+            .fixed
+            .get(name)
+            .filter(|_| !name.starts_with("TEST_NGINX_RAND_PORT_"))
+        {
+            return Ok(v.clone());
+        }
+        std::env::var(name)
+            .map_err(|_| format!("$ENV{{{name}}} is not defined (under prove neither)"))
+    }
+}
+
+/// Sections Test::Nginx does not interpolate would send or compare a `$TEST_NGINX_` literally:
+/// refused, with where it works.
+fn no_env(section: &str, text: &[u8]) -> Result<(), String> {
+    let Some(p) = text.windows(12).position(|w| w == b"$TEST_NGINX_") else {
+        return Ok(());
+    };
+    let name: String = text[p + 1..]
+        .iter()
+        .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || **c == b'_')
+        .map(|&c| c as char)
+        .collect();
+    Err(format!(
+        "--- {section}: Test::Nginx does not interpolate ${name} here (only in the config \
+         sections, user_files contents, a string response_body and grep_error_log_out); in an \
+         eval section, $ENV{{{name}}} works with both runners"
+    ))
 }
 
 /// `Name: value` lines; `!Name` means "absent" (value None).

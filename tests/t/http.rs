@@ -2,7 +2,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Builds the bytes of a request from a `--- request` value and `--- more_headers` text.
 ///
@@ -68,7 +68,11 @@ pub fn build_request(request: &[u8], more_headers: &[u8]) -> Result<Vec<u8>, Str
     }
     out.extend_from_slice(&headers);
     let mut body = body.to_vec();
-    if !chunked && !body.is_empty() && !has("Content-Length:") {
+    // As Test::Nginx: `Content-Length:` is looked for case-sensitively, Host and Connection not.
+    let has_length = headers
+        .split(|&c| c == b'\n')
+        .any(|l| l.starts_with(b"Content-Length:"));
+    if !chunked && !body.is_empty() && !has_length {
         let start = body
             .iter()
             .position(|c| !c.is_ascii_whitespace())
@@ -116,7 +120,7 @@ pub struct Response {
     pub status: Option<u16>,
     /// Header lines in order (names as sent).
     pub headers: Vec<(String, String)>,
-    /// The raw header block (status line and header lines).
+    /// The raw header block: the status line and header lines, each ending with CRLF.
     pub raw_headers: String,
     /// The body, chunked encoding removed.
     pub body: Vec<u8>,
@@ -140,49 +144,27 @@ impl Response {
 }
 
 /// Sends `request` to `addr` and reads the response until the server closes the connection,
-/// the response is complete (Content-Length or last chunk), or `timeout` passes.
-///
-/// A complete response that says `Connection: close` is read on until the close: nginx runs
-/// the request's log phase before it closes the connection, so once this returns the request
-/// is logged and counted (access log, `gateway_log`, metrics), and the next request of a
-/// block sees it without a sleep.
+/// as Test::Nginx does: a response that is complete but on a connection the server keeps open
+/// (a `raw_request` without `Connection: close`) ends in a timeout, which is a failure.
+/// `timeout` applies to the connect and to each wait for more data (Test::Nginx's `select`
+/// timeout), not to the whole exchange.
 pub fn send(
     addr: SocketAddr,
     request: &[u8],
     timeout: Duration,
     head: bool,
 ) -> Result<Response, String> {
-    let deadline = Instant::now() + timeout;
     let mut stream = TcpStream::connect_timeout(&addr, timeout)
         .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
     stream.set_write_timeout(Some(timeout)).ok();
+    stream.set_read_timeout(Some(timeout)).ok();
     let _ = stream.set_nodelay(true);
     // A write error (the server closed early, e.g. after a 400) is not fatal: read what came.
     let write_error = stream.write_all(request).err();
     let mut raw = Vec::new();
     let mut problems = Vec::new();
     let mut buf = [0u8; 16384];
-    // The response is complete and announced the close: only the close is awaited.
-    let mut awaiting_close = false;
     loop {
-        if !awaiting_close && complete(&raw, head) {
-            if !announces_close(&raw) {
-                break;
-            }
-            awaiting_close = true;
-        }
-        let timed_out = format!(
-            "timed out after {:.1}s reading the response",
-            timeout.as_secs_f64()
-        );
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            if !awaiting_close {
-                problems.push(timed_out);
-            }
-            break;
-        }
-        stream.set_read_timeout(Some(left)).ok();
         match stream.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => raw.extend_from_slice(&buf[..n]),
@@ -193,9 +175,17 @@ pub fn send(
                     std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                 ) =>
             {
-                if !awaiting_close {
-                    problems.push(timed_out);
-                }
+                problems.push(format!(
+                    "timed out after {:.1}s waiting for the server to send more or close the \
+                     connection{}",
+                    timeout.as_secs_f64(),
+                    if raw.is_empty() {
+                        ""
+                    } else {
+                        " (Test::Nginx reads until the connection closes: a request needs \
+                         Connection: close)"
+                    }
+                ));
                 break;
             }
             Err(e) => {
@@ -218,40 +208,6 @@ pub fn send(
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
-}
-
-/// Whether the response head in `raw` says `Connection: close`.
-fn announces_close(raw: &[u8]) -> bool {
-    let end = find(raw, b"\r\n\r\n").unwrap_or(raw.len());
-    parse_head(&raw[..end])
-        .header("Connection")
-        .is_some_and(|c| c.eq_ignore_ascii_case("close"))
-}
-
-/// Whether `raw` holds a whole response (so we need not wait for the connection to close).
-fn complete(raw: &[u8], head: bool) -> bool {
-    let Some(end) = find(raw, b"\r\n\r\n") else {
-        return false;
-    };
-    let resp = parse_head(&raw[..end]);
-    let body = &raw[end + 4..];
-    let status = resp.status.unwrap_or(0);
-    if head || status == 204 || status == 304 || (100..200).contains(&status) {
-        return true;
-    }
-    if resp
-        .header("Transfer-Encoding")
-        .is_some_and(|te| te.eq_ignore_ascii_case("chunked"))
-    {
-        return dechunk(body).is_ok_and(|(_, done)| done);
-    }
-    match resp
-        .header("Content-Length")
-        .and_then(|l| l.trim().parse::<usize>().ok())
-    {
-        Some(len) => body.len() >= len,
-        None => false,
-    }
 }
 
 /// Parses the status line and headers (without the blank line).
@@ -311,6 +267,13 @@ pub fn parse_response(raw: &[u8], head: bool) -> Response {
         None => (raw.len(), raw.len()),
     };
     let mut resp = parse_head(&raw[..head_end]);
+    // As Test::Nginx's raw headers: the status line and the header lines, each with its CRLF
+    // (empty when the blank line that ends them never came).
+    resp.raw_headers = if head_end < raw.len() {
+        String::from_utf8_lossy(&raw[..head_end + 2]).into_owned()
+    } else {
+        String::new()
+    };
     resp.raw = raw.to_vec();
     if raw.is_empty() {
         resp.problems.push("no response received".to_string());
@@ -390,14 +353,12 @@ fn test_build() {
 
 fn test_parse() {
     let raw = b"HTTP/1.1 200 OK\r\nA: 1\r\nTransfer-Encoding: chunked\r\nA: 2\r\n\r\n5\r\nhello\r\n1\r\n!\r\n0\r\n\r\n";
-    assert!(complete(raw, false));
     let r = parse_response(raw, false);
     assert_eq!(r.status, Some(200));
     assert_eq!(r.body, b"hello!");
     assert_eq!(r.header("a").as_deref(), Some("1, 2"));
     assert!(r.problems.is_empty());
     let raw = b"HTTP/1.1 404 Not Found\r\nContent-Length: 3\r\n\r\nab";
-    assert!(!complete(raw, false));
     let r = parse_response(raw, false);
     assert_eq!(r.status, Some(404));
     assert_eq!(r.problems.len(), 1);

@@ -179,7 +179,7 @@ http {{
 
 {http_config}
     server {{
-        listen          127.0.0.1:{port};
+        listen          {port};
         server_name     localhost;
         client_max_body_size 30M;
 

@@ -25,19 +25,32 @@ pub struct Preamble {
     pub env_to_nginx: Vec<String>,
     /// `$ENV{TEST_NGINX_X} ||= ...;` assignments, used when interpolating `$TEST_NGINX_X`.
     pub env: BTreeMap<String, String>,
+    /// `check_accum_error_log()`: every log check reads error.log from its start.
+    pub accum_error_log: bool,
+    /// `use ProjectOnly;` (after `use lib 't/lib';`): under prove, blocks with
+    /// `--- project_only` are skipped (t/lib/ProjectOnly.pm).
+    pub project_only_hook: bool,
+    /// `use lib 't/lib';` came before (where prove finds ProjectOnly.pm).
+    t_lib: bool,
 }
 
 impl Default for Preamble {
     fn default() -> Self {
         Preamble {
             workers: 1,
-            master: true,
+            // Test::Nginx: `master_process off` unless TEST_NGINX_MASTER_PROCESS says otherwise.
+            master: std::env::var("TEST_NGINX_MASTER_PROCESS")
+                .is_ok_and(|v| !(v.is_empty() || v == "0" || v.eq_ignore_ascii_case("off"))),
             log_level: std::env::var("TEST_NGINX_LOG_LEVEL").unwrap_or_else(|_| "debug".into()),
             no_root_location: false,
             worker_connections: 1024,
             timeout: None,
             env_to_nginx: Vec::new(),
             env: BTreeMap::new(),
+            accum_error_log: std::env::var("TEST_NGINX_CHECK_ACCUM_ERR_LOG")
+                .is_ok_and(|v| !v.is_empty() && v != "0"),
+            project_only_hook: false,
+            t_lib: false,
         }
     }
 }
@@ -53,10 +66,15 @@ pub struct Section {
 impl Section {
     /// Applies the section's filters (`eval`, `chomp`, `chop`, `trim`, `norm`) in order.
     pub fn value(&self) -> Result<Value, String> {
+        self.value_with(None)
+    }
+
+    /// `value`, with `$ENV{NAME}` in `eval` read through `env`.
+    pub fn value_with(&self, env: Option<perl::EnvLookup>) -> Result<Value, String> {
         let mut v = Value::text(&self.text);
         for f in &self.filters {
             v = match (f.as_str(), v) {
-                ("eval", Value::Str(s)) => perl::eval(&String::from_utf8_lossy(&s))
+                ("eval", Value::Str(s)) => perl::eval_with(&String::from_utf8_lossy(&s), env)
                     .map_err(|e| format!("--- {} eval: {e}", self.name))?,
                 ("chomp", Value::Str(mut s)) => {
                     if s.last() == Some(&b'\n') {
@@ -306,6 +324,20 @@ fn apply_statement(p: &mut Preamble, stmt: &str) -> Result<(), String> {
             "ignoring '{stmt}': the runner does not skip whole files"
         ));
     }
+    if stmt.starts_with("use lib ") && stmt.contains("t/lib") {
+        p.t_lib = true;
+        return Ok(());
+    }
+    if stmt == "use ProjectOnly" {
+        if !p.t_lib {
+            return Err(
+                "'use ProjectOnly;' needs \"use lib 't/lib';\" before it (prove would not find it)"
+                    .to_string(),
+            );
+        }
+        p.project_only_hook = true;
+        return Ok(());
+    }
     if ignore.iter().any(|i| stmt.starts_with(i)) || stmt == "1" {
         return Ok(());
     }
@@ -388,12 +420,8 @@ fn apply_statement(p: &mut Preamble, stmt: &str) -> Result<(), String> {
             }
         }
         // Accepted; repeat_each is treated as 1, order is always the file's order.
-        "repeat_each"
-        | "no_shuffle"
-        | "no_long_string"
-        | "no_diff"
-        | "check_accum_error_log"
-        | "run_tests" => {}
+        "check_accum_error_log" => p.accum_error_log = true,
+        "repeat_each" | "no_shuffle" | "no_long_string" | "no_diff" | "run_tests" => {}
         _ => return Err(format!("ignoring unsupported preamble statement '{stmt}'")),
     }
     Ok(())
@@ -552,8 +580,11 @@ fn test_preamble() {
          repeat_each(2);\nplan tests => repeat_each() * (blocks() * 3);\n\
          $ENV{TEST_NGINX_RUNNER_UNIT_X} ||= 'abc';\nuse Cwd qw(cwd);\n\
          $ENV{TEST_NGINX_RUNNER_UNIT_DIR} ||= cwd() . '/t/keys';\nour $Conf = <<'_EOC_';\nfoo;\n_EOC_\n\
-         frobnicate(1);\nno_root_location();\nrun_tests();\n__DATA__\n",
+         frobnicate(1);\nno_root_location();\nuse lib 't/lib';\nuse ProjectOnly;\n\
+         check_accum_error_log();\nrun_tests();\n__DATA__\n",
     );
+    assert!(f.preamble.project_only_hook);
+    assert!(f.preamble.accum_error_log);
     assert_eq!(f.preamble.workers, 2);
     assert!(f.preamble.master);
     assert_eq!(f.preamble.log_level, "info");
@@ -572,4 +603,8 @@ fn test_preamble() {
     );
     assert_eq!(f.warnings.len(), 1, "{:?}", f.warnings);
     assert!(f.warnings[0].contains("frobnicate"));
+    // Without `use lib 't/lib'` prove would not find the hook: not loaded, with a warning.
+    let f = parse_file("use ProjectOnly;\nrun_tests();\n__DATA__\n");
+    assert!(!f.preamble.project_only_hook);
+    assert!(f.warnings[0].contains("use lib"), "{:?}", f.warnings);
 }

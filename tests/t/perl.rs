@@ -4,8 +4,12 @@
 //! Supported expressions: double-quoted strings (escapes `\n \r \t \0 \e \a \f \\ \" \$ \@`,
 //! `\xHH`, `\x{HHHH}`, octal `\NNN`), single-quoted strings, `q{}`/`qq{}` with any delimiter,
 //! integers, `.` concatenation, `x N` repetition (of strings and of parenthesised lists),
-//! `[ ... ]` arrays (nested), `( ... )` grouping, `qr/.../flags` regexes and `#` comments.
-//! Anything else (variables, function calls, heredocs, ...) is an error with a clear message.
+//! `[ ... ]` arrays (nested), `( ... )` grouping, `qr/.../flags` regexes, `#` comments, and
+//! `$ENV{NAME}` (a term, or interpolated in a double-quoted string) when the caller gives an
+//! environment (see `eval_with`). Anything else (other variables, function calls, heredocs, ...)
+//! is an error with a clear message. A code point above 0xFF (`"\x{100}"`) is refused too: Perl
+//! makes a wide-character string of it, which Test::Nginx can neither send nor compare with the
+//! bytes nginx sends back.
 
 use regex::bytes::{Regex, RegexBuilder};
 use std::fmt;
@@ -13,7 +17,7 @@ use std::fmt;
 /// A value produced by a Perl expression.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Value {
-    /// A string (Perl strings are byte strings here; `\x{100}` and up are UTF-8 encoded).
+    /// A string (a Perl byte string: `\xHH` and `\x{HH}` are single bytes).
     Str(Vec<u8>),
     /// A compiled-later regex: Perl source and flags (`qr/src/flags`).
     Regex(PerlRegex),
@@ -83,9 +87,18 @@ impl PerlRegex {
 /// Evaluates a Perl expression. A top-level comma list yields its first element, like a
 /// Test::Base section accessor in scalar context does.
 pub fn eval(src: &str) -> Result<Value, String> {
+    eval_with(src, None)
+}
+
+/// How `$ENV{NAME}` is looked up: the value, or why there is none.
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Result<String, String>;
+
+/// Like `eval`, with `$ENV{NAME}` read through `env` (without one, `$ENV{...}` is refused).
+pub fn eval_with(src: &str, env: Option<EnvLookup>) -> Result<Value, String> {
     let mut p = Parser {
         s: src.as_bytes(),
         i: 0,
+        env,
     };
     let mut list = p.list()?;
     p.skip_ws();
@@ -107,6 +120,7 @@ enum Item {
 struct Parser<'a> {
     s: &'a [u8],
     i: usize,
+    env: Option<EnvLookup<'a>>,
 }
 
 impl Parser<'_> {
@@ -207,6 +221,23 @@ impl Parser<'_> {
         }
     }
 
+    /// `$ENV{NAME}` (NAME bare or quoted) starting at `at`: its value and the source length.
+    fn env_var(&self, at: usize) -> Result<(Vec<u8>, usize), String> {
+        let rest = &self.s[at..];
+        let close = rest
+            .iter()
+            .position(|&c| c == b'}')
+            .ok_or_else(|| self.error("unterminated $ENV{"))?;
+        let name = String::from_utf8_lossy(&rest[5..close])
+            .trim()
+            .trim_matches(['\'', '"'])
+            .to_string();
+        let Some(env) = self.env else {
+            return Err(self.error("$ENV{...} is not available here"));
+        };
+        Ok((env(&name)?.into_bytes(), close + 1))
+    }
+
     fn integer(&mut self) -> Result<i64, String> {
         let start = self.i;
         if self.peek() == Some(b'-') {
@@ -271,6 +302,11 @@ impl Parser<'_> {
                 self.integer()?.to_string().into_bytes(),
             ))),
             b'q' => self.quote_like(),
+            b'$' if self.s[self.i..].starts_with(b"$ENV{") => {
+                let (value, len) = self.env_var(self.i)?;
+                self.i += len;
+                Ok(Item::One(Value::Str(value)))
+            }
             // `cwd()` of Perl's Cwd module (the preamble's `use Cwd;` is accepted and ignored):
             // the current directory, which is the package root under `cargo test` and `prove`.
             b'c' if self.s[self.i..].starts_with(b"cwd()") => {
@@ -397,7 +433,8 @@ impl Parser<'_> {
         self.double_quoted_pair(q, q)
     }
 
-    /// Double-quote rules: backslash escapes; `$name` / `@name` interpolation is refused.
+    /// Double-quote rules: backslash escapes; `$ENV{NAME}` is interpolated (with an
+    /// environment), any other `$name` / `@name` interpolation is refused.
     fn double_quoted_pair(&mut self, open: u8, close: u8) -> Result<Vec<u8>, String> {
         let start = self.i;
         let raw = self.raw_delimited(open, close)?;
@@ -406,6 +443,17 @@ impl Parser<'_> {
         while i < raw.len() {
             let c = raw[i];
             i += 1;
+            if c == b'$' && raw[i..].starts_with(b"ENV{") {
+                let inner = Parser {
+                    s: &raw,
+                    i: 0,
+                    env: self.env,
+                };
+                let (value, len) = inner.env_var(i - 1).inspect_err(|_| self.i = start)?;
+                out.extend(value);
+                i += len - 1;
+                continue;
+            }
             if (c == b'$' || c == b'@')
                 && raw.get(i).is_some_and(|n| {
                     n.is_ascii_alphabetic() || *n == b'_' || *n == b'{' || *n == b':'
@@ -441,7 +489,7 @@ impl Parser<'_> {
                         i += 1;
                         n += 1;
                     }
-                    push_code_point(&mut out, v);
+                    self.push_code_point(&mut out, v, start)?;
                 }
                 b'x' => {
                     let v = if raw.get(i) == Some(&b'{') {
@@ -465,7 +513,7 @@ impl Parser<'_> {
                         }
                         v
                     };
-                    push_code_point(&mut out, v);
+                    self.push_code_point(&mut out, v, start)?;
                 }
                 other => out.push(other),
             }
@@ -474,14 +522,27 @@ impl Parser<'_> {
     }
 }
 
-/// Bytes below 256 are raw bytes (as in a Perl byte string); larger code points are UTF-8.
-fn push_code_point(out: &mut Vec<u8>, v: u32) {
-    if v < 256 {
-        out.push(v as u8);
-    } else {
+impl Parser<'_> {
+    /// A code point below 256 is a raw byte (as in a Perl byte string); a larger one would make
+    /// a wide-character string, which Test::Nginx cannot send (it bails out of the file) nor
+    /// compare with the response's bytes: refused, with the UTF-8 bytes to write instead.
+    fn push_code_point(&mut self, out: &mut Vec<u8>, v: u32, start: usize) -> Result<(), String> {
+        if v < 256 {
+            out.push(v as u8);
+            return Ok(());
+        }
         let ch = char::from_u32(v).unwrap_or('\u{fffd}');
         let mut buf = [0u8; 4];
-        out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+        let bytes: String = ch
+            .encode_utf8(&mut buf)
+            .bytes()
+            .map(|b| format!("\\x{b:02x}"))
+            .collect();
+        self.i = start;
+        Err(self.error(&format!(
+            "the code point U+{v:04X} makes a Perl wide-character string, which Test::Nginx \
+             cannot send or compare with bytes; write its UTF-8 bytes \"{bytes}\""
+        )))
     }
 }
 
@@ -651,6 +712,22 @@ fn strings() {
     // ...but is string repetition as an operand of '.'.
     assert_eq!(eval(r#""x" . ("ab") x 2"#).unwrap(), s("xabab"));
     assert!(eval(r#""$foo""#).is_err());
+    assert!(eval(r#""\x{10FFFF}""#).is_err());
+    assert!(eval(r#""\x{e9}""#).unwrap() == Value::Str(vec![0xe9]));
+    let env = |n: &str| match n {
+        "TEST_NGINX_A" => Ok("va".to_string()),
+        other => Err(format!("No environment {other} defined")),
+    };
+    assert_eq!(
+        eval_with(
+            r#"["x $ENV{TEST_NGINX_A} y", $ENV{'TEST_NGINX_A'} . "!"]"#,
+            Some(&env)
+        )
+        .unwrap(),
+        Value::Array(vec![s("x va y"), s("va!")])
+    );
+    assert!(eval_with(r#""$ENV{TEST_NGINX_B}""#, Some(&env)).is_err());
+    assert!(eval(r#""$ENV{TEST_NGINX_A}""#).is_err());
     assert!(eval("foo()").is_err());
     let cwd = std::env::current_dir().unwrap().display().to_string();
     assert_eq!(

@@ -2,7 +2,7 @@
 //! variable Test::Nginx uses for the same purpose), and reading valgrind's reports after a
 //! block (see t/README.md, "Memcheck").
 //!
-//! nginx runs as `valgrind --tool=memcheck ... nginx -p ...` with the master process on:
+//! nginx runs as `valgrind --tool=memcheck ... nginx -p ...`; with the master process on,
 //! valgrind follows `fork()` without `exec()`, so the master and every worker are checked, each
 //! writing `logs/valgrind-<pid>.log`. After the block, every report in those files that
 //! valgrind counted as an error (invalid reads and writes, uses of uninitialised values, bad
