@@ -9,6 +9,8 @@
 # hs256, keys in t/keys/hmac.jwks), in $TEST_NGINX_ALICE (valid until 2100) and
 # $TEST_NGINX_ALICE_BAD (one signature bit off). Basic credentials alice:secret.
 use Test::Nginx::Socket 'no_plan';
+use lib 't/lib';
+use ProjectOnly;
 use Cwd qw(cwd);
 
 $ENV{TEST_NGINX_KEYS} ||= cwd() . '/t/keys';
@@ -46,8 +48,8 @@ __DATA__
 ["GET /t", "GET /t", "GET /t"]
 --- more_headers eval
 [
-    "Authorization: Bearer \$TEST_NGINX_ALICE",
-    "Authorization: Bearer \$TEST_NGINX_ALICE_BAD",
+    "Authorization: Bearer $ENV{TEST_NGINX_ALICE}",
+    "Authorization: Bearer $ENV{TEST_NGINX_ALICE_BAD}",
     "",
 ]
 --- error_code eval
@@ -91,9 +93,9 @@ __DATA__
 [
     "",
     "Authorization: Bearer not.a.token",
-    "Authorization: Bearer \$TEST_NGINX_ALICE",
+    "Authorization: Bearer $ENV{TEST_NGINX_ALICE}",
     "",
-    "Authorization: Bearer \$TEST_NGINX_ALICE",
+    "Authorization: Bearer $ENV{TEST_NGINX_ALICE}",
 ]
 --- error_code eval
 [200, 200, 200, 429, 429]
@@ -116,7 +118,90 @@ jwt refused
 
 
 
-=== TEST 3: satisfy all (the default): address, then token; a denied address gets 403 before any token is read, as with auth_basic
+=== TEST 3: satisfy all (the default), allowed address: a valid token is granted (upstream reached)
+--- http_config
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        auth_jwt off;
+        location / {
+            return 200 "upstream reached sub=$http_x_user\n";
+        }
+    }
+--- config
+    location /ok {
+        allow 127.0.0.1;
+        deny all;
+        auth_jwt "api";
+        auth_jwt_key_file $TEST_NGINX_KEYS/hmac.jwks;
+        proxy_set_header X-User $jwt_claim_sub;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+    }
+    location /denied {
+        satisfy all;
+        allow 10.255.255.1;
+        deny all;
+        auth_jwt "api";
+        auth_jwt_key_file $TEST_NGINX_KEYS/hmac.jwks;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+    }
+--- request
+GET /ok
+--- more_headers eval
+"Authorization: Bearer $ENV{TEST_NGINX_ALICE}"
+--- error_code: 200
+--- response_headers
+!WWW-Authenticate
+--- response_body_like eval
+qr/\Aupstream reached sub=alice\n\z/
+--- no_error_log
+malformed
+access forbidden by rule
+jwt refused
+
+
+
+=== TEST 4: satisfy all (the default), allowed address, then token: no token gets auth_jwt's 401 (missing)
+--- http_config
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        auth_jwt off;
+        location / {
+            return 200 "upstream reached sub=$http_x_user\n";
+        }
+    }
+--- config
+    location /ok {
+        allow 127.0.0.1;
+        deny all;
+        auth_jwt "api";
+        auth_jwt_key_file $TEST_NGINX_KEYS/hmac.jwks;
+        proxy_set_header X-User $jwt_claim_sub;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+    }
+    location /denied {
+        satisfy all;
+        allow 10.255.255.1;
+        deny all;
+        auth_jwt "api";
+        auth_jwt_key_file $TEST_NGINX_KEYS/hmac.jwks;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+    }
+--- request
+GET /ok
+--- error_code: 401
+--- response_headers
+WWW-Authenticate: Bearer realm="api"
+--- response_body_like eval
+qr/\A<html>\r\n<head><title>401 Authorization Required<\/title>/
+--- error_log
+gateway: jwt refused: no token (missing)
+--- no_error_log
+malformed
+access forbidden by rule
+
+
+
+=== TEST 5: satisfy all: a denied address gets 403 before any token is read (a valid, missing or malformed token alike), as with auth_basic
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -143,36 +228,36 @@ jwt refused
         proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1;
     }
 --- request eval
-["GET /ok", "GET /ok", "GET /denied", "GET /denied", "GET /denied"]
+["GET /denied", "GET /denied", "GET /denied"]
 --- more_headers eval
 [
-    "Authorization: Bearer \$TEST_NGINX_ALICE",
-    "",
-    "Authorization: Bearer \$TEST_NGINX_ALICE",
+    "Authorization: Bearer $ENV{TEST_NGINX_ALICE}",
     "",
     "Authorization: Bearer not.a.token",
 ]
 --- error_code eval
-[200, 401, 403, 403, 403]
+[403, 403, 403]
 --- response_headers eval
 [
-    "!WWW-Authenticate",
-    "WWW-Authenticate: Bearer realm=\"api\"",
     "!WWW-Authenticate",
     "!WWW-Authenticate",
     "!WWW-Authenticate",
 ]
 --- response_body_like eval
-[qr/\Aupstream reached sub=alice\n\z/, qr/401/, qr/403 Forbidden/, qr/403 Forbidden/, qr/403 Forbidden/]
+[
+    qr/\A<html>\r\n<head><title>403 Forbidden<\/title>/,
+    qr/\A<html>\r\n<head><title>403 Forbidden<\/title>/,
+    qr/\A<html>\r\n<head><title>403 Forbidden<\/title>/,
+]
 --- error_log
 access forbidden by rule
-gateway: jwt refused: no token (missing)
 --- no_error_log
 malformed
+jwt refused
 
 
 
-=== TEST 4: satisfy any with auth_basic: a password or a token grants; the other module's challenge is dropped from the granted response; refused by both: 401 with both challenges (401 wins over auth_jwt's 403)
+=== TEST 6: satisfy any with auth_basic: a password or a token grants; the other module's challenge is dropped from the granted response; refused by both: 401 with both challenges (401 wins over auth_jwt's 403)
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -185,7 +270,7 @@ malformed
     location /t {
         satisfy any;
         auth_basic "pw";
-        auth_basic_user_file $TEST_NGINX_HTML_DIR/htpasswd;
+        auth_basic_user_file $TEST_NGINX_SERVER_ROOT/html/htpasswd;
         auth_jwt "api";
         auth_jwt_key_file $TEST_NGINX_KEYS/hmac.jwks;
         auth_jwt_require $jwt_claim_admin error=403;
@@ -195,7 +280,7 @@ malformed
     location /open {
         satisfy any;
         auth_basic "pw";
-        auth_basic_user_file $TEST_NGINX_HTML_DIR/htpasswd;
+        auth_basic_user_file $TEST_NGINX_SERVER_ROOT/html/htpasswd;
         auth_jwt "api";
         auth_jwt_key_file $TEST_NGINX_KEYS/hmac.jwks;
         proxy_set_header X-User $jwt_claim_sub;
@@ -209,10 +294,10 @@ alice:{PLAIN}secret
 --- more_headers eval
 [
     "Authorization: Basic YWxpY2U6c2VjcmV0",
-    "Authorization: Bearer \$TEST_NGINX_ALICE",
+    "Authorization: Bearer $ENV{TEST_NGINX_ALICE}",
     "Authorization: Bearer not.a.token",
     # alice has no admin claim: auth_jwt refuses 403, auth_basic 401
-    "Authorization: Bearer \$TEST_NGINX_ALICE",
+    "Authorization: Bearer $ENV{TEST_NGINX_ALICE}",
     "",
 ]
 --- error_code eval
@@ -236,7 +321,7 @@ alice:{PLAIN}secret
 
 
 
-=== TEST 5: satisfy all with auth_basic and a token from a header of its own: both are needed
+=== TEST 7: satisfy all with auth_basic and a token from a header of its own: both are needed
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -248,7 +333,7 @@ alice:{PLAIN}secret
 --- config
     location /t {
         auth_basic "pw";
-        auth_basic_user_file $TEST_NGINX_HTML_DIR/htpasswd;
+        auth_basic_user_file $TEST_NGINX_SERVER_ROOT/html/htpasswd;
         auth_jwt "api" token=$http_x_token;
         auth_jwt_key_file $TEST_NGINX_KEYS/hmac.jwks;
         proxy_set_header X-User $jwt_claim_sub;
@@ -261,9 +346,9 @@ alice:{PLAIN}secret
 ["GET /t", "GET /t", "GET /t"]
 --- more_headers eval
 [
-    "Authorization: Basic YWxpY2U6c2VjcmV0\nX-Token: \$TEST_NGINX_ALICE",
+    "Authorization: Basic YWxpY2U6c2VjcmV0\nX-Token: $ENV{TEST_NGINX_ALICE}",
     "Authorization: Basic YWxpY2U6c2VjcmV0",
-    "X-Token: \$TEST_NGINX_ALICE",
+    "X-Token: $ENV{TEST_NGINX_ALICE}",
 ]
 --- error_code eval
 [200, 401, 401]
@@ -278,7 +363,7 @@ alice:{PLAIN}secret
 
 
 
-=== TEST 6: satisfy any with auth_request (a local location): either grants; refused by both, 401 with auth_jwt's challenge
+=== TEST 8: satisfy any with auth_request (a local location): either grants; refused by both, 401 with auth_jwt's challenge
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -308,7 +393,7 @@ alice:{PLAIN}secret
 --- more_headers eval
 [
     "X-Session: good",
-    "X-Session: bad\nAuthorization: Bearer \$TEST_NGINX_ALICE",
+    "X-Session: bad\nAuthorization: Bearer $ENV{TEST_NGINX_ALICE}",
     "X-Session: bad",
     "X-Session: bad\nAuthorization: Bearer not.a.token",
 ]
@@ -326,7 +411,7 @@ alice:{PLAIN}secret
 
 
 
-=== TEST 7: satisfy all with auth_request: the subrequest's refusal (403) comes first, then the token's
+=== TEST 9: satisfy all with auth_request: the subrequest's refusal (403) comes first, then the token's
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -354,9 +439,9 @@ alice:{PLAIN}secret
 ["GET /t", "GET /t", "GET /t"]
 --- more_headers eval
 [
-    "X-Session: good\nAuthorization: Bearer \$TEST_NGINX_ALICE",
+    "X-Session: good\nAuthorization: Bearer $ENV{TEST_NGINX_ALICE}",
     "X-Session: good",
-    "X-Session: bad\nAuthorization: Bearer \$TEST_NGINX_ALICE",
+    "X-Session: bad\nAuthorization: Bearer $ENV{TEST_NGINX_ALICE}",
 ]
 --- error_code eval
 [200, 401, 403]
@@ -371,7 +456,7 @@ alice:{PLAIN}secret
 
 
 
-=== TEST 8: auth_jwt's challenge never leaks onto a response another module granted (satisfy any: auth_basic refuses, auth_request grants)
+=== TEST 10: auth_jwt's challenge never leaks onto a response another module granted (satisfy any: auth_basic refuses, auth_request grants)
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -386,7 +471,7 @@ alice:{PLAIN}secret
         auth_jwt "api";
         auth_jwt_key_file $TEST_NGINX_KEYS/hmac.jwks;
         auth_basic "pw";
-        auth_basic_user_file $TEST_NGINX_HTML_DIR/htpasswd;
+        auth_basic_user_file $TEST_NGINX_SERVER_ROOT/html/htpasswd;
         auth_request /_auth;
         proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1;
     }
@@ -417,7 +502,7 @@ alice:{PLAIN}secret
 
 
 
-=== TEST 9: satisfy any with auth_basic: the limit counts requests whichever module granted them (password or token), and a refused request not at all
+=== TEST 11: satisfy any with auth_basic: the limit counts requests whichever module granted them (password or token), and a refused request not at all
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -431,7 +516,7 @@ alice:{PLAIN}secret
     location /t {
         satisfy any;
         auth_basic "pw";
-        auth_basic_user_file $TEST_NGINX_HTML_DIR/htpasswd;
+        auth_basic_user_file $TEST_NGINX_SERVER_ROOT/html/htpasswd;
         auth_jwt "api";
         auth_jwt_key_file $TEST_NGINX_KEYS/hmac.jwks;
         rate_limit zone=ip rate=3r/h;
@@ -447,9 +532,9 @@ alice:{PLAIN}secret
 [
     "Authorization: Basic YWxpY2U6c2VjcmV0",
     "",
-    "Authorization: Bearer \$TEST_NGINX_ALICE",
+    "Authorization: Bearer $ENV{TEST_NGINX_ALICE}",
     "Authorization: Basic YWxpY2U6c2VjcmV0",
-    "Authorization: Bearer \$TEST_NGINX_ALICE",
+    "Authorization: Bearer $ENV{TEST_NGINX_ALICE}",
 ]
 --- error_code eval
 [200, 401, 200, 200, 429]
@@ -458,7 +543,7 @@ alice:{PLAIN}secret
 
 
 
-=== TEST 10: subrequests are not limited: the auth_request location's own limit never applies, the main request's does
+=== TEST 12: subrequests are not limited: the auth_request location's own limit never applies, the main request's does
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
