@@ -182,7 +182,7 @@ qr/\[emerg\] .*refuses to log "\$request_body": credentials never go to the log 
 
 
 
-=== TEST 10: the request line nginx logs ($request in access_log, request: "..." in error-log lines) has the token argument redacted; the request is served with its arguments as sent
+=== TEST 10: the request line nginx logs ($request in access_log) has the token argument of an accepted request redacted; the request is served with its arguments as sent
 --- log_level: info
 --- http_config
     server {
@@ -199,21 +199,51 @@ qr/\[emerg\] .*refuses to log "\$request_body": credentials never go to the log 
         proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1;
     }
 --- request eval
-[
-    # HS256, kid hs256, sub alice, exp 2100
-    "GET /t?a=1&jwt=eyJhbGciOiJIUzI1NiIsImtpZCI6ImhzMjU2IiwidHlwIjoiSldUIn0.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.D1F21ihkb2gaMKPqZnecJEV5uqPyzUUKQPf1Qk4yS8Y&b=2",
-    # HS256, kid hs256, sub alice, exp 2100, --corrupt-signature
-    "GET /t?jwt=eyJhbGciOiJIUzI1NiIsImtpZCI6ImhzMjU2IiwidHlwIjoiSldUIn0.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.DlF21ihkb2gaMKPqZnecJEV5uqPyzUUKQPf1Qk4yS8Y&access_token=opaque-secret-123",
-]
---- error_code eval
-[200, 401]
+# HS256, kid hs256, sub alice, exp 2100
+"GET /t?a=1&jwt=eyJhbGciOiJIUzI1NiIsImtpZCI6ImhzMjU2IiwidHlwIjoiSldUIn0.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.D1F21ihkb2gaMKPqZnecJEV5uqPyzUUKQPf1Qk4yS8Y&b=2"
+--- error_code: 200
 --- response_body_like eval
-[qr/^upstream reached args=a=1&jwt=eyJhbGciOiJIUzI1NiIsImtpZCI6ImhzMjU2IiwidHlwIjoiSldUIn0\.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0\.D1F21ihkb2gaMKPqZnecJEV5uqPyzUUKQPf1Qk4yS8Y&b=2\n\z/, qr/401/]
+qr/^upstream reached args=a=1&jwt=eyJhbGciOiJIUzI1NiIsImtpZCI6ImhzMjU2IiwidHlwIjoiSldUIn0\.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0\.D1F21ihkb2gaMKPqZnecJEV5uqPyzUUKQPf1Qk4yS8Y&b=2\n\z/
+--- access_log
+"GET /t?a=1&jwt=[REDACTED]&b=2 HTTP/1.1" 200
+--- no_error_log
+D1F21ihkb2gaMKPq
+DlF21ihkb2gaMKPq
+opaque-secret-123
+jwt refused
+--- no_access_log
+D1F21ihkb2gaMKPq
+DlF21ihkb2gaMKPq
+opaque-secret-123
+
+
+
+=== TEST 11: the request line nginx logs ($request in access_log, request: "..." in error-log lines) has the token and access_token arguments of a refused request redacted
+--- log_level: info
+--- http_config
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        gateway off;
+        location / {
+            return 200 "upstream reached args=$args\n";
+        }
+    }
+--- config
+    location /t {
+        auth_jwt "api" token=$arg_jwt;
+        auth_jwt_key_file $TEST_NGINX_KEYS/hs256.jwk;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+    }
+--- request eval
+# HS256, kid hs256, sub alice, exp 2100, --corrupt-signature
+"GET /t?jwt=eyJhbGciOiJIUzI1NiIsImtpZCI6ImhzMjU2IiwidHlwIjoiSldUIn0.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.DlF21ihkb2gaMKPqZnecJEV5uqPyzUUKQPf1Qk4yS8Y&access_token=opaque-secret-123"
+--- error_code: 401
+--- response_body_like eval
+qr/\A<html>\r\n<head><title>401 Authorization Required<\/title>/
 --- error_log
 gateway: jwt refused: signature verification failed (bad_signature)
 request: "GET /t?jwt=[REDACTED]&access_token=[REDACTED] HTTP/1.1"
 --- access_log
-"GET /t?a=1&jwt=[REDACTED]&b=2 HTTP/1.1" 200
 "GET /t?jwt=[REDACTED]&access_token=[REDACTED] HTTP/1.1" 401
 --- no_error_log
 D1F21ihkb2gaMKPq
