@@ -8,6 +8,8 @@
 #   TOKEN_A       RS256, kid rsa2048, sub alice, no iss, exp 2100
 # Uses the runner's project extensions (prometheus): run it with cargo test, not prove.
 use Test::Nginx::Socket 'no_plan';
+use lib 't/lib';
+use ProjectOnly;
 use Cwd qw(cwd);
 
 $ENV{TEST_NGINX_KEYS} ||= cwd() . '/t/keys';
@@ -70,11 +72,11 @@ $TEST_NGINX_JWKS_A
 ["GET /t", "GET /t", "GET /t", "GET /t", "GET /metrics"]
 --- more_headers eval
 [
-    'Authorization: Bearer $TEST_NGINX_TOKEN_ISS',
-    'Authorization: Bearer $TEST_NGINX_TOKEN_EVIL',
-    'Authorization: Bearer $TEST_NGINX_TOKEN_A',
-    'Authorization: Bearer $TEST_NGINX_TOKEN_ISS',
-    'X-None: 1',
+    "Authorization: Bearer $ENV{TEST_NGINX_TOKEN_ISS}",
+    "Authorization: Bearer $ENV{TEST_NGINX_TOKEN_EVIL}",
+    "Authorization: Bearer $ENV{TEST_NGINX_TOKEN_A}",
+    "Authorization: Bearer $ENV{TEST_NGINX_TOKEN_ISS}",
+    "X-None: 1",
 ]
 --- error_code eval
 [200, 401, 401, 200, 200]
@@ -148,8 +150,8 @@ $TEST_NGINX_JWKS_A
 ["GET /t", "GET /t"]
 --- more_headers eval
 [
-    'Authorization: Bearer $TEST_NGINX_TOKEN_EVIL',
-    'Authorization: Bearer $TEST_NGINX_TOKEN_ISS',
+    "Authorization: Bearer $ENV{TEST_NGINX_TOKEN_EVIL}",
+    "Authorization: Bearer $ENV{TEST_NGINX_TOKEN_ISS}",
 ]
 --- error_code eval
 [200, 401]
@@ -179,7 +181,7 @@ jwt refused: issuer not accepted (bad_issuer)
 --- request eval
 ["GET /t", "GET /t"]
 --- more_headers eval
-[('Authorization: Bearer $TEST_NGINX_TOKEN_ISS') x 2]
+[("Authorization: Bearer $ENV{TEST_NGINX_TOKEN_ISS}") x 2]
 --- error_code eval
 [500, 500]
 --- grep_error_log eval
@@ -222,7 +224,7 @@ jwt: no usable keys, answering 500
 --- request eval
 ["GET /t", "GET /metrics"]
 --- more_headers eval
-['Authorization: Bearer $TEST_NGINX_TOKEN_ISS', 'X-None: 1']
+["Authorization: Bearer $ENV{TEST_NGINX_TOKEN_ISS}", "X-None: 1"]
 --- error_code eval
 [500, 200]
 --- prometheus
@@ -283,7 +285,7 @@ $TEST_NGINX_JWKS_A
 --- request eval
 ["GET /t", "GET /u", "GET /metrics"]
 --- more_headers eval
-['Authorization: Bearer $TEST_NGINX_TOKEN_ISS', 'Authorization: Bearer $TEST_NGINX_TOKEN_ISS', 'X-None: 1']
+["Authorization: Bearer $ENV{TEST_NGINX_TOKEN_ISS}", "Authorization: Bearer $ENV{TEST_NGINX_TOKEN_ISS}", "X-None: 1"]
 --- error_code eval
 [500, 401, 200]
 --- response_headers eval
@@ -353,11 +355,11 @@ fetching keys
 ["GET /t", "GET /t", "GET /u", "GET /v", "GET /v"]
 --- more_headers eval
 [
-    'Authorization: Bearer $TEST_NGINX_TOKEN_EVIL',
-    'Authorization: Bearer $TEST_NGINX_TOKEN_ISS',
-    'Authorization: Bearer $TEST_NGINX_TOKEN_EVIL',
-    'Authorization: Bearer $TEST_NGINX_TOKEN_ISS',
-    'Authorization: Bearer $TEST_NGINX_TOKEN_EVIL',
+    "Authorization: Bearer $ENV{TEST_NGINX_TOKEN_EVIL}",
+    "Authorization: Bearer $ENV{TEST_NGINX_TOKEN_ISS}",
+    "Authorization: Bearer $ENV{TEST_NGINX_TOKEN_EVIL}",
+    "Authorization: Bearer $ENV{TEST_NGINX_TOKEN_ISS}",
+    "Authorization: Bearer $ENV{TEST_NGINX_TOKEN_EVIL}",
 ]
 --- error_code eval
 [500, 500, 401, 200, 401]
@@ -418,11 +420,11 @@ $TEST_NGINX_JWKS_A
 ["GET /t", "GET /t", "GET /t", "GET /t"]
 --- more_headers eval
 [
-    'Authorization: Bearer $TEST_NGINX_TOKEN_ISS',
-    'Authorization: Bearer $TEST_NGINX_TOKEN_EVIL',
+    "Authorization: Bearer $ENV{TEST_NGINX_TOKEN_ISS}",
+    "Authorization: Bearer $ENV{TEST_NGINX_TOKEN_EVIL}",
     # the document is gone and stale beyond max_stale
-    'Authorization: Bearer $TEST_NGINX_TOKEN_EVIL',
-    'Authorization: Bearer $TEST_NGINX_TOKEN_ISS',
+    "Authorization: Bearer $ENV{TEST_NGINX_TOKEN_EVIL}",
+    "Authorization: Bearer $ENV{TEST_NGINX_TOKEN_ISS}",
 ]
 --- error_code eval
 [200, 401, 500, 500]

@@ -22,6 +22,8 @@
 #   TOKEN_EVIL      RS256, kid rsa2048, sub alice, iss https://evil.example
 # Uses the runner's project extensions (prometheus, after_request): run it with cargo test.
 use Test::Nginx::Socket 'no_plan';
+use lib 't/lib';
+use ProjectOnly;
 use Cwd qw(cwd);
 
 $ENV{TEST_NGINX_KEYS} ||= cwd() . '/t/keys';
@@ -84,7 +86,7 @@ $TEST_NGINX_JWKS_HS_A
 --- request eval
 ["GET /t", "GET /t", "GET /metrics"]
 --- more_headers eval
-['Authorization: Bearer $TEST_NGINX_TOKEN_HS', 'Authorization: Bearer $TEST_NGINX_TOKEN_A', 'X-None: 1']
+["Authorization: Bearer $ENV{TEST_NGINX_TOKEN_HS}", "Authorization: Bearer $ENV{TEST_NGINX_TOKEN_A}", "X-None: 1"]
 --- error_code eval
 [401, 200, 200]
 --- response_body_like eval
@@ -142,7 +144,7 @@ $TEST_NGINX_JWKS_HS_ONLY
 --- request eval
 ["GET /t", "GET /metrics"]
 --- more_headers eval
-['Authorization: Bearer $TEST_NGINX_TOKEN_HS', 'X-None: 1']
+["Authorization: Bearer $ENV{TEST_NGINX_TOKEN_HS}", "X-None: 1"]
 --- error_code eval
 [500, 200]
 --- response_body_like eval
@@ -198,7 +200,7 @@ $TEST_NGINX_JWKS_DEGENERATE
 --- request eval
 ["GET /t", "GET /t", "GET /metrics"]
 --- more_headers eval
-['Authorization: Bearer $TEST_NGINX_TOKEN_ED_FORGED', 'Authorization: Bearer $TEST_NGINX_TOKEN_A', 'X-None: 1']
+["Authorization: Bearer $ENV{TEST_NGINX_TOKEN_ED_FORGED}", "Authorization: Bearer $ENV{TEST_NGINX_TOKEN_A}", "X-None: 1"]
 --- error_code eval
 [401, 200, 200]
 --- response_body_like eval
@@ -263,7 +265,7 @@ $TEST_NGINX_JWKS_A
 --- request eval
 ["GET /t", "GET /metrics"]
 --- more_headers eval
-['Authorization: Bearer $TEST_NGINX_TOKEN_ISS', 'X-None: 1']
+["Authorization: Bearer $ENV{TEST_NGINX_TOKEN_ISS}", "X-None: 1"]
 --- error_code eval
 [500, 200]
 --- response_body_like eval
@@ -325,7 +327,7 @@ $TEST_NGINX_JWKS_A
 --- request eval
 ["GET /t", "GET /t", "GET /t", "GET /metrics"]
 --- more_headers eval
-['Authorization: Bearer $TEST_NGINX_TOKEN_ISS', 'Authorization: Bearer $TEST_NGINX_TOKEN_ISS', 'Authorization: Bearer $TEST_NGINX_TOKEN_EVIL', 'X-None: 1']
+["Authorization: Bearer $ENV{TEST_NGINX_TOKEN_ISS}", "Authorization: Bearer $ENV{TEST_NGINX_TOKEN_ISS}", "Authorization: Bearer $ENV{TEST_NGINX_TOKEN_EVIL}", "X-None: 1"]
 --- error_code eval
 [200, 200, 401, 200]
 --- response_body_like eval
@@ -386,7 +388,7 @@ $TEST_NGINX_JWKS_A
 --- request eval
 ["GET /t", "GET /t", "GET /t", "GET /metrics"]
 --- more_headers eval
-['Authorization: Bearer $TEST_NGINX_TOKEN_A', 'Authorization: Bearer $TEST_NGINX_TOKEN_A', 'Authorization: Bearer $TEST_NGINX_TOKEN_A', 'X-None: 1']
+["Authorization: Bearer $ENV{TEST_NGINX_TOKEN_A}", "Authorization: Bearer $ENV{TEST_NGINX_TOKEN_A}", "Authorization: Bearer $ENV{TEST_NGINX_TOKEN_A}", "X-None: 1"]
 --- error_code eval
 [200, 200, 200, 200]
 --- response_body_like eval
