@@ -20,7 +20,8 @@
 #                   under the identity point without any private key
 #   TOKEN_ISS       RS256, kid rsa2048, sub alice, iss http://idp.test/realms/demo
 #   TOKEN_EVIL      RS256, kid rsa2048, sub alice, iss https://evil.example
-# Uses the runner's project extensions (prometheus, after_request): run it with cargo test.
+# Project runner only: every block uses the runner's extensions (after_request, prometheus) and
+# says so with --- project_only, so prove skips it.
 use Test::Nginx::Socket 'no_plan';
 use lib 't/lib';
 use ProjectOnly;
@@ -50,11 +51,13 @@ workers(1);
 master_on();
 log_level('info');
 no_shuffle();
+check_accum_error_log();
 run_tests();
 
 __DATA__
 
 === TEST 1: 19. an HMAC secret in a published set is skipped (logged, counted): a token MACed with it is refused, the set's RSA key works, the fetch counts as ok
+--- project_only: actions between requests (after_request); the metrics are parsed (prometheus)
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -113,6 +116,7 @@ jwt refused: algorithm not allowed: HS256 is not in the allowed list \(alg_not_a
 
 
 === TEST 2: 19. a published set of HMAC secrets only: no usable key, the fetch is refused (each secret logged and counted); 500 at cold start
+--- project_only: actions between requests (after_request); the metrics are parsed (prometheus)
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -169,6 +173,7 @@ upstream reached
 
 
 === TEST 3: 19. degenerate public keys in a published set (Ed25519 identity point, RSA 1024 bits, RSA e = 1, an EC point off the curve) are skipped, each logged and counted; a token forged for the identity point is refused, the good key works
+--- project_only: actions between requests (after_request); the metrics are parsed (prometheus)
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -227,6 +232,7 @@ sub=mallory
 
 
 === TEST 4: 2. a discovery document with two "jwks_uri" members is refused (not "the last one wins"): 500 at cold start, logged and counted
+--- project_only: actions between requests (after_request); the metrics are parsed (prometheus)
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -285,6 +291,7 @@ upstream reached
 
 
 === TEST 5: 2. the provider's discovery document turns to one with two "issuer" members (the second another issuer): refused, the last good document stays in force, its issuer enforced
+--- project_only: actions between requests (after_request); the metrics are parsed (prometheus)
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -351,6 +358,7 @@ jwt refused: issuer not accepted \(bad_issuer\)
 
 
 === TEST 6: 2. the provider's key set turns to one with two "keys" members, then to one whose key has two "kid" members: each refused, the last good set stays in force
+--- project_only: actions between requests (after_request); the metrics are parsed (prometheus)
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
