@@ -1,6 +1,9 @@
 # Configuration mistakes with remote key sets and discovery: nginx refuses to start (as
-# `nginx -t` does), with an [emerg] line naming the directive.
+# `nginx -t` does), with an [emerg] line naming the directive. must_die blocks read error.log,
+# whose lines say `[emerg] PID#TID: message` (nginx's stderr says `nginx: [emerg] message`).
 use Test::Nginx::Socket 'no_plan';
+use lib 't/lib';
+use ProjectOnly;
 
 log_level('info');
 no_shuffle();
@@ -21,7 +24,7 @@ __DATA__
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] (?:invalid value "_jwks" in "auth_jwt_key_request" directive)/
+qr/\[emerg\] \d+#\d+: (?:invalid value "_jwks" in "auth_jwt_key_request" directive)/
 
 
 
@@ -38,7 +41,7 @@ qr/\[emerg\] (?:invalid value "_jwks" in "auth_jwt_key_request" directive)/
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid value "\/_jwks\$arg_x" in "auth_jwt_key_request" directive, a local URI such as \/_jwks is expected \(no variables\)/
+qr/\[emerg\] \d+#\d+: invalid value "\/_jwks\$arg_x" in "auth_jwt_key_request" directive, a local URI such as \/_jwks is expected \(no variables\)/
 
 
 
@@ -56,7 +59,7 @@ qr/\[emerg\] invalid value "\/_jwks\$arg_x" in "auth_jwt_key_request" directive,
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] (?:invalid value "http:\/\/idp\/.well-known\/openid-configuration" in "auth_jwt_oidc_discovery" directive)/
+qr/\[emerg\] \d+#\d+: (?:invalid value "http:\/\/idp\/.well-known\/openid-configuration" in "auth_jwt_oidc_discovery" directive)/
 
 
 
@@ -73,7 +76,7 @@ qr/\[emerg\] (?:invalid value "http:\/\/idp\/.well-known\/openid-configuration" 
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] "auth_jwt" is on in location "\/t" but "auth_jwt_oidc_discovery" needs "auth_jwt_key_request"/
+qr/\[emerg\] \d+#\d+: "auth_jwt" is on in location "\/t" but "auth_jwt_oidc_discovery" needs "auth_jwt_key_request"/
 
 
 
@@ -91,7 +94,7 @@ qr/\[emerg\] "auth_jwt" is on in location "\/t" but "auth_jwt_oidc_discovery" ne
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] (?:in "auth_jwt_key_cache" directive|invalid number of arguments in "auth_jwt_key_cache")/
+qr/\[emerg\] \d+#\d+: invalid number of arguments in "auth_jwt_key_cache" directive/
 
 
 
@@ -109,7 +112,7 @@ qr/\[emerg\] (?:in "auth_jwt_key_cache" directive|invalid number of arguments in
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] (?:invalid value "soon" in "auth_jwt_key_cache" directive)/
+qr/\[emerg\] \d+#\d+: (?:invalid value "soon" in "auth_jwt_key_cache" directive)/
 
 
 
@@ -127,7 +130,7 @@ qr/\[emerg\] (?:invalid value "soon" in "auth_jwt_key_cache" directive)/
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] (?:invalid value "-5s" in "auth_jwt_key_refresh_interval" directive)/
+qr/\[emerg\] \d+#\d+: (?:invalid value "-5s" in "auth_jwt_key_refresh_interval" directive)/
 
 
 
@@ -145,7 +148,7 @@ qr/\[emerg\] (?:invalid value "-5s" in "auth_jwt_key_refresh_interval" directive
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] (?:invalid value "1x" in "auth_jwt_key_max_stale" directive)/
+qr/\[emerg\] \d+#\d+: (?:invalid value "1x" in "auth_jwt_key_max_stale" directive)/
 
 
 
@@ -163,7 +166,7 @@ qr/\[emerg\] (?:invalid value "1x" in "auth_jwt_key_max_stale" directive)/
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] (?:invalid value "503" in "auth_jwt_key_unavailable" directive)/
+qr/\[emerg\] \d+#\d+: (?:invalid value "503" in "auth_jwt_key_unavailable" directive)/
 
 
 
@@ -181,7 +184,7 @@ qr/\[emerg\] (?:invalid value "503" in "auth_jwt_key_unavailable" directive)/
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] (?:"auth_jwt_key_request" directive is duplicate)/
+qr/\[emerg\] \d+#\d+: (?:"auth_jwt_key_request" directive is duplicate)/
 
 
 
@@ -225,7 +228,7 @@ GET /_oidc
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid value "allow_https" in "auth_jwt_oidc_discovery" directive, the only parameter is "allow_http"/
+qr/\[emerg\] \d+#\d+: invalid value "allow_https" in "auth_jwt_oidc_discovery" directive, the only parameter is "allow_http"/
 
 
 
@@ -244,16 +247,17 @@ qr/\[emerg\] invalid value "allow_https" in "auth_jwt_oidc_discovery" directive,
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid value "16k" in "auth_jwt_key_zone" directive, the zone must be at least 32k/
+qr/\[emerg\] \d+#\d+: invalid value "16k" in "auth_jwt_key_zone" directive, the zone must be at least 32k/
 
 
 
 === TEST 14: auth_jwt_key_zone: not a size
 --- http_config
     auth_jwt_key_zone big;
+--- config
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid value "big" in "auth_jwt_key_zone" directive/
+qr/\[emerg\] \d+#\d+: invalid value "big" in "auth_jwt_key_zone" directive/
 
 
 
@@ -261,9 +265,10 @@ qr/\[emerg\] invalid value "big" in "auth_jwt_key_zone" directive/
 --- http_config
     auth_jwt_key_zone 1m;
     auth_jwt_key_zone 2m;
+--- config
 --- must_die
 --- error_log eval
-qr/\[emerg\] "auth_jwt_key_zone" directive is duplicate/
+qr/\[emerg\] \d+#\d+: "auth_jwt_key_zone" directive is duplicate/
 
 
 
@@ -274,7 +279,7 @@ qr/\[emerg\] "auth_jwt_key_zone" directive is duplicate/
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] "auth_jwt_key_zone" directive is not allowed here/
+qr/\[emerg\] \d+#\d+: "auth_jwt_key_zone" directive is not allowed here/
 
 
 
