@@ -10,7 +10,14 @@
 # time between the block's own requests (well under a second), so they are checked exactly.
 # Rates are per hour or per minute so that no counter refills while a block runs, except where a
 # block waits for a refill on purpose (1r/s, one-second sleeps).
+#
+# The log checks run after each request against the lines that request logged. A line logged by
+# a rejection only (not by the requests that used up the quota) is checked in a block of its own
+# (--- project_only) that uses up the quota in a concurrent phase of one connection first, so that
+# every ordinary request of that block is one that logs the line.
 use Test::Nginx::Socket 'no_plan';
+use lib 't/lib';
+use ProjectOnly;
 
 workers(2);
 master_on();
@@ -20,11 +27,12 @@ run_tests();
 __DATA__
 
 === TEST 1: exactness: 400 requests over 50 connections against 100r/h (sliding) let exactly 100 through, both workers serving
+--- project_only: concurrent phase
 --- http_config
     # reuseport on the test port (the runner's own listen has no options): the kernel spreads
     # the connections over both workers, so X-Pid >= 2 is not left to chance.
     server {
-        listen 127.0.0.1:$TEST_NGINX_SERVER_PORT reuseport;
+        listen $TEST_NGINX_SERVER_PORT reuseport;
         server_name reuseport.invalid;
     }
     rate_limit_zone $host zone=exact:1m;
@@ -52,11 +60,12 @@ X-Pid >= 2
 
 
 === TEST 2: exactness: token bucket 10r/h burst=39 (capacity 40) under 400 concurrent requests
+--- project_only: concurrent phase
 --- http_config
     # reuseport on the test port (the runner's own listen has no options): the kernel spreads
     # the connections over both workers, so X-Pid >= 2 is not left to chance.
     server {
-        listen 127.0.0.1:$TEST_NGINX_SERVER_PORT reuseport;
+        listen $TEST_NGINX_SERVER_PORT reuseport;
         server_name reuseport.invalid;
     }
     rate_limit_zone $host zone=bucket:1m;
@@ -84,11 +93,12 @@ X-Pid >= 2
 
 
 === TEST 3: exactness per key: 10 keys x 20 requests each against 3r/h, concurrently
+--- project_only: concurrent phase
 --- http_config
     # reuseport on the test port (the runner's own listen has no options): the kernel spreads
     # the connections over both workers, so X-Pid >= 2 is not left to chance.
     server {
-        listen 127.0.0.1:$TEST_NGINX_SERVER_PORT reuseport;
+        listen $TEST_NGINX_SERVER_PORT reuseport;
         server_name reuseport.invalid;
     }
     map $arg_n $last_digit {
@@ -306,6 +316,34 @@ RateLimit: "free-tier";r=0;t=1800',
 "ok\n",
 qq{{"type":"about:blank","title":"Too Many Requests","status":429,"detail":"rate limit \\"free-tier\\" exceeded, retry in 1800 s","policy":"free-tier"}\n},
 ]
+--- no_error_log
+[error]
+
+
+
+=== TEST 9: the default rejection is logged with the policy and the wait (the quota used up by a first request in a concurrent phase)
+--- project_only: concurrent phase (uses up the quota, so that the checked request is the rejected one)
+--- http_config
+    rate_limit_zone $host zone=tb:1m;
+--- config
+    location /t {
+        rate_limit zone=tb rate=2r/h algorithm=token_bucket policy=free-tier;
+        alias html/index.html;
+    }
+--- user_files
+>>> index.html
+ok
+--- concurrent_request
+GET /t
+--- concurrent_requests: 1
+--- concurrency: 1
+--- status_counts
+200: 1
+--- request
+GET /t
+--- error_code: 429
+--- response_headers
+Retry-After: 1800
 --- error_log
 rate_limit "free-tier" rejected the request, retry after 1800s
 --- no_error_log
@@ -313,7 +351,7 @@ rate_limit "free-tier" rejected the request, retry after 1800s
 
 
 
-=== TEST 9: error_page 429 replaces the body; the status, Retry-After and rate-limit headers stay
+=== TEST 10: error_page 429 replaces the body; the status, Retry-After and rate-limit headers stay
 --- http_config
     rate_limit_zone $host zone=tb:1m;
 --- config
@@ -347,7 +385,7 @@ RateLimit: "tb";r=0;t=3600',
 
 
 
-=== TEST 10: rate_limit_status 503: the status and title change, Retry-After and headers stay
+=== TEST 11: rate_limit_status 503: the status and title change, Retry-After and headers stay
 --- http_config
     rate_limit_zone $host zone=tb:1m;
 --- config
@@ -375,7 +413,7 @@ qq{{"type":"about:blank","title":"Request Rejected","status":503,"detail":"rate 
 
 
 
-=== TEST 11: two limits, the second rejects: the first is refunded (a rejected request consumes nothing)
+=== TEST 12: two limits, the second rejects: the first is refunded (a rejected request consumes nothing)
 --- http_config
     rate_limit_zone $host zone=a:1m;
     rate_limit_zone $host zone=b:1m;
@@ -412,7 +450,7 @@ RateLimit: "a";r=7;t=\d+',
 
 
 
-=== TEST 12: two limits, both pass: the headers report the most restrictive one
+=== TEST 13: two limits, both pass: the headers report the most restrictive one
 --- http_config
     rate_limit_zone $host zone=a:1m;
     rate_limit_zone $arg_u zone=b:1m;
@@ -444,7 +482,7 @@ ok
 
 
 
-=== TEST 13: an empty key is not limited (map on a header): no headers, empty variables
+=== TEST 14: an empty key is not limited (map on a header): no headers, empty variables
 --- http_config
     map $http_x_internal $rl_key {
         1        "";
@@ -479,7 +517,7 @@ ok
 
 
 
-=== TEST 14: per-plan rates from a map on a header: gold 5r/m, default 2r/m, per user
+=== TEST 15: per-plan rates from a map on a header: gold 5r/m, default 2r/m, per user
 --- http_config
     map $http_x_plan $quota {
         gold     5r/m;
@@ -514,7 +552,7 @@ RateLimit: "plans";r=1;t=\d+', '', 'Retry-After: \d+',
 
 
 
-=== TEST 15: a bad rate from a variable with rate_limit_invalid_rate pass (the default): logged, the limit is skipped
+=== TEST 16: a bad rate from a variable with rate_limit_invalid_rate pass (the default): the limit is skipped, a good rate after it still counts (the log line: next block)
 --- http_config
     map $http_x_plan $quota {
         gold     5r/m;
@@ -540,12 +578,70 @@ ok
 --- response_headers eval
 ['X-RL: []
 !RateLimit', 'X-RL: []', 'X-RL: []', 'X-RL: [PASSED]']
+
+
+
+=== TEST 17: a bad rate from a variable with rate_limit_invalid_rate pass: the request logs the bad rate (at most once a minute per worker, so one request)
+--- http_config
+    map $http_x_plan $quota {
+        gold     5r/m;
+        broken   lots;
+        default  1r/h;
+    }
+    rate_limit_zone $host zone=plans:1m;
+--- config
+    location /t {
+        rate_limit zone=plans rate=$quota;
+        add_header X-RL "[$rate_limit_status]" always;
+        alias html/index.html;
+    }
+--- user_files
+>>> index.html
+ok
+--- request
+GET /t
+--- more_headers
+X-Plan: broken
+--- response_headers
+X-RL: []
+!RateLimit
 --- error_log eval
 qr/\[error\] .*rate_limit "plans": invalid rate "lots", it must look like 10r\/s from variable/
 
 
 
-=== TEST 16: a bad rate from a variable with rate_limit_invalid_rate error: 500
+=== TEST 18: a good rate from the same variable logs no invalid rate
+--- http_config
+    map $http_x_plan $quota {
+        gold     5r/m;
+        broken   lots;
+        default  1r/h;
+    }
+    rate_limit_zone $host zone=plans:1m;
+--- config
+    location /t {
+        rate_limit zone=plans rate=$quota;
+        add_header X-RL "[$rate_limit_status]" always;
+        alias html/index.html;
+    }
+--- user_files
+>>> index.html
+ok
+--- request eval
+["GET /t", "GET /t"]
+--- more_headers eval
+["X-Plan: gold", "X-Plan: x"]
+--- error_code eval
+[200, 200]
+--- response_headers eval
+['X-RL: [PASSED]', 'X-RL: [PASSED]']
+--- no_error_log
+invalid rate
+[error]
+
+
+
+=== TEST 19: a bad rate from a variable with rate_limit_invalid_rate error: 500, and the bad rate consumed nothing (the log line: next block)
 --- http_config
     map $http_x_plan $quota {
         broken   10r/x;
@@ -567,12 +663,36 @@ ok
 ["X-Plan: broken", "", ""]
 --- error_code eval
 [500, 200, 429]
+
+
+
+=== TEST 20: a bad rate from a variable with rate_limit_invalid_rate error: the 500 logs the bad rate
+--- http_config
+    map $http_x_plan $quota {
+        broken   10r/x;
+        default  1r/h;
+    }
+    rate_limit_zone $host zone=plans:1m;
+--- config
+    location /t {
+        rate_limit zone=plans rate=$quota;
+        rate_limit_invalid_rate error;
+        alias html/index.html;
+    }
+--- user_files
+>>> index.html
+ok
+--- request
+GET /t
+--- more_headers
+X-Plan: broken
+--- error_code: 500
 --- error_log eval
 qr/\[error\] .*rate_limit "plans": invalid rate "10r\/x", the unit must be r\/s, r\/m, r\/h or r\/d/
 
 
 
-=== TEST 17: dry_run parameter: counted and logged, never rejected; $rate_limit_status says REJECTED_DRY_RUN
+=== TEST 21: dry_run parameter: counted, never rejected, nothing logged as rejected; $rate_limit_status says REJECTED_DRY_RUN
 --- http_config
     rate_limit_zone $host zone=dry:1m;
 --- config
@@ -599,6 +719,38 @@ RateLimit: "dry";r=0;t=\d+
 ]
 --- response_body eval
 ["ok\n", "ok\n", "ok\n", "ok\n"]
+--- no_error_log
+rejected the request
+
+
+
+=== TEST 22: dry_run parameter: each request over the quota logs "would reject", none "rejected" (the quota used up in a concurrent phase)
+--- project_only: concurrent phase (uses up the quota, so that every checked request is over it)
+--- http_config
+    rate_limit_zone $host zone=dry:1m;
+--- config
+    location /t {
+        rate_limit zone=dry rate=2r/h dry_run;
+        add_header X-RL "$rate_limit_status $rate_limit_remaining" always;
+        alias html/index.html;
+    }
+--- user_files
+>>> index.html
+ok
+--- concurrent_request
+GET /t
+--- concurrent_requests: 2
+--- concurrency: 1
+--- status_counts
+200: 2
+--- request eval
+["GET /t", "GET /t"]
+--- response_headers_like eval
+['X-RL: REJECTED_DRY_RUN 0
+!Retry-After', 'X-RL: REJECTED_DRY_RUN 0
+!Retry-After']
+--- response_body eval
+["ok\n", "ok\n"]
 --- error_log
 rate_limit "dry" would reject (dry run)
 --- no_error_log
@@ -606,7 +758,7 @@ rejected the request
 
 
 
-=== TEST 18: rate_limit_dry_run on (directive, inherited from server) makes every limit a dry run
+=== TEST 23: rate_limit_dry_run on (directive, inherited from server) makes every limit a dry run: $rate_limit_status and $rate_limit_policy per request
 --- http_config
     rate_limit_zone $host zone=dry:1m;
     rate_limit_zone $host zone=other:1m;
@@ -627,14 +779,44 @@ ok
 [200, 200, 200]
 --- response_headers eval
 ['X-RL: PASSED dry', 'X-RL: REJECTED_DRY_RUN dry', 'X-RL: REJECTED_DRY_RUN dry']
+
+
+
+=== TEST 24: rate_limit_dry_run on: each request over the 1r/h limit logs one "would reject" for it, none for the 5r/h one (the quota used up in a concurrent phase)
+--- project_only: concurrent phase (uses up the quota, so that every checked request is over it)
+--- http_config
+    rate_limit_zone $host zone=dry:1m;
+    rate_limit_zone $host zone=other:1m;
+--- config
+    rate_limit_dry_run on;
+    location /t {
+        rate_limit zone=dry rate=1r/h;
+        rate_limit zone=other rate=5r/h;
+        add_header X-RL "$rate_limit_status $rate_limit_policy" always;
+        alias html/index.html;
+    }
+--- user_files
+>>> index.html
+ok
+--- concurrent_request
+GET /t
+--- concurrent_requests: 1
+--- concurrency: 1
+--- status_counts
+200: 1
+--- request eval
+["GET /t", "GET /t"]
+--- error_code eval
+[200, 200]
+--- response_headers eval
+['X-RL: REJECTED_DRY_RUN dry', 'X-RL: REJECTED_DRY_RUN dry']
 --- grep_error_log eval: qr/rate_limit "\w+" would reject \(dry run\)/
 --- grep_error_log_out
 rate_limit "dry" would reject (dry run)
-rate_limit "dry" would reject (dry run)
 
 
 
-=== TEST 19: variables in a response header and in the access log; not found without a limit (empty in a header, "-" in a log)
+=== TEST 25: variables in a response header (and the first request's in the access log); not found without a limit: empty in a header
 --- http_config
     rate_limit_zone $host zone=v:1m;
     log_format rl "$uri [$rate_limit_status] [$rate_limit_remaining] [$rate_limit_policy]";
@@ -660,13 +842,69 @@ ok
 ['X-RL: PASSED 1 gold-tier', 'X-RL: PASSED 0 gold-tier', 'X-RL: REJECTED 0 gold-tier', 'X-RL: []']
 --- access_log
 /t [PASSED] [1] [gold-tier]
+
+
+
+=== TEST 26: variables in the access log: passed, passed, rejected, and "-" without a limit (the first three requests in a concurrent phase of one connection)
+--- project_only: concurrent phase (the access log is checked after each request, so the lines of the earlier requests must be there before the first check)
+--- http_config
+    rate_limit_zone $host zone=v:1m;
+    log_format rl "$uri [$rate_limit_status] [$rate_limit_remaining] [$rate_limit_policy]";
+    access_log logs/access.log rl;
+--- config
+    location /t {
+        rate_limit zone=v rate=2r/h policy=gold-tier;
+        add_header X-RL "$rate_limit_status $rate_limit_remaining $rate_limit_policy" always;
+        alias html/index.html;
+    }
+    location /free {
+        add_header X-RL "[$rate_limit_status]" always;
+        alias html/index.html;
+    }
+--- user_files
+>>> index.html
+ok
+--- concurrent_request
+GET /t
+--- concurrent_requests: 3
+--- concurrency: 1
+--- status_counts
+200: 2
+429: 1
+--- request
+GET /free
+--- response_headers
+X-RL: []
+--- access_log
+/t [PASSED] [1] [gold-tier]
 /t [PASSED] [0] [gold-tier]
 /t [REJECTED] [0] [gold-tier]
 /free [-] [-] [-]
 
 
 
-=== TEST 20: inheritance: a server-level rate_limit applies to locations without their own; a location's rate_limit replaces the whole set
+=== TEST 27: a variable without a limit is "-" in the access log
+--- http_config
+    log_format rl "$uri [$rate_limit_status] [$rate_limit_remaining] [$rate_limit_policy]";
+    access_log logs/access.log rl;
+--- config
+    location /free {
+        add_header X-RL "[$rate_limit_status]" always;
+        alias html/index.html;
+    }
+--- user_files
+>>> index.html
+ok
+--- request
+GET /free
+--- response_headers
+X-RL: []
+--- access_log
+/free [-] [-] [-]
+
+
+
+=== TEST 28: inheritance: a server-level rate_limit applies to locations without their own; a location's rate_limit replaces the whole set
 --- http_config
     rate_limit_zone $host zone=srv:1m;
     rate_limit_zone $host zone=loc:1m;
@@ -691,14 +929,14 @@ ok
 
 
 
-=== TEST 21: auth_jwt answers 401 before the limits: invalid tokens consume nothing, a valid token then has its full quota
+=== TEST 29: auth_jwt answers 401 before the limits: invalid tokens consume nothing, a valid token then has its full quota
 --- http_config
     rate_limit_zone $binary_remote_addr zone=ip:1m;
     rate_limit_zone $jwt_claim_sub zone=users:1m;
 --- config
     location /api {
         auth_jwt "api";
-        auth_jwt_key_file $TEST_NGINX_HTML_DIR/hs256.jwk;
+        auth_jwt_key_file $TEST_NGINX_SERVER_ROOT/html/hs256.jwk;
         rate_limit zone=ip rate=3r/h;
         rate_limit zone=users rate=2r/h;
         alias html/index.html;
@@ -739,7 +977,7 @@ Retry-After: \d+']
 
 
 
-=== TEST 22: an internal redirect (index) does not count the request twice
+=== TEST 30: an internal redirect (index) does not count the request twice
 --- http_config
     rate_limit_zone $host zone=z:1m;
 --- config
@@ -753,14 +991,15 @@ Retry-After: \d+']
 ok
 --- request eval
 ["GET /d/", "GET /d/index.html", "GET /d/"]
---- response_headers eval
-['X-RL: PASSED 4', 'X-RL: PASSED 3', 'X-RL: PASSED 2']
 --- response_headers_like eval
-['RateLimit: "z";r=4;t=\d+', 'RateLimit: "z";r=3;t=\d+', 'RateLimit: "z";r=2;t=\d+']
+['X-RL: PASSED 4
+RateLimit: "z";r=4;t=\d+', 'X-RL: PASSED 3
+RateLimit: "z";r=3;t=\d+', 'X-RL: PASSED 2
+RateLimit: "z";r=2;t=\d+']
 
 
 
-=== TEST 23: error_page 429 to a location that inherits the server's limit: the error page is served once, headers not doubled, variables kept
+=== TEST 31: error_page 429 to a location that inherits the server's limit: the error page is served once, headers not doubled, variables kept
 --- http_config
     rate_limit_zone $host zone=z:1m;
 --- config
@@ -792,7 +1031,7 @@ X-RL: REJECTED z']
 
 
 
-=== TEST 24: try_files to a named location with its own limit: the first location's decision stands (as limit_req)
+=== TEST 32: try_files to a named location with its own limit: the first location's decision stands (as limit_req)
 --- http_config
     rate_limit_zone $host zone=a:1m;
     rate_limit_zone $host zone=b:1m;
@@ -819,7 +1058,7 @@ ok
 
 
 
-=== TEST 25: two limits of different periods on one zone and key both hold exactly: 3r/h and 100r/m, 3 pass, the 4th is rejected by the hourly policy
+=== TEST 33: two limits of different periods on one zone and key both hold exactly: 3r/h and 100r/m, 3 pass, the 4th is rejected by the hourly policy, none logged as rejected by the minute one
 --- http_config
     rate_limit_zone $http_x_key zone=keys:1m;
 --- config
@@ -850,6 +1089,39 @@ Retry-After: \d+',
 ]
 --- response_body_like eval
 ["ok", "ok", "ok", qr/"detail":"rate limit \\"hourly\\" exceeded, retry in \d+ s","policy":"hourly"/, "ok"]
+--- no_error_log
+rate_limit "minute" rejected
+
+
+
+=== TEST 34: two limits of different periods on one zone and key: the 4th request is logged as rejected by the hourly policy, not the minute one (3 used up in a concurrent phase)
+--- project_only: concurrent phase (uses up the quota, so that the checked request is the rejected one)
+--- http_config
+    rate_limit_zone $http_x_key zone=keys:1m;
+--- config
+    location /t {
+        rate_limit zone=keys rate=100r/m policy=minute;
+        rate_limit zone=keys rate=3r/h policy=hourly;
+        add_header X-RL "$rate_limit_status $rate_limit_policy $rate_limit_remaining" always;
+        alias html/index.html;
+    }
+--- user_files
+>>> index.html
+ok
+--- concurrent_request
+GET /t
+--- concurrent_requests: 3
+--- concurrency: 1
+--- status_counts
+200: 3
+--- more_headers
+X-Key: k1
+--- request
+GET /t
+--- error_code: 429
+--- response_headers_like
+X-RL: REJECTED hourly 0
+Retry-After: \d+
 --- error_log
 rate_limit "hourly" rejected the request
 --- no_error_log
@@ -857,7 +1129,7 @@ rate_limit "minute" rejected
 
 
 
-=== TEST 26: one zone in several locations: a counter per period, shared by limits of that period wherever they are
+=== TEST 35: one zone in several locations: a counter per period, shared by limits of that period wherever they are
 --- http_config
     rate_limit_zone $host zone=z:1m;
 --- config
@@ -889,7 +1161,7 @@ ok
 
 
 
-=== TEST 27: two limits of one period on one zone share the counter and count a request once: an enforced 5r/h with a dry-run 3r/h preview
+=== TEST 36: two limits of one period on one zone share the counter and count a request once: an enforced 5r/h with a dry-run 3r/h preview
 --- http_config
     rate_limit_zone $host zone=z:1m;
 --- config
@@ -915,15 +1187,81 @@ ok
 'X-RL: REJECTED_DRY_RUN preview 0',
 'X-RL: REJECTED z 0',
 ]
+
+
+
+=== TEST 37: an enforced 5r/h with a dry-run 3r/h preview on one zone: the 4th and 5th requests each log one "would reject" of the preview and nothing else (3 used up in a concurrent phase)
+--- project_only: concurrent phase (uses up the quota, so that every checked request is over the preview)
+--- http_config
+    rate_limit_zone $host zone=z:1m;
+--- config
+    location /t {
+        rate_limit zone=z rate=5r/h;
+        rate_limit zone=z rate=3r/h dry_run policy=preview;
+        add_header X-RL "$rate_limit_status $rate_limit_policy $rate_limit_remaining" always;
+        alias html/index.html;
+    }
+--- user_files
+>>> index.html
+ok
+--- concurrent_request
+GET /t
+--- concurrent_requests: 3
+--- concurrency: 1
+--- status_counts
+200: 3
+--- request eval
+["GET /t", "GET /t"]
+--- error_code eval
+[200, 200]
+--- response_headers eval
+['X-RL: REJECTED_DRY_RUN preview 0', 'X-RL: REJECTED_DRY_RUN preview 0']
 --- grep_error_log eval: qr/rate_limit "\w+" (would reject \(dry run\)|rejected the request)/
 --- grep_error_log_out
 rate_limit "preview" would reject (dry run)
-rate_limit "preview" would reject (dry run)
+
+
+
+=== TEST 38: an enforced 5r/h with a dry-run 3r/h preview on one zone: the 6th request logs only its rejection by the enforced limit, no "would reject" (5 used up in a concurrent phase, logged to another file)
+--- project_only: concurrent phase (uses up the quota, so that the checked request is the rejected one)
+--- http_config
+    rate_limit_zone $host zone=z:1m;
+--- config
+    location /t {
+        rate_limit zone=z rate=5r/h;
+        rate_limit zone=z rate=3r/h dry_run policy=preview;
+        add_header X-RL "$rate_limit_status $rate_limit_policy $rate_limit_remaining" always;
+        alias html/index.html;
+    }
+    # the same limits (one counter per zone, key and period), logging elsewhere: the "would
+    # reject" lines of the 4th and 5th requests stay out of error.log
+    location /pre {
+        error_log logs/pre.log info;
+        rate_limit zone=z rate=5r/h;
+        rate_limit zone=z rate=3r/h dry_run policy=preview;
+        alias html/index.html;
+    }
+--- user_files
+>>> index.html
+ok
+--- concurrent_request
+GET /pre
+--- concurrent_requests: 5
+--- concurrency: 1
+--- status_counts
+200: 5
+--- request
+GET /t
+--- error_code: 429
+--- response_headers
+X-RL: REJECTED z 0
+--- grep_error_log eval: qr/rate_limit "\w+" (would reject \(dry run\)|rejected the request)/
+--- grep_error_log_out
 rate_limit "z" rejected the request
 
 
 
-=== TEST 28: a rate from a variable and a fixed cap of the same period on one zone: each is checked against the count before the request, which is counted once
+=== TEST 39: a rate from a variable and a fixed cap of the same period on one zone: each is checked against the count before the request, which is counted once
 --- http_config
     map $http_x_plan $quota {
         gold     5r/h;
@@ -951,7 +1289,7 @@ ok
 
 
 
-=== TEST 29: Retry-After, RateLimit t= and both Reset headers say the same wait on every rejection (nginx compares them in a map), and a wait of at most one window
+=== TEST 40: Retry-After, RateLimit t= and both Reset headers say the same wait on every rejection (nginx compares them in a map), and a wait of at most one window
 --- http_config
     rate_limit_zone $host zone=slide:1m;
     rate_limit_zone $host zone=bucket:1m;
@@ -1002,7 +1340,8 @@ RateLimit: "bucket";r=0;t=1800',
 
 
 
-=== TEST 30: waiting Retry-After seconds is enough: 1r/s sliding and token bucket admit again after the announced wait
+=== TEST 41: waiting Retry-After seconds is enough: 1r/s sliding and token bucket admit again after the announced wait
+--- project_only: sleeps between requests (after_request)
 --- http_config
     rate_limit_zone $host zone=slide:1m;
     rate_limit_zone $host zone=bucket:1m;

@@ -1,22 +1,29 @@
 # Rate-limit zones: capacity and LRU eviction, counters across `nginx -s reload` (runner
 # extension --- reload_after_request, see t/README.md), and configurations refused by
 # `nginx -t` with [emerg] and the file:line.
+# TESTs 1-7 are project runner only (--- project_only: concurrent phase, reload between requests).
+# The log checks read the whole error.log each time (check_accum_error_log): the warning of a full
+# zone is logged once, in the concurrent phase, and the master's reload lines once, at the reload.
 use Test::Nginx::Socket 'no_plan';
+use lib 't/lib';
+use ProjectOnly;
 
 workers(2);
 master_on();
 no_shuffle();
 timeout(10);
+check_accum_error_log();
 run_tests();
 
 __DATA__
 
 === TEST 1: a 1m zone holds 8200 keys: after 8200 distinct keys the first ones are still counted (no eviction below capacity)
+--- project_only: concurrent phase
 --- http_config
     # reuseport on the test port (the runner's own listen has no options): the kernel spreads
     # the connections over both workers, so X-Pid >= 2 is not left to chance.
     server {
-        listen 127.0.0.1:$TEST_NGINX_SERVER_PORT reuseport;
+        listen $TEST_NGINX_SERVER_PORT reuseport;
         server_name reuseport.invalid;
     }
     rate_limit_zone $arg_k zone=big:1m;
@@ -52,9 +59,10 @@ is full
 # so the only report line says "1 key" whichever worker serves what; the two workers' cached
 # clocks differ by a few milliseconds, which must not count as a clock gone back (a second
 # report within the minute).
+--- project_only: concurrent phase
 --- http_config
     server {
-        listen 127.0.0.1:$TEST_NGINX_SERVER_PORT reuseport;
+        listen $TEST_NGINX_SERVER_PORT reuseport;
         server_name reuseport.invalid;
     }
     rate_limit_zone $arg_k zone=small:32k;
@@ -90,6 +98,7 @@ qr/\[warn\] .*rate_limit_zone "small" is full/
 
 
 === TEST 3: reload with the same zone name, size and key keeps the counters
+--- project_only: reload between requests
 --- http_config
     rate_limit_zone $host zone=keep:1m;
 --- config
@@ -107,6 +116,36 @@ ok
 --- response_headers_like eval
 ['RateLimit: "keep";r=2;t=\d+', 'RateLimit: "keep";r=1;t=\d+', 'RateLimit: "keep";r=0;t=\d+', 'RateLimit: "keep";r=0;t=\d+']
 --- reload_after_request: 2
+--- no_error_log
+counters start afresh
+
+
+
+=== TEST 4: reload with the same zone name, size and key keeps the counters: the reload is logged, no fresh start (2 requests in a concurrent phase before it)
+--- project_only: concurrent phase; reload between requests
+--- http_config
+    rate_limit_zone $host zone=keep:1m;
+--- config
+    location /t {
+        rate_limit zone=keep rate=3r/h;
+        alias html/index.html;
+    }
+--- user_files
+>>> index.html
+ok
+--- concurrent_request
+GET /t
+--- concurrent_requests: 2
+--- concurrency: 1
+--- status_counts
+200: 2
+--- reload_after_request: 0
+--- request eval
+["GET /t", "GET /t"]
+--- error_code eval
+[200, 429]
+--- response_headers_like eval
+['RateLimit: "keep";r=0;t=\d+', 'RateLimit: "keep";r=0;t=\d+']
 --- error_log
 reconfiguring
 --- no_error_log
@@ -114,7 +153,8 @@ counters start afresh
 
 
 
-=== TEST 4: reload with a changed location (same zone, key, limit): counters kept, the new location limited at once
+=== TEST 5: reload with a changed location (same zone, key, limit): counters kept, the new location limited at once
+--- project_only: reload between requests
 --- http_config
     rate_limit_zone $host zone=keep:1m;
 --- config
@@ -138,7 +178,8 @@ ok
 
 
 
-=== TEST 5: reload with a changed key: a fresh zone, with a notice in the log
+=== TEST 6: reload with a changed key: a fresh zone, with a notice in the log (2 requests in a concurrent phase before the reload)
+--- project_only: concurrent phase; reload between requests
 --- http_config
     rate_limit_zone $host zone=rekey:1m;
 --- reload_http_config
@@ -151,17 +192,24 @@ ok
 --- user_files
 >>> index.html
 ok
+--- concurrent_request
+GET /t
+--- concurrent_requests: 2
+--- concurrency: 1
+--- status_counts
+200: 2
+--- reload_after_request: 0
 --- request eval
-["GET /t", "GET /t", "GET /t", "GET /t", "GET /t"]
+["GET /t", "GET /t", "GET /t"]
 --- error_code eval
-[200, 200, 200, 200, 429]
---- reload_after_request: 2
+[200, 200, 429]
 --- error_log eval
 qr/\[notice\] .*rate_limit_zone "rekey": key changed from "\$host" to "\$http_host", counters start afresh/
 
 
 
-=== TEST 6: reload with a changed size: a new zone, counters start afresh
+=== TEST 7: reload with a changed size: a new zone, counters start afresh
+--- project_only: reload between requests
 --- http_config
     rate_limit_zone $host zone=resize:1m;
 --- reload_http_config
@@ -182,7 +230,7 @@ ok
 
 
 
-=== TEST 7: nginx -t: unknown zone
+=== TEST 8: nginx -t: unknown zone
 --- config
     location /t {
         rate_limit zone=nope rate=1r/s;
@@ -193,7 +241,7 @@ qr/\[emerg\] .*unknown rate_limit_zone "nope" \(declare it with "rate_limit_zone
 
 
 
-=== TEST 8: nginx -t: rate_limit without zone=
+=== TEST 9: nginx -t: rate_limit without zone=
 --- http_config
     rate_limit_zone $host zone=z:1m;
 --- config
@@ -206,7 +254,7 @@ qr/\[emerg\] .*"rate_limit" must have "zone" parameter in \S+nginx\.conf:\d+/
 
 
 
-=== TEST 9: nginx -t: rate_limit without rate=
+=== TEST 10: nginx -t: rate_limit without rate=
 --- http_config
     rate_limit_zone $host zone=z:1m;
 --- config
@@ -219,7 +267,7 @@ qr/\[emerg\] .*"rate_limit" must have "rate" parameter in \S+nginx\.conf:\d+/
 
 
 
-=== TEST 10: nginx -t: bad rate unit
+=== TEST 11: nginx -t: bad rate unit
 --- http_config
     rate_limit_zone $host zone=z:1m;
 --- config
@@ -232,7 +280,7 @@ qr/\[emerg\] .*invalid rate "10r\/x", the unit must be r\/s, r\/m, r\/h or r\/d 
 
 
 
-=== TEST 11: nginx -t: bad rate number, zero rate
+=== TEST 12: nginx -t: bad rate number, zero rate
 --- http_config
     rate_limit_zone $host zone=z:1m;
 --- config
@@ -245,7 +293,7 @@ qr/\[emerg\] .*invalid rate "0r\/s", it must be at least 1r\/d in "rate_limit" d
 
 
 
-=== TEST 12: nginx -t: not a rate at all
+=== TEST 13: nginx -t: not a rate at all
 --- http_config
     rate_limit_zone $host zone=z:1m;
 --- config
@@ -258,7 +306,7 @@ qr/\[emerg\] .*invalid rate "fast", it must look like 10r\/s in "rate_limit" dir
 
 
 
-=== TEST 13: nginx -t: burst with the sliding window
+=== TEST 14: nginx -t: burst with the sliding window
 --- http_config
     rate_limit_zone $host zone=z:1m;
 --- config
@@ -271,7 +319,7 @@ qr/\[emerg\] .*"burst" applies to algorithm=token_bucket only in "rate_limit" di
 
 
 
-=== TEST 14: nginx -t: bad algorithm
+=== TEST 15: nginx -t: bad algorithm
 --- http_config
     rate_limit_zone $host zone=z:1m;
 --- config
@@ -284,26 +332,28 @@ qr/\[emerg\] .*invalid value "algorithm=leaky" in "rate_limit" directive, must b
 
 
 
-=== TEST 15: nginx -t: zone too small
+=== TEST 16: nginx -t: zone too small
 --- http_config
     rate_limit_zone $host zone=z:16k;
+--- config
 --- must_die
 --- error_log eval
 qr/\[emerg\] .*zone "z" is too small, at least 32k in "rate_limit_zone" directive in \S+nginx\.conf:\d+/
 
 
 
-=== TEST 16: nginx -t: duplicate zone
+=== TEST 17: nginx -t: duplicate zone
 --- http_config
     rate_limit_zone $host zone=z:1m;
     rate_limit_zone $remote_addr zone=z:1m;
+--- config
 --- must_die
 --- error_log eval
 qr/\[emerg\] .*duplicate zone "z" in "rate_limit_zone" directive in \S+nginx\.conf:\d+/
 
 
 
-=== TEST 17: nginx -t: rate_limit_zone outside http
+=== TEST 18: nginx -t: rate_limit_zone outside http
 --- config
     rate_limit_zone $host zone=z:1m;
 --- must_die
@@ -312,7 +362,7 @@ qr/\[emerg\] .*"rate_limit_zone" directive is not allowed here in \S+nginx\.conf
 
 
 
-=== TEST 18: nginx -t: rate_limit_status out of range
+=== TEST 19: nginx -t: rate_limit_status out of range
 --- config
     rate_limit_status 200;
 --- must_die
@@ -321,7 +371,7 @@ qr/\[emerg\] .*invalid value "200" in "rate_limit_status" directive, value must 
 
 
 
-=== TEST 19: nginx -t: bad rate_limit_headers mode
+=== TEST 20: nginx -t: bad rate_limit_headers mode
 --- config
     rate_limit_headers yes;
 --- must_die
@@ -330,7 +380,7 @@ qr/\[emerg\] .*invalid value "yes" in "rate_limit_headers" directive, must be "d
 
 
 
-=== TEST 20: nginx -t: one zone used with two algorithms
+=== TEST 21: nginx -t: one zone used with two algorithms
 --- http_config
     rate_limit_zone $host zone=z:1m;
 --- config
@@ -346,34 +396,37 @@ qr/\[emerg\] .*zone "z" is used with algorithm=sliding elsewhere; one zone keeps
 
 
 
-=== TEST 21: nginx -t: rate_limit_zone without zone=
+=== TEST 22: nginx -t: rate_limit_zone without zone=
 --- http_config
     rate_limit_zone $host;
+--- config
 --- must_die
 --- error_log eval
 qr/\[emerg\] .*invalid number of arguments in "rate_limit_zone" directive in \S+nginx\.conf:\d+/
 
 
 
-=== TEST 22: nginx -t: rate_limit_zone with a zone but no size
+=== TEST 23: nginx -t: rate_limit_zone with a zone but no size
 --- http_config
     rate_limit_zone $host zone=z;
+--- config
 --- must_die
 --- error_log eval
 qr/\[emerg\] .*invalid zone "z", the zone size is missing, e.g. zone=name:10m in "rate_limit_zone" directive in \S+nginx\.conf:\d+/
 
 
 
-=== TEST 23: nginx -t: rate_limit_zone with an empty key
+=== TEST 24: nginx -t: rate_limit_zone with an empty key
 --- http_config
     rate_limit_zone "" zone=z:1m;
+--- config
 --- must_die
 --- error_log eval
 qr/\[emerg\] .*invalid value "" in "rate_limit_zone" directive, the key must not be empty in \S+nginx\.conf:\d+/
 
 
 
-=== TEST 24: nginx -t: bad rate_limit_invalid_rate
+=== TEST 25: nginx -t: bad rate_limit_invalid_rate
 --- config
     rate_limit_invalid_rate maybe;
 --- must_die
@@ -382,7 +435,7 @@ qr/\[emerg\] .*invalid value "maybe" in "rate_limit_invalid_rate" directive, mus
 
 
 
-=== TEST 25: nginx -t: duplicate rate_limit_status
+=== TEST 26: nginx -t: duplicate rate_limit_status
 --- config
     rate_limit_status 429;
     rate_limit_status 503;
@@ -392,7 +445,7 @@ qr/\[emerg\] .*"rate_limit_status" directive is duplicate in \S+nginx\.conf:\d+/
 
 
 
-=== TEST 26: nginx -t: a burst that is not a number names the parameter and the directive
+=== TEST 27: nginx -t: a burst that is not a number names the parameter and the directive
 --- http_config
     rate_limit_zone $host zone=z:1m;
 --- config
@@ -405,7 +458,7 @@ qr/\[emerg\] .*invalid value "burst=lots" in "rate_limit" directive, "burst" mus
 
 
 
-=== TEST 27: nginx -t: unknown rate_limit parameter
+=== TEST 28: nginx -t: unknown rate_limit parameter
 --- http_config
     rate_limit_zone $host zone=z:1m;
 --- config

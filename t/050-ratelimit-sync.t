@@ -1,11 +1,16 @@
 # rate_limit_zone ... sync=redis://: the parts that need no Redis server (configuration errors,
 # an unreachable server). The cluster scenarios (two nodes, one Redis, outages, a paused
 # server) are in scripts/test-cluster.py, which scripts/test runs with a real redis-server.
+# The log checks read the whole error.log each time (check_accum_error_log): the failed sync is
+# logged once, not by every request.
 use Test::Nginx::Socket 'no_plan';
+use lib 't/lib';
+use ProjectOnly;
 
 workers(2);
 master_on();
 no_shuffle();
+check_accum_error_log();
 run_tests();
 
 __DATA__
@@ -31,6 +36,9 @@ ok
 --- wait: 1.5
 --- error_log eval
 qr/\[error\] .*rate_limit_zone "s": redis sync with 127\.0\.0\.1:\d+ failed: .*limits are local to this node until it recovers/
+--- grep_error_log eval: qr/rate_limit_zone "s": redis sync with 127\.0\.0\.1:\d+ failed/
+--- grep_error_log_out
+rate_limit_zone "s": redis sync with 127.0.0.1:$TEST_NGINX_RAND_PORT_1 failed
 --- no_error_log
 [alert]
 [crit]
@@ -78,6 +86,7 @@ qr/\[emerg\] .*zone "s" is synced through Redis, which supports algorithm=slidin
 === TEST 4: nginx -t: TLS is not supported yet
 --- http_config
     rate_limit_zone $host zone=s:1m sync=rediss://127.0.0.1:6379;
+--- config
 --- must_die
 --- error_log eval
 qr/\[emerg\] .*invalid "sync" parameter in "rate_limit_zone" directive, TLS \(rediss:\/\/\) is not supported yet/
@@ -87,6 +96,7 @@ qr/\[emerg\] .*invalid "sync" parameter in "rate_limit_zone" directive, TLS \(re
 === TEST 5: nginx -t: a bad URL does not echo its password
 --- http_config
     rate_limit_zone $host zone=s:1m sync=redis://:hunter2@127.0.0.1:notaport;
+--- config
 --- must_die
 --- error_log eval
 qr/\[emerg\] .*invalid "sync" parameter in "rate_limit_zone" directive, bad port "notaport"/
@@ -98,6 +108,7 @@ hunter2
 === TEST 6: nginx -t: sync_interval without sync
 --- http_config
     rate_limit_zone $host zone=s:1m sync_interval=100ms;
+--- config
 --- must_die
 --- error_log eval
 qr/\[emerg\] .*"sync_interval", "sync_timeout" and "password" need "sync"/
@@ -107,6 +118,7 @@ qr/\[emerg\] .*"sync_interval", "sync_timeout" and "password" need "sync"/
 === TEST 7: nginx -t: sync_interval out of range, bad sync_fail
 --- http_config
     rate_limit_zone $host zone=s:1m sync=redis://127.0.0.1 sync_interval=5ms;
+--- config
 --- must_die
 --- error_log eval
 qr/\[emerg\] .*invalid value "sync_interval=5ms" in "rate_limit_zone" directive, must be between 10ms and 60s/
@@ -116,6 +128,7 @@ qr/\[emerg\] .*invalid value "sync_interval=5ms" in "rate_limit_zone" directive,
 === TEST 8: nginx -t: bad sync_fail
 --- http_config
     rate_limit_zone $host zone=s:1m sync=redis://127.0.0.1 sync_fail=maybe;
+--- config
 --- must_die
 --- error_log eval
 qr/\[emerg\] .*invalid value "sync_fail=maybe" in "rate_limit_zone" directive, must be "open" or "closed"/
