@@ -89,6 +89,7 @@ __DATA__
     location /t {
         auth_jwt "api";
         auth_jwt_key_request /_jwks;
+        add_header X-Jwt-Error $jwt_error always;
         proxy_set_header X-User $jwt_claim_sub;
         proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/upstream;
     }
@@ -113,8 +114,17 @@ $TEST_NGINX_JWKS_A
 ]
 --- error_code eval
 [200, 200, 401, 401, 401, 200]
+--- response_headers eval
+[
+    "!X-Jwt-Error",
+    "!X-Jwt-Error",
+    "X-Jwt-Error: unknown_key",
+    "X-Jwt-Error: bad_signature",
+    "X-Jwt-Error: missing",
+    "!X-Jwt-Error",
+]
 --- response_body_like eval
-[qr/^upstream reached sub=alice\n\z/, qr/^upstream reached sub=alice\n\z/, qr/401/, qr/401/, qr/401/, qr/gateway_jwks_fetch_total/]
+[qr/^upstream reached sub=alice\n\z/, qr/^upstream reached sub=alice\n\z/, qr/\A<html>\r\n<head><title>401 Authorization Required<\/title>/, qr/\A<html>\r\n<head><title>401 Authorization Required<\/title>/, qr/\A<html>\r\n<head><title>401 Authorization Required<\/title>/, qr/gateway_jwks_fetch_total/]
 --- prometheus
 type gateway_jwks_fetch_total counter
 gateway_jwks_fetch_total{result="ok"} 1
@@ -186,7 +196,7 @@ X-Pid >= 2
 --- request eval
 ["GET /t", "GET /metrics"]
 --- response_body_like eval
-[qr/sub=alice/, qr/gateway_jwks_fetch_total/]
+[qr/\Aupstream reached sub=alice\n\z/, qr/gateway_jwks_fetch_total/]
 --- prometheus
 gateway_jwks_fetch_total{result="ok"} 1
 gateway_jwks_fetch_total{result="failed"} 0
@@ -278,7 +288,7 @@ X-Pid >= 2
 --- error_code eval
 [401, 401, 401, 200, 200]
 --- response_body_like eval
-[qr/401/, qr/401/, qr/401/, qr/upstream reached/, qr/gateway_jwks_fetch_total/]
+[qr/\A<html>\r\n<head><title>401 Authorization Required<\/title>/, qr/\A<html>\r\n<head><title>401 Authorization Required<\/title>/, qr/\A<html>\r\n<head><title>401 Authorization Required<\/title>/, qr/upstream reached/, qr/gateway_jwks_fetch_total/]
 --- after_request
 # the flood and request 1 fall within one interval; request 2 comes after it: one more fetch
 1 sleep 2.1
@@ -323,6 +333,7 @@ qr/\Ajwt: fetched 1 keys from "\/_jwks"\n(?:jwt: fetched 1 keys from "\/_jwks"\n
     location /t {
         auth_jwt "api";
         auth_jwt_key_request /_jwks;
+        add_header X-Jwt-Error $jwt_error always;
         auth_jwt_key_refresh_interval 1s;
         proxy_set_header X-User $jwt_claim_sub;
         proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/upstream;
@@ -353,8 +364,18 @@ $TEST_NGINX_JWKS_B
 ]
 --- error_code eval
 [200, 401, 200, 200, 401, 200, 200]
+--- response_headers eval
+[
+    "!X-Jwt-Error",
+    "X-Jwt-Error: unknown_key",
+    "!X-Jwt-Error",
+    "!X-Jwt-Error",
+    "X-Jwt-Error: unknown_key",
+    "!X-Jwt-Error",
+    "!X-Jwt-Error",
+]
 --- response_body_like eval
-[qr/sub=alice/, qr/401/, qr/sub=alice/, qr/sub=bob/, qr/401/, qr/sub=bob/, qr/gateway_jwks_fetch_total/]
+[qr/\Aupstream reached sub=alice\n\z/, qr/\A<html>\r\n<head><title>401 Authorization Required<\/title>/, qr/\Aupstream reached sub=alice\n\z/, qr/\Aupstream reached sub=bob\n\z/, qr/\A<html>\r\n<head><title>401 Authorization Required<\/title>/, qr/\Aupstream reached sub=bob\n\z/, qr/gateway_jwks_fetch_total/]
 --- after_request
 2 rename html/jwks-b.json html/jwks.json
 2 sleep 1.1
@@ -399,6 +420,7 @@ qr/\Ajwt: fetched 1 keys from "\/_jwks"\n(?:jwt: fetched 1 keys from "\/_jwks"\n
     location /t {
         auth_jwt "api";
         auth_jwt_key_request /_jwks;
+        add_header X-Jwt-Error $jwt_error always;
         # max-age is kept within [refresh interval, auth_jwt_key_cache]
         auth_jwt_key_refresh_interval 1s;
         proxy_set_header X-User $jwt_claim_sub;
@@ -427,8 +449,17 @@ $TEST_NGINX_JWKS_B
 ]
 --- error_code eval
 [200, 200, 200, 401, 200, 200]
+--- response_headers eval
+[
+    "!X-Jwt-Error",
+    "!X-Jwt-Error",
+    "!X-Jwt-Error",
+    "X-Jwt-Error: unknown_key",
+    "!X-Jwt-Error",
+    "!X-Jwt-Error",
+]
 --- response_body_like eval
-[qr/sub=alice/, qr/sub=bob/, qr/sub=alice/, qr/401/, qr/sub=bob/, qr/gateway_jwks_fetch_total/]
+[qr/\Aupstream reached sub=alice\n\z/, qr/\Aupstream reached sub=bob\n\z/, qr/\Aupstream reached sub=alice\n\z/, qr/\A<html>\r\n<head><title>401 Authorization Required<\/title>/, qr/\Aupstream reached sub=bob\n\z/, qr/gateway_jwks_fetch_total/]
 --- after_request
 2 rename html/jwks-b.json html/jwks.json
 3 sleep 1.2
@@ -473,6 +504,7 @@ qr/\Ajwt: fetched 2 keys from "\/_jwks", fresh for 1s\n(?:jwt: fetched 1 keys fr
     location /t {
         auth_jwt "api";
         auth_jwt_key_request /_jwks;
+        add_header X-Jwt-Error $jwt_error always;
         auth_jwt_key_refresh_interval 1s;
         proxy_set_header X-User $jwt_claim_sub;
         proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/upstream;
@@ -496,8 +528,15 @@ $TEST_NGINX_JWKS_AE
 ]
 --- error_code eval
 [200, 401, 200, 200]
+--- response_headers eval
+[
+    "!X-Jwt-Error",
+    "X-Jwt-Error: alg_not_allowed",
+    "!X-Jwt-Error",
+    "!X-Jwt-Error",
+]
 --- response_body_like eval
-[qr/sub=alice/, qr/401/, qr/sub=carol/, qr/sub=alice/]
+[qr/\Aupstream reached sub=alice\n\z/, qr/\A<html>\r\n<head><title>401 Authorization Required<\/title>/, qr/\Aupstream reached sub=carol\n\z/, qr/\Aupstream reached sub=alice\n\z/]
 --- after_request
 2 rename html/jwks-ae.json html/jwks.json
 2 sleep 1.1
@@ -557,7 +596,7 @@ $TEST_NGINX_JWKS_A
 --- error_code eval
 [200, 200, 200, 200, 200, 200, 200]
 --- response_body_like eval
-[(qr/sub=alice/) x 6, qr/gateway_jwks_fetch_total/]
+[(qr/\Aupstream reached sub=alice\n\z/) x 6, qr/gateway_jwks_fetch_total/]
 --- after_request
 1 rename html/jwks.json html/gone.json
 1 sleep 1.1
@@ -622,7 +661,7 @@ $TEST_NGINX_JWKS_A
 --- error_code eval
 [200, 200, 200, 200, 200]
 --- response_body_like eval
-[qr/sub=alice/, qr/sub=alice/, qr/sub=alice/, qr/sub=alice/, qr/gateway_jwks_fetch_total/]
+[qr/\Aupstream reached sub=alice\n\z/, qr/\Aupstream reached sub=alice\n\z/, qr/\Aupstream reached sub=alice\n\z/, qr/\Aupstream reached sub=alice\n\z/, qr/gateway_jwks_fetch_total/]
 --- after_request
 1 sleep 1.1
 --- prometheus
@@ -678,7 +717,7 @@ $TEST_NGINX_JWKS_A
 --- error_code eval
 [200, 200, 200, 200, 200]
 --- response_body_like eval
-[qr/sub=alice/, qr/sub=alice/, qr/sub=alice/, qr/sub=alice/, qr/gateway_jwks_fetch_total/]
+[qr/\Aupstream reached sub=alice\n\z/, qr/\Aupstream reached sub=alice\n\z/, qr/\Aupstream reached sub=alice\n\z/, qr/\Aupstream reached sub=alice\n\z/, qr/gateway_jwks_fetch_total/]
 --- reload_after_request: 1
 --- reload_http_config
     server {
@@ -760,7 +799,7 @@ $TEST_NGINX_JWKS_AB
 --- error_code eval
 [200, 200, 200, 200, 200]
 --- response_body_like eval
-[qr/sub=alice/, qr/sub=alice/, qr/sub=alice/, qr/sub=alice/, qr/gateway_jwks_fetch_total/]
+[qr/\Aupstream reached sub=alice\n\z/, qr/\Aupstream reached sub=alice\n\z/, qr/\Aupstream reached sub=alice\n\z/, qr/\Aupstream reached sub=alice\n\z/, qr/gateway_jwks_fetch_total/]
 --- after_request
 1 rename html/jwks-ab.json html/jwks.json
 1 sleep 1.1
@@ -821,7 +860,7 @@ qr/\A(?:jwt: response from "\/_jwks" refused: content encoding "gzip" \(a key se
 --- error_code eval
 [200, 200, 200, 200, 200]
 --- response_body_like eval
-[qr/sub=alice/, qr/sub=alice/, qr/sub=alice/, qr/sub=alice/, qr/gateway_jwks_fetch_total/]
+[qr/\Aupstream reached sub=alice\n\z/, qr/\Aupstream reached sub=alice\n\z/, qr/\Aupstream reached sub=alice\n\z/, qr/\Aupstream reached sub=alice\n\z/, qr/gateway_jwks_fetch_total/]
 --- after_request
 1 rename html/big.json html/jwks.json
 1 sleep 1.1
@@ -882,7 +921,7 @@ $TEST_NGINX_JWKS_A
 --- error_code eval
 [200, 200, 200, 200, 200]
 --- response_body_like eval
-[qr/sub=alice/, qr/sub=alice/, qr/sub=alice/, qr/sub=alice/, qr/gateway_jwks_fetch_total/]
+[qr/\Aupstream reached sub=alice\n\z/, qr/\Aupstream reached sub=alice\n\z/, qr/\Aupstream reached sub=alice\n\z/, qr/\Aupstream reached sub=alice\n\z/, qr/gateway_jwks_fetch_total/]
 --- after_request
 1 rename html/bad.json html/jwks.json
 1 sleep 1.1
@@ -943,7 +982,7 @@ $TEST_NGINX_JWKS_ENC
 --- error_code eval
 [200, 200, 200, 200, 200]
 --- response_body_like eval
-[qr/sub=alice/, qr/sub=alice/, qr/sub=alice/, qr/sub=alice/, qr/gateway_jwks_fetch_total/]
+[qr/\Aupstream reached sub=alice\n\z/, qr/\Aupstream reached sub=alice\n\z/, qr/\Aupstream reached sub=alice\n\z/, qr/\Aupstream reached sub=alice\n\z/, qr/gateway_jwks_fetch_total/]
 --- after_request
 1 rename html/enc.json html/jwks.json
 1 sleep 1.1
@@ -1008,7 +1047,7 @@ qr/\A(?:jwt: response from "\/_jwks" refused: .*usable.*\n)?\z/
 --- error_code eval
 [200, 200, 200, 200, 200]
 --- response_body_like eval
-[(qr/sub=alice/) x 4, qr/gateway_jwks_fetch_total/]
+[(qr/\Aupstream reached sub=alice\n\z/) x 4, qr/gateway_jwks_fetch_total/]
 --- after_request
 1 rename html/big.json html/jwks.json
 1 sleep 1.1
@@ -1130,7 +1169,7 @@ $TEST_NGINX_JWKS_A
 --- error_code eval
 [200, 401, 200, 200]
 --- response_body_like eval
-[qr/sub=dave/, qr/401/, qr/sub=alice/, qr/sub=dave/]
+[qr/\Aupstream reached sub=dave\n\z/, qr/\A<html>\r\n<head><title>401 Authorization Required<\/title>/, qr/\Aupstream reached sub=alice\n\z/, qr/\Aupstream reached sub=dave\n\z/]
 --- after_request
 2 rename html/jwks-a.json html/jwks.json
 2 sleep 1.1
@@ -1189,7 +1228,7 @@ $TEST_NGINX_JWKS_B
 --- error_code eval
 [200, 200, 200, 401]
 --- response_body_like eval
-[qr/sub=alice/, qr/sub=alice/, qr/sub=bob/, qr/401/]
+[qr/\Aupstream reached sub=alice\n\z/, qr/\Aupstream reached sub=alice\n\z/, qr/\Aupstream reached sub=bob\n\z/, qr/\A<html>\r\n<head><title>401 Authorization Required<\/title>/]
 --- after_request
 1 rename html/jwks-b.json html/jwks.json
 2 sleep 1.1
