@@ -1073,6 +1073,7 @@ qr/\A(?:jwt: response from "\/_jwks" refused: the response could not be read who
     location /t {
         auth_jwt "api";
         auth_jwt_key_request /_jwks;
+        add_header X-Jwt-Error $jwt_error always;
         proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_2/upstream;
     }
     location = /metrics {
@@ -1085,7 +1086,7 @@ qr/\A(?:jwt: response from "\/_jwks" refused: the response could not be read who
 --- error_code eval
 [500, 500, 500, 200]
 --- response_headers eval
-["!WWW-Authenticate", "!WWW-Authenticate", "!WWW-Authenticate", ""]
+[("!WWW-Authenticate\nX-Jwt-Error: key_unavailable") x 3, "!X-Jwt-Error"]
 --- prometheus
 gateway_jwks_fetch_total{result="ok"} 0
 gateway_jwks_fetch_total{result="failed"} 1
@@ -1093,7 +1094,7 @@ gateway_auth_total{result="error",reason="key_unavailable"} 3
 --- grep_error_log eval
 qr/jwt: (?:response from "[^"]+" refused: [^;]+|no usable keys, answering \d+ \(key_unavailable\))/
 --- grep_error_log_out eval
-qr/\A(?:jwt: response from "\/_jwks" refused: status 502\n(?:jwt: no usable keys, answering 500 \(key_unavailable\)\n(?:jwt: no usable keys, answering 500 \(key_unavailable\)\n(?:jwt: no usable keys, answering 500 \(key_unavailable\)\n)?)?)?)?\z/
+qr/\Ajwt: response from "\/_jwks" refused: status 502\njwt: no usable keys, answering 500 \(key_unavailable\)\n(?:jwt: no usable keys, answering 500 \(key_unavailable\)\n(?:jwt: no usable keys, answering 500 \(key_unavailable\)\n)?)?\z/
 --- shutdown_error_log eval
 [
     'jwt: response from "/_jwks" refused: status 502',
@@ -1209,13 +1210,16 @@ key_unavailable
         proxy_set_header X-User $jwt_claim_sub;
         proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/upstream;
     }
+    location = /metrics {
+        gateway_metrics;
+    }
 --- user_files
 >>> jwks.json
 $TEST_NGINX_JWKS_A
 >>> jwks-b.json
 $TEST_NGINX_JWKS_B
 --- request eval
-["GET /t", "GET /t", "GET /t", "GET /t"]
+["GET /t", "GET /t", "GET /t", "GET /t", "GET /metrics"]
 --- more_headers eval
 [
     "Authorization: Bearer $ENV{TEST_NGINX_TOKEN_A}",
@@ -1224,15 +1228,20 @@ $TEST_NGINX_JWKS_B
     # a refresh interval later, the new kid: one fetch, the rotated set
     "Authorization: Bearer $ENV{TEST_NGINX_TOKEN_B}",
     "Authorization: Bearer $ENV{TEST_NGINX_TOKEN_A}",
+    'X-None: 1',
 ]
 --- error_code eval
-[200, 200, 200, 401]
+[200, 200, 200, 401, 200]
 --- response_body_like eval
-[qr/\Aupstream reached sub=alice\n\z/, qr/\Aupstream reached sub=alice\n\z/, qr/\Aupstream reached sub=bob\n\z/, qr/\A<html>\r\n<head><title>401 Authorization Required<\/title>/]
+[qr/\Aupstream reached sub=alice\n\z/, qr/\Aupstream reached sub=alice\n\z/, qr/\Aupstream reached sub=bob\n\z/, qr/\A<html>\r\n<head><title>401 Authorization Required<\/title>/, qr/gateway_jwks_fetch_total/]
 --- after_request
 1 rename html/jwks-b.json html/jwks.json
 2 sleep 1.1
 --- reload_after_request: 1
+--- prometheus
+# the cold fetch and the refresh of request 3; none after the reload
+gateway_jwks_fetch_total{result="ok"} 2
+gateway_jwks_fetch_total{result="failed"} 0
 --- grep_error_log eval
 qr/jwt: fetched [^"]+"[^"]+"/
 --- grep_error_log_out eval
