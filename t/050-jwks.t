@@ -24,13 +24,15 @@
 #   TOKEN_NOPE  RS256 (rsa2048), kid nope, sub alice, exp 2100
 #   TOKEN_EC  ES256, kid ec256, sub carol, exp 2100 (its key is in no fetched set)
 #   TOKEN_HS  HS256, kid hs256, sub dave, exp 2100 (t/keys/hs256.jwk, for auth_jwt_key_file)
-# Project runner only: every block uses the runner's extensions (concurrent phase, reload,
-# after_request, prometheus) and says so with --- project_only, so prove skips it. The log
-# checks read the whole error.log each time (check_accum_error_log): a fetch is logged by one
-# request of several, so the fetch lines are checked as a prefix of the block's sequence after
-# each request (grep_error_log_out), their final number by gateway_jwks_fetch_total
-# (prometheus), and lines logged by a later request through shutdown_error_log (the whole
-# error.log at the end).
+# Mostly project runner only: every block but TEST 16 uses the runner's extensions (concurrent
+# phase, reload, after_request, prometheus) and says so with --- project_only, so prove skips
+# it. The log checks read the whole error.log each time (check_accum_error_log): a fetch is
+# logged by one request of several, so after each request the fetch lines must be a prefix of
+# the block's sequence (grep_error_log_out; the lines of a cold fetch from request 1 on), their
+# final number is checked by gateway_jwks_fetch_total (prometheus), and lines a later request
+# logs by shutdown_error_log (which reads the whole error.log at the end with
+# check_accum_error_log). Each refusal's reason is checked per request through an X-Jwt-Error
+# header ($jwt_error).
 use Test::Nginx::Socket 'no_plan';
 use lib 't/lib';
 use ProjectOnly;
@@ -67,7 +69,7 @@ run_tests();
 __DATA__
 
 === TEST 1: a valid token is accepted through the fetched set; one fetch for every request, both workers
---- project_only: the runner's extensions (concurrent phase, reload, actions between requests, prometheus)
+--- project_only: the metrics are parsed (prometheus)
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -147,7 +149,7 @@ qr/\Ajwt: fetching keys from "\/_jwks"\n(?:jwt: fetched 1 keys from "\/_jwks"\n)
 
 
 === TEST 2: cold start: 60 concurrent first requests over 2 workers share one fetch
---- project_only: the runner's extensions (concurrent phase, reload, actions between requests, prometheus)
+--- project_only: a concurrent phase (concurrent_*, status_counts, distinct_header_values); the metrics are parsed (prometheus)
 --- http_config
     server {
         listen $TEST_NGINX_SERVER_PORT reuseport;
@@ -218,7 +220,7 @@ qr/\Ajwt: fetched 1 keys from "\/_jwks"\n\z/
 # kids "f4lo4d-4" + the request number: the map puts its three digits at base64 positions that
 # each decode to one byte of the kid ('4'..'='), so every request names another unknown kid.
 # The signature is rsa3072's over the original header (never checked: no key has the kid).
---- project_only: the runner's extensions (concurrent phase, reload, actions between requests, prometheus)
+--- project_only: a concurrent phase (concurrent_*, status_counts, distinct_header_values); actions between requests (after_request); the metrics are parsed (prometheus)
 --- http_config
     server {
         listen $TEST_NGINX_SERVER_PORT reuseport;
@@ -311,7 +313,7 @@ qr/\Ajwt: fetched 1 keys from "\/_jwks"\n(?:jwt: fetched 1 keys from "\/_jwks"\n
 
 
 === TEST 4: rotation: a new kid triggers a refresh (the refresh interval permitting), the removed kid is refused at once
---- project_only: the runner's extensions (concurrent phase, reload, actions between requests, prometheus)
+--- project_only: actions between requests (after_request); the metrics are parsed (prometheus)
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -397,7 +399,7 @@ qr/\Ajwt: fetched 1 keys from "\/_jwks"\n(?:jwt: fetched 1 keys from "\/_jwks"\n
 
 
 === TEST 5: rotation by expiry: the provider's Cache-Control max-age=1 is honoured, then the old kid is refused
---- project_only: the runner's extensions (concurrent phase, reload, actions between requests, prometheus)
+--- project_only: actions between requests (after_request); the metrics are parsed (prometheus)
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -482,7 +484,7 @@ qr/\Ajwt: fetched 2 keys from "\/_jwks", fresh for 1s\n(?:jwt: fetched 1 keys fr
 === TEST 6: rotation to a key of another type (RSA set, then an EC key added): the ES256 token triggers the refresh
 # Without auth_jwt_algorithms the algorithms allowed are those of the keys held; the ES256
 # token is first refused as alg_not_allowed, which must ask for a refresh as an unknown kid does.
---- project_only: the runner's extensions (concurrent phase, reload, actions between requests, prometheus)
+--- project_only: actions between requests (after_request)
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -556,7 +558,7 @@ qr/\Ajwt: fetched 1 keys from "\/_jwks"\n(?:jwt: fetched 2 keys from "\/_jwks"\n
 
 
 === TEST 7: failure: the provider answers 404: the last good set stays in force, logged and counted once per interval
---- project_only: the runner's extensions (concurrent phase, reload, actions between requests, prometheus)
+--- project_only: actions between requests (after_request); the metrics are parsed (prometheus)
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -617,7 +619,7 @@ qr/\A(?:jwt: response from "\/_jwks" refused: status 404; the last good one stay
 
 
 === TEST 8: failure: a timeout (the provider delays its answer past proxy_read_timeout): last good set in force
---- project_only: the runner's extensions (concurrent phase, reload, actions between requests, prometheus)
+--- project_only: actions between requests (after_request); the metrics are parsed (prometheus)
 --- http_config
     # the first fetch passes; the next one is delayed by limit_req for a minute
     limit_req_zone $server_name zone=idp_slow:1m rate=1r/m;
@@ -677,7 +679,7 @@ qr/\A(?:jwt: response from "\/_jwks" refused: status 504\n)?\z/
     'upstream timed out',
 ]
 === TEST 9: failure: a content type that is not JSON (the provider reloaded with text/html): last good set in force
---- project_only: the runner's extensions (concurrent phase, reload, actions between requests, prometheus)
+--- project_only: reloads between requests (reload_*); actions between requests (after_request); the metrics are parsed (prometheus)
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -750,7 +752,7 @@ qr/\A(?:jwt: response from "\/_jwks" refused: content type "text\/html" is not J
 === TEST 10: failure: a gzip body (the key location asks the provider for gzip): last good set in force
 # The provider compresses bodies of 800 bytes or more: the first set (rsa2048) is sent as it
 # is; the rotated one (both keys) is gzipped, and refused.
---- project_only: the runner's extensions (concurrent phase, reload, actions between requests, prometheus)
+--- project_only: actions between requests (after_request); the metrics are parsed (prometheus)
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -818,7 +820,7 @@ qr/\A(?:jwt: response from "\/_jwks" refused: content encoding "gzip" \(a key se
 
 
 === TEST 11: failure: a body over 1 MiB: last good set in force
---- project_only: the runner's extensions (concurrent phase, reload, actions between requests, prometheus)
+--- project_only: actions between requests (after_request); the metrics are parsed (prometheus)
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -879,7 +881,7 @@ qr/\A(?:jwt: response from "\/_jwks" refused: body of 1100020 bytes, the limit i
 
 
 === TEST 12: failure: invalid JSON: last good set in force
---- project_only: the runner's extensions (concurrent phase, reload, actions between requests, prometheus)
+--- project_only: actions between requests (after_request); the metrics are parsed (prometheus)
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -940,7 +942,7 @@ qr/\A(?:jwt: response from "\/_jwks" refused: .*JSON.*\n)?\z/
 
 
 === TEST 13: failure: a set with no usable signing key (use enc only): last good set in force
---- project_only: the runner's extensions (concurrent phase, reload, actions between requests, prometheus)
+--- project_only: actions between requests (after_request); the metrics are parsed (prometheus)
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -1005,7 +1007,7 @@ qr/\A(?:jwt: response from "\/_jwks" refused: .*usable.*\n)?\z/
 # marks its connection as failed. The fetch runs on a connection of its own (not the
 # client's), so only the fetch fails: recorded, logged and counted, and the client is answered
 # with the last good set.
---- project_only: the runner's extensions (concurrent phase, reload, actions between requests, prometheus)
+--- project_only: actions between requests (after_request); the metrics are parsed (prometheus)
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -1064,7 +1066,7 @@ qr/\A(?:jwt: response from "\/_jwks" refused: the response could not be read who
     'too big subrequest response: 20020',
 ]
 === TEST 15: cold start with no provider (connection refused): 500 and a clear log line, no fetch storm
---- project_only: the runner's extensions (concurrent phase, reload, actions between requests, prometheus)
+--- project_only: the metrics are parsed (prometheus)
 --- config
     location = /_jwks {
         internal;
@@ -1102,7 +1104,6 @@ qr/\Ajwt: response from "\/_jwks" refused: status 502\njwt: no usable keys, answ
     'connect() failed (111: Connection refused)',
 ]
 === TEST 16: cold start with no provider, auth_jwt_key_unavailable 401: 401 with WWW-Authenticate
---- project_only: the runner's extensions (concurrent phase, reload, actions between requests, prometheus)
 --- config
     location = /_jwks {
         internal;
@@ -1121,13 +1122,11 @@ GET /t
 --- error_code: 401
 --- response_headers
 WWW-Authenticate: Bearer realm="api", error="invalid_token"
---- shutdown_error_log eval
-[
-    'jwt: response from "/_jwks" refused: status 502',
-    'jwt: no usable keys, answering 401 (key_unavailable)',
-]
+--- error_log
+jwt: response from "/_jwks" refused: status 502
+jwt: no usable keys, answering 401 (key_unavailable)
 === TEST 17: key_request with key_file: the file's keys work with the provider down, the fetched ones once it is up
---- project_only: the runner's extensions (concurrent phase, reload, actions between requests, prometheus)
+--- project_only: actions between requests (after_request)
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -1185,7 +1184,7 @@ key_unavailable
 
 
 === TEST 18: a reload keeps the fetched set (shared memory): no fetch after it, until a refresh is due
---- project_only: the runner's extensions (concurrent phase, reload, actions between requests, prometheus)
+--- project_only: reloads between requests (reload_*); actions between requests (after_request); the metrics are parsed (prometheus)
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -1259,7 +1258,7 @@ qr/\Ajwt: fetched 1 keys from "\/_jwks"\n(?:jwt: fetched 1 keys from "\/_jwks"\n
 # The provider is a static file server, which would answer Range with 206, If-None-Match: *
 # and a future If-Modified-Since with 304, and honours Accept-Encoding (gzip on): every fetch
 # would fail if the client's headers were passed on. It logs what each fetch carried.
---- project_only: the runner's extensions (concurrent phase, reload, actions between requests, prometheus)
+--- project_only: actions between requests (after_request); the metrics are parsed (prometheus)
 --- http_config
     log_format idp 'idp $request range=$http_range inm=$http_if_none_match ims=$http_if_modified_since ae=$http_accept_encoding auth=$http_authorization cookie=$http_cookie accept="$http_accept" ua=$http_user_agent status=$status';
     server {
@@ -1333,7 +1332,7 @@ idp GET /jwks.json HTTP/1.0 range=- inm=- ims=- ae=- auth=- cookie=- accept="app
 # The provider sends the set slowly (limit_rate: about 2 s); the first client gives up after
 # 0.5 s (the runner's per-request timeout; it counts as "none" in the concurrent phase). The
 # fetch goes on without it, and the next request, a little later, is verified with its set.
---- project_only: the runner's extensions (concurrent phase, reload, actions between requests, prometheus)
+--- project_only: a concurrent phase (concurrent_*, status_counts); actions between requests (after_request); the metrics are parsed (prometheus); not under valgrind (no_valgrind)
 --- http_config
     log_format idp 'idp $request status=$status bytes=$body_bytes_sent';
     server {
@@ -1407,7 +1406,7 @@ qr/\Ajwt: fetching keys from "\/_jwks"\n(?:jwt: fetched 1 keys from "\/_jwks"\n)
 # One location per URI /k/0 ... /k/69, all served by the same mock file; each URI is a set of
 # its own in the zone. The reloaded configuration names /k/x0 ... /k/x69 instead: the first 70
 # entries are freed.
---- project_only: the runner's extensions (concurrent phase, reload, actions between requests, prometheus)
+--- project_only: a concurrent phase (concurrent_*, status_counts); reloads between requests (reload_*); the metrics are parsed (prometheus)
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -1612,7 +1611,7 @@ gateway_jwks_fetch_total{result="failed"} 0
 # auth_jwt_key_zone 1m holds three 300 KB sets (74 pages each of about 250), not four. The
 # first configuration fills it with /k/a1../k/a3; the reloaded one names /k/b1../k/b4 instead:
 # the a-sets are freed when the zone is taken over, the b-sets fit again but the fourth one.
---- project_only: the runner's extensions (concurrent phase, reload, actions between requests, prometheus)
+--- project_only: reloads between requests (reload_*); the metrics are parsed (prometheus)
 --- http_config
     auth_jwt_key_zone 1m;
     server {
@@ -1680,7 +1679,7 @@ qr/\A(?:jwt: freed the entries of 3 URIs no longer configured in the "gateway_jw
 === TEST 23: a fetched set that does not fit in the zone: logged, counted as failed, the previous set stays in force
 # The default 8 MB zone (about 2035 pages) holds nine 900 KB sets (220 pages each) and a small
 # one, not a tenth large one: /t10's set grows from 430 bytes to 900 KB.
---- project_only: the runner's extensions (concurrent phase, reload, actions between requests, prometheus)
+--- project_only: actions between requests (after_request); the metrics are parsed (prometheus)
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -1755,7 +1754,7 @@ qr/\A(?:jwt: fetched 1 keys from "\/k\/t10"\n(?:jwt: no room in the "gateway_jwk
 # Three locations (one with a key file of its own besides) share /_jwks; 60 requests over both
 # workers. Each worker parses the set once (the one that fetched it, when checking the
 # answer): at most two parses, not one per location and worker.
---- project_only: the runner's extensions (concurrent phase, reload, actions between requests, prometheus)
+--- project_only: a concurrent phase (concurrent_*, status_counts, distinct_header_values)
 --- log_level: debug
 --- http_config
     server {
