@@ -137,10 +137,13 @@ qr/jwt: fetch(?:ing|ed) [^"]+"[^"]+"/
 qr/\Ajwt: fetching keys from "\/_jwks"\n(?:jwt: fetched 1 keys from "\/_jwks"\n)?\z/
 --- no_error_log
 [error]
---- shutdown_error_log eval
+--- error_log eval
 [
     'jwt: fetching keys from "/_jwks"',
     'jwt: fetched 1 keys from "/_jwks"',
+]
+--- shutdown_error_log eval
+[
     qr/jwt refused: .*\(unknown_key\)/,
     qr/jwt refused: .*\(bad_signature\)/,
     "jwt refused: no token (missing)",
@@ -209,7 +212,7 @@ qr/jwt: fetched [^"]+"[^"]+"/
 qr/\Ajwt: fetched 1 keys from "\/_jwks"\n\z/
 --- no_error_log
 [error]
---- shutdown_error_log eval
+--- error_log eval
 [
     'jwt: fetched 1 keys from "/_jwks"',
 ]
@@ -305,7 +308,7 @@ qr/jwt: fetched [^"]+"[^"]+"/
 qr/\Ajwt: fetched 1 keys from "\/_jwks"\n(?:jwt: fetched 1 keys from "\/_jwks"\n)?\z/
 --- no_error_log
 [error]
---- shutdown_error_log eval
+--- error_log eval
 [
     'jwt: fetched 1 keys from "/_jwks"',
 ]
@@ -390,9 +393,12 @@ qr/jwt: fetched [^"]+"[^"]+"/
 qr/\Ajwt: fetched 1 keys from "\/_jwks"\n(?:jwt: fetched 1 keys from "\/_jwks"\n)?\z/
 --- no_error_log
 [error]
---- shutdown_error_log eval
+--- error_log eval
 [
     'jwt: fetched 1 keys from "/_jwks"',
+]
+--- shutdown_error_log eval
+[
     qr/jwt refused: no matching key: no key with the token's kid \(unknown_key\)/,
 ]
 
@@ -473,9 +479,12 @@ qr/jwt: fetched .*fresh for \d+s/
 qr/\Ajwt: fetched 2 keys from "\/_jwks", fresh for 1s\n(?:jwt: fetched 1 keys from "\/_jwks", fresh for 1s\n)?\z/
 --- no_error_log
 [error]
---- shutdown_error_log eval
+--- error_log eval
 [
     'jwt: fetched 2 keys from "/_jwks", fresh for 1s',
+]
+--- shutdown_error_log eval
+[
     'jwt: fetched 1 keys from "/_jwks", fresh for 1s',
 ]
 
@@ -548,9 +557,12 @@ qr/jwt: fetched [^"]+"[^"]+"/
 qr/\Ajwt: fetched 1 keys from "\/_jwks"\n(?:jwt: fetched 2 keys from "\/_jwks"\n)?\z/
 --- no_error_log
 [error]
---- shutdown_error_log eval
+--- error_log eval
 [
     'jwt: fetched 1 keys from "/_jwks"',
+]
+--- shutdown_error_log eval
+[
     'jwt: fetched 2 keys from "/_jwks"',
     qr/jwt refused: algorithm not allowed: ES256 .*\(alg_not_allowed\)/,
 ]
@@ -1173,9 +1185,12 @@ $TEST_NGINX_JWKS_A
 2 sleep 1.1
 --- no_error_log
 key_unavailable
---- shutdown_error_log eval
+--- error_log eval
 [
     'jwt: response from "/_jwks" refused: status 404',
+]
+--- shutdown_error_log eval
+[
     'jwt: fetched 1 keys from "/_jwks"',
 ]
 
@@ -1245,7 +1260,7 @@ qr/jwt: fetched [^"]+"[^"]+"/
 qr/\Ajwt: fetched 1 keys from "\/_jwks"\n(?:jwt: fetched 1 keys from "\/_jwks"\n)?\z/
 --- no_error_log
 [error]
---- shutdown_error_log eval
+--- error_log eval
 [
     'jwt: fetched 1 keys from "/_jwks"',
 ]
@@ -1392,7 +1407,7 @@ qr/jwt: (?:fetch(?:ing|ed) [^"]+"[^"]+"|response from "[^"]+" refused: [^;]+)/
 qr/\Ajwt: fetching keys from "\/_jwks"\n(?:jwt: fetched 1 keys from "\/_jwks"\n)?\z/
 --- no_error_log
 [error]
---- shutdown_error_log eval
+--- error_log eval
 [
     'jwt: fetching keys from "/_jwks"',
     'jwt: fetched 1 keys from "/_jwks"',
@@ -1598,7 +1613,7 @@ gateway_jwks_fetch_total{result="ok"} 72
 gateway_jwks_fetch_total{result="failed"} 0
 --- no_error_log
 [error]
---- shutdown_error_log eval
+--- error_log eval
 [
     'jwt: freed the entries of 70 URIs no longer configured in the "gateway_jwks" zone',
 ]
