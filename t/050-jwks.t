@@ -24,9 +24,18 @@
 #   TOKEN_NOPE  RS256 (rsa2048), kid nope, sub alice, exp 2100
 #   TOKEN_EC  ES256, kid ec256, sub carol, exp 2100 (its key is in no fetched set)
 #   TOKEN_HS  HS256, kid hs256, sub dave, exp 2100 (t/keys/hs256.jwk, for auth_jwt_key_file)
-# This file uses the runner's project extensions (concurrent phase, reload, after_request,
-# prometheus): run it with cargo test, not prove.
+# Mostly project runner only: every block but TEST 16 uses the runner's extensions (concurrent
+# phase, reload, after_request, prometheus) and says so with --- project_only, so prove skips
+# it. The log checks read the whole error.log each time (check_accum_error_log): a fetch is
+# logged by one request of several, so after each request the fetch lines must be a prefix of
+# the block's sequence (grep_error_log_out; the lines of a cold fetch from request 1 on), their
+# final number is checked by gateway_jwks_fetch_total (prometheus), and lines a later request
+# logs by shutdown_error_log (which reads the whole error.log at the end with
+# check_accum_error_log). Each refusal's reason is checked per request through an X-Jwt-Error
+# header ($jwt_error).
 use Test::Nginx::Socket 'no_plan';
+use lib 't/lib';
+use ProjectOnly;
 use Cwd qw(cwd);
 
 $ENV{TEST_NGINX_KEYS} ||= cwd() . '/t/keys';
@@ -53,12 +62,14 @@ $ENV{TEST_NGINX_TOKEN_HS} = 'eyJhbGciOiJIUzI1NiIsImtpZCI6ImhzMjU2IiwidHlwIjoiSld
 workers(2);
 master_on();
 log_level('info');
+check_accum_error_log();
 no_shuffle();
 run_tests();
 
 __DATA__
 
 === TEST 1: a valid token is accepted through the fetched set; one fetch for every request, both workers
+--- project_only: the metrics are parsed (prometheus)
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -80,6 +91,7 @@ __DATA__
     location /t {
         auth_jwt "api";
         auth_jwt_key_request /_jwks;
+        add_header X-Jwt-Error $jwt_error always;
         proxy_set_header X-User $jwt_claim_sub;
         proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/upstream;
     }
@@ -93,45 +105,57 @@ $TEST_NGINX_JWKS_A
 ["GET /t", "GET /t", "GET /t", "GET /t", "GET /t", "GET /metrics"]
 --- more_headers eval
 [
-    'Authorization: Bearer $TEST_NGINX_TOKEN_A',
-    'Authorization: Bearer $TEST_NGINX_TOKEN_A',
+    "Authorization: Bearer $ENV{TEST_NGINX_TOKEN_A}",
+    "Authorization: Bearer $ENV{TEST_NGINX_TOKEN_A}",
     # a kid in no fetched set: unknown kid, the refresh it asks for is not due yet
-    'Authorization: Bearer $TEST_NGINX_TOKEN_NOPE',
+    "Authorization: Bearer $ENV{TEST_NGINX_TOKEN_NOPE}",
     # the right kid with a bad signature
-    'Authorization: Bearer $TEST_NGINX_TOKEN_A_BAD',
+    "Authorization: Bearer $ENV{TEST_NGINX_TOKEN_A_BAD}",
     "X-None: 1",
     "X-None: 1",
 ]
 --- error_code eval
 [200, 200, 401, 401, 401, 200]
+--- response_headers eval
+[
+    "!X-Jwt-Error",
+    "!X-Jwt-Error",
+    "X-Jwt-Error: unknown_key",
+    "X-Jwt-Error: bad_signature",
+    "X-Jwt-Error: missing",
+    "!X-Jwt-Error",
+]
 --- response_body_like eval
-[qr/^upstream reached sub=alice\n\z/, qr/^upstream reached sub=alice\n\z/, qr/401/, qr/401/, qr/401/, qr/gateway_jwks_fetch_total/]
---- after_request
-5 sleep 0.3
+[qr/^upstream reached sub=alice\n\z/, qr/^upstream reached sub=alice\n\z/, qr/\A<html>\r\n<head><title>401 Authorization Required<\/title>/, qr/\A<html>\r\n<head><title>401 Authorization Required<\/title>/, qr/\A<html>\r\n<head><title>401 Authorization Required<\/title>/, qr/gateway_jwks_fetch_total/]
 --- prometheus
 type gateway_jwks_fetch_total counter
 gateway_jwks_fetch_total{result="ok"} 1
 gateway_jwks_fetch_total{result="failed"} 0
 --- grep_error_log eval
 qr/jwt: fetch(?:ing|ed) [^"]+"[^"]+"/
---- grep_error_log_out
-jwt: fetching keys from "/_jwks"
-jwt: fetched 1 keys from "/_jwks"
+--- grep_error_log_out eval
+qr/\Ajwt: fetching keys from "\/_jwks"\n(?:jwt: fetched 1 keys from "\/_jwks"\n)?\z/
+--- no_error_log
+[error]
 --- error_log eval
+[
+    'jwt: fetching keys from "/_jwks"',
+    'jwt: fetched 1 keys from "/_jwks"',
+]
+--- shutdown_error_log eval
 [
     qr/jwt refused: .*\(unknown_key\)/,
     qr/jwt refused: .*\(bad_signature\)/,
     "jwt refused: no token (missing)",
 ]
---- no_error_log
-[error]
 
 
 
 === TEST 2: cold start: 60 concurrent first requests over 2 workers share one fetch
+--- project_only: a concurrent phase (concurrent_*, status_counts, distinct_header_values); the metrics are parsed (prometheus)
 --- http_config
     server {
-        listen 127.0.0.1:$TEST_NGINX_SERVER_PORT reuseport;
+        listen $TEST_NGINX_SERVER_PORT reuseport;
         server_name reuseport.invalid;
     }
     server {
@@ -164,8 +188,8 @@ jwt: fetched 1 keys from "/_jwks"
 --- user_files
 >>> jwks.json
 $TEST_NGINX_JWKS_A
---- more_headers
-Authorization: Bearer $TEST_NGINX_TOKEN_A
+--- more_headers eval
+"Authorization: Bearer $ENV{TEST_NGINX_TOKEN_A}"
 --- concurrent_request
 GET /t?n={i}
 --- concurrent_requests: 60
@@ -177,20 +201,21 @@ X-Pid >= 2
 --- request eval
 ["GET /t", "GET /metrics"]
 --- response_body_like eval
-[qr/sub=alice/, qr/gateway_jwks_fetch_total/]
---- after_request
-# the log phase (where requests are counted) may end after the client has the response
-1 sleep 0.3
+[qr/\Aupstream reached sub=alice\n\z/, qr/gateway_jwks_fetch_total/]
 --- prometheus
 gateway_jwks_fetch_total{result="ok"} 1
 gateway_jwks_fetch_total{result="failed"} 0
 gateway_auth_total{result="valid",reason=""} 61
 --- grep_error_log eval
 qr/jwt: fetched [^"]+"[^"]+"/
---- grep_error_log_out
-jwt: fetched 1 keys from "/_jwks"
+--- grep_error_log_out eval
+qr/\Ajwt: fetched 1 keys from "\/_jwks"\n\z/
 --- no_error_log
 [error]
+--- error_log eval
+[
+    'jwt: fetched 1 keys from "/_jwks"',
+]
 
 
 
@@ -198,9 +223,10 @@ jwt: fetched 1 keys from "/_jwks"
 # kids "f4lo4d-4" + the request number: the map puts its three digits at base64 positions that
 # each decode to one byte of the kid ('4'..'='), so every request names another unknown kid.
 # The signature is rsa3072's over the original header (never checked: no key has the kid).
+--- project_only: a concurrent phase (concurrent_*, status_counts, distinct_header_values); actions between requests (after_request); the metrics are parsed (prometheus)
 --- http_config
     server {
-        listen 127.0.0.1:$TEST_NGINX_SERVER_PORT reuseport;
+        listen $TEST_NGINX_SERVER_PORT reuseport;
         server_name reuseport.invalid;
     }
     server {
@@ -258,20 +284,19 @@ X-Pid >= 2
 ["GET /t", "GET /t", "GET /t", "GET /t", "GET /metrics"]
 --- more_headers eval
 [
-    'Authorization: Bearer $TEST_NGINX_TOKEN_NOPE',
-    'Authorization: Bearer $TEST_NGINX_TOKEN_NOPE',
-    'Authorization: Bearer $TEST_NGINX_TOKEN_NOPE',
-    'Authorization: Bearer $TEST_NGINX_TOKEN_A',
+    "Authorization: Bearer $ENV{TEST_NGINX_TOKEN_NOPE}",
+    "Authorization: Bearer $ENV{TEST_NGINX_TOKEN_NOPE}",
+    "Authorization: Bearer $ENV{TEST_NGINX_TOKEN_NOPE}",
+    "Authorization: Bearer $ENV{TEST_NGINX_TOKEN_A}",
     'X-None: 1',
 ]
 --- error_code eval
 [401, 401, 401, 200, 200]
 --- response_body_like eval
-[qr/401/, qr/401/, qr/401/, qr/upstream reached/, qr/gateway_jwks_fetch_total/]
+[qr/\A<html>\r\n<head><title>401 Authorization Required<\/title>/, qr/\A<html>\r\n<head><title>401 Authorization Required<\/title>/, qr/\A<html>\r\n<head><title>401 Authorization Required<\/title>/, qr/upstream reached/, qr/gateway_jwks_fetch_total/]
 --- after_request
 # the flood and request 1 fall within one interval; request 2 comes after it: one more fetch
 1 sleep 2.1
-4 sleep 0.3
 --- prometheus
 # 1: the flood (a cold start, shared by all), 1: request 2, after the interval
 gateway_jwks_fetch_total{result="ok"} 2
@@ -279,15 +304,19 @@ gateway_jwks_fetch_total{result="failed"} 0
 gateway_auth_total{result="invalid",reason="unknown_key"} 203
 --- grep_error_log eval
 qr/jwt: fetched [^"]+"[^"]+"/
---- grep_error_log_out
-jwt: fetched 1 keys from "/_jwks"
-jwt: fetched 1 keys from "/_jwks"
+--- grep_error_log_out eval
+qr/\Ajwt: fetched 1 keys from "\/_jwks"\n(?:jwt: fetched 1 keys from "\/_jwks"\n)?\z/
 --- no_error_log
 [error]
+--- error_log eval
+[
+    'jwt: fetched 1 keys from "/_jwks"',
+]
 
 
 
 === TEST 4: rotation: a new kid triggers a refresh (the refresh interval permitting), the removed kid is refused at once
+--- project_only: actions between requests (after_request); the metrics are parsed (prometheus)
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -309,6 +338,7 @@ jwt: fetched 1 keys from "/_jwks"
     location /t {
         auth_jwt "api";
         auth_jwt_key_request /_jwks;
+        add_header X-Jwt-Error $jwt_error always;
         auth_jwt_key_refresh_interval 1s;
         proxy_set_header X-User $jwt_claim_sub;
         proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/upstream;
@@ -325,42 +355,57 @@ $TEST_NGINX_JWKS_B
 ["GET /t", "GET /t", "GET /t", "GET /t", "GET /t", "GET /t", "GET /metrics"]
 --- more_headers eval
 [
-    'Authorization: Bearer $TEST_NGINX_TOKEN_A',
+    "Authorization: Bearer $ENV{TEST_NGINX_TOKEN_A}",
     # the provider has not rotated yet; the refresh is not due anyway (fetched < 1s ago)
-    'Authorization: Bearer $TEST_NGINX_TOKEN_B',
+    "Authorization: Bearer $ENV{TEST_NGINX_TOKEN_B}",
     # rotated, and more than an interval later: the cached set (fresh for 10m) still has rsa2048
-    'Authorization: Bearer $TEST_NGINX_TOKEN_A',
+    "Authorization: Bearer $ENV{TEST_NGINX_TOKEN_A}",
     # kid rsa3072 is unknown: refresh, the new set has it
-    'Authorization: Bearer $TEST_NGINX_TOKEN_B',
+    "Authorization: Bearer $ENV{TEST_NGINX_TOKEN_B}",
     # rsa2048 is gone from the set now in force
-    'Authorization: Bearer $TEST_NGINX_TOKEN_A',
-    'Authorization: Bearer $TEST_NGINX_TOKEN_B',
+    "Authorization: Bearer $ENV{TEST_NGINX_TOKEN_A}",
+    "Authorization: Bearer $ENV{TEST_NGINX_TOKEN_B}",
     'X-None: 1',
 ]
 --- error_code eval
 [200, 401, 200, 200, 401, 200, 200]
+--- response_headers eval
+[
+    "!X-Jwt-Error",
+    "X-Jwt-Error: unknown_key",
+    "!X-Jwt-Error",
+    "!X-Jwt-Error",
+    "X-Jwt-Error: unknown_key",
+    "!X-Jwt-Error",
+    "!X-Jwt-Error",
+]
 --- response_body_like eval
-[qr/sub=alice/, qr/401/, qr/sub=alice/, qr/sub=bob/, qr/401/, qr/sub=bob/, qr/gateway_jwks_fetch_total/]
+[qr/\Aupstream reached sub=alice\n\z/, qr/\A<html>\r\n<head><title>401 Authorization Required<\/title>/, qr/\Aupstream reached sub=alice\n\z/, qr/\Aupstream reached sub=bob\n\z/, qr/\A<html>\r\n<head><title>401 Authorization Required<\/title>/, qr/\Aupstream reached sub=bob\n\z/, qr/gateway_jwks_fetch_total/]
 --- after_request
 2 rename html/jwks-b.json html/jwks.json
 2 sleep 1.1
-6 sleep 0.3
 --- prometheus
 gateway_jwks_fetch_total{result="ok"} 2
 gateway_jwks_fetch_total{result="failed"} 0
 --- grep_error_log eval
 qr/jwt: fetched [^"]+"[^"]+"/
---- grep_error_log_out
-jwt: fetched 1 keys from "/_jwks"
-jwt: fetched 1 keys from "/_jwks"
---- error_log eval
-[qr/jwt refused: no matching key: no key with the token's kid \(unknown_key\)/]
+--- grep_error_log_out eval
+qr/\Ajwt: fetched 1 keys from "\/_jwks"\n(?:jwt: fetched 1 keys from "\/_jwks"\n)?\z/
 --- no_error_log
 [error]
+--- error_log eval
+[
+    'jwt: fetched 1 keys from "/_jwks"',
+]
+--- shutdown_error_log eval
+[
+    qr/jwt refused: no matching key: no key with the token's kid \(unknown_key\)/,
+]
 
 
 
 === TEST 5: rotation by expiry: the provider's Cache-Control max-age=1 is honoured, then the old kid is refused
+--- project_only: actions between requests (after_request); the metrics are parsed (prometheus)
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -383,6 +428,7 @@ jwt: fetched 1 keys from "/_jwks"
     location /t {
         auth_jwt "api";
         auth_jwt_key_request /_jwks;
+        add_header X-Jwt-Error $jwt_error always;
         # max-age is kept within [refresh interval, auth_jwt_key_cache]
         auth_jwt_key_refresh_interval 1s;
         proxy_set_header X-User $jwt_claim_sub;
@@ -400,38 +446,54 @@ $TEST_NGINX_JWKS_B
 ["GET /t", "GET /t", "GET /t", "GET /t", "GET /t", "GET /metrics"]
 --- more_headers eval
 [
-    'Authorization: Bearer $TEST_NGINX_TOKEN_A',
-    'Authorization: Bearer $TEST_NGINX_TOKEN_B',
+    "Authorization: Bearer $ENV{TEST_NGINX_TOKEN_A}",
+    "Authorization: Bearer $ENV{TEST_NGINX_TOKEN_B}",
     # rsa2048 removed by the provider; the cached set is still fresh (max-age=1)
-    'Authorization: Bearer $TEST_NGINX_TOKEN_A',
+    "Authorization: Bearer $ENV{TEST_NGINX_TOKEN_A}",
     # more than max-age later: refetched, rsa2048 is refused
-    'Authorization: Bearer $TEST_NGINX_TOKEN_A',
-    'Authorization: Bearer $TEST_NGINX_TOKEN_B',
+    "Authorization: Bearer $ENV{TEST_NGINX_TOKEN_A}",
+    "Authorization: Bearer $ENV{TEST_NGINX_TOKEN_B}",
     'X-None: 1',
 ]
 --- error_code eval
 [200, 200, 200, 401, 200, 200]
+--- response_headers eval
+[
+    "!X-Jwt-Error",
+    "!X-Jwt-Error",
+    "!X-Jwt-Error",
+    "X-Jwt-Error: unknown_key",
+    "!X-Jwt-Error",
+    "!X-Jwt-Error",
+]
 --- response_body_like eval
-[qr/sub=alice/, qr/sub=bob/, qr/sub=alice/, qr/401/, qr/sub=bob/, qr/gateway_jwks_fetch_total/]
+[qr/\Aupstream reached sub=alice\n\z/, qr/\Aupstream reached sub=bob\n\z/, qr/\Aupstream reached sub=alice\n\z/, qr/\A<html>\r\n<head><title>401 Authorization Required<\/title>/, qr/\Aupstream reached sub=bob\n\z/, qr/gateway_jwks_fetch_total/]
 --- after_request
 2 rename html/jwks-b.json html/jwks.json
 3 sleep 1.2
-5 sleep 0.3
 --- prometheus
 gateway_jwks_fetch_total{result="ok"} 2
 --- grep_error_log eval
 qr/jwt: fetched .*fresh for \d+s/
---- grep_error_log_out
-jwt: fetched 2 keys from "/_jwks", fresh for 1s
-jwt: fetched 1 keys from "/_jwks", fresh for 1s
+--- grep_error_log_out eval
+qr/\Ajwt: fetched 2 keys from "\/_jwks", fresh for 1s\n(?:jwt: fetched 1 keys from "\/_jwks", fresh for 1s\n)?\z/
 --- no_error_log
 [error]
+--- error_log eval
+[
+    'jwt: fetched 2 keys from "/_jwks", fresh for 1s',
+]
+--- shutdown_error_log eval
+[
+    'jwt: fetched 1 keys from "/_jwks", fresh for 1s',
+]
 
 
 
 === TEST 6: rotation to a key of another type (RSA set, then an EC key added): the ES256 token triggers the refresh
 # Without auth_jwt_algorithms the algorithms allowed are those of the keys held; the ES256
 # token is first refused as alg_not_allowed, which must ask for a refresh as an unknown kid does.
+--- project_only: actions between requests (after_request)
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -453,6 +515,7 @@ jwt: fetched 1 keys from "/_jwks", fresh for 1s
     location /t {
         auth_jwt "api";
         auth_jwt_key_request /_jwks;
+        add_header X-Jwt-Error $jwt_error always;
         auth_jwt_key_refresh_interval 1s;
         proxy_set_header X-User $jwt_claim_sub;
         proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/upstream;
@@ -469,31 +532,45 @@ $TEST_NGINX_JWKS_AE
 ["GET /t", "GET /t", "GET /t", "GET /t"]
 --- more_headers eval
 [
-    'Authorization: Bearer $TEST_NGINX_TOKEN_A',
-    'Authorization: Bearer $TEST_NGINX_TOKEN_EC',
-    'Authorization: Bearer $TEST_NGINX_TOKEN_EC',
-    'Authorization: Bearer $TEST_NGINX_TOKEN_A',
+    "Authorization: Bearer $ENV{TEST_NGINX_TOKEN_A}",
+    "Authorization: Bearer $ENV{TEST_NGINX_TOKEN_EC}",
+    "Authorization: Bearer $ENV{TEST_NGINX_TOKEN_EC}",
+    "Authorization: Bearer $ENV{TEST_NGINX_TOKEN_A}",
 ]
 --- error_code eval
 [200, 401, 200, 200]
+--- response_headers eval
+[
+    "!X-Jwt-Error",
+    "X-Jwt-Error: alg_not_allowed",
+    "!X-Jwt-Error",
+    "!X-Jwt-Error",
+]
 --- response_body_like eval
-[qr/sub=alice/, qr/401/, qr/sub=carol/, qr/sub=alice/]
+[qr/\Aupstream reached sub=alice\n\z/, qr/\A<html>\r\n<head><title>401 Authorization Required<\/title>/, qr/\Aupstream reached sub=carol\n\z/, qr/\Aupstream reached sub=alice\n\z/]
 --- after_request
 2 rename html/jwks-ae.json html/jwks.json
 2 sleep 1.1
 --- grep_error_log eval
 qr/jwt: fetched [^"]+"[^"]+"/
---- grep_error_log_out
-jwt: fetched 1 keys from "/_jwks"
-jwt: fetched 2 keys from "/_jwks"
---- error_log eval
-[qr/jwt refused: algorithm not allowed: ES256 .*\(alg_not_allowed\)/]
+--- grep_error_log_out eval
+qr/\Ajwt: fetched 1 keys from "\/_jwks"\n(?:jwt: fetched 2 keys from "\/_jwks"\n)?\z/
 --- no_error_log
 [error]
+--- error_log eval
+[
+    'jwt: fetched 1 keys from "/_jwks"',
+]
+--- shutdown_error_log eval
+[
+    'jwt: fetched 2 keys from "/_jwks"',
+    qr/jwt refused: algorithm not allowed: ES256 .*\(alg_not_allowed\)/,
+]
 
 
 
 === TEST 7: failure: the provider answers 404: the last good set stays in force, logged and counted once per interval
+--- project_only: actions between requests (after_request); the metrics are parsed (prometheus)
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -529,29 +606,32 @@ $TEST_NGINX_JWKS_A
 --- request eval
 ["GET /t", "GET /t", "GET /t", "GET /t", "GET /t", "GET /t", "GET /metrics"]
 --- more_headers eval
-[('Authorization: Bearer $TEST_NGINX_TOKEN_A') x 6, 'X-None: 1']
+[("Authorization: Bearer $ENV{TEST_NGINX_TOKEN_A}") x 6, 'X-None: 1']
 --- error_code eval
 [200, 200, 200, 200, 200, 200, 200]
 --- response_body_like eval
-[(qr/sub=alice/) x 6, qr/gateway_jwks_fetch_total/]
+[(qr/\Aupstream reached sub=alice\n\z/) x 6, qr/gateway_jwks_fetch_total/]
 --- after_request
 1 rename html/jwks.json html/gone.json
 1 sleep 1.1
 # requests 2-4 fall in one interval: one fetch, one log line; request 5 in the next one
 4 sleep 1.1
-6 sleep 0.3
 --- prometheus
 gateway_jwks_fetch_total{result="ok"} 1
 gateway_jwks_fetch_total{result="failed"} 2
 --- grep_error_log eval
 qr/jwt: response from "[^"]+" refused: [^;]+;[^(]+/
---- grep_error_log_out
-jwt: response from "/_jwks" refused: status 404; the last good one stays in force 
-jwt: response from "/_jwks" refused: status 404; the last good one stays in force 
+--- grep_error_log_out eval
+qr/\A(?:jwt: response from "\/_jwks" refused: status 404; the last good one stays in force \n(?:jwt: response from "\/_jwks" refused: status 404; the last good one stays in force \n)?)?\z/
+--- shutdown_error_log eval
+[
+    'jwt: response from "/_jwks" refused: status 404; the last good one stays in force ',
+]
 
 
 
 === TEST 8: failure: a timeout (the provider delays its answer past proxy_read_timeout): last good set in force
+--- project_only: actions between requests (after_request); the metrics are parsed (prometheus)
 --- http_config
     # the first fetch passes; the next one is delayed by limit_req for a minute
     limit_req_zone $server_name zone=idp_slow:1m rate=1r/m;
@@ -591,27 +671,27 @@ $TEST_NGINX_JWKS_A
 --- request eval
 ["GET /t", "GET /t", "GET /t", "GET /t", "GET /metrics"]
 --- more_headers eval
-['Authorization: Bearer $TEST_NGINX_TOKEN_A', 'Authorization: Bearer $TEST_NGINX_TOKEN_A', 'Authorization: Bearer $TEST_NGINX_TOKEN_A', 'Authorization: Bearer $TEST_NGINX_TOKEN_A', 'X-None: 1']
+["Authorization: Bearer $ENV{TEST_NGINX_TOKEN_A}", "Authorization: Bearer $ENV{TEST_NGINX_TOKEN_A}", "Authorization: Bearer $ENV{TEST_NGINX_TOKEN_A}", "Authorization: Bearer $ENV{TEST_NGINX_TOKEN_A}", 'X-None: 1']
 --- error_code eval
 [200, 200, 200, 200, 200]
 --- response_body_like eval
-[qr/sub=alice/, qr/sub=alice/, qr/sub=alice/, qr/sub=alice/, qr/gateway_jwks_fetch_total/]
+[qr/\Aupstream reached sub=alice\n\z/, qr/\Aupstream reached sub=alice\n\z/, qr/\Aupstream reached sub=alice\n\z/, qr/\Aupstream reached sub=alice\n\z/, qr/gateway_jwks_fetch_total/]
 --- after_request
 1 sleep 1.1
-4 sleep 0.3
 --- prometheus
 gateway_jwks_fetch_total{result="ok"} 1
 gateway_jwks_fetch_total{result="failed"} 1
 --- grep_error_log eval
 qr/jwt: response from "[^"]+" refused: [^;]+/
 --- grep_error_log_out eval
-qr/\Ajwt: response from "\/_jwks" refused: status 504\n\z/
---- error_log
-upstream timed out
-
-
-
+qr/\A(?:jwt: response from "\/_jwks" refused: status 504\n)?\z/
+--- shutdown_error_log eval
+[
+    qr/jwt: response from "\/_jwks" refused: status 504/,
+    'upstream timed out',
+]
 === TEST 9: failure: a content type that is not JSON (the provider reloaded with text/html): last good set in force
+--- project_only: reloads between requests (reload_*); actions between requests (after_request); the metrics are parsed (prometheus)
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -647,11 +727,11 @@ $TEST_NGINX_JWKS_A
 --- request eval
 ["GET /t", "GET /t", "GET /t", "GET /t", "GET /metrics"]
 --- more_headers eval
-['Authorization: Bearer $TEST_NGINX_TOKEN_A', 'Authorization: Bearer $TEST_NGINX_TOKEN_A', 'Authorization: Bearer $TEST_NGINX_TOKEN_A', 'Authorization: Bearer $TEST_NGINX_TOKEN_A', 'X-None: 1']
+["Authorization: Bearer $ENV{TEST_NGINX_TOKEN_A}", "Authorization: Bearer $ENV{TEST_NGINX_TOKEN_A}", "Authorization: Bearer $ENV{TEST_NGINX_TOKEN_A}", "Authorization: Bearer $ENV{TEST_NGINX_TOKEN_A}", 'X-None: 1']
 --- error_code eval
 [200, 200, 200, 200, 200]
 --- response_body_like eval
-[qr/sub=alice/, qr/sub=alice/, qr/sub=alice/, qr/sub=alice/, qr/gateway_jwks_fetch_total/]
+[qr/\Aupstream reached sub=alice\n\z/, qr/\Aupstream reached sub=alice\n\z/, qr/\Aupstream reached sub=alice\n\z/, qr/\Aupstream reached sub=alice\n\z/, qr/gateway_jwks_fetch_total/]
 --- reload_after_request: 1
 --- reload_http_config
     server {
@@ -667,20 +747,24 @@ $TEST_NGINX_JWKS_A
     }
 --- after_request
 1 sleep 1.1
-4 sleep 0.3
 --- prometheus
 gateway_jwks_fetch_total{result="ok"} 1
 gateway_jwks_fetch_total{result="failed"} 1
 --- grep_error_log eval
 qr/jwt: response from "[^"]+" refused: [^;]+/
 --- grep_error_log_out eval
-qr/\Ajwt: response from "\/_jwks" refused: content type "text\/html" is not JSON\n\z/
+qr/\A(?:jwt: response from "\/_jwks" refused: content type "text\/html" is not JSON\n)?\z/
+--- shutdown_error_log eval
+[
+    qr/jwt: response from "\/_jwks" refused: content type "text\/html" is not JSON/,
+]
 
 
 
 === TEST 10: failure: a gzip body (the key location asks the provider for gzip): last good set in force
 # The provider compresses bodies of 800 bytes or more: the first set (rsa2048) is sent as it
 # is; the rotated one (both keys) is gzipped, and refused.
+--- project_only: actions between requests (after_request); the metrics are parsed (prometheus)
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -725,26 +809,30 @@ $TEST_NGINX_JWKS_AB
 --- request eval
 ["GET /t", "GET /t", "GET /t", "GET /t", "GET /metrics"]
 --- more_headers eval
-[('Authorization: Bearer $TEST_NGINX_TOKEN_A') x 4, 'X-None: 1']
+[("Authorization: Bearer $ENV{TEST_NGINX_TOKEN_A}") x 4, 'X-None: 1']
 --- error_code eval
 [200, 200, 200, 200, 200]
 --- response_body_like eval
-[qr/sub=alice/, qr/sub=alice/, qr/sub=alice/, qr/sub=alice/, qr/gateway_jwks_fetch_total/]
+[qr/\Aupstream reached sub=alice\n\z/, qr/\Aupstream reached sub=alice\n\z/, qr/\Aupstream reached sub=alice\n\z/, qr/\Aupstream reached sub=alice\n\z/, qr/gateway_jwks_fetch_total/]
 --- after_request
 1 rename html/jwks-ab.json html/jwks.json
 1 sleep 1.1
-4 sleep 0.3
 --- prometheus
 gateway_jwks_fetch_total{result="ok"} 1
 gateway_jwks_fetch_total{result="failed"} 1
 --- grep_error_log eval
 qr/jwt: response from "[^"]+" refused: [^;]+/
 --- grep_error_log_out eval
-qr/\Ajwt: response from "\/_jwks" refused: content encoding "gzip" \(a key set must be sent uncompressed\)\n\z/
+qr/\A(?:jwt: response from "\/_jwks" refused: content encoding "gzip" \(a key set must be sent uncompressed\)\n)?\z/
+--- shutdown_error_log eval
+[
+    qr/jwt: response from "\/_jwks" refused: content encoding "gzip" \(a key set must be sent uncompressed\)/,
+]
 
 
 
 === TEST 11: failure: a body over 1 MiB: last good set in force
+--- project_only: actions between requests (after_request); the metrics are parsed (prometheus)
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -782,26 +870,30 @@ qr/\Ajwt: response from "\/_jwks" refused: content encoding "gzip" \(a key set m
 --- request eval
 ["GET /t", "GET /t", "GET /t", "GET /t", "GET /metrics"]
 --- more_headers eval
-['Authorization: Bearer $TEST_NGINX_TOKEN_A', 'Authorization: Bearer $TEST_NGINX_TOKEN_A', 'Authorization: Bearer $TEST_NGINX_TOKEN_A', 'Authorization: Bearer $TEST_NGINX_TOKEN_A', 'X-None: 1']
+["Authorization: Bearer $ENV{TEST_NGINX_TOKEN_A}", "Authorization: Bearer $ENV{TEST_NGINX_TOKEN_A}", "Authorization: Bearer $ENV{TEST_NGINX_TOKEN_A}", "Authorization: Bearer $ENV{TEST_NGINX_TOKEN_A}", 'X-None: 1']
 --- error_code eval
 [200, 200, 200, 200, 200]
 --- response_body_like eval
-[qr/sub=alice/, qr/sub=alice/, qr/sub=alice/, qr/sub=alice/, qr/gateway_jwks_fetch_total/]
+[qr/\Aupstream reached sub=alice\n\z/, qr/\Aupstream reached sub=alice\n\z/, qr/\Aupstream reached sub=alice\n\z/, qr/\Aupstream reached sub=alice\n\z/, qr/gateway_jwks_fetch_total/]
 --- after_request
 1 rename html/big.json html/jwks.json
 1 sleep 1.1
-4 sleep 0.3
 --- prometheus
 gateway_jwks_fetch_total{result="ok"} 1
 gateway_jwks_fetch_total{result="failed"} 1
 --- grep_error_log eval
 qr/jwt: response from "[^"]+" refused: [^;]+/
 --- grep_error_log_out eval
-qr/\Ajwt: response from "\/_jwks" refused: body of 1100020 bytes, the limit is 1048576\n\z/
+qr/\A(?:jwt: response from "\/_jwks" refused: body of 1100020 bytes, the limit is 1048576\n)?\z/
+--- shutdown_error_log eval
+[
+    qr/jwt: response from "\/_jwks" refused: body of 1100020 bytes, the limit is 1048576/,
+]
 
 
 
 === TEST 12: failure: invalid JSON: last good set in force
+--- project_only: actions between requests (after_request); the metrics are parsed (prometheus)
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -839,26 +931,30 @@ $TEST_NGINX_JWKS_A
 --- request eval
 ["GET /t", "GET /t", "GET /t", "GET /t", "GET /metrics"]
 --- more_headers eval
-['Authorization: Bearer $TEST_NGINX_TOKEN_A', 'Authorization: Bearer $TEST_NGINX_TOKEN_A', 'Authorization: Bearer $TEST_NGINX_TOKEN_A', 'Authorization: Bearer $TEST_NGINX_TOKEN_A', 'X-None: 1']
+["Authorization: Bearer $ENV{TEST_NGINX_TOKEN_A}", "Authorization: Bearer $ENV{TEST_NGINX_TOKEN_A}", "Authorization: Bearer $ENV{TEST_NGINX_TOKEN_A}", "Authorization: Bearer $ENV{TEST_NGINX_TOKEN_A}", 'X-None: 1']
 --- error_code eval
 [200, 200, 200, 200, 200]
 --- response_body_like eval
-[qr/sub=alice/, qr/sub=alice/, qr/sub=alice/, qr/sub=alice/, qr/gateway_jwks_fetch_total/]
+[qr/\Aupstream reached sub=alice\n\z/, qr/\Aupstream reached sub=alice\n\z/, qr/\Aupstream reached sub=alice\n\z/, qr/\Aupstream reached sub=alice\n\z/, qr/gateway_jwks_fetch_total/]
 --- after_request
 1 rename html/bad.json html/jwks.json
 1 sleep 1.1
-4 sleep 0.3
 --- prometheus
 gateway_jwks_fetch_total{result="ok"} 1
 gateway_jwks_fetch_total{result="failed"} 1
 --- grep_error_log eval
 qr/jwt: response from "[^"]+" refused: [^;]+/
 --- grep_error_log_out eval
-qr/\Ajwt: response from "\/_jwks" refused: .*JSON.*\n\z/
+qr/\A(?:jwt: response from "\/_jwks" refused: .*JSON.*\n)?\z/
+--- shutdown_error_log eval
+[
+    qr/jwt: response from "\/_jwks" refused: .*JSON.*/,
+]
 
 
 
 === TEST 13: failure: a set with no usable signing key (use enc only): last good set in force
+--- project_only: actions between requests (after_request); the metrics are parsed (prometheus)
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -896,22 +992,25 @@ $TEST_NGINX_JWKS_ENC
 --- request eval
 ["GET /t", "GET /t", "GET /t", "GET /t", "GET /metrics"]
 --- more_headers eval
-['Authorization: Bearer $TEST_NGINX_TOKEN_A', 'Authorization: Bearer $TEST_NGINX_TOKEN_A', 'Authorization: Bearer $TEST_NGINX_TOKEN_A', 'Authorization: Bearer $TEST_NGINX_TOKEN_A', 'X-None: 1']
+["Authorization: Bearer $ENV{TEST_NGINX_TOKEN_A}", "Authorization: Bearer $ENV{TEST_NGINX_TOKEN_A}", "Authorization: Bearer $ENV{TEST_NGINX_TOKEN_A}", "Authorization: Bearer $ENV{TEST_NGINX_TOKEN_A}", 'X-None: 1']
 --- error_code eval
 [200, 200, 200, 200, 200]
 --- response_body_like eval
-[qr/sub=alice/, qr/sub=alice/, qr/sub=alice/, qr/sub=alice/, qr/gateway_jwks_fetch_total/]
+[qr/\Aupstream reached sub=alice\n\z/, qr/\Aupstream reached sub=alice\n\z/, qr/\Aupstream reached sub=alice\n\z/, qr/\Aupstream reached sub=alice\n\z/, qr/gateway_jwks_fetch_total/]
 --- after_request
 1 rename html/enc.json html/jwks.json
 1 sleep 1.1
-4 sleep 0.3
 --- prometheus
 gateway_jwks_fetch_total{result="ok"} 1
 gateway_jwks_fetch_total{result="failed"} 1
 --- grep_error_log eval
 qr/jwt: response from "[^"]+" refused: [^;]+/
 --- grep_error_log_out eval
-qr/\Ajwt: response from "\/_jwks" refused: .*usable.*\n\z/
+qr/\A(?:jwt: response from "\/_jwks" refused: .*usable.*\n)?\z/
+--- shutdown_error_log eval
+[
+    qr/jwt: response from "\/_jwks" refused: .*usable.*/,
+]
 
 
 
@@ -920,6 +1019,7 @@ qr/\Ajwt: response from "\/_jwks" refused: .*usable.*\n\z/
 # marks its connection as failed. The fetch runs on a connection of its own (not the
 # client's), so only the fetch fails: recorded, logged and counted, and the client is answered
 # with the last good set.
+--- project_only: actions between requests (after_request); the metrics are parsed (prometheus)
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -957,28 +1057,28 @@ qr/\Ajwt: response from "\/_jwks" refused: .*usable.*\n\z/
 --- request eval
 ["GET /t", "GET /t", "GET /t", "GET /t", "GET /metrics"]
 --- more_headers eval
-[('Authorization: Bearer $TEST_NGINX_TOKEN_A') x 4, 'X-None: 1']
+[("Authorization: Bearer $ENV{TEST_NGINX_TOKEN_A}") x 4, 'X-None: 1']
 --- error_code eval
 [200, 200, 200, 200, 200]
 --- response_body_like eval
-[(qr/sub=alice/) x 4, qr/gateway_jwks_fetch_total/]
+[(qr/\Aupstream reached sub=alice\n\z/) x 4, qr/gateway_jwks_fetch_total/]
 --- after_request
 1 rename html/big.json html/jwks.json
 1 sleep 1.1
-4 sleep 0.3
 --- prometheus
 gateway_jwks_fetch_total{result="ok"} 1
 gateway_jwks_fetch_total{result="failed"} 1
 --- grep_error_log eval
 qr/jwt: response from "[^"]+" refused: [^;]+/
---- grep_error_log_out
-jwt: response from "/_jwks" refused: the response could not be read whole (see the error above
---- error_log
-too big subrequest response: 20020
-
-
-
+--- grep_error_log_out eval
+qr/\A(?:jwt: response from "\/_jwks" refused: the response could not be read whole \(see the error above\n)?\z/
+--- shutdown_error_log eval
+[
+    'jwt: response from "/_jwks" refused: the response could not be read whole (see the error above',
+    'too big subrequest response: 20020',
+]
 === TEST 15: cold start with no provider (connection refused): 500 and a clear log line, no fetch storm
+--- project_only: the metrics are parsed (prometheus)
 --- config
     location = /_jwks {
         internal;
@@ -987,6 +1087,7 @@ too big subrequest response: 20020
     location /t {
         auth_jwt "api";
         auth_jwt_key_request /_jwks;
+        add_header X-Jwt-Error $jwt_error always;
         proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_2/upstream;
     }
     location = /metrics {
@@ -995,29 +1096,23 @@ too big subrequest response: 20020
 --- request eval
 ["GET /t", "GET /t", "GET /t", "GET /metrics"]
 --- more_headers eval
-[('Authorization: Bearer $TEST_NGINX_TOKEN_A') x 3, 'X-None: 1']
+[("Authorization: Bearer $ENV{TEST_NGINX_TOKEN_A}") x 3, 'X-None: 1']
 --- error_code eval
 [500, 500, 500, 200]
 --- response_headers eval
-["!WWW-Authenticate", "!WWW-Authenticate", "!WWW-Authenticate", ""]
---- after_request
-3 sleep 0.3
+[("!WWW-Authenticate\nX-Jwt-Error: key_unavailable") x 3, "!X-Jwt-Error"]
 --- prometheus
 gateway_jwks_fetch_total{result="ok"} 0
 gateway_jwks_fetch_total{result="failed"} 1
 gateway_auth_total{result="error",reason="key_unavailable"} 3
 --- grep_error_log eval
 qr/jwt: (?:response from "[^"]+" refused: [^;]+|no usable keys, answering \d+ \(key_unavailable\))/
---- grep_error_log_out
+--- grep_error_log_out eval
+qr/\Ajwt: response from "\/_jwks" refused: status 502\njwt: no usable keys, answering 500 \(key_unavailable\)\n(?:jwt: no usable keys, answering 500 \(key_unavailable\)\n(?:jwt: no usable keys, answering 500 \(key_unavailable\)\n)?)?\z/
+--- error_log
 jwt: response from "/_jwks" refused: status 502
 jwt: no usable keys, answering 500 (key_unavailable)
-jwt: no usable keys, answering 500 (key_unavailable)
-jwt: no usable keys, answering 500 (key_unavailable)
---- error_log
 connect() failed (111: Connection refused)
-
-
-
 === TEST 16: cold start with no provider, auth_jwt_key_unavailable 401: 401 with WWW-Authenticate
 --- config
     location = /_jwks {
@@ -1032,18 +1127,16 @@ connect() failed (111: Connection refused)
     }
 --- request
 GET /t
---- more_headers
-Authorization: Bearer $TEST_NGINX_TOKEN_A
+--- more_headers eval
+"Authorization: Bearer $ENV{TEST_NGINX_TOKEN_A}"
 --- error_code: 401
 --- response_headers
 WWW-Authenticate: Bearer realm="api", error="invalid_token"
 --- error_log
 jwt: response from "/_jwks" refused: status 502
 jwt: no usable keys, answering 401 (key_unavailable)
-
-
-
 === TEST 17: key_request with key_file: the file's keys work with the provider down, the fetched ones once it is up
+--- project_only: actions between requests (after_request)
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -1077,28 +1170,34 @@ $TEST_NGINX_JWKS_A
 --- more_headers eval
 [
     # provider down (404): the key file still verifies, the fetched set is not there: 401, not 500
-    'Authorization: Bearer $TEST_NGINX_TOKEN_HS',
-    'Authorization: Bearer $TEST_NGINX_TOKEN_A',
+    "Authorization: Bearer $ENV{TEST_NGINX_TOKEN_HS}",
+    "Authorization: Bearer $ENV{TEST_NGINX_TOKEN_A}",
     # provider up, a refresh interval later: both
-    'Authorization: Bearer $TEST_NGINX_TOKEN_A',
-    'Authorization: Bearer $TEST_NGINX_TOKEN_HS',
+    "Authorization: Bearer $ENV{TEST_NGINX_TOKEN_A}",
+    "Authorization: Bearer $ENV{TEST_NGINX_TOKEN_HS}",
 ]
 --- error_code eval
 [200, 401, 200, 200]
 --- response_body_like eval
-[qr/sub=dave/, qr/401/, qr/sub=alice/, qr/sub=dave/]
+[qr/\Aupstream reached sub=dave\n\z/, qr/\A<html>\r\n<head><title>401 Authorization Required<\/title>/, qr/\Aupstream reached sub=alice\n\z/, qr/\Aupstream reached sub=dave\n\z/]
 --- after_request
 2 rename html/jwks-a.json html/jwks.json
 2 sleep 1.1
---- error_log
-jwt: response from "/_jwks" refused: status 404
-jwt: fetched 1 keys from "/_jwks"
 --- no_error_log
 key_unavailable
+--- error_log eval
+[
+    'jwt: response from "/_jwks" refused: status 404',
+]
+--- shutdown_error_log eval
+[
+    'jwt: fetched 1 keys from "/_jwks"',
+]
 
 
 
 === TEST 18: a reload keeps the fetched set (shared memory): no fetch after it, until a refresh is due
+--- project_only: reloads between requests (reload_*); actions between requests (after_request); the metrics are parsed (prometheus)
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -1123,37 +1222,48 @@ key_unavailable
         proxy_set_header X-User $jwt_claim_sub;
         proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/upstream;
     }
+    location = /metrics {
+        gateway_metrics;
+    }
 --- user_files
 >>> jwks.json
 $TEST_NGINX_JWKS_A
 >>> jwks-b.json
 $TEST_NGINX_JWKS_B
 --- request eval
-["GET /t", "GET /t", "GET /t", "GET /t"]
+["GET /t", "GET /t", "GET /t", "GET /t", "GET /metrics"]
 --- more_headers eval
 [
-    'Authorization: Bearer $TEST_NGINX_TOKEN_A',
+    "Authorization: Bearer $ENV{TEST_NGINX_TOKEN_A}",
     # after the reload (the provider rotated meanwhile): the cached set, no fetch
-    'Authorization: Bearer $TEST_NGINX_TOKEN_A',
+    "Authorization: Bearer $ENV{TEST_NGINX_TOKEN_A}",
     # a refresh interval later, the new kid: one fetch, the rotated set
-    'Authorization: Bearer $TEST_NGINX_TOKEN_B',
-    'Authorization: Bearer $TEST_NGINX_TOKEN_A',
+    "Authorization: Bearer $ENV{TEST_NGINX_TOKEN_B}",
+    "Authorization: Bearer $ENV{TEST_NGINX_TOKEN_A}",
+    'X-None: 1',
 ]
 --- error_code eval
-[200, 200, 200, 401]
+[200, 200, 200, 401, 200]
 --- response_body_like eval
-[qr/sub=alice/, qr/sub=alice/, qr/sub=bob/, qr/401/]
+[qr/\Aupstream reached sub=alice\n\z/, qr/\Aupstream reached sub=alice\n\z/, qr/\Aupstream reached sub=bob\n\z/, qr/\A<html>\r\n<head><title>401 Authorization Required<\/title>/, qr/gateway_jwks_fetch_total/]
 --- after_request
 1 rename html/jwks-b.json html/jwks.json
 2 sleep 1.1
 --- reload_after_request: 1
+--- prometheus
+# the cold fetch and the refresh of request 3; none after the reload
+gateway_jwks_fetch_total{result="ok"} 2
+gateway_jwks_fetch_total{result="failed"} 0
 --- grep_error_log eval
 qr/jwt: fetched [^"]+"[^"]+"/
---- grep_error_log_out
-jwt: fetched 1 keys from "/_jwks"
-jwt: fetched 1 keys from "/_jwks"
+--- grep_error_log_out eval
+qr/\Ajwt: fetched 1 keys from "\/_jwks"\n(?:jwt: fetched 1 keys from "\/_jwks"\n)?\z/
 --- no_error_log
 [error]
+--- error_log eval
+[
+    'jwt: fetched 1 keys from "/_jwks"',
+]
 
 
 
@@ -1161,6 +1271,7 @@ jwt: fetched 1 keys from "/_jwks"
 # The provider is a static file server, which would answer Range with 206, If-None-Match: *
 # and a future If-Modified-Since with 304, and honours Accept-Encoding (gzip on): every fetch
 # would fail if the client's headers were passed on. It logs what each fetch carried.
+--- project_only: actions between requests (after_request); the metrics are parsed (prometheus)
 --- http_config
     log_format idp 'idp $request range=$http_range inm=$http_if_none_match ims=$http_if_modified_since ae=$http_accept_encoding auth=$http_authorization cookie=$http_cookie accept="$http_accept" ua=$http_user_agent status=$status';
     server {
@@ -1205,11 +1316,11 @@ $TEST_NGINX_JWKS_A
 --- more_headers eval
 [
     # the cold fetch, triggered by a client sending everything that would spoil it
-    "Authorization: Bearer \$TEST_NGINX_TOKEN_A\r\nRange: bytes=0-10\r\nIf-None-Match: *\r\nIf-Modified-Since: Fri, 01 Jan 2100 00:00:00 GMT\r\nAccept-Encoding: gzip\r\nCookie: session=secret",
+    "Authorization: Bearer $ENV{TEST_NGINX_TOKEN_A}\r\nRange: bytes=0-10\r\nIf-None-Match: *\r\nIf-Modified-Since: Fri, 01 Jan 2100 00:00:00 GMT\r\nAccept-Encoding: gzip\r\nCookie: session=secret",
     # a refresh (the set is stale after 1s), triggered by such a client again
-    "Authorization: Bearer \$TEST_NGINX_TOKEN_A\r\nRange: bytes=0-10\r\nIf-None-Match: *\r\nIf-Modified-Since: Fri, 01 Jan 2100 00:00:00 GMT\r\nAccept-Encoding: gzip\r\nCookie: session=secret",
+    "Authorization: Bearer $ENV{TEST_NGINX_TOKEN_A}\r\nRange: bytes=0-10\r\nIf-None-Match: *\r\nIf-Modified-Since: Fri, 01 Jan 2100 00:00:00 GMT\r\nAccept-Encoding: gzip\r\nCookie: session=secret",
     # a plain client: the same answer
-    'Authorization: Bearer $TEST_NGINX_TOKEN_A',
+    "Authorization: Bearer $ENV{TEST_NGINX_TOKEN_A}",
     'X-None: 1',
 ]
 --- error_code eval
@@ -1218,7 +1329,6 @@ $TEST_NGINX_JWKS_A
 [qr/^upstream reached sub=alice\n\z/, qr/^upstream reached sub=alice\n\z/, qr/^upstream reached sub=alice\n\z/, qr/gateway_jwks_fetch_total/]
 --- after_request
 1 sleep 1.1
-3 sleep 0.3
 --- prometheus
 gateway_jwks_fetch_total{result="ok"} 2
 gateway_jwks_fetch_total{result="failed"} 0
@@ -1235,6 +1345,7 @@ idp GET /jwks.json HTTP/1.0 range=- inm=- ims=- ae=- auth=- cookie=- accept="app
 # The provider sends the set slowly (limit_rate: about 2 s); the first client gives up after
 # 0.5 s (the runner's per-request timeout; it counts as "none" in the concurrent phase). The
 # fetch goes on without it, and the next request, a little later, is verified with its set.
+--- project_only: a concurrent phase (concurrent_*, status_counts); actions between requests (after_request); the metrics are parsed (prometheus); not under valgrind (no_valgrind)
 --- http_config
     log_format idp 'idp $request status=$status bytes=$body_bytes_sent';
     server {
@@ -1277,15 +1388,14 @@ GET /t
 --- concurrency: 1
 --- status_counts
 none: 1
---- more_headers
-Authorization: Bearer $TEST_NGINX_TOKEN_A
+--- more_headers eval
+"Authorization: Bearer $ENV{TEST_NGINX_TOKEN_A}"
 --- request eval
 ["GET /metrics", "GET /t", "GET /t", "GET /metrics"]
 --- response_body_like eval
 [qr/gateway_jwks_fetch_total\{result="ok"\} 0/, qr/^upstream reached sub=alice\n\z/, qr/^upstream reached sub=alice\n\z/, qr/gateway_jwks_fetch_total/]
 --- after_request
 1 sleep 3
-3 sleep 0.3
 --- prometheus
 gateway_jwks_fetch_total{result="ok"} 1
 gateway_jwks_fetch_total{result="failed"} 0
@@ -1293,11 +1403,15 @@ gateway_jwks_fetch_total{result="failed"} 0
 idp GET /jwks.json HTTP/1.0 status=200 bytes=
 --- grep_error_log eval
 qr/jwt: (?:fetch(?:ing|ed) [^"]+"[^"]+"|response from "[^"]+" refused: [^;]+)/
---- grep_error_log_out
-jwt: fetching keys from "/_jwks"
-jwt: fetched 1 keys from "/_jwks"
+--- grep_error_log_out eval
+qr/\Ajwt: fetching keys from "\/_jwks"\n(?:jwt: fetched 1 keys from "\/_jwks"\n)?\z/
 --- no_error_log
 [error]
+--- error_log eval
+[
+    'jwt: fetching keys from "/_jwks"',
+    'jwt: fetched 1 keys from "/_jwks"',
+]
 
 
 
@@ -1305,6 +1419,7 @@ jwt: fetched 1 keys from "/_jwks"
 # One location per URI /k/0 ... /k/69, all served by the same mock file; each URI is a set of
 # its own in the zone. The reloaded configuration names /k/x0 ... /k/x69 instead: the first 70
 # entries are freed.
+--- project_only: a concurrent phase (concurrent_*, status_counts); reloads between requests (reload_*); the metrics are parsed (prometheus)
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -1481,8 +1596,8 @@ jwt: fetched 1 keys from "/_jwks"
 --- user_files
 >>> jwks.json
 $TEST_NGINX_JWKS_A
---- more_headers
-Authorization: Bearer $TEST_NGINX_TOKEN_A
+--- more_headers eval
+"Authorization: Bearer $ENV{TEST_NGINX_TOKEN_A}"
 --- concurrent_request
 GET /t{i}
 --- concurrent_requests: 70
@@ -1493,15 +1608,15 @@ GET /t{i}
 ["GET /x0", "GET /x69", "GET /metrics"]
 --- response_body_like eval
 [qr/^upstream reached sub=alice\n\z/, qr/^upstream reached sub=alice\n\z/, qr/gateway_jwks_fetch_total/]
---- after_request
-2 sleep 0.3
 --- prometheus
 gateway_jwks_fetch_total{result="ok"} 72
 gateway_jwks_fetch_total{result="failed"} 0
---- error_log
-jwt: freed the entries of 70 URIs no longer configured in the "gateway_jwks" zone
 --- no_error_log
 [error]
+--- error_log eval
+[
+    'jwt: freed the entries of 70 URIs no longer configured in the "gateway_jwks" zone',
+]
 
 
 
@@ -1509,6 +1624,7 @@ jwt: freed the entries of 70 URIs no longer configured in the "gateway_jwks" zon
 # auth_jwt_key_zone 1m holds three 300 KB sets (74 pages each of about 250), not four. The
 # first configuration fills it with /k/a1../k/a3; the reloaded one names /k/b1../k/b4 instead:
 # the a-sets are freed when the zone is taken over, the b-sets fit again but the fourth one.
+--- project_only: reloads between requests (reload_*); the metrics are parsed (prometheus)
 --- http_config
     auth_jwt_key_zone 1m;
     server {
@@ -1556,28 +1672,27 @@ jwt: freed the entries of 70 URIs no longer configured in the "gateway_jwks" zon
 --- request eval
 ["GET /a1", "GET /a2", "GET /a3", "GET /b1", "GET /b2", "GET /b3", "GET /b4", "GET /metrics"]
 --- more_headers eval
-[('Authorization: Bearer $TEST_NGINX_TOKEN_A') x 7, 'X-None: 1']
+[("Authorization: Bearer $ENV{TEST_NGINX_TOKEN_A}") x 7, 'X-None: 1']
 --- error_code eval
 [200, 200, 200, 200, 200, 200, 500, 200]
 --- reload_after_request: 3
---- after_request
-7 sleep 0.3
 --- prometheus
 gateway_jwks_fetch_total{result="ok"} 6
 gateway_jwks_fetch_total{result="failed"} 1
 --- grep_error_log eval
 qr/jwt: (?:freed the entries of \d+ URIs[^,]+|no room in the "gateway_jwks" zone[^;]+)/
---- grep_error_log_out
-jwt: freed the entries of 3 URIs no longer configured in the "gateway_jwks" zone
-jwt: no room in the "gateway_jwks" zone for the response from "/k/b4" (300435 bytes)
---- error_log
-raise auth_jwt_key_zone (logged once per refresh interval)
-
-
-
+--- grep_error_log_out eval
+qr/\A(?:jwt: freed the entries of 3 URIs no longer configured in the "gateway_jwks" zone\n(?:jwt: no room in the "gateway_jwks" zone for the response from "\/k\/b4" \(300435 bytes\)\n)?)?\z/
+--- shutdown_error_log eval
+[
+    'jwt: freed the entries of 3 URIs no longer configured in the "gateway_jwks" zone',
+    'jwt: no room in the "gateway_jwks" zone for the response from "/k/b4" (300435 bytes)',
+    'raise auth_jwt_key_zone (logged once per refresh interval)',
+]
 === TEST 23: a fetched set that does not fit in the zone: logged, counted as failed, the previous set stays in force
 # The default 8 MB zone (about 2035 pages) holds nine 900 KB sets (220 pages each) and a small
 # one, not a tenth large one: /t10's set grows from 430 bytes to 900 KB.
+--- project_only: actions between requests (after_request); the metrics are parsed (prometheus)
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -1625,7 +1740,7 @@ raise auth_jwt_key_zone (logged once per refresh interval)
 --- request eval
 ["GET /t1", "GET /t2", "GET /t3", "GET /t4", "GET /t5", "GET /t6", "GET /t7", "GET /t8", "GET /t9", "GET /t10", "GET /t10", "GET /t10", "GET /metrics"]
 --- more_headers eval
-[('Authorization: Bearer $TEST_NGINX_TOKEN_A') x 12, 'X-None: 1']
+[("Authorization: Bearer $ENV{TEST_NGINX_TOKEN_A}") x 12, 'X-None: 1']
 --- error_code eval
 [(200) x 13]
 --- response_body_like eval
@@ -1633,15 +1748,18 @@ raise auth_jwt_key_zone (logged once per refresh interval)
 --- after_request
 10 rename html/small-grown.json html/small.json
 10 sleep 1.1
-12 sleep 0.3
 --- prometheus
 gateway_jwks_fetch_total{result="ok"} 10
 gateway_jwks_fetch_total{result="failed"} 1
 --- grep_error_log eval
 qr/jwt: (?:fetched \d+ keys from "\/k\/t10"|no room in the "gateway_jwks" zone[^;]+)/
---- grep_error_log_out
-jwt: fetched 1 keys from "/k/t10"
-jwt: no room in the "gateway_jwks" zone for the response from "/k/t10" (900435 bytes)
+--- grep_error_log_out eval
+qr/\A(?:jwt: fetched 1 keys from "\/k\/t10"\n(?:jwt: no room in the "gateway_jwks" zone for the response from "\/k\/t10" \(900435 bytes\)\n)?)?\z/
+--- shutdown_error_log eval
+[
+    'jwt: fetched 1 keys from "/k/t10"',
+    'jwt: no room in the "gateway_jwks" zone for the response from "/k/t10" (900435 bytes)',
+]
 
 
 
@@ -1649,10 +1767,11 @@ jwt: no room in the "gateway_jwks" zone for the response from "/k/t10" (900435 b
 # Three locations (one with a key file of its own besides) share /_jwks; 60 requests over both
 # workers. Each worker parses the set once (the one that fetched it, when checking the
 # answer): at most two parses, not one per location and worker.
+--- project_only: a concurrent phase (concurrent_*, status_counts, distinct_header_values)
 --- log_level: debug
 --- http_config
     server {
-        listen 127.0.0.1:$TEST_NGINX_SERVER_PORT reuseport;
+        listen $TEST_NGINX_SERVER_PORT reuseport;
         server_name reuseport.invalid;
     }
     server {
@@ -1699,8 +1818,8 @@ jwt: no room in the "gateway_jwks" zone for the response from "/k/t10" (900435 b
 --- user_files
 >>> jwks.json
 $TEST_NGINX_JWKS_A
---- more_headers
-Authorization: Bearer $TEST_NGINX_TOKEN_A
+--- more_headers eval
+"Authorization: Bearer $ENV{TEST_NGINX_TOKEN_A}"
 --- concurrent_request
 GET /t{i}
 --- concurrent_requests: 60
