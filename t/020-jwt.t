@@ -5,7 +5,15 @@
 # Tokens are pasted literally (tests never depend on the clock: exp 4102444800 is 2100); each is
 # preceded by how it was made. t/gen/jwt-tokens.sh regenerates them all.
 # The protected locations proxy_pass to a backend (never `return`, which answers before the
-# access phase); the backend echoes "upstream reached" and the headers it got.
+# access phase); the backend echoes "upstream reached" and the headers it got. A refused request
+# gets nginx's own error page, matched whole (anchored), so it never carries the backend's text.
+#
+# The log is checked after each request against the lines that request logged (Test::Nginx's
+# semantics), so each block's requests share their refusal reasons ("gateway: jwt refused: ...
+# (<code>)"): a feature's accepted tokens and each kind of refusal are in blocks of their own,
+# one after the other with the same configuration. Two blocks need a first request whose own log
+# lines are not checked on their own (the limit_req refusal, the cache hit) and use the runner's
+# concurrent phase for it (--- project_only; prove skips them).
 use Test::Nginx::Socket 'no_plan';
 use lib 't/lib';
 use ProjectOnly;
@@ -19,7 +27,7 @@ run_tests();
 
 __DATA__
 
-=== TEST 1: HS256: a valid token reaches the upstream, one signature bit off is refused (hmac.jwks) [part: the request logging no refusal, answered 200]
+=== TEST 1: HS256: a valid token reaches the upstream with its sub (hmac.jwks)
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -45,9 +53,7 @@ __DATA__
     "Authorization: Bearer eyJhbGciOiJIUzI1NiIsImtpZCI6ImhzMjU2IiwidHlwIjoiSldUIn0.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.D1F21ihkb2gaMKPqZnecJEV5uqPyzUUKQPf1Qk4yS8Y",
 ]
 --- error_code eval
-[
-200,
-]
+[200]
 --- response_headers eval
 [
     "!WWW-Authenticate",
@@ -61,7 +67,7 @@ __DATA__
 
 
 
-=== TEST 2: HS256: a valid token reaches the upstream, one signature bit off is refused (hmac.jwks) [part: the request refused with bad_signature, status 401, each logging why]
+=== TEST 2: HS256: a token with one signature bit off is refused (401, invalid_token), logged as bad_signature (hmac.jwks)
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -87,9 +93,7 @@ __DATA__
     "Authorization: Bearer eyJhbGciOiJIUzI1NiIsImtpZCI6ImhzMjU2IiwidHlwIjoiSldUIn0.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.DlF21ihkb2gaMKPqZnecJEV5uqPyzUUKQPf1Qk4yS8Y",
 ]
 --- error_code eval
-[
- 401,
-]
+[401]
 --- response_headers eval
 [
     "WWW-Authenticate: Bearer realm=\"api\", error=\"invalid_token\"",
@@ -107,7 +111,7 @@ __DATA__
 
 
 
-=== TEST 3: HS384: a valid token reaches the upstream, one signature bit off is refused (hmac.jwks) [part: the request logging no refusal, answered 200]
+=== TEST 3: HS384: a valid token reaches the upstream with its sub (hmac.jwks)
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -133,9 +137,7 @@ __DATA__
     "Authorization: Bearer eyJhbGciOiJIUzM4NCIsImtpZCI6ImhzMzg0IiwidHlwIjoiSldUIn0.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.ufEt0ZtoQMBxqLtkVPQr87TQ5j4fIED06baWwzNb37t-v3_P5DbPwS8QDU469C60",
 ]
 --- error_code eval
-[
-200,
-]
+[200]
 --- response_headers eval
 [
     "!WWW-Authenticate",
@@ -149,7 +151,7 @@ __DATA__
 
 
 
-=== TEST 4: HS384: a valid token reaches the upstream, one signature bit off is refused (hmac.jwks) [part: the request refused with bad_signature, status 401, each logging why]
+=== TEST 4: HS384: a token with one signature bit off is refused (401, invalid_token), logged as bad_signature (hmac.jwks)
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -175,9 +177,7 @@ __DATA__
     "Authorization: Bearer eyJhbGciOiJIUzM4NCIsImtpZCI6ImhzMzg0IiwidHlwIjoiSldUIn0.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.uPEt0ZtoQMBxqLtkVPQr87TQ5j4fIED06baWwzNb37t-v3_P5DbPwS8QDU469C60",
 ]
 --- error_code eval
-[
- 401,
-]
+[401]
 --- response_headers eval
 [
     "WWW-Authenticate: Bearer realm=\"api\", error=\"invalid_token\"",
@@ -195,7 +195,7 @@ __DATA__
 
 
 
-=== TEST 5: HS512: a valid token reaches the upstream, one signature bit off is refused (hmac.jwks) [part: the request logging no refusal, answered 200]
+=== TEST 5: HS512: a valid token reaches the upstream with its sub (hmac.jwks)
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -221,9 +221,7 @@ __DATA__
     "Authorization: Bearer eyJhbGciOiJIUzUxMiIsImtpZCI6ImhzNTEyIiwidHlwIjoiSldUIn0.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.sxyQTHWNf4PkGH9Zf6DmLG8IUOpes7AP1N-D8XFM9cW40oYf9ciDW4I280g-RuJuz9tbZEWHpvTYTwywoxY03w",
 ]
 --- error_code eval
-[
-200,
-]
+[200]
 --- response_headers eval
 [
     "!WWW-Authenticate",
@@ -237,7 +235,7 @@ __DATA__
 
 
 
-=== TEST 6: HS512: a valid token reaches the upstream, one signature bit off is refused (hmac.jwks) [part: the request refused with bad_signature, status 401, each logging why]
+=== TEST 6: HS512: a token with one signature bit off is refused (401, invalid_token), logged as bad_signature (hmac.jwks)
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -263,9 +261,7 @@ __DATA__
     "Authorization: Bearer eyJhbGciOiJIUzUxMiIsImtpZCI6ImhzNTEyIiwidHlwIjoiSldUIn0.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.shyQTHWNf4PkGH9Zf6DmLG8IUOpes7AP1N-D8XFM9cW40oYf9ciDW4I280g-RuJuz9tbZEWHpvTYTwywoxY03w",
 ]
 --- error_code eval
-[
- 401,
-]
+[401]
 --- response_headers eval
 [
     "WWW-Authenticate: Bearer realm=\"api\", error=\"invalid_token\"",
@@ -283,7 +279,7 @@ __DATA__
 
 
 
-=== TEST 7: RS256: a valid token reaches the upstream, one signature bit off is refused (jwks.json) [part: the request logging no refusal, answered 200]
+=== TEST 7: RS256: a valid token reaches the upstream with its sub (jwks.json)
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -309,9 +305,7 @@ __DATA__
     "Authorization: Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.lQ9muY4PiSSa-iR_Fg7zua-tqGVmJ9e1Kc3_pp8tAHlbOgzcodworGRcsuXQj2SHiInnxC12vU_9SM9VVm6quf7Vwm3sF9F1Oz9lkszm1FmXC5xIFsXvBRqZ5fh78csahxtATJkmenD3JRbeqsTaPjbmYgUM9xk1jos15JTctRpEtoNRUSWzR7DrjnTLv-cGnBBapPQGG_JqwGTcpgc-DRutGEepu0nTSqgsMczkaj3XicnE-9CepoP5i8qVb2up7rSczGTl98OcWWRPMr6DmcIlh2rPtRg3IVSbh_fNEjefEaNgTTLg8uXkYD9kxCRd1EmcCteMpRMCVdrK1KQZfQ",
 ]
 --- error_code eval
-[
-200,
-]
+[200]
 --- response_headers eval
 [
     "!WWW-Authenticate",
@@ -325,7 +319,7 @@ __DATA__
 
 
 
-=== TEST 8: RS256: a valid token reaches the upstream, one signature bit off is refused (jwks.json) [part: the request refused with bad_signature, status 401, each logging why]
+=== TEST 8: RS256: a token with one signature bit off is refused (401, invalid_token), logged as bad_signature (jwks.json)
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -351,9 +345,7 @@ __DATA__
     "Authorization: Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.lA9muY4PiSSa-iR_Fg7zua-tqGVmJ9e1Kc3_pp8tAHlbOgzcodworGRcsuXQj2SHiInnxC12vU_9SM9VVm6quf7Vwm3sF9F1Oz9lkszm1FmXC5xIFsXvBRqZ5fh78csahxtATJkmenD3JRbeqsTaPjbmYgUM9xk1jos15JTctRpEtoNRUSWzR7DrjnTLv-cGnBBapPQGG_JqwGTcpgc-DRutGEepu0nTSqgsMczkaj3XicnE-9CepoP5i8qVb2up7rSczGTl98OcWWRPMr6DmcIlh2rPtRg3IVSbh_fNEjefEaNgTTLg8uXkYD9kxCRd1EmcCteMpRMCVdrK1KQZfQ",
 ]
 --- error_code eval
-[
- 401,
-]
+[401]
 --- response_headers eval
 [
     "WWW-Authenticate: Bearer realm=\"api\", error=\"invalid_token\"",
@@ -371,7 +363,7 @@ __DATA__
 
 
 
-=== TEST 9: RS384: a valid token reaches the upstream, one signature bit off is refused (jwks.json) [part: the request logging no refusal, answered 200]
+=== TEST 9: RS384: a valid token reaches the upstream with its sub (jwks.json)
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -397,9 +389,7 @@ __DATA__
     "Authorization: Bearer eyJhbGciOiJSUzM4NCIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.j2MS7FYj-d6FghMKVc5AHMvBMyEx3Gs7Ex1tjBfqeZng-fteeA1X3qGeJ_MCQbvBobIxHuSySEtQeH1KLhjvPt_w4gaCNhc4yvaT3GlqwUbssUoLkhdS9ZEquTUZkiTvxBN12GTd6Hbr5gEn3akcvHndnwHz9SrEFywu9IP_Iuf5wD9e9H6_12--veACzhLHu8rYtJkVYJ62Wm8pgO7dI6E7ePmfEtyCfmPKZpYUerlKwVUWlwYdPsTDwkic8ia6vpw_krkNgWh3vhy1c1LJoisvDLPnga21-mi5JbhExELhvkfKMyrr-rkrVF4bCKJmEW8X83Y69pxlb8znhYlDcw",
 ]
 --- error_code eval
-[
-200,
-]
+[200]
 --- response_headers eval
 [
     "!WWW-Authenticate",
@@ -413,7 +403,7 @@ __DATA__
 
 
 
-=== TEST 10: RS384: a valid token reaches the upstream, one signature bit off is refused (jwks.json) [part: the request refused with bad_signature, status 401, each logging why]
+=== TEST 10: RS384: a token with one signature bit off is refused (401, invalid_token), logged as bad_signature (jwks.json)
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -439,9 +429,7 @@ __DATA__
     "Authorization: Bearer eyJhbGciOiJSUzM4NCIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.jmMS7FYj-d6FghMKVc5AHMvBMyEx3Gs7Ex1tjBfqeZng-fteeA1X3qGeJ_MCQbvBobIxHuSySEtQeH1KLhjvPt_w4gaCNhc4yvaT3GlqwUbssUoLkhdS9ZEquTUZkiTvxBN12GTd6Hbr5gEn3akcvHndnwHz9SrEFywu9IP_Iuf5wD9e9H6_12--veACzhLHu8rYtJkVYJ62Wm8pgO7dI6E7ePmfEtyCfmPKZpYUerlKwVUWlwYdPsTDwkic8ia6vpw_krkNgWh3vhy1c1LJoisvDLPnga21-mi5JbhExELhvkfKMyrr-rkrVF4bCKJmEW8X83Y69pxlb8znhYlDcw",
 ]
 --- error_code eval
-[
- 401,
-]
+[401]
 --- response_headers eval
 [
     "WWW-Authenticate: Bearer realm=\"api\", error=\"invalid_token\"",
@@ -459,7 +447,7 @@ __DATA__
 
 
 
-=== TEST 11: RS512: a valid token reaches the upstream, one signature bit off is refused (jwks.json) [part: the request logging no refusal, answered 200]
+=== TEST 11: RS512: a valid token reaches the upstream with its sub (jwks.json)
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -485,9 +473,7 @@ __DATA__
     "Authorization: Bearer eyJhbGciOiJSUzUxMiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.hAzBCHSPasphF2hlOAMd-J-IKgjBRzaoKjShaGMuuk5AJd8tZ6sQGHmautA51CuS0JvVzH9_ui7ISF5ovIXq9zxkb_WSVOqdiDBbuQZ2IC9evlcdf9w-Igj9AUF-VKtHJs7CugTvkm15Gtv3kWrw-M_ZXptPQklo_0A1b5KY6hYzsNB-9t4uBezB0Bou1Rkk1qJMqQJvSUm0MZ2a6BBEhs5UuI3qEH05P5RyTmEhf5RqhbYql3u9FForfgV6pdUc7iP1DTuoOmgvqn4IaKbBfQQgAbtkgarTSO8YgyK9UWWIioUdJZ0YlmK6pfnweUdTaJO7hfLdN6QXkzy1lQ5hrw",
 ]
 --- error_code eval
-[
-200,
-]
+[200]
 --- response_headers eval
 [
     "!WWW-Authenticate",
@@ -501,7 +487,7 @@ __DATA__
 
 
 
-=== TEST 12: RS512: a valid token reaches the upstream, one signature bit off is refused (jwks.json) [part: the request refused with bad_signature, status 401, each logging why]
+=== TEST 12: RS512: a token with one signature bit off is refused (401, invalid_token), logged as bad_signature (jwks.json)
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -527,9 +513,7 @@ __DATA__
     "Authorization: Bearer eyJhbGciOiJSUzUxMiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.hQzBCHSPasphF2hlOAMd-J-IKgjBRzaoKjShaGMuuk5AJd8tZ6sQGHmautA51CuS0JvVzH9_ui7ISF5ovIXq9zxkb_WSVOqdiDBbuQZ2IC9evlcdf9w-Igj9AUF-VKtHJs7CugTvkm15Gtv3kWrw-M_ZXptPQklo_0A1b5KY6hYzsNB-9t4uBezB0Bou1Rkk1qJMqQJvSUm0MZ2a6BBEhs5UuI3qEH05P5RyTmEhf5RqhbYql3u9FForfgV6pdUc7iP1DTuoOmgvqn4IaKbBfQQgAbtkgarTSO8YgyK9UWWIioUdJZ0YlmK6pfnweUdTaJO7hfLdN6QXkzy1lQ5hrw",
 ]
 --- error_code eval
-[
- 401,
-]
+[401]
 --- response_headers eval
 [
     "WWW-Authenticate: Bearer realm=\"api\", error=\"invalid_token\"",
@@ -547,7 +531,7 @@ __DATA__
 
 
 
-=== TEST 13: PS256: a valid token reaches the upstream, one signature bit off is refused (jwks.json) [part: the request logging no refusal, answered 200]
+=== TEST 13: PS256: a valid token reaches the upstream with its sub (jwks.json)
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -573,9 +557,7 @@ __DATA__
     "Authorization: Bearer eyJhbGciOiJQUzI1NiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.p0boOaOsteR-LEUsGtDcaXa1zCfn2SUxb7ny1HPNyLNJmFz38XdZ91gEgE3ojSY3-f5M9Ezbw2AyAdp58X4Pn2nnfm9WQAOwlEFHgcOovgG4DwgJJH5i_TR3Ea9DnigvZwYZbSg5j025-_Q31S0Kjr_pB_yhqxnx5Nws30fDV-VXQWpnWotlkwNoHsXxpKejJKQWtM1p5HJL-6JentRwG9ENq_2Hrt9VMD4h2x-5QySEuwK4Vkj3bELwQFhiurcuBezMKIFCi9KZdtUubwKlgSZSTZx137xuV78OPna4fDs_Rydx2BISg4tkSsaCJUNOtJ5-aHLMDiJ1kYcS1O47Pg",
 ]
 --- error_code eval
-[
-200,
-]
+[200]
 --- response_headers eval
 [
     "!WWW-Authenticate",
@@ -589,7 +571,7 @@ __DATA__
 
 
 
-=== TEST 14: PS256: a valid token reaches the upstream, one signature bit off is refused (jwks.json) [part: the request refused with bad_signature, status 401, each logging why]
+=== TEST 14: PS256: a token with one signature bit off is refused (401, invalid_token), logged as bad_signature (jwks.json)
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -615,9 +597,7 @@ __DATA__
     "Authorization: Bearer eyJhbGciOiJQUzI1NiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.S6_FEKZmoIMBkyTt4egmoEcL_p7nZEEs0JYekNcVAktVuqmD0pPfLKDpqBnFi7B9SDvHh2EM6C7pIqMV_PsSwZ54vIJiiHh3_in4KjX944XWYvNbR7ygg_cbOrGuPjeGxsgK4lA44JKIfajsq90zLWVBEa1ZF-gC1RVNIaKq_4QwoMTVPYqnIfdSNG34eUSV1duUU_yQa0rezfYCxAkRhRnryc90DRq55Kv9SvNEbgp-cIJlbhb2PqzCGk48px0mWhPoQMdUAkqn5nofmq7FgR5NDE59bRMszcdVEAbwdOC-3Pv_dfK3C-toHZVqkyzNR55ugDTbmkHv3IYX2P9Ipg",
 ]
 --- error_code eval
-[
- 401,
-]
+[401]
 --- response_headers eval
 [
     "WWW-Authenticate: Bearer realm=\"api\", error=\"invalid_token\"",
@@ -635,7 +615,7 @@ __DATA__
 
 
 
-=== TEST 15: PS384: a valid token reaches the upstream, one signature bit off is refused (jwks.json) [part: the request logging no refusal, answered 200]
+=== TEST 15: PS384: a valid token reaches the upstream with its sub (jwks.json)
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -661,9 +641,7 @@ __DATA__
     "Authorization: Bearer eyJhbGciOiJQUzM4NCIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.LQHVxugs4w0ifX2XfiC399yq-aW5QLQ6u-29aJqFnVrZGCkPZ6SfG8qR379xERbQfLpCoCTLpQTGejYvMU7qG6F62WssZtOD01CXzHOGJDXhEj9KLdka64NWWiewC_9FcFkEye5wMK1kD4Xr4pMkR0jB2t1av12Hq7byUz_oFCEGilHHwfTEczHNq6MItM7befFZQ7snA8-VE7k7e6RwK-p2j_POXuZzeZ0cSDOdJv2EjYXYPq5mM250JyrQo18v7LMmxrvMIMXyztmSq6EDhxKxcN0IooAi8V36Ls9DaaGH8JPRIxdIOEC4l1tWn_tMSoPlnenulsZE3upQoHM6bw",
 ]
 --- error_code eval
-[
-200,
-]
+[200]
 --- response_headers eval
 [
     "!WWW-Authenticate",
@@ -677,7 +655,7 @@ __DATA__
 
 
 
-=== TEST 16: PS384: a valid token reaches the upstream, one signature bit off is refused (jwks.json) [part: the request refused with bad_signature, status 401, each logging why]
+=== TEST 16: PS384: a token with one signature bit off is refused (401, invalid_token), logged as bad_signature (jwks.json)
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -703,9 +681,7 @@ __DATA__
     "Authorization: Bearer eyJhbGciOiJQUzM4NCIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.twvg_PLwcm-J3SPGJl-X2hoK-MH3ILDkmRpHafjTOyFLwoDL95clmc6uk0Ws2cBOxmp-Rdrt-UNnvbdrLtbWqlMzCHxP_CjVJa1-MhK5JreX193Fvf8ESoQsaW-a9kJKdzNC2i24TSXTnWnOKMyxHc7Fim531GGXSBShNgVnacrmoUX7N4W-sISSsHb_57xIfQ6nFwJGyepDnk_roiMe_QWBI9fpIAgtzmtnaoCvH5oIqAISXZ9mQxp5v18PySSSRiOqxTI59xt40uIQ2P3nTZdim1ojUPeDkK-P9W3U6XgENLmg0KZHxkjLW4yaUEH92S5P-SxoSx26ctMN48pIhQ",
 ]
 --- error_code eval
-[
- 401,
-]
+[401]
 --- response_headers eval
 [
     "WWW-Authenticate: Bearer realm=\"api\", error=\"invalid_token\"",
@@ -723,7 +699,7 @@ __DATA__
 
 
 
-=== TEST 17: PS512: a valid token reaches the upstream, one signature bit off is refused (jwks.json) [part: the request logging no refusal, answered 200]
+=== TEST 17: PS512: a valid token reaches the upstream with its sub (jwks.json)
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -749,9 +725,7 @@ __DATA__
     "Authorization: Bearer eyJhbGciOiJQUzUxMiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.inDlaW5IvCU7vmSwb07jlSNGi8v8zygPnjbeU2Pzb0C6bEQFJMIJT2zTyPSfxlI_1-ElbDLMZc19rEdH9GSAIxBNa2vGI7VVI5MwMVOEBdEr1GGbxK_xT3ZRzr_SbfqXU4VgNguUtxDThjm2mEFXPPDg1VAnwFd5rc2UaJ6B3v2wWanUhOxI1YZLs4IoaZkPQ_RjMGskke_mRaBvO7HRv6JeOBnObuBHRHb2xvN_aX5cQjw-t85kmNfDXGpaazvcVsMm_jwkqi_AhYYXms8a4w3oeHY3FSZYklkTpEJZwyPCjemiGzSMjuI9JDn2V7WVb8DLu0PSk_QcFGjYoU4elg",
 ]
 --- error_code eval
-[
-200,
-]
+[200]
 --- response_headers eval
 [
     "!WWW-Authenticate",
@@ -765,7 +739,7 @@ __DATA__
 
 
 
-=== TEST 18: PS512: a valid token reaches the upstream, one signature bit off is refused (jwks.json) [part: the request refused with bad_signature, status 401, each logging why]
+=== TEST 18: PS512: a token with one signature bit off is refused (401, invalid_token), logged as bad_signature (jwks.json)
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -791,9 +765,7 @@ __DATA__
     "Authorization: Bearer eyJhbGciOiJQUzUxMiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.md983BtQK5hnQ3mfXVReIrE9srzhY3MCR_g43M6LOya0J-76Qb96AvBrkL2Gf2REtSE5tG3U9UbqBp78M7lmZsWXfKi8nLqiKnIkwlho85UnLNZb3YmTpeC9Cz4rwro1rJx8F_TkH1vH2n3wIdlkbnVHosn01jEknGnYgva-DhNgNBmtQZPdjVq-Xw1SPQzJbp1E_mOABDT9Jz31-BvM3vxIi1Vfwd7tmNxq5WJjrGYtMEHGISpzza9HPBXYFwhnhgi38Kphr0FWgmMOFEhgiU5ivZOJmJ_IkGwJuQylCsBSkRvJSdhPUIB1y46Unl5L1LzOPOe4tE76-L03dF7NKQ",
 ]
 --- error_code eval
-[
- 401,
-]
+[401]
 --- response_headers eval
 [
     "WWW-Authenticate: Bearer realm=\"api\", error=\"invalid_token\"",
@@ -811,7 +783,7 @@ __DATA__
 
 
 
-=== TEST 19: ES256: a valid token reaches the upstream, one signature bit off is refused (jwks.json) [part: the request logging no refusal, answered 200]
+=== TEST 19: ES256: a valid token reaches the upstream with its sub (jwks.json)
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -837,9 +809,7 @@ __DATA__
     "Authorization: Bearer eyJhbGciOiJFUzI1NiIsImtpZCI6ImVjMjU2IiwidHlwIjoiSldUIn0.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.RpbA_9kpMGJlO5ZWgoyjrq3V57nTaGSgpDUanb_Hrgj8SwIk1fvaE2bxlao5GcjKrdAPAZmgk07h1kZQRQVEjw",
 ]
 --- error_code eval
-[
-200,
-]
+[200]
 --- response_headers eval
 [
     "!WWW-Authenticate",
@@ -853,7 +823,7 @@ __DATA__
 
 
 
-=== TEST 20: ES256: a valid token reaches the upstream, one signature bit off is refused (jwks.json) [part: the request refused with bad_signature, status 401, each logging why]
+=== TEST 20: ES256: a token with one signature bit off is refused (401, invalid_token), logged as bad_signature (jwks.json)
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -879,9 +849,7 @@ __DATA__
     "Authorization: Bearer eyJhbGciOiJFUzI1NiIsImtpZCI6ImVjMjU2IiwidHlwIjoiSldUIn0.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.pn0FM8oKbXKcYONfQmWwyg3br4V4TMViZAD9FnM7F1neZM4LH_oibHdzSBIMX2LIbiwZnvPG1fJXIU741Cx7yw",
 ]
 --- error_code eval
-[
- 401,
-]
+[401]
 --- response_headers eval
 [
     "WWW-Authenticate: Bearer realm=\"api\", error=\"invalid_token\"",
@@ -899,7 +867,7 @@ __DATA__
 
 
 
-=== TEST 21: ES384: a valid token reaches the upstream, one signature bit off is refused (jwks.json) [part: the request logging no refusal, answered 200]
+=== TEST 21: ES384: a valid token reaches the upstream with its sub (jwks.json)
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -925,9 +893,7 @@ __DATA__
     "Authorization: Bearer eyJhbGciOiJFUzM4NCIsImtpZCI6ImVjMzg0IiwidHlwIjoiSldUIn0.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.6J8lzMnZC0iZ8vMMNekaO_jnMzY8sQyqNCofQXP1-P8ziwFZM9-5Tw6UvvbIBmrShPiQLraUOMeEyCF18mTAwVECwigYTc2JRYvZ4IAzuTUPtL91RXZdIZOjvCHJMeka",
 ]
 --- error_code eval
-[
-200,
-]
+[200]
 --- response_headers eval
 [
     "!WWW-Authenticate",
@@ -941,7 +907,7 @@ __DATA__
 
 
 
-=== TEST 22: ES384: a valid token reaches the upstream, one signature bit off is refused (jwks.json) [part: the request refused with bad_signature, status 401, each logging why]
+=== TEST 22: ES384: a token with one signature bit off is refused (401, invalid_token), logged as bad_signature (jwks.json)
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -967,9 +933,7 @@ __DATA__
     "Authorization: Bearer eyJhbGciOiJFUzM4NCIsImtpZCI6ImVjMzg0IiwidHlwIjoiSldUIn0.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.ngniK-i5h11QxV0e0kwF306fwncZ6fUkZfHcSl1gfwtz80Nugyzr6xRB6vacF10Vd5bOv5gaLmQ03F7OJiJG12oPY6T805_Ik7a22XpkyTBF9DCdOnRgD14dzTj67167",
 ]
 --- error_code eval
-[
- 401,
-]
+[401]
 --- response_headers eval
 [
     "WWW-Authenticate: Bearer realm=\"api\", error=\"invalid_token\"",
@@ -987,7 +951,7 @@ __DATA__
 
 
 
-=== TEST 23: EdDSA: a valid token reaches the upstream, one signature bit off is refused (jwks.json) [part: the request logging no refusal, answered 200]
+=== TEST 23: EdDSA: a valid token reaches the upstream with its sub (jwks.json)
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -1013,9 +977,7 @@ __DATA__
     "Authorization: Bearer eyJhbGciOiJFZERTQSIsImtpZCI6ImVkMjU1MTkiLCJ0eXAiOiJKV1QifQ.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.EnfoTGg4hMEcfHypAdQAByu7kxwixAj1lFq0ogB8gDGaTvbizIEQsddkmpIKLhe-XcPdvzd17i9ORfF9fStGDA",
 ]
 --- error_code eval
-[
-200,
-]
+[200]
 --- response_headers eval
 [
     "!WWW-Authenticate",
@@ -1029,7 +991,7 @@ __DATA__
 
 
 
-=== TEST 24: EdDSA: a valid token reaches the upstream, one signature bit off is refused (jwks.json) [part: the request refused with bad_signature, status 401, each logging why]
+=== TEST 24: EdDSA: a token with one signature bit off is refused (401, invalid_token), logged as bad_signature (jwks.json)
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -1055,9 +1017,7 @@ __DATA__
     "Authorization: Bearer eyJhbGciOiJFZERTQSIsImtpZCI6ImVkMjU1MTkiLCJ0eXAiOiJKV1QifQ.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.E3foTGg4hMEcfHypAdQAByu7kxwixAj1lFq0ogB8gDGaTvbizIEQsddkmpIKLhe-XcPdvzd17i9ORfF9fStGDA",
 ]
 --- error_code eval
-[
- 401,
-]
+[401]
 --- response_headers eval
 [
     "WWW-Authenticate: Bearer realm=\"api\", error=\"invalid_token\"",
@@ -1075,7 +1035,7 @@ __DATA__
 
 
 
-=== TEST 25: single JWK file (rsa2048.jwk, kid rsa2048) [part: the requests logging no refusal, answered 200]
+=== TEST 25: single JWK file (rsa2048.jwk, kid rsa2048): the requests let through (200 from the upstream)
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -1104,10 +1064,7 @@ __DATA__
     "Authorization: Bearer eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.IaakYNBKEp7elgJ1X7ACIS02ct1ofM9IM5DzYlqcmJkFnKaBhvTiNZ8aHg-VhzShlXpPk0tczZ7lNrWFhMzYJs2kSZpmDoLX4YpJhHQOzj247r9H3ECLfRMgdrKzfJyzPIOyS4cV-4OvsZTTHkaj4nQ19vzRuSiVOhov5gVKBnlz1aTmerKTXwCJFE1q_HndtLTMJai3_GPbqgnQY2y7OwPsV8IkqM68D70QNG8xjzSI6m_opLrgeWX7f32at44PlGvYghm2Diq8TeXFZT-HeQwZzBr9t07K3Ni7BngrBh3abE5IGn-ozPlD54mi5_wrEG7K-E_coOE9-9SzhL5IqA",
 ]
 --- error_code eval
-[
-200,
- 200,
-]
+[200, 200]
 --- response_headers eval
 [
     "!WWW-Authenticate",
@@ -1123,7 +1080,7 @@ __DATA__
 
 
 
-=== TEST 26: single JWK file (rsa2048.jwk, kid rsa2048) [part: the request refused with unknown_key, status 401, each logging why]
+=== TEST 26: single JWK file (rsa2048.jwk, kid rsa2048): the request refused with 401 and logged as unknown_key
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -1149,9 +1106,7 @@ __DATA__
     "Authorization: Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6Im90aGVyIiwidHlwIjoiSldUIn0.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.qU0NHwcoxXPx57QC0QTTLAA02TbhTEBXc0ld8gtwQhKE4ccy8qbIMffcEV_q6HLPdVcCJr2M95nR4tsA0d_yo1ZDelUQwHNl1d83bPs1b_CqM9DJrE1URseAtLwhTyN2DMKRx0Kf_IWwE-1AFS-XPBlFMVM2KeMy_mtapnKVTErMk2EBDpY9s5yJqK30Jot9e1vaqFtfymYjtYsQaeTUkWYv1w0PAyYKSbe01pSiP2xpKJU0Hnq5IimXvajY_vPOV-yx6s1bIhJdDVks6q5W58HqybTuqMeMa3jzDZxU1nMWyAUA9DdD2y3ZHytrNQLRTrZOUrCDp8xllMyKWHhUOQ",
 ]
 --- error_code eval
-[
- 401,
-]
+[401]
 --- response_headers eval
 [
     "WWW-Authenticate: Bearer realm=\"api\", error=\"invalid_token\"",
@@ -1169,7 +1124,7 @@ __DATA__
 
 
 
-=== TEST 27: PEM SPKI public key: tokens without kid; a token with a kid finds no key (PEM keys have none) [part: the request logging no refusal, answered 200]
+=== TEST 27: PEM SPKI public key: tokens without kid; a token with a kid finds no key (PEM keys have none): the request let through (200 from the upstream)
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -1195,9 +1150,7 @@ __DATA__
     "Authorization: Bearer eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.IaakYNBKEp7elgJ1X7ACIS02ct1ofM9IM5DzYlqcmJkFnKaBhvTiNZ8aHg-VhzShlXpPk0tczZ7lNrWFhMzYJs2kSZpmDoLX4YpJhHQOzj247r9H3ECLfRMgdrKzfJyzPIOyS4cV-4OvsZTTHkaj4nQ19vzRuSiVOhov5gVKBnlz1aTmerKTXwCJFE1q_HndtLTMJai3_GPbqgnQY2y7OwPsV8IkqM68D70QNG8xjzSI6m_opLrgeWX7f32at44PlGvYghm2Diq8TeXFZT-HeQwZzBr9t07K3Ni7BngrBh3abE5IGn-ozPlD54mi5_wrEG7K-E_coOE9-9SzhL5IqA",
 ]
 --- error_code eval
-[
-200,
-]
+[200]
 --- response_headers eval
 [
     "!WWW-Authenticate",
@@ -1211,7 +1164,7 @@ __DATA__
 
 
 
-=== TEST 28: PEM SPKI public key: tokens without kid; a token with a kid finds no key (PEM keys have none) [part: the request refused with unknown_key, status 401, each logging why]
+=== TEST 28: PEM SPKI public key: tokens without kid; a token with a kid finds no key (PEM keys have none): the request refused with 401 and logged as unknown_key
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -1237,9 +1190,7 @@ __DATA__
     "Authorization: Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.lQ9muY4PiSSa-iR_Fg7zua-tqGVmJ9e1Kc3_pp8tAHlbOgzcodworGRcsuXQj2SHiInnxC12vU_9SM9VVm6quf7Vwm3sF9F1Oz9lkszm1FmXC5xIFsXvBRqZ5fh78csahxtATJkmenD3JRbeqsTaPjbmYgUM9xk1jos15JTctRpEtoNRUSWzR7DrjnTLv-cGnBBapPQGG_JqwGTcpgc-DRutGEepu0nTSqgsMczkaj3XicnE-9CepoP5i8qVb2up7rSczGTl98OcWWRPMr6DmcIlh2rPtRg3IVSbh_fNEjefEaNgTTLg8uXkYD9kxCRd1EmcCteMpRMCVdrK1KQZfQ",
 ]
 --- error_code eval
-[
- 401,
-]
+[401]
 --- response_headers eval
 [
     "WWW-Authenticate: Bearer realm=\"api\", error=\"invalid_token\"",
@@ -1257,7 +1208,7 @@ __DATA__
 
 
 
-=== TEST 29: PEM PKCS#1 public key (BEGIN RSA PUBLIC KEY) [part: the request logging no refusal, answered 200]
+=== TEST 29: PEM PKCS#1 public key (BEGIN RSA PUBLIC KEY): the request let through (200 from the upstream)
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -1283,9 +1234,7 @@ __DATA__
     "Authorization: Bearer eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.IaakYNBKEp7elgJ1X7ACIS02ct1ofM9IM5DzYlqcmJkFnKaBhvTiNZ8aHg-VhzShlXpPk0tczZ7lNrWFhMzYJs2kSZpmDoLX4YpJhHQOzj247r9H3ECLfRMgdrKzfJyzPIOyS4cV-4OvsZTTHkaj4nQ19vzRuSiVOhov5gVKBnlz1aTmerKTXwCJFE1q_HndtLTMJai3_GPbqgnQY2y7OwPsV8IkqM68D70QNG8xjzSI6m_opLrgeWX7f32at44PlGvYghm2Diq8TeXFZT-HeQwZzBr9t07K3Ni7BngrBh3abE5IGn-ozPlD54mi5_wrEG7K-E_coOE9-9SzhL5IqA",
 ]
 --- error_code eval
-[
-200,
-]
+[200]
 --- response_headers eval
 [
     "!WWW-Authenticate",
@@ -1299,7 +1248,7 @@ __DATA__
 
 
 
-=== TEST 30: PEM PKCS#1 public key (BEGIN RSA PUBLIC KEY) [part: the request refused with unknown_key, status 401, each logging why]
+=== TEST 30: PEM PKCS#1 public key (BEGIN RSA PUBLIC KEY): the request refused with 401 and logged as unknown_key
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -1325,9 +1274,7 @@ __DATA__
     "Authorization: Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.lA9muY4PiSSa-iR_Fg7zua-tqGVmJ9e1Kc3_pp8tAHlbOgzcodworGRcsuXQj2SHiInnxC12vU_9SM9VVm6quf7Vwm3sF9F1Oz9lkszm1FmXC5xIFsXvBRqZ5fh78csahxtATJkmenD3JRbeqsTaPjbmYgUM9xk1jos15JTctRpEtoNRUSWzR7DrjnTLv-cGnBBapPQGG_JqwGTcpgc-DRutGEepu0nTSqgsMczkaj3XicnE-9CepoP5i8qVb2up7rSczGTl98OcWWRPMr6DmcIlh2rPtRg3IVSbh_fNEjefEaNgTTLg8uXkYD9kxCRd1EmcCteMpRMCVdrK1KQZfQ",
 ]
 --- error_code eval
-[
- 401,
-]
+[401]
 --- response_headers eval
 [
     "WWW-Authenticate: Bearer realm=\"api\", error=\"invalid_token\"",
@@ -1345,7 +1292,7 @@ __DATA__
 
 
 
-=== TEST 31: auth_jwt_key_file kid=: a PEM key named rsa2048 is selected by kid rsa2048, and other kids are unknown [part: the requests logging no refusal, answered 200]
+=== TEST 31: auth_jwt_key_file kid=: a PEM key named rsa2048 is selected by kid rsa2048, and other kids are unknown: the requests let through (200 from the upstream)
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -1374,10 +1321,7 @@ __DATA__
     "Authorization: Bearer eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.IaakYNBKEp7elgJ1X7ACIS02ct1ofM9IM5DzYlqcmJkFnKaBhvTiNZ8aHg-VhzShlXpPk0tczZ7lNrWFhMzYJs2kSZpmDoLX4YpJhHQOzj247r9H3ECLfRMgdrKzfJyzPIOyS4cV-4OvsZTTHkaj4nQ19vzRuSiVOhov5gVKBnlz1aTmerKTXwCJFE1q_HndtLTMJai3_GPbqgnQY2y7OwPsV8IkqM68D70QNG8xjzSI6m_opLrgeWX7f32at44PlGvYghm2Diq8TeXFZT-HeQwZzBr9t07K3Ni7BngrBh3abE5IGn-ozPlD54mi5_wrEG7K-E_coOE9-9SzhL5IqA",
 ]
 --- error_code eval
-[
-200,
- 200,
-]
+[200, 200]
 --- response_headers eval
 [
     "!WWW-Authenticate",
@@ -1393,7 +1337,7 @@ __DATA__
 
 
 
-=== TEST 32: auth_jwt_key_file kid=: a PEM key named rsa2048 is selected by kid rsa2048, and other kids are unknown [part: the request refused with unknown_key, status 401, each logging why]
+=== TEST 32: auth_jwt_key_file kid=: a PEM key named rsa2048 is selected by kid rsa2048, and other kids are unknown: the request refused with 401 and logged as unknown_key
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -1419,9 +1363,7 @@ __DATA__
     "Authorization: Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6Im90aGVyIiwidHlwIjoiSldUIn0.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.qU0NHwcoxXPx57QC0QTTLAA02TbhTEBXc0ld8gtwQhKE4ccy8qbIMffcEV_q6HLPdVcCJr2M95nR4tsA0d_yo1ZDelUQwHNl1d83bPs1b_CqM9DJrE1URseAtLwhTyN2DMKRx0Kf_IWwE-1AFS-XPBlFMVM2KeMy_mtapnKVTErMk2EBDpY9s5yJqK30Jot9e1vaqFtfymYjtYsQaeTUkWYv1w0PAyYKSbe01pSiP2xpKJU0Hnq5IimXvajY_vPOV-yx6s1bIhJdDVks6q5W58HqybTuqMeMa3jzDZxU1nMWyAUA9DdD2y3ZHytrNQLRTrZOUrCDp8xllMyKWHhUOQ",
 ]
 --- error_code eval
-[
- 401,
-]
+[401]
 --- response_headers eval
 [
     "WWW-Authenticate: Bearer realm=\"api\", error=\"invalid_token\"",
@@ -1439,7 +1381,7 @@ __DATA__
 
 
 
-=== TEST 33: several auth_jwt_key_file: EC P-256, Ed25519 and RSA PEM keys together [part: the requests logging no refusal, answered 200]
+=== TEST 33: several auth_jwt_key_file: EC P-256, Ed25519 and RSA PEM keys together: the requests let through (200 from the upstream)
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -1473,11 +1415,7 @@ __DATA__
     "Authorization: Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.lQ9muY4PiSSa-iR_Fg7zua-tqGVmJ9e1Kc3_pp8tAHlbOgzcodworGRcsuXQj2SHiInnxC12vU_9SM9VVm6quf7Vwm3sF9F1Oz9lkszm1FmXC5xIFsXvBRqZ5fh78csahxtATJkmenD3JRbeqsTaPjbmYgUM9xk1jos15JTctRpEtoNRUSWzR7DrjnTLv-cGnBBapPQGG_JqwGTcpgc-DRutGEepu0nTSqgsMczkaj3XicnE-9CepoP5i8qVb2up7rSczGTl98OcWWRPMr6DmcIlh2rPtRg3IVSbh_fNEjefEaNgTTLg8uXkYD9kxCRd1EmcCteMpRMCVdrK1KQZfQ",
 ]
 --- error_code eval
-[
-200,
- 200,
- 200,
-]
+[200, 200, 200]
 --- response_headers eval
 [
     "!WWW-Authenticate",
@@ -1495,7 +1433,7 @@ __DATA__
 
 
 
-=== TEST 34: several auth_jwt_key_file: EC P-256, Ed25519 and RSA PEM keys together [part: the request refused with unknown_key, status 401, each logging why]
+=== TEST 34: several auth_jwt_key_file: EC P-256, Ed25519 and RSA PEM keys together: the request refused with 401 and logged as unknown_key
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -1523,9 +1461,7 @@ __DATA__
     "Authorization: Bearer eyJhbGciOiJFUzI1NiIsImtpZCI6ImVjMjU2IiwidHlwIjoiSldUIn0.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.pn0FM8oKbXKcYONfQmWwyg3br4V4TMViZAD9FnM7F1neZM4LH_oibHdzSBIMX2LIbiwZnvPG1fJXIU741Cx7yw",
 ]
 --- error_code eval
-[
- 401,
-]
+[401]
 --- response_headers eval
 [
     "WWW-Authenticate: Bearer realm=\"api\", error=\"invalid_token\"",
@@ -1543,7 +1479,7 @@ __DATA__
 
 
 
-=== TEST 35: token=$cookie_auth: the cookie is used, the Authorization header is not [part: the request logging no refusal, answered 200]
+=== TEST 35: token=$cookie_auth: the cookie is used, the Authorization header is not: the request let through (200 from the upstream)
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -1569,9 +1505,7 @@ __DATA__
     "Cookie: theme=dark; auth=eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.lQ9muY4PiSSa-iR_Fg7zua-tqGVmJ9e1Kc3_pp8tAHlbOgzcodworGRcsuXQj2SHiInnxC12vU_9SM9VVm6quf7Vwm3sF9F1Oz9lkszm1FmXC5xIFsXvBRqZ5fh78csahxtATJkmenD3JRbeqsTaPjbmYgUM9xk1jos15JTctRpEtoNRUSWzR7DrjnTLv-cGnBBapPQGG_JqwGTcpgc-DRutGEepu0nTSqgsMczkaj3XicnE-9CepoP5i8qVb2up7rSczGTl98OcWWRPMr6DmcIlh2rPtRg3IVSbh_fNEjefEaNgTTLg8uXkYD9kxCRd1EmcCteMpRMCVdrK1KQZfQ",
 ]
 --- error_code eval
-[
-200,
-]
+[200]
 --- response_headers eval
 [
     "!WWW-Authenticate",
@@ -1585,7 +1519,7 @@ __DATA__
 
 
 
-=== TEST 36: token=$cookie_auth: the cookie is used, the Authorization header is not [part: the request refused with missing, status 401, each logging why]
+=== TEST 36: token=$cookie_auth: the cookie is used, the Authorization header is not: the request refused with 401 and logged as missing
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -1611,9 +1545,7 @@ __DATA__
     "Authorization: Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.lQ9muY4PiSSa-iR_Fg7zua-tqGVmJ9e1Kc3_pp8tAHlbOgzcodworGRcsuXQj2SHiInnxC12vU_9SM9VVm6quf7Vwm3sF9F1Oz9lkszm1FmXC5xIFsXvBRqZ5fh78csahxtATJkmenD3JRbeqsTaPjbmYgUM9xk1jos15JTctRpEtoNRUSWzR7DrjnTLv-cGnBBapPQGG_JqwGTcpgc-DRutGEepu0nTSqgsMczkaj3XicnE-9CepoP5i8qVb2up7rSczGTl98OcWWRPMr6DmcIlh2rPtRg3IVSbh_fNEjefEaNgTTLg8uXkYD9kxCRd1EmcCteMpRMCVdrK1KQZfQ",
 ]
 --- error_code eval
-[
- 401,
-]
+[401]
 --- response_headers eval
 [
     "WWW-Authenticate: Bearer realm=\"api\"",
@@ -1631,7 +1563,7 @@ __DATA__
 
 
 
-=== TEST 37: token=$cookie_auth: the cookie is used, the Authorization header is not [part: the request refused with bad_signature, status 401, each logging why]
+=== TEST 37: token=$cookie_auth: the cookie is used, the Authorization header is not: the request refused with 401 and logged as bad_signature
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -1657,9 +1589,7 @@ __DATA__
     "Cookie: auth=eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.lA9muY4PiSSa-iR_Fg7zua-tqGVmJ9e1Kc3_pp8tAHlbOgzcodworGRcsuXQj2SHiInnxC12vU_9SM9VVm6quf7Vwm3sF9F1Oz9lkszm1FmXC5xIFsXvBRqZ5fh78csahxtATJkmenD3JRbeqsTaPjbmYgUM9xk1jos15JTctRpEtoNRUSWzR7DrjnTLv-cGnBBapPQGG_JqwGTcpgc-DRutGEepu0nTSqgsMczkaj3XicnE-9CepoP5i8qVb2up7rSczGTl98OcWWRPMr6DmcIlh2rPtRg3IVSbh_fNEjefEaNgTTLg8uXkYD9kxCRd1EmcCteMpRMCVdrK1KQZfQ",
 ]
 --- error_code eval
-[
- 401,
-]
+[401]
 --- response_headers eval
 [
     "WWW-Authenticate: Bearer realm=\"api\", error=\"invalid_token\"",
@@ -1677,10 +1607,10 @@ __DATA__
 
 
 
-=== TEST 38: token=$arg_access_token: the query argument is used
+=== TEST 38: token=$arg_access_token: the query argument is used: the request let through (200 from the upstream)
 # No no_error_log on the token here: nginx itself appends the request line, query string
 # included, to every error.log line of a request, so a token in the URL reaches error.log (and
-# access.log). RFC 6750 advises against tokens in URLs; prefer the header or a cookie. [part: the request logging no refusal, answered 200]
+# access.log). RFC 6750 advises against tokens in URLs; prefer the header or a cookie.
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -1707,9 +1637,7 @@ __DATA__
     "Authorization: Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.lQ9muY4PiSSa-iR_Fg7zua-tqGVmJ9e1Kc3_pp8tAHlbOgzcodworGRcsuXQj2SHiInnxC12vU_9SM9VVm6quf7Vwm3sF9F1Oz9lkszm1FmXC5xIFsXvBRqZ5fh78csahxtATJkmenD3JRbeqsTaPjbmYgUM9xk1jos15JTctRpEtoNRUSWzR7DrjnTLv-cGnBBapPQGG_JqwGTcpgc-DRutGEepu0nTSqgsMczkaj3XicnE-9CepoP5i8qVb2up7rSczGTl98OcWWRPMr6DmcIlh2rPtRg3IVSbh_fNEjefEaNgTTLg8uXkYD9kxCRd1EmcCteMpRMCVdrK1KQZfQ",
 ]
 --- error_code eval
-[
-200,
-]
+[200]
 --- response_headers eval
 [
     "!WWW-Authenticate",
@@ -1723,10 +1651,10 @@ __DATA__
 
 
 
-=== TEST 39: token=$arg_access_token: the query argument is used
+=== TEST 39: token=$arg_access_token: the query argument is used: the request refused with 401 and logged as missing
 # No no_error_log on the token here: nginx itself appends the request line, query string
 # included, to every error.log line of a request, so a token in the URL reaches error.log (and
-# access.log). RFC 6750 advises against tokens in URLs; prefer the header or a cookie. [part: the request refused with missing, status 401, each logging why]
+# access.log). RFC 6750 advises against tokens in URLs; prefer the header or a cookie.
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -1751,9 +1679,7 @@ __DATA__
     "",
 ]
 --- error_code eval
-[
- 401,
-]
+[401]
 --- response_headers eval
 [
     "WWW-Authenticate: Bearer realm=\"api\"",
@@ -1771,10 +1697,10 @@ __DATA__
 
 
 
-=== TEST 40: token=$arg_access_token: the query argument is used
+=== TEST 40: token=$arg_access_token: the query argument is used: the request refused with 401 and logged as bad_signature
 # No no_error_log on the token here: nginx itself appends the request line, query string
 # included, to every error.log line of a request, so a token in the URL reaches error.log (and
-# access.log). RFC 6750 advises against tokens in URLs; prefer the header or a cookie. [part: the request refused with bad_signature, status 401, each logging why]
+# access.log). RFC 6750 advises against tokens in URLs; prefer the header or a cookie.
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -1801,9 +1727,7 @@ __DATA__
     "Authorization: Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.lA9muY4PiSSa-iR_Fg7zua-tqGVmJ9e1Kc3_pp8tAHlbOgzcodworGRcsuXQj2SHiInnxC12vU_9SM9VVm6quf7Vwm3sF9F1Oz9lkszm1FmXC5xIFsXvBRqZ5fh78csahxtATJkmenD3JRbeqsTaPjbmYgUM9xk1jos15JTctRpEtoNRUSWzR7DrjnTLv-cGnBBapPQGG_JqwGTcpgc-DRutGEepu0nTSqgsMczkaj3XicnE-9CepoP5i8qVb2up7rSczGTl98OcWWRPMr6DmcIlh2rPtRg3IVSbh_fNEjefEaNgTTLg8uXkYD9kxCRd1EmcCteMpRMCVdrK1KQZfQ",
 ]
 --- error_code eval
-[
- 401,
-]
+[401]
 --- response_headers eval
 [
     "WWW-Authenticate: Bearer realm=\"api\", error=\"invalid_token\"",
@@ -1940,7 +1864,7 @@ qr/\A<html>\r\n<head><title>401 Authorization Required<\/title><\/head>\r\n<body
 
 
 
-=== TEST 44: proxy_set_header X-User $jwt_claim_sub overwrites a client-sent X-User [part: the requests logging no refusal, answered 200]
+=== TEST 44: proxy_set_header X-User $jwt_claim_sub overwrites a client-sent X-User: the requests let through (200 from the upstream)
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -1969,10 +1893,7 @@ qr/\A<html>\r\n<head><title>401 Authorization Required<\/title><\/head>\r\n<body
     "Authorization: Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJleHAiOjQxMDI0NDQ4MDB9.nhrhQRGeBrNFpzUYZTkLoOl0mz28Y25h79ZZQePhRnfRoucY1j4-3J5FP-Pk1LatwEs-g1l-fQ_800Uc24lVXNmLiLtMl6-thbK5J43bwJU-pFu2u0d7Yze0btWEiJ548nOZBNeWrdjl4ERthW7r6U5D5ZKpfNCv-I_a0c-XnNMfCIENrqcpNr8yYdN0RX-o6HJWmAt3yWPdqpHUimtYBKwLlA7Hk9u_L007MZLgHUqV3Kf__0rxnOpg_36xMFi-4ESAdTld8Iv7ufEolTebZxYaqYnjahjrEiI6whvFd_WtWu4il9Yzx3OmRh3TU4RY3HzJpmFP-WecGAJOhFJMTg\nX-User: admin",
 ]
 --- error_code eval
-[
-200,
- 200,
-]
+[200, 200]
 --- response_headers eval
 [
     "!WWW-Authenticate",
@@ -1988,7 +1909,7 @@ qr/\A<html>\r\n<head><title>401 Authorization Required<\/title><\/head>\r\n<body
 
 
 
-=== TEST 45: proxy_set_header X-User $jwt_claim_sub overwrites a client-sent X-User [part: the request refused with missing, status 401, each logging why]
+=== TEST 45: proxy_set_header X-User $jwt_claim_sub overwrites a client-sent X-User: the request refused with 401 and logged as missing
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -2013,9 +1934,7 @@ qr/\A<html>\r\n<head><title>401 Authorization Required<\/title><\/head>\r\n<body
     "X-User: admin",
 ]
 --- error_code eval
-[
- 401,
-]
+[401]
 --- response_headers eval
 [
     "WWW-Authenticate: Bearer realm=\"api\"",
@@ -2033,7 +1952,7 @@ qr/\A<html>\r\n<head><title>401 Authorization Required<\/title><\/head>\r\n<body
 
 
 
-=== TEST 46: claims and header parameters as variables: arrays joined with commas, objects as JSON, $jwt_header_kid, $jwt_payload, $jwt_status, $jwt_error, auth_jwt_claim_set (nested path), auth_jwt_header_set [part: the request logging no refusal, answered 200]
+=== TEST 46: claims and header parameters as variables: arrays joined with commas, objects as JSON, $jwt_header_kid, $jwt_payload, $jwt_status, $jwt_error, auth_jwt_claim_set (nested path), auth_jwt_header_set: the request let through (200 from the upstream)
 --- http_config
     auth_jwt_claim_set $org_name org name;
     auth_jwt_claim_set $realm_roles realm_access roles;
@@ -2073,9 +1992,7 @@ qr/\A<html>\r\n<head><title>401 Authorization Required<\/title><\/head>\r\n<body
     "Authorization: Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJhdWQiOiJhcGkiLCJleHAiOjQxMDI0NDQ4MDAsImlzcyI6Imh0dHBzOi8vaXNzdWVyLmV4YW1wbGUiLCJsZXZlbCI6NSwib3JnIjp7ImlkIjo3LCJuYW1lIjoiYWNtZSJ9LCJyZWFsbV9hY2Nlc3MiOnsicm9sZXMiOlsicmVhZGVyIiwid3JpdGVyIl19LCJyb2xlcyI6WyJhZG1pbiIsImRldiJdLCJzY29wZSI6InJlYWQgd3JpdGUiLCJzdWIiOiJhbGljZSJ9.Wla-AXv75wP1RFa-8XQ3WlyiQ4VuhIA3PEIHCRXtWBYAhwknojeBwusENfYUeqt6sffhaASk4TC3rD0tvtk5I4EFhRwMOlpoKckwVN_A-i13nNLGuyrF8K79fc22KWfdx9BXY1XwZD3Bo1wHfrT1iEtSq_jWYki4BJs_aLZvgx0E_Jpxrt9YbacCEbb0KckHfVUXC0SjOCvZBIO4FLSR8Qtu6YMshu8-sYoXHdGnWNYwTlTIEDEZ6xME93orbxwLPS6PrjdP2u1cs_ag7gsPM6-Pd2LoDJjwfxwPi_wFARHCJqpnoAFAKlIHxFA_z68_MuUoJn7DwfEekgbk-B7L0Q",
 ]
 --- error_code eval
-[
-200,
-]
+[200]
 --- response_headers eval
 [
     "!WWW-Authenticate\nX-Jwt-Status: valid\nX-Jwt-Error: ",
@@ -2098,7 +2015,7 @@ payload=\{"aud":"api","exp":4102444800,"iss":"https:\/\/issuer\.example","level"
 
 
 
-=== TEST 47: claims and header parameters as variables: arrays joined with commas, objects as JSON, $jwt_header_kid, $jwt_payload, $jwt_status, $jwt_error, auth_jwt_claim_set (nested path), auth_jwt_header_set [part: the request refused with bad_signature, status 401, each logging why]
+=== TEST 47: claims and header parameters as variables: arrays joined with commas, objects as JSON, $jwt_header_kid, $jwt_payload, $jwt_status, $jwt_error, auth_jwt_claim_set (nested path), auth_jwt_header_set: the request refused with 401 and logged as bad_signature
 --- http_config
     auth_jwt_claim_set $org_name org name;
     auth_jwt_claim_set $realm_roles realm_access roles;
@@ -2138,9 +2055,7 @@ payload=\{"aud":"api","exp":4102444800,"iss":"https:\/\/issuer\.example","level"
     "Authorization: Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.lA9muY4PiSSa-iR_Fg7zua-tqGVmJ9e1Kc3_pp8tAHlbOgzcodworGRcsuXQj2SHiInnxC12vU_9SM9VVm6quf7Vwm3sF9F1Oz9lkszm1FmXC5xIFsXvBRqZ5fh78csahxtATJkmenD3JRbeqsTaPjbmYgUM9xk1jos15JTctRpEtoNRUSWzR7DrjnTLv-cGnBBapPQGG_JqwGTcpgc-DRutGEepu0nTSqgsMczkaj3XicnE-9CepoP5i8qVb2up7rSczGTl98OcWWRPMr6DmcIlh2rPtRg3IVSbh_fNEjefEaNgTTLg8uXkYD9kxCRd1EmcCteMpRMCVdrK1KQZfQ",
 ]
 --- error_code eval
-[
- 401,
-]
+[401]
 --- response_headers eval
 [
     "WWW-Authenticate: Bearer realm=\"api\", error=\"invalid_token\"\nX-Jwt-Status: invalid\nX-Jwt-Error: bad_signature",
@@ -2158,7 +2073,7 @@ payload=\{"aud":"api","exp":4102444800,"iss":"https:\/\/issuer\.example","level"
 
 
 
-=== TEST 48: claims and header parameters as variables: arrays joined with commas, objects as JSON, $jwt_header_kid, $jwt_payload, $jwt_status, $jwt_error, auth_jwt_claim_set (nested path), auth_jwt_header_set [part: the request refused with expired, status 401, each logging why]
+=== TEST 48: claims and header parameters as variables: arrays joined with commas, objects as JSON, $jwt_header_kid, $jwt_payload, $jwt_status, $jwt_error, auth_jwt_claim_set (nested path), auth_jwt_header_set: the request refused with 401 and logged as expired
 --- http_config
     auth_jwt_claim_set $org_name org name;
     auth_jwt_claim_set $realm_roles realm_access roles;
@@ -2198,9 +2113,7 @@ payload=\{"aud":"api","exp":4102444800,"iss":"https:\/\/issuer\.example","level"
     "Authorization: Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJleHAiOjEwMDAwMDAwMDAsInN1YiI6ImFsaWNlIn0.C6iM8ghqtr275ePW_jURQExxcRMS334akc6Urz6JYMFw5uS0T1db73AlPqSGi3n2e9_AgyMoiH4VN7O9d9QXjOzQxBAH1IoTr6rBiVA6HXjigLhTAK1dZ1EDCeVzyrkxZU_P36Yh5VubeSe0GwDGdWoFxD34bO1JVmq4MKk6zxdbhEwZpthui_PAovGJuQJ9YQHx5KV3LDVQu_z7UXtmV88Ls9SZE7YrQ5lYTq36Vv70QVApFCnG4XhLK0FHFTjd5zeZCQoX4ybskVklN_OP2AX2ZxT2gOd73xy04u2efI2uXCyLqDj0seG7Iuoh3z4vTFnyNEgmmwCJrF8B8JqYgQ",
 ]
 --- error_code eval
-[
- 401,
-]
+[401]
 --- response_headers eval
 [
     "WWW-Authenticate: Bearer realm=\"api\", error=\"invalid_token\"\nX-Jwt-Status: invalid\nX-Jwt-Error: expired",
@@ -2218,7 +2131,7 @@ payload=\{"aud":"api","exp":4102444800,"iss":"https:\/\/issuer\.example","level"
 
 
 
-=== TEST 49: claims and header parameters as variables: arrays joined with commas, objects as JSON, $jwt_header_kid, $jwt_payload, $jwt_status, $jwt_error, auth_jwt_claim_set (nested path), auth_jwt_header_set [part: the request refused with missing, status 401, each logging why]
+=== TEST 49: claims and header parameters as variables: arrays joined with commas, objects as JSON, $jwt_header_kid, $jwt_payload, $jwt_status, $jwt_error, auth_jwt_claim_set (nested path), auth_jwt_header_set: the request refused with 401 and logged as missing
 --- http_config
     auth_jwt_claim_set $org_name org name;
     auth_jwt_claim_set $realm_roles realm_access roles;
@@ -2257,9 +2170,7 @@ payload=\{"aud":"api","exp":4102444800,"iss":"https:\/\/issuer\.example","level"
     "",
 ]
 --- error_code eval
-[
- 401,
-]
+[401]
 --- response_headers eval
 [
     "WWW-Authenticate: Bearer realm=\"api\"\nX-Jwt-Status: missing\nX-Jwt-Error: missing",
@@ -2277,7 +2188,7 @@ payload=\{"aud":"api","exp":4102444800,"iss":"https:\/\/issuer\.example","level"
 
 
 
-=== TEST 50: $jwt_claim_sub in a map, and auth_jwt_require on the map: error=403 and the default 401 [part: the requests logging no refusal, answered 200]
+=== TEST 50: $jwt_claim_sub in a map, and auth_jwt_require on the map: error=403 and the default 401: the requests let through (200 from the upstream)
 --- http_config
     map $jwt_claim_sub $is_alice {
         alice    1;
@@ -2329,10 +2240,7 @@ payload=\{"aud":"api","exp":4102444800,"iss":"https:\/\/issuer\.example","level"
     "Authorization: Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJhdWQiOiJhcGkiLCJleHAiOjQxMDI0NDQ4MDAsImlzcyI6Imh0dHBzOi8vaXNzdWVyLmV4YW1wbGUiLCJsZXZlbCI6NSwib3JnIjp7ImlkIjo3LCJuYW1lIjoiYWNtZSJ9LCJyZWFsbV9hY2Nlc3MiOnsicm9sZXMiOlsicmVhZGVyIiwid3JpdGVyIl19LCJyb2xlcyI6WyJhZG1pbiIsImRldiJdLCJzY29wZSI6InJlYWQgd3JpdGUiLCJzdWIiOiJhbGljZSJ9.Wla-AXv75wP1RFa-8XQ3WlyiQ4VuhIA3PEIHCRXtWBYAhwknojeBwusENfYUeqt6sffhaASk4TC3rD0tvtk5I4EFhRwMOlpoKckwVN_A-i13nNLGuyrF8K79fc22KWfdx9BXY1XwZD3Bo1wHfrT1iEtSq_jWYki4BJs_aLZvgx0E_Jpxrt9YbacCEbb0KckHfVUXC0SjOCvZBIO4FLSR8Qtu6YMshu8-sYoXHdGnWNYwTlTIEDEZ6xME93orbxwLPS6PrjdP2u1cs_ag7gsPM6-Pd2LoDJjwfxwPi_wFARHCJqpnoAFAKlIHxFA_z68_MuUoJn7DwfEekgbk-B7L0Q",
 ]
 --- error_code eval
-[
-200,
- 200,
-]
+[200, 200]
 --- response_headers eval
 [
     "!WWW-Authenticate",
@@ -2348,7 +2256,7 @@ payload=\{"aud":"api","exp":4102444800,"iss":"https:\/\/issuer\.example","level"
 
 
 
-=== TEST 51: $jwt_claim_sub in a map, and auth_jwt_require on the map: error=403 and the default 401 [part: the request refused with require_failed, status 403, each logging why]
+=== TEST 51: $jwt_claim_sub in a map, and auth_jwt_require on the map: error=403 and the default 401: the request refused with 403 and logged as require_failed
 --- http_config
     map $jwt_claim_sub $is_alice {
         alice    1;
@@ -2397,9 +2305,7 @@ payload=\{"aud":"api","exp":4102444800,"iss":"https:\/\/issuer\.example","level"
     "Authorization: Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJleHAiOjQxMDI0NDQ4MDAsImxldmVsIjoxLCJyZWFsbV9hY2Nlc3MiOnsicm9sZXMiOlsicmVhZGVyIl19LCJzY29wZSI6InJlYWQiLCJzdWIiOiJib2IifQ.CnjzWmBHRvL_cfr_jRJ2qYNhRCX6aTxXACMIwrGzqtAlJxMWuUCtW1d4QmjKrwrJnF9APlmjRKz49KdlCSv8xW1suoBPsKPIH7yj_ZwwRo0eLsEQDZmtYsUnXQzQMa6KMcJyN1cbS4zBbAw6HldxYpwOR2GJ8joZ34coF1SXWcmYSuBidnIDL1I_MplWEJ9kI-f1umwudfWuXhtHj9FnvKyYoVtfS9ltPwbTBaGdDH8ouqMQhtpJWK2VbvoD0yNZB3KLRdStr-ec2AFlGgZ40IBQvmLJt0mzd-8FJEpmDR7LkGC4K_c5Bdz8Q7UAhjNm9mDv99HLNCNHH5oACDGbug",
 ]
 --- error_code eval
-[
- 403,
-]
+[403]
 --- response_headers eval
 [
     "WWW-Authenticate: Bearer realm=\"api\", error=\"insufficient_scope\"",
@@ -2417,7 +2323,7 @@ payload=\{"aud":"api","exp":4102444800,"iss":"https:\/\/issuer\.example","level"
 
 
 
-=== TEST 52: $jwt_claim_sub in a map, and auth_jwt_require on the map: error=403 and the default 401 [part: the requests refused with require_failed, status 401, each logging why]
+=== TEST 52: $jwt_claim_sub in a map, and auth_jwt_require on the map: error=403 and the default 401: the requests refused with 401 and logged as require_failed
 --- http_config
     map $jwt_claim_sub $is_alice {
         alice    1;
@@ -2469,10 +2375,7 @@ payload=\{"aud":"api","exp":4102444800,"iss":"https:\/\/issuer\.example","level"
     "Authorization: Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.lQ9muY4PiSSa-iR_Fg7zua-tqGVmJ9e1Kc3_pp8tAHlbOgzcodworGRcsuXQj2SHiInnxC12vU_9SM9VVm6quf7Vwm3sF9F1Oz9lkszm1FmXC5xIFsXvBRqZ5fh78csahxtATJkmenD3JRbeqsTaPjbmYgUM9xk1jos15JTctRpEtoNRUSWzR7DrjnTLv-cGnBBapPQGG_JqwGTcpgc-DRutGEepu0nTSqgsMczkaj3XicnE-9CepoP5i8qVb2up7rSczGTl98OcWWRPMr6DmcIlh2rPtRg3IVSbh_fNEjefEaNgTTLg8uXkYD9kxCRd1EmcCteMpRMCVdrK1KQZfQ",
 ]
 --- error_code eval
-[
- 401,
- 401,
-]
+[401, 401]
 --- response_headers eval
 [
     "WWW-Authenticate: Bearer realm=\"api\", error=\"invalid_token\"",
@@ -2492,7 +2395,7 @@ payload=\{"aud":"api","exp":4102444800,"iss":"https:\/\/issuer\.example","level"
 
 
 
-=== TEST 53: $jwt_claim_sub in a map, and auth_jwt_require on the map: error=403 and the default 401 [part: the request refused with missing, status 401, each logging why]
+=== TEST 53: $jwt_claim_sub in a map, and auth_jwt_require on the map: error=403 and the default 401: the request refused with 401 and logged as missing
 --- http_config
     map $jwt_claim_sub $is_alice {
         alice    1;
@@ -2540,9 +2443,7 @@ payload=\{"aud":"api","exp":4102444800,"iss":"https:\/\/issuer\.example","level"
     "",
 ]
 --- error_code eval
-[
- 401,
-]
+[401]
 --- response_headers eval
 [
     "WWW-Authenticate: Bearer realm=\"api\"",
@@ -2560,7 +2461,7 @@ payload=\{"aud":"api","exp":4102444800,"iss":"https:\/\/issuer\.example","level"
 
 
 
-=== TEST 54: $jwt_claim_sub in an if (rewrite phase, before the access check) [part: the requests logging no refusal, answered 200]
+=== TEST 54: $jwt_claim_sub in an if (rewrite phase, before the access check): the requests let through (200 from the upstream)
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -2593,10 +2494,7 @@ payload=\{"aud":"api","exp":4102444800,"iss":"https:\/\/issuer\.example","level"
     "Authorization: Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJleHAiOjQxMDI0NDQ4MDAsImxldmVsIjoxLCJyZWFsbV9hY2Nlc3MiOnsicm9sZXMiOlsicmVhZGVyIl19LCJzY29wZSI6InJlYWQiLCJzdWIiOiJib2IifQ.CnjzWmBHRvL_cfr_jRJ2qYNhRCX6aTxXACMIwrGzqtAlJxMWuUCtW1d4QmjKrwrJnF9APlmjRKz49KdlCSv8xW1suoBPsKPIH7yj_ZwwRo0eLsEQDZmtYsUnXQzQMa6KMcJyN1cbS4zBbAw6HldxYpwOR2GJ8joZ34coF1SXWcmYSuBidnIDL1I_MplWEJ9kI-f1umwudfWuXhtHj9FnvKyYoVtfS9ltPwbTBaGdDH8ouqMQhtpJWK2VbvoD0yNZB3KLRdStr-ec2AFlGgZ40IBQvmLJt0mzd-8FJEpmDR7LkGC4K_c5Bdz8Q7UAhjNm9mDv99HLNCNHH5oACDGbug",
 ]
 --- error_code eval
-[
-200,
- 200,
-]
+[200, 200]
 --- response_headers eval
 [
     "!WWW-Authenticate",
@@ -2612,7 +2510,7 @@ payload=\{"aud":"api","exp":4102444800,"iss":"https:\/\/issuer\.example","level"
 
 
 
-=== TEST 55: $jwt_claim_sub in an if (rewrite phase, before the access check) [part: the request refused with missing, status 401, each logging why]
+=== TEST 55: $jwt_claim_sub in an if (rewrite phase, before the access check): the request refused with 401 and logged as missing
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -2641,9 +2539,7 @@ payload=\{"aud":"api","exp":4102444800,"iss":"https:\/\/issuer\.example","level"
     "",
 ]
 --- error_code eval
-[
- 401,
-]
+[401]
 --- response_headers eval
 [
     "WWW-Authenticate: Bearer realm=\"api\"",
@@ -2661,7 +2557,7 @@ payload=\{"aud":"api","exp":4102444800,"iss":"https:\/\/issuer\.example","level"
 
 
 
-=== TEST 56: $jwt_claim_sub in an if (rewrite phase, before the access check) [part: the request refused with bad_signature, status 401, each logging why]
+=== TEST 56: $jwt_claim_sub in an if (rewrite phase, before the access check): the request refused with 401 and logged as bad_signature
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -2691,9 +2587,7 @@ payload=\{"aud":"api","exp":4102444800,"iss":"https:\/\/issuer\.example","level"
     "Authorization: Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.lA9muY4PiSSa-iR_Fg7zua-tqGVmJ9e1Kc3_pp8tAHlbOgzcodworGRcsuXQj2SHiInnxC12vU_9SM9VVm6quf7Vwm3sF9F1Oz9lkszm1FmXC5xIFsXvBRqZ5fh78csahxtATJkmenD3JRbeqsTaPjbmYgUM9xk1jos15JTctRpEtoNRUSWzR7DrjnTLv-cGnBBapPQGG_JqwGTcpgc-DRutGEepu0nTSqgsMczkaj3XicnE-9CepoP5i8qVb2up7rSczGTl98OcWWRPMr6DmcIlh2rPtRg3IVSbh_fNEjefEaNgTTLg8uXkYD9kxCRd1EmcCteMpRMCVdrK1KQZfQ",
 ]
 --- error_code eval
-[
- 401,
-]
+[401]
 --- response_headers eval
 [
     "WWW-Authenticate: Bearer realm=\"api\", error=\"invalid_token\"",
@@ -2856,7 +2750,7 @@ qr/\A<html>\r\n<head><title>503 Service Temporarily Unavailable<\/title><\/head>
 
 
 
-=== TEST 60: auth_jwt_require_claim any/all on realm_access.roles and any on a space-separated scope [part: the requests logging no refusal, answered 200]
+=== TEST 60: auth_jwt_require_claim any/all on realm_access.roles and any on a space-separated scope: the requests let through (200 from the upstream)
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -2903,11 +2797,7 @@ qr/\A<html>\r\n<head><title>503 Service Temporarily Unavailable<\/title><\/head>
     "Authorization: Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJhdWQiOiJhcGkiLCJleHAiOjQxMDI0NDQ4MDAsImlzcyI6Imh0dHBzOi8vaXNzdWVyLmV4YW1wbGUiLCJsZXZlbCI6NSwib3JnIjp7ImlkIjo3LCJuYW1lIjoiYWNtZSJ9LCJyZWFsbV9hY2Nlc3MiOnsicm9sZXMiOlsicmVhZGVyIiwid3JpdGVyIl19LCJyb2xlcyI6WyJhZG1pbiIsImRldiJdLCJzY29wZSI6InJlYWQgd3JpdGUiLCJzdWIiOiJhbGljZSJ9.Wla-AXv75wP1RFa-8XQ3WlyiQ4VuhIA3PEIHCRXtWBYAhwknojeBwusENfYUeqt6sffhaASk4TC3rD0tvtk5I4EFhRwMOlpoKckwVN_A-i13nNLGuyrF8K79fc22KWfdx9BXY1XwZD3Bo1wHfrT1iEtSq_jWYki4BJs_aLZvgx0E_Jpxrt9YbacCEbb0KckHfVUXC0SjOCvZBIO4FLSR8Qtu6YMshu8-sYoXHdGnWNYwTlTIEDEZ6xME93orbxwLPS6PrjdP2u1cs_ag7gsPM6-Pd2LoDJjwfxwPi_wFARHCJqpnoAFAKlIHxFA_z68_MuUoJn7DwfEekgbk-B7L0Q",
 ]
 --- error_code eval
-[
-200,
- 200,
- 200,
-]
+[200, 200, 200]
 --- response_headers eval
 [
     "!WWW-Authenticate",
@@ -2925,7 +2815,7 @@ qr/\A<html>\r\n<head><title>503 Service Temporarily Unavailable<\/title><\/head>
 
 
 
-=== TEST 61: auth_jwt_require_claim any/all on realm_access.roles and any on a space-separated scope [part: the requests refused with claim_mismatch, status 403, each logging why]
+=== TEST 61: auth_jwt_require_claim any/all on realm_access.roles and any on a space-separated scope: the requests refused with 403 and logged as claim_mismatch
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -2969,10 +2859,7 @@ qr/\A<html>\r\n<head><title>503 Service Temporarily Unavailable<\/title><\/head>
     "Authorization: Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.lQ9muY4PiSSa-iR_Fg7zua-tqGVmJ9e1Kc3_pp8tAHlbOgzcodworGRcsuXQj2SHiInnxC12vU_9SM9VVm6quf7Vwm3sF9F1Oz9lkszm1FmXC5xIFsXvBRqZ5fh78csahxtATJkmenD3JRbeqsTaPjbmYgUM9xk1jos15JTctRpEtoNRUSWzR7DrjnTLv-cGnBBapPQGG_JqwGTcpgc-DRutGEepu0nTSqgsMczkaj3XicnE-9CepoP5i8qVb2up7rSczGTl98OcWWRPMr6DmcIlh2rPtRg3IVSbh_fNEjefEaNgTTLg8uXkYD9kxCRd1EmcCteMpRMCVdrK1KQZfQ",
 ]
 --- error_code eval
-[
- 403,
- 403,
-]
+[403, 403]
 --- response_headers eval
 [
     "WWW-Authenticate: Bearer realm=\"api\", error=\"insufficient_scope\"",
@@ -2992,7 +2879,7 @@ qr/\A<html>\r\n<head><title>503 Service Temporarily Unavailable<\/title><\/head>
 
 
 
-=== TEST 62: auth_jwt_require_claim any/all on realm_access.roles and any on a space-separated scope [part: the request refused with claim_mismatch, status 403, each logging why]
+=== TEST 62: auth_jwt_require_claim any/all on realm_access.roles and any on a space-separated scope: the request refused with 403 and logged as claim_mismatch
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -3033,9 +2920,7 @@ qr/\A<html>\r\n<head><title>503 Service Temporarily Unavailable<\/title><\/head>
     "Authorization: Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJleHAiOjQxMDI0NDQ4MDAsImxldmVsIjoxLCJyZWFsbV9hY2Nlc3MiOnsicm9sZXMiOlsicmVhZGVyIl19LCJzY29wZSI6InJlYWQiLCJzdWIiOiJib2IifQ.CnjzWmBHRvL_cfr_jRJ2qYNhRCX6aTxXACMIwrGzqtAlJxMWuUCtW1d4QmjKrwrJnF9APlmjRKz49KdlCSv8xW1suoBPsKPIH7yj_ZwwRo0eLsEQDZmtYsUnXQzQMa6KMcJyN1cbS4zBbAw6HldxYpwOR2GJ8joZ34coF1SXWcmYSuBidnIDL1I_MplWEJ9kI-f1umwudfWuXhtHj9FnvKyYoVtfS9ltPwbTBaGdDH8ouqMQhtpJWK2VbvoD0yNZB3KLRdStr-ec2AFlGgZ40IBQvmLJt0mzd-8FJEpmDR7LkGC4K_c5Bdz8Q7UAhjNm9mDv99HLNCNHH5oACDGbug",
 ]
 --- error_code eval
-[
- 403,
-]
+[403]
 --- response_headers eval
 [
     "WWW-Authenticate: Bearer realm=\"api\", error=\"insufficient_scope\"",
@@ -3053,7 +2938,7 @@ qr/\A<html>\r\n<head><title>503 Service Temporarily Unavailable<\/title><\/head>
 
 
 
-=== TEST 63: auth_jwt_require_claim any/all on realm_access.roles and any on a space-separated scope [part: the request refused with claim_mismatch, status 403, each logging why]
+=== TEST 63: auth_jwt_require_claim any/all on realm_access.roles and any on a space-separated scope: the request refused with 403 and logged as claim_mismatch
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -3094,9 +2979,7 @@ qr/\A<html>\r\n<head><title>503 Service Temporarily Unavailable<\/title><\/head>
     "Authorization: Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJleHAiOjQxMDI0NDQ4MDAsImxldmVsIjoxLCJyZWFsbV9hY2Nlc3MiOnsicm9sZXMiOlsicmVhZGVyIl19LCJzY29wZSI6InJlYWQiLCJzdWIiOiJib2IifQ.CnjzWmBHRvL_cfr_jRJ2qYNhRCX6aTxXACMIwrGzqtAlJxMWuUCtW1d4QmjKrwrJnF9APlmjRKz49KdlCSv8xW1suoBPsKPIH7yj_ZwwRo0eLsEQDZmtYsUnXQzQMa6KMcJyN1cbS4zBbAw6HldxYpwOR2GJ8joZ34coF1SXWcmYSuBidnIDL1I_MplWEJ9kI-f1umwudfWuXhtHj9FnvKyYoVtfS9ltPwbTBaGdDH8ouqMQhtpJWK2VbvoD0yNZB3KLRdStr-ec2AFlGgZ40IBQvmLJt0mzd-8FJEpmDR7LkGC4K_c5Bdz8Q7UAhjNm9mDv99HLNCNHH5oACDGbug",
 ]
 --- error_code eval
-[
- 403,
-]
+[403]
 --- response_headers eval
 [
     "WWW-Authenticate: Bearer realm=\"api\", error=\"insufficient_scope\"",
@@ -3114,7 +2997,7 @@ qr/\A<html>\r\n<head><title>503 Service Temporarily Unavailable<\/title><\/head>
 
 
 
-=== TEST 64: auth_jwt_require_claim eq, ne, in [part: the requests logging no refusal, answered 200]
+=== TEST 64: auth_jwt_require_claim eq, ne, in: the requests let through (200 from the upstream)
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -3161,11 +3044,7 @@ qr/\A<html>\r\n<head><title>503 Service Temporarily Unavailable<\/title><\/head>
     "Authorization: Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJhdWQiOiJhcGkiLCJleHAiOjQxMDI0NDQ4MDAsImlzcyI6Imh0dHBzOi8vaXNzdWVyLmV4YW1wbGUiLCJsZXZlbCI6NSwib3JnIjp7ImlkIjo3LCJuYW1lIjoiYWNtZSJ9LCJyZWFsbV9hY2Nlc3MiOnsicm9sZXMiOlsicmVhZGVyIiwid3JpdGVyIl19LCJyb2xlcyI6WyJhZG1pbiIsImRldiJdLCJzY29wZSI6InJlYWQgd3JpdGUiLCJzdWIiOiJhbGljZSJ9.Wla-AXv75wP1RFa-8XQ3WlyiQ4VuhIA3PEIHCRXtWBYAhwknojeBwusENfYUeqt6sffhaASk4TC3rD0tvtk5I4EFhRwMOlpoKckwVN_A-i13nNLGuyrF8K79fc22KWfdx9BXY1XwZD3Bo1wHfrT1iEtSq_jWYki4BJs_aLZvgx0E_Jpxrt9YbacCEbb0KckHfVUXC0SjOCvZBIO4FLSR8Qtu6YMshu8-sYoXHdGnWNYwTlTIEDEZ6xME93orbxwLPS6PrjdP2u1cs_ag7gsPM6-Pd2LoDJjwfxwPi_wFARHCJqpnoAFAKlIHxFA_z68_MuUoJn7DwfEekgbk-B7L0Q",
 ]
 --- error_code eval
-[
-200,
- 200,
- 200,
-]
+[200, 200, 200]
 --- response_headers eval
 [
     "!WWW-Authenticate",
@@ -3183,7 +3062,7 @@ qr/\A<html>\r\n<head><title>503 Service Temporarily Unavailable<\/title><\/head>
 
 
 
-=== TEST 65: auth_jwt_require_claim eq, ne, in [part: the request refused with claim_mismatch, status 403, each logging why]
+=== TEST 65: auth_jwt_require_claim eq, ne, in: the request refused with 403 and logged as claim_mismatch
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -3224,9 +3103,7 @@ qr/\A<html>\r\n<head><title>503 Service Temporarily Unavailable<\/title><\/head>
     "Authorization: Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJleHAiOjQxMDI0NDQ4MDAsImxldmVsIjoxLCJyZWFsbV9hY2Nlc3MiOnsicm9sZXMiOlsicmVhZGVyIl19LCJzY29wZSI6InJlYWQiLCJzdWIiOiJib2IifQ.CnjzWmBHRvL_cfr_jRJ2qYNhRCX6aTxXACMIwrGzqtAlJxMWuUCtW1d4QmjKrwrJnF9APlmjRKz49KdlCSv8xW1suoBPsKPIH7yj_ZwwRo0eLsEQDZmtYsUnXQzQMa6KMcJyN1cbS4zBbAw6HldxYpwOR2GJ8joZ34coF1SXWcmYSuBidnIDL1I_MplWEJ9kI-f1umwudfWuXhtHj9FnvKyYoVtfS9ltPwbTBaGdDH8ouqMQhtpJWK2VbvoD0yNZB3KLRdStr-ec2AFlGgZ40IBQvmLJt0mzd-8FJEpmDR7LkGC4K_c5Bdz8Q7UAhjNm9mDv99HLNCNHH5oACDGbug",
 ]
 --- error_code eval
-[
- 403,
-]
+[403]
 --- response_headers eval
 [
     "WWW-Authenticate: Bearer realm=\"api\", error=\"insufficient_scope\"",
@@ -3244,7 +3121,7 @@ qr/\A<html>\r\n<head><title>503 Service Temporarily Unavailable<\/title><\/head>
 
 
 
-=== TEST 66: auth_jwt_require_claim eq, ne, in [part: the request refused with claim_mismatch, status 403, each logging why]
+=== TEST 66: auth_jwt_require_claim eq, ne, in: the request refused with 403 and logged as claim_mismatch
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -3285,9 +3162,7 @@ qr/\A<html>\r\n<head><title>503 Service Temporarily Unavailable<\/title><\/head>
     "Authorization: Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJleHAiOjQxMDI0NDQ4MDAsImxldmVsIjoxLCJyZWFsbV9hY2Nlc3MiOnsicm9sZXMiOlsicmVhZGVyIl19LCJzY29wZSI6InJlYWQiLCJzdWIiOiJib2IifQ.CnjzWmBHRvL_cfr_jRJ2qYNhRCX6aTxXACMIwrGzqtAlJxMWuUCtW1d4QmjKrwrJnF9APlmjRKz49KdlCSv8xW1suoBPsKPIH7yj_ZwwRo0eLsEQDZmtYsUnXQzQMa6KMcJyN1cbS4zBbAw6HldxYpwOR2GJ8joZ34coF1SXWcmYSuBidnIDL1I_MplWEJ9kI-f1umwudfWuXhtHj9FnvKyYoVtfS9ltPwbTBaGdDH8ouqMQhtpJWK2VbvoD0yNZB3KLRdStr-ec2AFlGgZ40IBQvmLJt0mzd-8FJEpmDR7LkGC4K_c5Bdz8Q7UAhjNm9mDv99HLNCNHH5oACDGbug",
 ]
 --- error_code eval
-[
- 403,
-]
+[403]
 --- response_headers eval
 [
     "WWW-Authenticate: Bearer realm=\"api\", error=\"insufficient_scope\"",
@@ -3305,7 +3180,7 @@ qr/\A<html>\r\n<head><title>503 Service Temporarily Unavailable<\/title><\/head>
 
 
 
-=== TEST 67: auth_jwt_require_claim eq, ne, in [part: the request refused with claim_mismatch, status 403, each logging why]
+=== TEST 67: auth_jwt_require_claim eq, ne, in: the request refused with 403 and logged as claim_mismatch
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -3346,9 +3221,7 @@ qr/\A<html>\r\n<head><title>503 Service Temporarily Unavailable<\/title><\/head>
     "Authorization: Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJleHAiOjQxMDI0NDQ4MDAsImxldmVsIjoxLCJyZWFsbV9hY2Nlc3MiOnsicm9sZXMiOlsicmVhZGVyIl19LCJzY29wZSI6InJlYWQiLCJzdWIiOiJib2IifQ.CnjzWmBHRvL_cfr_jRJ2qYNhRCX6aTxXACMIwrGzqtAlJxMWuUCtW1d4QmjKrwrJnF9APlmjRKz49KdlCSv8xW1suoBPsKPIH7yj_ZwwRo0eLsEQDZmtYsUnXQzQMa6KMcJyN1cbS4zBbAw6HldxYpwOR2GJ8joZ34coF1SXWcmYSuBidnIDL1I_MplWEJ9kI-f1umwudfWuXhtHj9FnvKyYoVtfS9ltPwbTBaGdDH8ouqMQhtpJWK2VbvoD0yNZB3KLRdStr-ec2AFlGgZ40IBQvmLJt0mzd-8FJEpmDR7LkGC4K_c5Bdz8Q7UAhjNm9mDv99HLNCNHH5oACDGbug",
 ]
 --- error_code eval
-[
- 403,
-]
+[403]
 --- response_headers eval
 [
     "WWW-Authenticate: Bearer realm=\"api\", error=\"insufficient_scope\"",
@@ -3366,7 +3239,7 @@ qr/\A<html>\r\n<head><title>503 Service Temporarily Unavailable<\/title><\/head>
 
 
 
-=== TEST 68: auth_jwt_require_claim gt, lt on a number; a missing claim fails [part: the requests logging no refusal, answered 200]
+=== TEST 68: auth_jwt_require_claim gt, lt on a number; a missing claim fails: the requests let through (200 from the upstream)
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -3403,10 +3276,7 @@ qr/\A<html>\r\n<head><title>503 Service Temporarily Unavailable<\/title><\/head>
     "Authorization: Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJleHAiOjQxMDI0NDQ4MDAsImxldmVsIjoxLCJyZWFsbV9hY2Nlc3MiOnsicm9sZXMiOlsicmVhZGVyIl19LCJzY29wZSI6InJlYWQiLCJzdWIiOiJib2IifQ.CnjzWmBHRvL_cfr_jRJ2qYNhRCX6aTxXACMIwrGzqtAlJxMWuUCtW1d4QmjKrwrJnF9APlmjRKz49KdlCSv8xW1suoBPsKPIH7yj_ZwwRo0eLsEQDZmtYsUnXQzQMa6KMcJyN1cbS4zBbAw6HldxYpwOR2GJ8joZ34coF1SXWcmYSuBidnIDL1I_MplWEJ9kI-f1umwudfWuXhtHj9FnvKyYoVtfS9ltPwbTBaGdDH8ouqMQhtpJWK2VbvoD0yNZB3KLRdStr-ec2AFlGgZ40IBQvmLJt0mzd-8FJEpmDR7LkGC4K_c5Bdz8Q7UAhjNm9mDv99HLNCNHH5oACDGbug",
 ]
 --- error_code eval
-[
-200,
- 200,
-]
+[200, 200]
 --- response_headers eval
 [
     "!WWW-Authenticate",
@@ -3422,7 +3292,7 @@ qr/\A<html>\r\n<head><title>503 Service Temporarily Unavailable<\/title><\/head>
 
 
 
-=== TEST 69: auth_jwt_require_claim gt, lt on a number; a missing claim fails [part: the request refused with claim_mismatch, status 403, each logging why]
+=== TEST 69: auth_jwt_require_claim gt, lt on a number; a missing claim fails: the request refused with 403 and logged as claim_mismatch
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -3456,9 +3326,7 @@ qr/\A<html>\r\n<head><title>503 Service Temporarily Unavailable<\/title><\/head>
     "Authorization: Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJleHAiOjQxMDI0NDQ4MDAsImxldmVsIjoxLCJyZWFsbV9hY2Nlc3MiOnsicm9sZXMiOlsicmVhZGVyIl19LCJzY29wZSI6InJlYWQiLCJzdWIiOiJib2IifQ.CnjzWmBHRvL_cfr_jRJ2qYNhRCX6aTxXACMIwrGzqtAlJxMWuUCtW1d4QmjKrwrJnF9APlmjRKz49KdlCSv8xW1suoBPsKPIH7yj_ZwwRo0eLsEQDZmtYsUnXQzQMa6KMcJyN1cbS4zBbAw6HldxYpwOR2GJ8joZ34coF1SXWcmYSuBidnIDL1I_MplWEJ9kI-f1umwudfWuXhtHj9FnvKyYoVtfS9ltPwbTBaGdDH8ouqMQhtpJWK2VbvoD0yNZB3KLRdStr-ec2AFlGgZ40IBQvmLJt0mzd-8FJEpmDR7LkGC4K_c5Bdz8Q7UAhjNm9mDv99HLNCNHH5oACDGbug",
 ]
 --- error_code eval
-[
- 403,
-]
+[403]
 --- response_headers eval
 [
     "WWW-Authenticate: Bearer realm=\"api\", error=\"insufficient_scope\"",
@@ -3476,7 +3344,7 @@ qr/\A<html>\r\n<head><title>503 Service Temporarily Unavailable<\/title><\/head>
 
 
 
-=== TEST 70: auth_jwt_require_claim gt, lt on a number; a missing claim fails [part: the requests refused with claim_mismatch, status 403, each logging why]
+=== TEST 70: auth_jwt_require_claim gt, lt on a number; a missing claim fails: the requests refused with 403 and logged as claim_mismatch
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -3513,10 +3381,7 @@ qr/\A<html>\r\n<head><title>503 Service Temporarily Unavailable<\/title><\/head>
     "Authorization: Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.lQ9muY4PiSSa-iR_Fg7zua-tqGVmJ9e1Kc3_pp8tAHlbOgzcodworGRcsuXQj2SHiInnxC12vU_9SM9VVm6quf7Vwm3sF9F1Oz9lkszm1FmXC5xIFsXvBRqZ5fh78csahxtATJkmenD3JRbeqsTaPjbmYgUM9xk1jos15JTctRpEtoNRUSWzR7DrjnTLv-cGnBBapPQGG_JqwGTcpgc-DRutGEepu0nTSqgsMczkaj3XicnE-9CepoP5i8qVb2up7rSczGTl98OcWWRPMr6DmcIlh2rPtRg3IVSbh_fNEjefEaNgTTLg8uXkYD9kxCRd1EmcCteMpRMCVdrK1KQZfQ",
 ]
 --- error_code eval
-[
- 403,
- 403,
-]
+[403, 403]
 --- response_headers eval
 [
     "WWW-Authenticate: Bearer realm=\"api\", error=\"insufficient_scope\"",
@@ -3536,7 +3401,7 @@ qr/\A<html>\r\n<head><title>503 Service Temporarily Unavailable<\/title><\/head>
 
 
 
-=== TEST 71: auth_jwt_require_claim error=401; several rules must all hold (the second one fails) [part: the request logging no refusal, answered 200]
+=== TEST 71: auth_jwt_require_claim error=401; several rules must all hold (the second one fails): the request let through (200 from the upstream)
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -3571,9 +3436,7 @@ qr/\A<html>\r\n<head><title>503 Service Temporarily Unavailable<\/title><\/head>
     "Authorization: Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJhdWQiOiJhcGkiLCJleHAiOjQxMDI0NDQ4MDAsImlzcyI6Imh0dHBzOi8vaXNzdWVyLmV4YW1wbGUiLCJsZXZlbCI6NSwib3JnIjp7ImlkIjo3LCJuYW1lIjoiYWNtZSJ9LCJyZWFsbV9hY2Nlc3MiOnsicm9sZXMiOlsicmVhZGVyIiwid3JpdGVyIl19LCJyb2xlcyI6WyJhZG1pbiIsImRldiJdLCJzY29wZSI6InJlYWQgd3JpdGUiLCJzdWIiOiJhbGljZSJ9.Wla-AXv75wP1RFa-8XQ3WlyiQ4VuhIA3PEIHCRXtWBYAhwknojeBwusENfYUeqt6sffhaASk4TC3rD0tvtk5I4EFhRwMOlpoKckwVN_A-i13nNLGuyrF8K79fc22KWfdx9BXY1XwZD3Bo1wHfrT1iEtSq_jWYki4BJs_aLZvgx0E_Jpxrt9YbacCEbb0KckHfVUXC0SjOCvZBIO4FLSR8Qtu6YMshu8-sYoXHdGnWNYwTlTIEDEZ6xME93orbxwLPS6PrjdP2u1cs_ag7gsPM6-Pd2LoDJjwfxwPi_wFARHCJqpnoAFAKlIHxFA_z68_MuUoJn7DwfEekgbk-B7L0Q",
 ]
 --- error_code eval
-[
-200,
-]
+[200]
 --- response_headers eval
 [
     "!WWW-Authenticate",
@@ -3587,7 +3450,7 @@ qr/\A<html>\r\n<head><title>503 Service Temporarily Unavailable<\/title><\/head>
 
 
 
-=== TEST 72: auth_jwt_require_claim error=401; several rules must all hold (the second one fails) [part: the request refused with claim_mismatch, status 401, each logging why]
+=== TEST 72: auth_jwt_require_claim error=401; several rules must all hold (the second one fails): the request refused with 401 and logged as claim_mismatch
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -3622,9 +3485,7 @@ qr/\A<html>\r\n<head><title>503 Service Temporarily Unavailable<\/title><\/head>
     "Authorization: Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJleHAiOjQxMDI0NDQ4MDAsImxldmVsIjoxLCJyZWFsbV9hY2Nlc3MiOnsicm9sZXMiOlsicmVhZGVyIl19LCJzY29wZSI6InJlYWQiLCJzdWIiOiJib2IifQ.CnjzWmBHRvL_cfr_jRJ2qYNhRCX6aTxXACMIwrGzqtAlJxMWuUCtW1d4QmjKrwrJnF9APlmjRKz49KdlCSv8xW1suoBPsKPIH7yj_ZwwRo0eLsEQDZmtYsUnXQzQMa6KMcJyN1cbS4zBbAw6HldxYpwOR2GJ8joZ34coF1SXWcmYSuBidnIDL1I_MplWEJ9kI-f1umwudfWuXhtHj9FnvKyYoVtfS9ltPwbTBaGdDH8ouqMQhtpJWK2VbvoD0yNZB3KLRdStr-ec2AFlGgZ40IBQvmLJt0mzd-8FJEpmDR7LkGC4K_c5Bdz8Q7UAhjNm9mDv99HLNCNHH5oACDGbug",
 ]
 --- error_code eval
-[
- 401,
-]
+[401]
 --- response_headers eval
 [
     "WWW-Authenticate: Bearer realm=\"api\", error=\"invalid_token\"",
@@ -3642,7 +3503,7 @@ qr/\A<html>\r\n<head><title>503 Service Temporarily Unavailable<\/title><\/head>
 
 
 
-=== TEST 73: auth_jwt_require_claim error=401; several rules must all hold (the second one fails) [part: the request refused with claim_mismatch, status 403, each logging why]
+=== TEST 73: auth_jwt_require_claim error=401; several rules must all hold (the second one fails): the request refused with 403 and logged as claim_mismatch
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -3677,9 +3538,7 @@ qr/\A<html>\r\n<head><title>503 Service Temporarily Unavailable<\/title><\/head>
     "Authorization: Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJhdWQiOiJhcGkiLCJleHAiOjQxMDI0NDQ4MDAsImlzcyI6Imh0dHBzOi8vaXNzdWVyLmV4YW1wbGUiLCJsZXZlbCI6NSwib3JnIjp7ImlkIjo3LCJuYW1lIjoiYWNtZSJ9LCJyZWFsbV9hY2Nlc3MiOnsicm9sZXMiOlsicmVhZGVyIiwid3JpdGVyIl19LCJyb2xlcyI6WyJhZG1pbiIsImRldiJdLCJzY29wZSI6InJlYWQgd3JpdGUiLCJzdWIiOiJhbGljZSJ9.Wla-AXv75wP1RFa-8XQ3WlyiQ4VuhIA3PEIHCRXtWBYAhwknojeBwusENfYUeqt6sffhaASk4TC3rD0tvtk5I4EFhRwMOlpoKckwVN_A-i13nNLGuyrF8K79fc22KWfdx9BXY1XwZD3Bo1wHfrT1iEtSq_jWYki4BJs_aLZvgx0E_Jpxrt9YbacCEbb0KckHfVUXC0SjOCvZBIO4FLSR8Qtu6YMshu8-sYoXHdGnWNYwTlTIEDEZ6xME93orbxwLPS6PrjdP2u1cs_ag7gsPM6-Pd2LoDJjwfxwPi_wFARHCJqpnoAFAKlIHxFA_z68_MuUoJn7DwfEekgbk-B7L0Q",
 ]
 --- error_code eval
-[
- 403,
-]
+[403]
 --- response_headers eval
 [
     "WWW-Authenticate: Bearer realm=\"api\", error=\"insufficient_scope\"",
@@ -3697,7 +3556,7 @@ qr/\A<html>\r\n<head><title>503 Service Temporarily Unavailable<\/title><\/head>
 
 
 
-=== TEST 74: auth_jwt_issuer: any of a list [part: the requests logging no refusal, answered 200]
+=== TEST 74: auth_jwt_issuer: any of a list: the requests let through (200 from the upstream)
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -3727,10 +3586,7 @@ qr/\A<html>\r\n<head><title>503 Service Temporarily Unavailable<\/title><\/head>
     "Authorization: Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJhdWQiOiJvdGhlciIsImV4cCI6NDEwMjQ0NDgwMCwiaXNzIjoiaHR0cHM6Ly9pc3N1ZXIyLmV4YW1wbGUiLCJzdWIiOiJhbGljZSJ9.GBjly1hdh6AHKgnk4twBvSe7q5zG_JtC_Vg0OXixk94yKODVv13POk6a6m2wqbwKbeu_k0EZkJrow0qUqMrRfdnNaVazdethgI_TE3Cw-Ppzv0KDdtlME4WhkD9jqAexFDgnaJcmFq8kRVC8G4TZ4JAgaLRpK6s8lhOOMI4j5epBTHq6EP9aMiFLHtXkRi7BkvgHvjmOsQKUEvzdw3OQ0nr5_tw4op_UvPnRh3Z6VxvHnFUsz5ERcDJM7DtUxVImTNAUNL4F7JwEoSyqPKWsH9gEIbjH1ogwAr6wWKWRwcG8hOYTRc4SzZ2rXFe2RLs87tuxYDvS3-x1Cjj6Qu6nsw",
 ]
 --- error_code eval
-[
-200,
- 200,
-]
+[200, 200]
 --- response_headers eval
 [
     "!WWW-Authenticate",
@@ -3746,7 +3602,7 @@ qr/\A<html>\r\n<head><title>503 Service Temporarily Unavailable<\/title><\/head>
 
 
 
-=== TEST 75: auth_jwt_issuer: any of a list [part: the requests refused with bad_issuer, status 401, each logging why]
+=== TEST 75: auth_jwt_issuer: any of a list: the requests refused with 401 and logged as bad_issuer
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -3776,10 +3632,7 @@ qr/\A<html>\r\n<head><title>503 Service Temporarily Unavailable<\/title><\/head>
     "Authorization: Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.lQ9muY4PiSSa-iR_Fg7zua-tqGVmJ9e1Kc3_pp8tAHlbOgzcodworGRcsuXQj2SHiInnxC12vU_9SM9VVm6quf7Vwm3sF9F1Oz9lkszm1FmXC5xIFsXvBRqZ5fh78csahxtATJkmenD3JRbeqsTaPjbmYgUM9xk1jos15JTctRpEtoNRUSWzR7DrjnTLv-cGnBBapPQGG_JqwGTcpgc-DRutGEepu0nTSqgsMczkaj3XicnE-9CepoP5i8qVb2up7rSczGTl98OcWWRPMr6DmcIlh2rPtRg3IVSbh_fNEjefEaNgTTLg8uXkYD9kxCRd1EmcCteMpRMCVdrK1KQZfQ",
 ]
 --- error_code eval
-[
- 401,
- 401,
-]
+[401, 401]
 --- response_headers eval
 [
     "WWW-Authenticate: Bearer realm=\"api\", error=\"invalid_token\"",
@@ -3799,7 +3652,7 @@ qr/\A<html>\r\n<head><title>503 Service Temporarily Unavailable<\/title><\/head>
 
 
 
-=== TEST 76: auth_jwt_audience: string aud and array aud, any of a list [part: the requests logging no refusal, answered 200]
+=== TEST 76: auth_jwt_audience: string aud and array aud, any of a list: the requests let through (200 from the upstream)
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -3829,10 +3682,7 @@ qr/\A<html>\r\n<head><title>503 Service Temporarily Unavailable<\/title><\/head>
     "Authorization: Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJhdWQiOlsid2ViIiwiYXBpMiJdLCJleHAiOjQxMDI0NDQ4MDAsImlzcyI6Imh0dHBzOi8vb3RoZXIuZXhhbXBsZSIsInN1YiI6ImFsaWNlIn0.muDcqKk50xqCDeAXQ0u3XmINI1jZM3YW8LoOE6j6kQ1jzn4yFjFQN_JMM5LicVlRi0xWn09nuZXVtCu_J7cZsgXDoSenVF4T0UQmT3_dK9IBWtCC0rn4gop3_Pg8zkQUc8B-BxEQWRI4JZeGJIU2Xviyyd-kXQ3HFO4snUfcHbenR432G3l3bcOlKkCEpqJBR0UPS2gJAhAnqW_zDKDWEqMLV0JUQ0aQ8vC6JDI3wMcV5FfsDsiAqXgqJUsg_MfRjFcoM2bLNj9K8t3uazWkUFGwx9YWbeT5kGmrVCnHf3autkXtxVEy3nKV57sekHQMSyoll9Xl_cpiOsY-6mBkPg",
 ]
 --- error_code eval
-[
-200,
- 200,
-]
+[200, 200]
 --- response_headers eval
 [
     "!WWW-Authenticate",
@@ -3848,7 +3698,7 @@ qr/\A<html>\r\n<head><title>503 Service Temporarily Unavailable<\/title><\/head>
 
 
 
-=== TEST 77: auth_jwt_audience: string aud and array aud, any of a list [part: the requests refused with bad_audience, status 401, each logging why]
+=== TEST 77: auth_jwt_audience: string aud and array aud, any of a list: the requests refused with 401 and logged as bad_audience
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -3878,10 +3728,7 @@ qr/\A<html>\r\n<head><title>503 Service Temporarily Unavailable<\/title><\/head>
     "Authorization: Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.lQ9muY4PiSSa-iR_Fg7zua-tqGVmJ9e1Kc3_pp8tAHlbOgzcodworGRcsuXQj2SHiInnxC12vU_9SM9VVm6quf7Vwm3sF9F1Oz9lkszm1FmXC5xIFsXvBRqZ5fh78csahxtATJkmenD3JRbeqsTaPjbmYgUM9xk1jos15JTctRpEtoNRUSWzR7DrjnTLv-cGnBBapPQGG_JqwGTcpgc-DRutGEepu0nTSqgsMczkaj3XicnE-9CepoP5i8qVb2up7rSczGTl98OcWWRPMr6DmcIlh2rPtRg3IVSbh_fNEjefEaNgTTLg8uXkYD9kxCRd1EmcCteMpRMCVdrK1KQZfQ",
 ]
 --- error_code eval
-[
- 401,
- 401,
-]
+[401, 401]
 --- response_headers eval
 [
     "WWW-Authenticate: Bearer realm=\"api\", error=\"invalid_token\"",
@@ -3901,7 +3748,7 @@ qr/\A<html>\r\n<head><title>503 Service Temporarily Unavailable<\/title><\/head>
 
 
 
-=== TEST 78: auth_jwt_typ: the header typ must match (case-insensitive, application/ prefix ignored) [part: the requests logging no refusal, answered 200]
+=== TEST 78: auth_jwt_typ: the header typ must match (case-insensitive, application/ prefix ignored): the requests let through (200 from the upstream)
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -3931,10 +3778,7 @@ qr/\A<html>\r\n<head><title>503 Service Temporarily Unavailable<\/title><\/head>
     "Authorization: Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJhcHBsaWNhdGlvbi9hdCtqd3QifQ.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.HNGnpFGecFOSteiom7uuuyXNGETzJ4rQVOr_ax7cDUZA-vjXV9TVemK1Eqd85OHTxg-XWLvk3-JGr61Y5VReur_cdBuRUYuoK_aQw9w3mQa1ZMKqVQst1sdqfNgPZkAvQ9YKmemmrQZ6ES8E7Eb2OKsA0GL2WOPOr2q41eYRe_FAKWTdjswlFkuLyTeDL-YWKtYhYEU6RQ7cOwwTPHGdLhNe75pAv8sFSpgDG32rpWql6HlaKL6JdZLfw9lAGpLrLbuaM9XG3LFRFkWUF-j4rcfMw7Rs7umVRYTwj7H09Wmvcuz11zXSQAFvjsq2LxUjznHU-uz8z7fvvNYwswrtWw",
 ]
 --- error_code eval
-[
-200,
- 200,
-]
+[200, 200]
 --- response_headers eval
 [
     "!WWW-Authenticate",
@@ -3950,7 +3794,7 @@ qr/\A<html>\r\n<head><title>503 Service Temporarily Unavailable<\/title><\/head>
 
 
 
-=== TEST 79: auth_jwt_typ: the header typ must match (case-insensitive, application/ prefix ignored) [part: the request refused with bad_type, status 401, each logging why]
+=== TEST 79: auth_jwt_typ: the header typ must match (case-insensitive, application/ prefix ignored): the request refused with 401 and logged as bad_type
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -3977,9 +3821,7 @@ qr/\A<html>\r\n<head><title>503 Service Temporarily Unavailable<\/title><\/head>
     "Authorization: Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.lQ9muY4PiSSa-iR_Fg7zua-tqGVmJ9e1Kc3_pp8tAHlbOgzcodworGRcsuXQj2SHiInnxC12vU_9SM9VVm6quf7Vwm3sF9F1Oz9lkszm1FmXC5xIFsXvBRqZ5fh78csahxtATJkmenD3JRbeqsTaPjbmYgUM9xk1jos15JTctRpEtoNRUSWzR7DrjnTLv-cGnBBapPQGG_JqwGTcpgc-DRutGEepu0nTSqgsMczkaj3XicnE-9CepoP5i8qVb2up7rSczGTl98OcWWRPMr6DmcIlh2rPtRg3IVSbh_fNEjefEaNgTTLg8uXkYD9kxCRd1EmcCteMpRMCVdrK1KQZfQ",
 ]
 --- error_code eval
-[
- 401,
-]
+[401]
 --- response_headers eval
 [
     "WWW-Authenticate: Bearer realm=\"api\", error=\"invalid_token\"",
@@ -3997,7 +3839,7 @@ qr/\A<html>\r\n<head><title>503 Service Temporarily Unavailable<\/title><\/head>
 
 
 
-=== TEST 80: auth_jwt_leeway: an exp of 2001 is accepted with a 100-year leeway, refused with one day [part: the request logging no refusal, answered 200]
+=== TEST 80: auth_jwt_leeway: an exp of 2001 is accepted with a 100-year leeway, refused with one day: the request let through (200 from the upstream)
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -4037,9 +3879,7 @@ qr/\A<html>\r\n<head><title>503 Service Temporarily Unavailable<\/title><\/head>
     "Authorization: Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJleHAiOjEwMDAwMDAwMDAsInN1YiI6ImFsaWNlIn0.C6iM8ghqtr275ePW_jURQExxcRMS334akc6Urz6JYMFw5uS0T1db73AlPqSGi3n2e9_AgyMoiH4VN7O9d9QXjOzQxBAH1IoTr6rBiVA6HXjigLhTAK1dZ1EDCeVzyrkxZU_P36Yh5VubeSe0GwDGdWoFxD34bO1JVmq4MKk6zxdbhEwZpthui_PAovGJuQJ9YQHx5KV3LDVQu_z7UXtmV88Ls9SZE7YrQ5lYTq36Vv70QVApFCnG4XhLK0FHFTjd5zeZCQoX4ybskVklN_OP2AX2ZxT2gOd73xy04u2efI2uXCyLqDj0seG7Iuoh3z4vTFnyNEgmmwCJrF8B8JqYgQ",
 ]
 --- error_code eval
-[
-200,
-]
+[200]
 --- response_headers eval
 [
     "!WWW-Authenticate",
@@ -4053,7 +3893,7 @@ qr/\A<html>\r\n<head><title>503 Service Temporarily Unavailable<\/title><\/head>
 
 
 
-=== TEST 81: auth_jwt_leeway: an exp of 2001 is accepted with a 100-year leeway, refused with one day [part: the request refused with expired, status 401, each logging why]
+=== TEST 81: auth_jwt_leeway: an exp of 2001 is accepted with a 100-year leeway, refused with one day: the request refused with 401 and logged as expired
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -4093,9 +3933,7 @@ qr/\A<html>\r\n<head><title>503 Service Temporarily Unavailable<\/title><\/head>
     "Authorization: Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJleHAiOjEwMDAwMDAwMDAsInN1YiI6ImFsaWNlIn0.C6iM8ghqtr275ePW_jURQExxcRMS334akc6Urz6JYMFw5uS0T1db73AlPqSGi3n2e9_AgyMoiH4VN7O9d9QXjOzQxBAH1IoTr6rBiVA6HXjigLhTAK1dZ1EDCeVzyrkxZU_P36Yh5VubeSe0GwDGdWoFxD34bO1JVmq4MKk6zxdbhEwZpthui_PAovGJuQJ9YQHx5KV3LDVQu_z7UXtmV88Ls9SZE7YrQ5lYTq36Vv70QVApFCnG4XhLK0FHFTjd5zeZCQoX4ybskVklN_OP2AX2ZxT2gOd73xy04u2efI2uXCyLqDj0seG7Iuoh3z4vTFnyNEgmmwCJrF8B8JqYgQ",
 ]
 --- error_code eval
-[
- 401,
-]
+[401]
 --- response_headers eval
 [
     "WWW-Authenticate: Bearer realm=\"api\", error=\"invalid_token\"",
@@ -4113,7 +3951,7 @@ qr/\A<html>\r\n<head><title>503 Service Temporarily Unavailable<\/title><\/head>
 
 
 
-=== TEST 82: auth_jwt_leeway: an exp of 2001 is accepted with a 100-year leeway, refused with one day [part: the request refused with expired, status 401, each logging why]
+=== TEST 82: auth_jwt_leeway: an exp of 2001 is accepted with a 100-year leeway, refused with one day: the request refused with 401 and logged as expired
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -4153,9 +3991,7 @@ qr/\A<html>\r\n<head><title>503 Service Temporarily Unavailable<\/title><\/head>
     "Authorization: Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJleHAiOjEwMDAwMDAwMDAsInN1YiI6ImFsaWNlIn0.C6iM8ghqtr275ePW_jURQExxcRMS334akc6Urz6JYMFw5uS0T1db73AlPqSGi3n2e9_AgyMoiH4VN7O9d9QXjOzQxBAH1IoTr6rBiVA6HXjigLhTAK1dZ1EDCeVzyrkxZU_P36Yh5VubeSe0GwDGdWoFxD34bO1JVmq4MKk6zxdbhEwZpthui_PAovGJuQJ9YQHx5KV3LDVQu_z7UXtmV88Ls9SZE7YrQ5lYTq36Vv70QVApFCnG4XhLK0FHFTjd5zeZCQoX4ybskVklN_OP2AX2ZxT2gOd73xy04u2efI2uXCyLqDj0seG7Iuoh3z4vTFnyNEgmmwCJrF8B8JqYgQ",
 ]
 --- error_code eval
-[
- 401,
-]
+[401]
 --- response_headers eval
 [
     "WWW-Authenticate: Bearer realm=\"api\", error=\"invalid_token\"",
@@ -4173,7 +4009,7 @@ qr/\A<html>\r\n<head><title>503 Service Temporarily Unavailable<\/title><\/head>
 
 
 
-=== TEST 83: auth_jwt_leeway also covers nbf: nbf in 2096 accepted with a 100-year leeway, refused without [part: the request logging no refusal, answered 200]
+=== TEST 83: auth_jwt_leeway also covers nbf: nbf in 2096 accepted with a 100-year leeway, refused without: the request let through (200 from the upstream)
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -4206,9 +4042,7 @@ qr/\A<html>\r\n<head><title>503 Service Temporarily Unavailable<\/title><\/head>
     "Authorization: Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJleHAiOjQxMDI0NDQ4MDAsIm5iZiI6NDAwMDAwMDAwMCwic3ViIjoiYWxpY2UifQ.I2aiR5QDpi6y6L2HTTFETedGy-JOk_k11l8eEUW1p7sbm8ZSV_ZwpD1YxSVgyUXV-jhQTq4ZUt5HIZ34Tw19lfqLs0IwlBWYqHvNF-F7hMKmIW7I8DaIQHsdnfUkoSHjSWBnUIxb-v7MyUSGzNpafdd1pw1Cy7qcOvn0sqkjOBerMJBxvdjqUIMqa7D2kE2bA3nKB4OHnOcM1QqKPetHru6mtn2BEirk0VgTNDlHjLJDIzXftbYx3jy1KOy726QijkOK4m35JZMSFRUXFUf0qktfByzQEEYBxotRnxZZ4NHmNVD17QXYTqDkZ4vu8JrRUfw6qA2Ql5_VabCo538X7g",
 ]
 --- error_code eval
-[
-200,
-]
+[200]
 --- response_headers eval
 [
     "!WWW-Authenticate",
@@ -4222,7 +4056,7 @@ qr/\A<html>\r\n<head><title>503 Service Temporarily Unavailable<\/title><\/head>
 
 
 
-=== TEST 84: auth_jwt_leeway also covers nbf: nbf in 2096 accepted with a 100-year leeway, refused without [part: the request refused with not_yet_valid, status 401, each logging why]
+=== TEST 84: auth_jwt_leeway also covers nbf: nbf in 2096 accepted with a 100-year leeway, refused without: the request refused with 401 and logged as not_yet_valid
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -4255,9 +4089,7 @@ qr/\A<html>\r\n<head><title>503 Service Temporarily Unavailable<\/title><\/head>
     "Authorization: Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJleHAiOjQxMDI0NDQ4MDAsIm5iZiI6NDAwMDAwMDAwMCwic3ViIjoiYWxpY2UifQ.I2aiR5QDpi6y6L2HTTFETedGy-JOk_k11l8eEUW1p7sbm8ZSV_ZwpD1YxSVgyUXV-jhQTq4ZUt5HIZ34Tw19lfqLs0IwlBWYqHvNF-F7hMKmIW7I8DaIQHsdnfUkoSHjSWBnUIxb-v7MyUSGzNpafdd1pw1Cy7qcOvn0sqkjOBerMJBxvdjqUIMqa7D2kE2bA3nKB4OHnOcM1QqKPetHru6mtn2BEirk0VgTNDlHjLJDIzXftbYx3jy1KOy726QijkOK4m35JZMSFRUXFUf0qktfByzQEEYBxotRnxZZ4NHmNVD17QXYTqDkZ4vu8JrRUfw6qA2Ql5_VabCo538X7g",
 ]
 --- error_code eval
-[
- 401,
-]
+[401]
 --- response_headers eval
 [
     "WWW-Authenticate: Bearer realm=\"api\", error=\"invalid_token\"",
@@ -4275,7 +4107,7 @@ qr/\A<html>\r\n<head><title>503 Service Temporarily Unavailable<\/title><\/head>
 
 
 
-=== TEST 85: auth_jwt_require_exp: a token without exp passes by default, is refused with "on" [part: the requests logging no refusal, answered 200]
+=== TEST 85: auth_jwt_require_exp: a token without exp passes by default, is refused with "on": the requests let through (200 from the upstream)
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -4321,11 +4153,7 @@ qr/\A<html>\r\n<head><title>503 Service Temporarily Unavailable<\/title><\/head>
     "Authorization: Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJzdWIiOiJhbGljZSJ9.nlXSlVLYr0I--pVd19tGFQZxEFaj2eg5VDG9Yd_OixtQPPwR0OXkJ1C6DnMphCvMIgR9ANwi3IJgb33ukQnAlQsM3W1RJSXIzo2ajwn18QJsBqGQCEbY1bjvclPnYzsuWLJTa92RpOhGXCavCmQpNUttWgD0ZPZAOfNf4acaAi7Phn4hz4eXBBrLXX6xVl210MXWEO5BDmaRHtkIELx8g5_TlT6PcnsOmVda-HsQ4NtV7sSzOc4fV2aW_VngpDdqAwcSLgQNO-g0P6JPR2f8mLJLg_9J2VmBL3KEIXv8RapXASCCi1omWxdxlrad2tl-NnJalnTmxS8tmOm01wmK9g",
 ]
 --- error_code eval
-[
-200,
- 200,
- 200,
-]
+[200, 200, 200]
 --- response_headers eval
 [
     "!WWW-Authenticate",
@@ -4343,7 +4171,7 @@ qr/\A<html>\r\n<head><title>503 Service Temporarily Unavailable<\/title><\/head>
 
 
 
-=== TEST 86: auth_jwt_require_exp: a token without exp passes by default, is refused with "on" [part: the request refused with expired, status 401, each logging why]
+=== TEST 86: auth_jwt_require_exp: a token without exp passes by default, is refused with "on": the request refused with 401 and logged as expired
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -4383,9 +4211,7 @@ qr/\A<html>\r\n<head><title>503 Service Temporarily Unavailable<\/title><\/head>
     "Authorization: Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJzdWIiOiJhbGljZSJ9.nlXSlVLYr0I--pVd19tGFQZxEFaj2eg5VDG9Yd_OixtQPPwR0OXkJ1C6DnMphCvMIgR9ANwi3IJgb33ukQnAlQsM3W1RJSXIzo2ajwn18QJsBqGQCEbY1bjvclPnYzsuWLJTa92RpOhGXCavCmQpNUttWgD0ZPZAOfNf4acaAi7Phn4hz4eXBBrLXX6xVl210MXWEO5BDmaRHtkIELx8g5_TlT6PcnsOmVda-HsQ4NtV7sSzOc4fV2aW_VngpDdqAwcSLgQNO-g0P6JPR2f8mLJLg_9J2VmBL3KEIXv8RapXASCCi1omWxdxlrad2tl-NnJalnTmxS8tmOm01wmK9g",
 ]
 --- error_code eval
-[
- 401,
-]
+[401]
 --- response_headers eval
 [
     "WWW-Authenticate: Bearer realm=\"api\", error=\"invalid_token\"",
@@ -4403,7 +4229,7 @@ qr/\A<html>\r\n<head><title>503 Service Temporarily Unavailable<\/title><\/head>
 
 
 
-=== TEST 87: http-level auth_jwt is inherited by a location; auth_jwt off in a nested location [part: the request refused with missing, status 401, each logging why]
+=== TEST 87: http-level auth_jwt is inherited by a location; auth_jwt off in a nested location: the request refused with 401 and logged as missing
 --- http_config
     auth_jwt "api";
     auth_jwt_key_file $TEST_NGINX_KEYS/jwks.json;
@@ -4433,9 +4259,7 @@ qr/\A<html>\r\n<head><title>503 Service Temporarily Unavailable<\/title><\/head>
     "",
 ]
 --- error_code eval
-[
-401,
-]
+[401]
 --- response_headers eval
 [
     "WWW-Authenticate: Bearer realm=\"api\"",
@@ -4453,7 +4277,7 @@ qr/\A<html>\r\n<head><title>503 Service Temporarily Unavailable<\/title><\/head>
 
 
 
-=== TEST 88: http-level auth_jwt is inherited by a location; auth_jwt off in a nested location [part: the requests logging no refusal, answered 200]
+=== TEST 88: http-level auth_jwt is inherited by a location; auth_jwt off in a nested location: the requests let through (200 from the upstream)
 --- http_config
     auth_jwt "api";
     auth_jwt_key_file $TEST_NGINX_KEYS/jwks.json;
@@ -4489,11 +4313,7 @@ qr/\A<html>\r\n<head><title>503 Service Temporarily Unavailable<\/title><\/head>
     "Authorization: Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.lA9muY4PiSSa-iR_Fg7zua-tqGVmJ9e1Kc3_pp8tAHlbOgzcodworGRcsuXQj2SHiInnxC12vU_9SM9VVm6quf7Vwm3sF9F1Oz9lkszm1FmXC5xIFsXvBRqZ5fh78csahxtATJkmenD3JRbeqsTaPjbmYgUM9xk1jos15JTctRpEtoNRUSWzR7DrjnTLv-cGnBBapPQGG_JqwGTcpgc-DRutGEepu0nTSqgsMczkaj3XicnE-9CepoP5i8qVb2up7rSczGTl98OcWWRPMr6DmcIlh2rPtRg3IVSbh_fNEjefEaNgTTLg8uXkYD9kxCRd1EmcCteMpRMCVdrK1KQZfQ",
 ]
 --- error_code eval
-[
- 200,
- 200,
- 200,
-]
+[200, 200, 200]
 --- response_headers eval
 [
     "!WWW-Authenticate",
@@ -4511,7 +4331,7 @@ qr/\A<html>\r\n<head><title>503 Service Temporarily Unavailable<\/title><\/head>
 
 
 
-=== TEST 89: server-level auth_jwt and keys; a location overrides the keys (HMAC only there) [part: the requests logging no refusal, answered 200]
+=== TEST 89: server-level auth_jwt and keys; a location overrides the keys (HMAC only there): the requests let through (200 from the upstream)
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -4545,10 +4365,7 @@ qr/\A<html>\r\n<head><title>503 Service Temporarily Unavailable<\/title><\/head>
     "Authorization: Bearer eyJhbGciOiJIUzI1NiIsImtpZCI6ImhzMjU2IiwidHlwIjoiSldUIn0.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.D1F21ihkb2gaMKPqZnecJEV5uqPyzUUKQPf1Qk4yS8Y",
 ]
 --- error_code eval
-[
-200,
- 200,
-]
+[200, 200]
 --- response_headers eval
 [
     "!WWW-Authenticate",
@@ -4564,7 +4381,7 @@ qr/\A<html>\r\n<head><title>503 Service Temporarily Unavailable<\/title><\/head>
 
 
 
-=== TEST 90: server-level auth_jwt and keys; a location overrides the keys (HMAC only there) [part: the request refused with alg_not_allowed, status 401, each logging why]
+=== TEST 90: server-level auth_jwt and keys; a location overrides the keys (HMAC only there): the request refused with 401 and logged as alg_not_allowed
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -4595,9 +4412,7 @@ qr/\A<html>\r\n<head><title>503 Service Temporarily Unavailable<\/title><\/head>
     "Authorization: Bearer eyJhbGciOiJIUzI1NiIsImtpZCI6ImhzMjU2IiwidHlwIjoiSldUIn0.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.D1F21ihkb2gaMKPqZnecJEV5uqPyzUUKQPf1Qk4yS8Y",
 ]
 --- error_code eval
-[
- 401,
-]
+[401]
 --- response_headers eval
 [
     "WWW-Authenticate: Bearer realm=\"api\", error=\"invalid_token\"",
@@ -4615,7 +4430,7 @@ qr/\A<html>\r\n<head><title>503 Service Temporarily Unavailable<\/title><\/head>
 
 
 
-=== TEST 91: server-level auth_jwt and keys; a location overrides the keys (HMAC only there) [part: the request refused with alg_not_allowed, status 401, each logging why]
+=== TEST 91: server-level auth_jwt and keys; a location overrides the keys (HMAC only there): the request refused with 401 and logged as alg_not_allowed
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -4646,9 +4461,7 @@ qr/\A<html>\r\n<head><title>503 Service Temporarily Unavailable<\/title><\/head>
     "Authorization: Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.lQ9muY4PiSSa-iR_Fg7zua-tqGVmJ9e1Kc3_pp8tAHlbOgzcodworGRcsuXQj2SHiInnxC12vU_9SM9VVm6quf7Vwm3sF9F1Oz9lkszm1FmXC5xIFsXvBRqZ5fh78csahxtATJkmenD3JRbeqsTaPjbmYgUM9xk1jos15JTctRpEtoNRUSWzR7DrjnTLv-cGnBBapPQGG_JqwGTcpgc-DRutGEepu0nTSqgsMczkaj3XicnE-9CepoP5i8qVb2up7rSczGTl98OcWWRPMr6DmcIlh2rPtRg3IVSbh_fNEjefEaNgTTLg8uXkYD9kxCRd1EmcCteMpRMCVdrK1KQZfQ",
 ]
 --- error_code eval
-[
- 401,
-]
+[401]
 --- response_headers eval
 [
     "WWW-Authenticate: Bearer realm=\"api\", error=\"invalid_token\"",
@@ -4666,7 +4479,7 @@ qr/\A<html>\r\n<head><title>503 Service Temporarily Unavailable<\/title><\/head>
 
 
 
-=== TEST 92: with the cache (default): the same token twice, a bad one twice [part: the requests logging no refusal, answered 200/401]
+=== TEST 92: with the cache (default): the same token twice, a bad one twice: a valid token, another one, the first one again: each reaches the upstream with its sub
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -4684,8 +4497,6 @@ qr/\A<html>\r\n<head><title>503 Service Temporarily Unavailable<\/title><\/head>
     }
 --- request eval
 [
-    "GET /t",
-    "GET /t",
     "GET /t",
     "GET /t",
     "GET /t",
@@ -4698,41 +4509,76 @@ qr/\A<html>\r\n<head><title>503 Service Temporarily Unavailable<\/title><\/head>
     "Authorization: Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJleHAiOjQxMDI0NDQ4MDAsImxldmVsIjoxLCJyZWFsbV9hY2Nlc3MiOnsicm9sZXMiOlsicmVhZGVyIl19LCJzY29wZSI6InJlYWQiLCJzdWIiOiJib2IifQ.CnjzWmBHRvL_cfr_jRJ2qYNhRCX6aTxXACMIwrGzqtAlJxMWuUCtW1d4QmjKrwrJnF9APlmjRKz49KdlCSv8xW1suoBPsKPIH7yj_ZwwRo0eLsEQDZmtYsUnXQzQMa6KMcJyN1cbS4zBbAw6HldxYpwOR2GJ8joZ34coF1SXWcmYSuBidnIDL1I_MplWEJ9kI-f1umwudfWuXhtHj9FnvKyYoVtfS9ltPwbTBaGdDH8ouqMQhtpJWK2VbvoD0yNZB3KLRdStr-ec2AFlGgZ40IBQvmLJt0mzd-8FJEpmDR7LkGC4K_c5Bdz8Q7UAhjNm9mDv99HLNCNHH5oACDGbug",
     # RS256, kid rsa2048, sub alice, exp 2100
     "Authorization: Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.lQ9muY4PiSSa-iR_Fg7zua-tqGVmJ9e1Kc3_pp8tAHlbOgzcodworGRcsuXQj2SHiInnxC12vU_9SM9VVm6quf7Vwm3sF9F1Oz9lkszm1FmXC5xIFsXvBRqZ5fh78csahxtATJkmenD3JRbeqsTaPjbmYgUM9xk1jos15JTctRpEtoNRUSWzR7DrjnTLv-cGnBBapPQGG_JqwGTcpgc-DRutGEepu0nTSqgsMczkaj3XicnE-9CepoP5i8qVb2up7rSczGTl98OcWWRPMr6DmcIlh2rPtRg3IVSbh_fNEjefEaNgTTLg8uXkYD9kxCRd1EmcCteMpRMCVdrK1KQZfQ",
-    # RS256, kid rsa2048, sub alice, exp 1000000000 (2001)
-    "Authorization: Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJleHAiOjEwMDAwMDAwMDAsInN1YiI6ImFsaWNlIn0.C6iM8ghqtr275ePW_jURQExxcRMS334akc6Urz6JYMFw5uS0T1db73AlPqSGi3n2e9_AgyMoiH4VN7O9d9QXjOzQxBAH1IoTr6rBiVA6HXjigLhTAK1dZ1EDCeVzyrkxZU_P36Yh5VubeSe0GwDGdWoFxD34bO1JVmq4MKk6zxdbhEwZpthui_PAovGJuQJ9YQHx5KV3LDVQu_z7UXtmV88Ls9SZE7YrQ5lYTq36Vv70QVApFCnG4XhLK0FHFTjd5zeZCQoX4ybskVklN_OP2AX2ZxT2gOd73xy04u2efI2uXCyLqDj0seG7Iuoh3z4vTFnyNEgmmwCJrF8B8JqYgQ",
-    # RS256, kid rsa2048, sub alice, exp 1000000000 (2001)
-    "Authorization: Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJleHAiOjEwMDAwMDAwMDAsInN1YiI6ImFsaWNlIn0.C6iM8ghqtr275ePW_jURQExxcRMS334akc6Urz6JYMFw5uS0T1db73AlPqSGi3n2e9_AgyMoiH4VN7O9d9QXjOzQxBAH1IoTr6rBiVA6HXjigLhTAK1dZ1EDCeVzyrkxZU_P36Yh5VubeSe0GwDGdWoFxD34bO1JVmq4MKk6zxdbhEwZpthui_PAovGJuQJ9YQHx5KV3LDVQu_z7UXtmV88Ls9SZE7YrQ5lYTq36Vv70QVApFCnG4XhLK0FHFTjd5zeZCQoX4ybskVklN_OP2AX2ZxT2gOd73xy04u2efI2uXCyLqDj0seG7Iuoh3z4vTFnyNEgmmwCJrF8B8JqYgQ",
 ]
 --- error_code eval
-[
-200,
- 200,
- 200,
- 401,
- 401,
-]
+[200, 200, 200]
 --- response_headers eval
 [
     "!WWW-Authenticate",
     "!WWW-Authenticate",
     "!WWW-Authenticate",
-    "WWW-Authenticate: Bearer realm=\"api\", error=\"invalid_token\"",
-    "WWW-Authenticate: Bearer realm=\"api\", error=\"invalid_token\"",
 ]
 --- response_body_like eval
 [
     qr/\Aupstream reached sub=alice\n\z/,
     qr/\Aupstream reached sub=bob\n\z/,
     qr/\Aupstream reached sub=alice\n\z/,
-    qr/\A<html>\r\n<head><title>401 Authorization Required<\/title><\/head>\r\n<body>\r\n<center><h1>401 Authorization Required<\/h1><\/center>\r\n<hr><center>nginx[^<]*<\/center>\r\n<\/body>\r\n<\/html>\r\n\z/,
-    qr/\A<html>\r\n<head><title>401 Authorization Required<\/title><\/head>\r\n<body>\r\n<center><h1>401 Authorization Required<\/h1><\/center>\r\n<hr><center>nginx[^<]*<\/center>\r\n<\/body>\r\n<\/html>\r\n\z/,
 ]
 --- no_error_log eval
 ["[error]", "eMpRMCVdrK1KQZfQ", "HLNCNHH5oACDGbug", "gmmwCJrF8B8JqYgQ"]
 
 
 
-=== TEST 93: with the cache (default): the same token twice, a bad one twice [part: the requests refused with bad_signature, status 401, each logging why]
+=== TEST 93: with the cache (default): the same token twice, a bad one twice: the same expired token twice: 401 both times, each logged as expired
+--- http_config
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        auth_jwt off;
+        location / {
+            return 200 "upstream reached sub=$http_x_user\n";
+        }
+    }
+--- config
+    location /t {
+        auth_jwt "api";
+        auth_jwt_key_file $TEST_NGINX_KEYS/jwks.json;
+        proxy_set_header X-User $jwt_claim_sub;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+    }
+--- request eval
+[
+    "GET /t",
+    "GET /t",
+]
+--- more_headers eval
+[
+    # RS256, kid rsa2048, sub alice, exp 1000000000 (2001)
+    "Authorization: Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJleHAiOjEwMDAwMDAwMDAsInN1YiI6ImFsaWNlIn0.C6iM8ghqtr275ePW_jURQExxcRMS334akc6Urz6JYMFw5uS0T1db73AlPqSGi3n2e9_AgyMoiH4VN7O9d9QXjOzQxBAH1IoTr6rBiVA6HXjigLhTAK1dZ1EDCeVzyrkxZU_P36Yh5VubeSe0GwDGdWoFxD34bO1JVmq4MKk6zxdbhEwZpthui_PAovGJuQJ9YQHx5KV3LDVQu_z7UXtmV88Ls9SZE7YrQ5lYTq36Vv70QVApFCnG4XhLK0FHFTjd5zeZCQoX4ybskVklN_OP2AX2ZxT2gOd73xy04u2efI2uXCyLqDj0seG7Iuoh3z4vTFnyNEgmmwCJrF8B8JqYgQ",
+    # RS256, kid rsa2048, sub alice, exp 1000000000 (2001)
+    "Authorization: Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJleHAiOjEwMDAwMDAwMDAsInN1YiI6ImFsaWNlIn0.C6iM8ghqtr275ePW_jURQExxcRMS334akc6Urz6JYMFw5uS0T1db73AlPqSGi3n2e9_AgyMoiH4VN7O9d9QXjOzQxBAH1IoTr6rBiVA6HXjigLhTAK1dZ1EDCeVzyrkxZU_P36Yh5VubeSe0GwDGdWoFxD34bO1JVmq4MKk6zxdbhEwZpthui_PAovGJuQJ9YQHx5KV3LDVQu_z7UXtmV88Ls9SZE7YrQ5lYTq36Vv70QVApFCnG4XhLK0FHFTjd5zeZCQoX4ybskVklN_OP2AX2ZxT2gOd73xy04u2efI2uXCyLqDj0seG7Iuoh3z4vTFnyNEgmmwCJrF8B8JqYgQ",
+]
+--- error_code eval
+[401, 401]
+--- response_headers eval
+[
+    "WWW-Authenticate: Bearer realm=\"api\", error=\"invalid_token\"",
+    "WWW-Authenticate: Bearer realm=\"api\", error=\"invalid_token\"",
+]
+--- response_body_like eval
+[
+    qr/\A<html>\r\n<head><title>401 Authorization Required<\/title><\/head>\r\n<body>\r\n<center><h1>401 Authorization Required<\/h1><\/center>\r\n<hr><center>nginx[^<]*<\/center>\r\n<\/body>\r\n<\/html>\r\n\z/,
+    qr/\A<html>\r\n<head><title>401 Authorization Required<\/title><\/head>\r\n<body>\r\n<center><h1>401 Authorization Required<\/h1><\/center>\r\n<hr><center>nginx[^<]*<\/center>\r\n<\/body>\r\n<\/html>\r\n\z/,
+]
+--- error_log eval
+[
+    qr/gateway: jwt refused: token expired: exp 1000000000, now \d+, leeway 0s \(expired\)/,
+]
+--- no_error_log eval
+["[error]", "eMpRMCVdrK1KQZfQ", "HLNCNHH5oACDGbug", "gmmwCJrF8B8JqYgQ"]
+
+
+
+=== TEST 94: with the cache (default): the same token twice, a bad one twice: the requests refused with 401 and logged as bad_signature
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -4761,10 +4607,7 @@ qr/\A<html>\r\n<head><title>503 Service Temporarily Unavailable<\/title><\/head>
     "Authorization: Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.lA9muY4PiSSa-iR_Fg7zua-tqGVmJ9e1Kc3_pp8tAHlbOgzcodworGRcsuXQj2SHiInnxC12vU_9SM9VVm6quf7Vwm3sF9F1Oz9lkszm1FmXC5xIFsXvBRqZ5fh78csahxtATJkmenD3JRbeqsTaPjbmYgUM9xk1jos15JTctRpEtoNRUSWzR7DrjnTLv-cGnBBapPQGG_JqwGTcpgc-DRutGEepu0nTSqgsMczkaj3XicnE-9CepoP5i8qVb2up7rSczGTl98OcWWRPMr6DmcIlh2rPtRg3IVSbh_fNEjefEaNgTTLg8uXkYD9kxCRd1EmcCteMpRMCVdrK1KQZfQ",
 ]
 --- error_code eval
-[
- 401,
- 401,
-]
+[401, 401]
 --- response_headers eval
 [
     "WWW-Authenticate: Bearer realm=\"api\", error=\"invalid_token\"",
@@ -4784,7 +4627,7 @@ qr/\A<html>\r\n<head><title>503 Service Temporarily Unavailable<\/title><\/head>
 
 
 
-=== TEST 94: auth_jwt_cache off: the same answers [part: the requests logging no refusal, answered 200/401]
+=== TEST 95: auth_jwt_cache off: the same answers: a valid token, another one, the first one again: each reaches the upstream with its sub
 --- http_config
     auth_jwt_cache off;
     server {
@@ -4806,8 +4649,6 @@ qr/\A<html>\r\n<head><title>503 Service Temporarily Unavailable<\/title><\/head>
     "GET /t",
     "GET /t",
     "GET /t",
-    "GET /t",
-    "GET /t",
 ]
 --- more_headers eval
 [
@@ -4817,41 +4658,77 @@ qr/\A<html>\r\n<head><title>503 Service Temporarily Unavailable<\/title><\/head>
     "Authorization: Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJleHAiOjQxMDI0NDQ4MDAsImxldmVsIjoxLCJyZWFsbV9hY2Nlc3MiOnsicm9sZXMiOlsicmVhZGVyIl19LCJzY29wZSI6InJlYWQiLCJzdWIiOiJib2IifQ.CnjzWmBHRvL_cfr_jRJ2qYNhRCX6aTxXACMIwrGzqtAlJxMWuUCtW1d4QmjKrwrJnF9APlmjRKz49KdlCSv8xW1suoBPsKPIH7yj_ZwwRo0eLsEQDZmtYsUnXQzQMa6KMcJyN1cbS4zBbAw6HldxYpwOR2GJ8joZ34coF1SXWcmYSuBidnIDL1I_MplWEJ9kI-f1umwudfWuXhtHj9FnvKyYoVtfS9ltPwbTBaGdDH8ouqMQhtpJWK2VbvoD0yNZB3KLRdStr-ec2AFlGgZ40IBQvmLJt0mzd-8FJEpmDR7LkGC4K_c5Bdz8Q7UAhjNm9mDv99HLNCNHH5oACDGbug",
     # RS256, kid rsa2048, sub alice, exp 2100
     "Authorization: Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.lQ9muY4PiSSa-iR_Fg7zua-tqGVmJ9e1Kc3_pp8tAHlbOgzcodworGRcsuXQj2SHiInnxC12vU_9SM9VVm6quf7Vwm3sF9F1Oz9lkszm1FmXC5xIFsXvBRqZ5fh78csahxtATJkmenD3JRbeqsTaPjbmYgUM9xk1jos15JTctRpEtoNRUSWzR7DrjnTLv-cGnBBapPQGG_JqwGTcpgc-DRutGEepu0nTSqgsMczkaj3XicnE-9CepoP5i8qVb2up7rSczGTl98OcWWRPMr6DmcIlh2rPtRg3IVSbh_fNEjefEaNgTTLg8uXkYD9kxCRd1EmcCteMpRMCVdrK1KQZfQ",
-    # RS256, kid rsa2048, sub alice, exp 1000000000 (2001)
-    "Authorization: Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJleHAiOjEwMDAwMDAwMDAsInN1YiI6ImFsaWNlIn0.C6iM8ghqtr275ePW_jURQExxcRMS334akc6Urz6JYMFw5uS0T1db73AlPqSGi3n2e9_AgyMoiH4VN7O9d9QXjOzQxBAH1IoTr6rBiVA6HXjigLhTAK1dZ1EDCeVzyrkxZU_P36Yh5VubeSe0GwDGdWoFxD34bO1JVmq4MKk6zxdbhEwZpthui_PAovGJuQJ9YQHx5KV3LDVQu_z7UXtmV88Ls9SZE7YrQ5lYTq36Vv70QVApFCnG4XhLK0FHFTjd5zeZCQoX4ybskVklN_OP2AX2ZxT2gOd73xy04u2efI2uXCyLqDj0seG7Iuoh3z4vTFnyNEgmmwCJrF8B8JqYgQ",
-    # RS256, kid rsa2048, sub alice, exp 1000000000 (2001)
-    "Authorization: Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJleHAiOjEwMDAwMDAwMDAsInN1YiI6ImFsaWNlIn0.C6iM8ghqtr275ePW_jURQExxcRMS334akc6Urz6JYMFw5uS0T1db73AlPqSGi3n2e9_AgyMoiH4VN7O9d9QXjOzQxBAH1IoTr6rBiVA6HXjigLhTAK1dZ1EDCeVzyrkxZU_P36Yh5VubeSe0GwDGdWoFxD34bO1JVmq4MKk6zxdbhEwZpthui_PAovGJuQJ9YQHx5KV3LDVQu_z7UXtmV88Ls9SZE7YrQ5lYTq36Vv70QVApFCnG4XhLK0FHFTjd5zeZCQoX4ybskVklN_OP2AX2ZxT2gOd73xy04u2efI2uXCyLqDj0seG7Iuoh3z4vTFnyNEgmmwCJrF8B8JqYgQ",
 ]
 --- error_code eval
-[
-200,
- 200,
- 200,
- 401,
- 401,
-]
+[200, 200, 200]
 --- response_headers eval
 [
     "!WWW-Authenticate",
     "!WWW-Authenticate",
     "!WWW-Authenticate",
-    "WWW-Authenticate: Bearer realm=\"api\", error=\"invalid_token\"",
-    "WWW-Authenticate: Bearer realm=\"api\", error=\"invalid_token\"",
 ]
 --- response_body_like eval
 [
     qr/\Aupstream reached sub=alice\n\z/,
     qr/\Aupstream reached sub=bob\n\z/,
     qr/\Aupstream reached sub=alice\n\z/,
-    qr/\A<html>\r\n<head><title>401 Authorization Required<\/title><\/head>\r\n<body>\r\n<center><h1>401 Authorization Required<\/h1><\/center>\r\n<hr><center>nginx[^<]*<\/center>\r\n<\/body>\r\n<\/html>\r\n\z/,
-    qr/\A<html>\r\n<head><title>401 Authorization Required<\/title><\/head>\r\n<body>\r\n<center><h1>401 Authorization Required<\/h1><\/center>\r\n<hr><center>nginx[^<]*<\/center>\r\n<\/body>\r\n<\/html>\r\n\z/,
 ]
 --- no_error_log eval
 ["[error]", "eMpRMCVdrK1KQZfQ", "HLNCNHH5oACDGbug", "gmmwCJrF8B8JqYgQ"]
 
 
 
-=== TEST 95: auth_jwt_cache off: the same answers [part: the requests refused with bad_signature, status 401, each logging why]
+=== TEST 96: auth_jwt_cache off: the same answers: the same expired token twice: 401 both times, each logged as expired
+--- http_config
+    auth_jwt_cache off;
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        auth_jwt off;
+        location / {
+            return 200 "upstream reached sub=$http_x_user\n";
+        }
+    }
+--- config
+    location /t {
+        auth_jwt "api";
+        auth_jwt_key_file $TEST_NGINX_KEYS/jwks.json;
+        proxy_set_header X-User $jwt_claim_sub;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+    }
+--- request eval
+[
+    "GET /t",
+    "GET /t",
+]
+--- more_headers eval
+[
+    # RS256, kid rsa2048, sub alice, exp 1000000000 (2001)
+    "Authorization: Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJleHAiOjEwMDAwMDAwMDAsInN1YiI6ImFsaWNlIn0.C6iM8ghqtr275ePW_jURQExxcRMS334akc6Urz6JYMFw5uS0T1db73AlPqSGi3n2e9_AgyMoiH4VN7O9d9QXjOzQxBAH1IoTr6rBiVA6HXjigLhTAK1dZ1EDCeVzyrkxZU_P36Yh5VubeSe0GwDGdWoFxD34bO1JVmq4MKk6zxdbhEwZpthui_PAovGJuQJ9YQHx5KV3LDVQu_z7UXtmV88Ls9SZE7YrQ5lYTq36Vv70QVApFCnG4XhLK0FHFTjd5zeZCQoX4ybskVklN_OP2AX2ZxT2gOd73xy04u2efI2uXCyLqDj0seG7Iuoh3z4vTFnyNEgmmwCJrF8B8JqYgQ",
+    # RS256, kid rsa2048, sub alice, exp 1000000000 (2001)
+    "Authorization: Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJleHAiOjEwMDAwMDAwMDAsInN1YiI6ImFsaWNlIn0.C6iM8ghqtr275ePW_jURQExxcRMS334akc6Urz6JYMFw5uS0T1db73AlPqSGi3n2e9_AgyMoiH4VN7O9d9QXjOzQxBAH1IoTr6rBiVA6HXjigLhTAK1dZ1EDCeVzyrkxZU_P36Yh5VubeSe0GwDGdWoFxD34bO1JVmq4MKk6zxdbhEwZpthui_PAovGJuQJ9YQHx5KV3LDVQu_z7UXtmV88Ls9SZE7YrQ5lYTq36Vv70QVApFCnG4XhLK0FHFTjd5zeZCQoX4ybskVklN_OP2AX2ZxT2gOd73xy04u2efI2uXCyLqDj0seG7Iuoh3z4vTFnyNEgmmwCJrF8B8JqYgQ",
+]
+--- error_code eval
+[401, 401]
+--- response_headers eval
+[
+    "WWW-Authenticate: Bearer realm=\"api\", error=\"invalid_token\"",
+    "WWW-Authenticate: Bearer realm=\"api\", error=\"invalid_token\"",
+]
+--- response_body_like eval
+[
+    qr/\A<html>\r\n<head><title>401 Authorization Required<\/title><\/head>\r\n<body>\r\n<center><h1>401 Authorization Required<\/h1><\/center>\r\n<hr><center>nginx[^<]*<\/center>\r\n<\/body>\r\n<\/html>\r\n\z/,
+    qr/\A<html>\r\n<head><title>401 Authorization Required<\/title><\/head>\r\n<body>\r\n<center><h1>401 Authorization Required<\/h1><\/center>\r\n<hr><center>nginx[^<]*<\/center>\r\n<\/body>\r\n<\/html>\r\n\z/,
+]
+--- error_log eval
+[
+    qr/gateway: jwt refused: token expired: exp 1000000000, now \d+, leeway 0s \(expired\)/,
+]
+--- no_error_log eval
+["[error]", "eMpRMCVdrK1KQZfQ", "HLNCNHH5oACDGbug", "gmmwCJrF8B8JqYgQ"]
+
+
+
+=== TEST 97: auth_jwt_cache off: the same answers: the requests refused with 401 and logged as bad_signature
 --- http_config
     auth_jwt_cache off;
     server {
@@ -4881,10 +4758,7 @@ qr/\A<html>\r\n<head><title>503 Service Temporarily Unavailable<\/title><\/head>
     "Authorization: Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.lA9muY4PiSSa-iR_Fg7zua-tqGVmJ9e1Kc3_pp8tAHlbOgzcodworGRcsuXQj2SHiInnxC12vU_9SM9VVm6quf7Vwm3sF9F1Oz9lkszm1FmXC5xIFsXvBRqZ5fh78csahxtATJkmenD3JRbeqsTaPjbmYgUM9xk1jos15JTctRpEtoNRUSWzR7DrjnTLv-cGnBBapPQGG_JqwGTcpgc-DRutGEepu0nTSqgsMczkaj3XicnE-9CepoP5i8qVb2up7rSczGTl98OcWWRPMr6DmcIlh2rPtRg3IVSbh_fNEjefEaNgTTLg8uXkYD9kxCRd1EmcCteMpRMCVdrK1KQZfQ",
 ]
 --- error_code eval
-[
- 401,
- 401,
-]
+[401, 401]
 --- response_headers eval
 [
     "WWW-Authenticate: Bearer realm=\"api\", error=\"invalid_token\"",
@@ -4904,7 +4778,7 @@ qr/\A<html>\r\n<head><title>503 Service Temporarily Unavailable<\/title><\/head>
 
 
 
-=== TEST 96: auth_jwt_cache size=1: the same answers while entries are evicted [part: the requests logging no refusal, answered 200/401]
+=== TEST 98: auth_jwt_cache size=1: the same answers while entries are evicted: a valid token, another one, the first one again: each reaches the upstream with its sub
 --- http_config
     auth_jwt_cache size=1;
     server {
@@ -4923,8 +4797,6 @@ qr/\A<html>\r\n<head><title>503 Service Temporarily Unavailable<\/title><\/head>
     }
 --- request eval
 [
-    "GET /t",
-    "GET /t",
     "GET /t",
     "GET /t",
     "GET /t",
@@ -4937,41 +4809,77 @@ qr/\A<html>\r\n<head><title>503 Service Temporarily Unavailable<\/title><\/head>
     "Authorization: Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJleHAiOjQxMDI0NDQ4MDAsImxldmVsIjoxLCJyZWFsbV9hY2Nlc3MiOnsicm9sZXMiOlsicmVhZGVyIl19LCJzY29wZSI6InJlYWQiLCJzdWIiOiJib2IifQ.CnjzWmBHRvL_cfr_jRJ2qYNhRCX6aTxXACMIwrGzqtAlJxMWuUCtW1d4QmjKrwrJnF9APlmjRKz49KdlCSv8xW1suoBPsKPIH7yj_ZwwRo0eLsEQDZmtYsUnXQzQMa6KMcJyN1cbS4zBbAw6HldxYpwOR2GJ8joZ34coF1SXWcmYSuBidnIDL1I_MplWEJ9kI-f1umwudfWuXhtHj9FnvKyYoVtfS9ltPwbTBaGdDH8ouqMQhtpJWK2VbvoD0yNZB3KLRdStr-ec2AFlGgZ40IBQvmLJt0mzd-8FJEpmDR7LkGC4K_c5Bdz8Q7UAhjNm9mDv99HLNCNHH5oACDGbug",
     # RS256, kid rsa2048, sub alice, exp 2100
     "Authorization: Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.lQ9muY4PiSSa-iR_Fg7zua-tqGVmJ9e1Kc3_pp8tAHlbOgzcodworGRcsuXQj2SHiInnxC12vU_9SM9VVm6quf7Vwm3sF9F1Oz9lkszm1FmXC5xIFsXvBRqZ5fh78csahxtATJkmenD3JRbeqsTaPjbmYgUM9xk1jos15JTctRpEtoNRUSWzR7DrjnTLv-cGnBBapPQGG_JqwGTcpgc-DRutGEepu0nTSqgsMczkaj3XicnE-9CepoP5i8qVb2up7rSczGTl98OcWWRPMr6DmcIlh2rPtRg3IVSbh_fNEjefEaNgTTLg8uXkYD9kxCRd1EmcCteMpRMCVdrK1KQZfQ",
-    # RS256, kid rsa2048, sub alice, exp 1000000000 (2001)
-    "Authorization: Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJleHAiOjEwMDAwMDAwMDAsInN1YiI6ImFsaWNlIn0.C6iM8ghqtr275ePW_jURQExxcRMS334akc6Urz6JYMFw5uS0T1db73AlPqSGi3n2e9_AgyMoiH4VN7O9d9QXjOzQxBAH1IoTr6rBiVA6HXjigLhTAK1dZ1EDCeVzyrkxZU_P36Yh5VubeSe0GwDGdWoFxD34bO1JVmq4MKk6zxdbhEwZpthui_PAovGJuQJ9YQHx5KV3LDVQu_z7UXtmV88Ls9SZE7YrQ5lYTq36Vv70QVApFCnG4XhLK0FHFTjd5zeZCQoX4ybskVklN_OP2AX2ZxT2gOd73xy04u2efI2uXCyLqDj0seG7Iuoh3z4vTFnyNEgmmwCJrF8B8JqYgQ",
-    # RS256, kid rsa2048, sub alice, exp 1000000000 (2001)
-    "Authorization: Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJleHAiOjEwMDAwMDAwMDAsInN1YiI6ImFsaWNlIn0.C6iM8ghqtr275ePW_jURQExxcRMS334akc6Urz6JYMFw5uS0T1db73AlPqSGi3n2e9_AgyMoiH4VN7O9d9QXjOzQxBAH1IoTr6rBiVA6HXjigLhTAK1dZ1EDCeVzyrkxZU_P36Yh5VubeSe0GwDGdWoFxD34bO1JVmq4MKk6zxdbhEwZpthui_PAovGJuQJ9YQHx5KV3LDVQu_z7UXtmV88Ls9SZE7YrQ5lYTq36Vv70QVApFCnG4XhLK0FHFTjd5zeZCQoX4ybskVklN_OP2AX2ZxT2gOd73xy04u2efI2uXCyLqDj0seG7Iuoh3z4vTFnyNEgmmwCJrF8B8JqYgQ",
 ]
 --- error_code eval
-[
-200,
- 200,
- 200,
- 401,
- 401,
-]
+[200, 200, 200]
 --- response_headers eval
 [
     "!WWW-Authenticate",
     "!WWW-Authenticate",
     "!WWW-Authenticate",
-    "WWW-Authenticate: Bearer realm=\"api\", error=\"invalid_token\"",
-    "WWW-Authenticate: Bearer realm=\"api\", error=\"invalid_token\"",
 ]
 --- response_body_like eval
 [
     qr/\Aupstream reached sub=alice\n\z/,
     qr/\Aupstream reached sub=bob\n\z/,
     qr/\Aupstream reached sub=alice\n\z/,
-    qr/\A<html>\r\n<head><title>401 Authorization Required<\/title><\/head>\r\n<body>\r\n<center><h1>401 Authorization Required<\/h1><\/center>\r\n<hr><center>nginx[^<]*<\/center>\r\n<\/body>\r\n<\/html>\r\n\z/,
-    qr/\A<html>\r\n<head><title>401 Authorization Required<\/title><\/head>\r\n<body>\r\n<center><h1>401 Authorization Required<\/h1><\/center>\r\n<hr><center>nginx[^<]*<\/center>\r\n<\/body>\r\n<\/html>\r\n\z/,
 ]
 --- no_error_log eval
 ["[error]", "eMpRMCVdrK1KQZfQ", "HLNCNHH5oACDGbug", "gmmwCJrF8B8JqYgQ"]
 
 
 
-=== TEST 97: auth_jwt_cache size=1: the same answers while entries are evicted [part: the requests refused with bad_signature, status 401, each logging why]
+=== TEST 99: auth_jwt_cache size=1: the same answers while entries are evicted: the same expired token twice: 401 both times, each logged as expired
+--- http_config
+    auth_jwt_cache size=1;
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        auth_jwt off;
+        location / {
+            return 200 "upstream reached sub=$http_x_user\n";
+        }
+    }
+--- config
+    location /t {
+        auth_jwt "api";
+        auth_jwt_key_file $TEST_NGINX_KEYS/jwks.json;
+        proxy_set_header X-User $jwt_claim_sub;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+    }
+--- request eval
+[
+    "GET /t",
+    "GET /t",
+]
+--- more_headers eval
+[
+    # RS256, kid rsa2048, sub alice, exp 1000000000 (2001)
+    "Authorization: Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJleHAiOjEwMDAwMDAwMDAsInN1YiI6ImFsaWNlIn0.C6iM8ghqtr275ePW_jURQExxcRMS334akc6Urz6JYMFw5uS0T1db73AlPqSGi3n2e9_AgyMoiH4VN7O9d9QXjOzQxBAH1IoTr6rBiVA6HXjigLhTAK1dZ1EDCeVzyrkxZU_P36Yh5VubeSe0GwDGdWoFxD34bO1JVmq4MKk6zxdbhEwZpthui_PAovGJuQJ9YQHx5KV3LDVQu_z7UXtmV88Ls9SZE7YrQ5lYTq36Vv70QVApFCnG4XhLK0FHFTjd5zeZCQoX4ybskVklN_OP2AX2ZxT2gOd73xy04u2efI2uXCyLqDj0seG7Iuoh3z4vTFnyNEgmmwCJrF8B8JqYgQ",
+    # RS256, kid rsa2048, sub alice, exp 1000000000 (2001)
+    "Authorization: Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJleHAiOjEwMDAwMDAwMDAsInN1YiI6ImFsaWNlIn0.C6iM8ghqtr275ePW_jURQExxcRMS334akc6Urz6JYMFw5uS0T1db73AlPqSGi3n2e9_AgyMoiH4VN7O9d9QXjOzQxBAH1IoTr6rBiVA6HXjigLhTAK1dZ1EDCeVzyrkxZU_P36Yh5VubeSe0GwDGdWoFxD34bO1JVmq4MKk6zxdbhEwZpthui_PAovGJuQJ9YQHx5KV3LDVQu_z7UXtmV88Ls9SZE7YrQ5lYTq36Vv70QVApFCnG4XhLK0FHFTjd5zeZCQoX4ybskVklN_OP2AX2ZxT2gOd73xy04u2efI2uXCyLqDj0seG7Iuoh3z4vTFnyNEgmmwCJrF8B8JqYgQ",
+]
+--- error_code eval
+[401, 401]
+--- response_headers eval
+[
+    "WWW-Authenticate: Bearer realm=\"api\", error=\"invalid_token\"",
+    "WWW-Authenticate: Bearer realm=\"api\", error=\"invalid_token\"",
+]
+--- response_body_like eval
+[
+    qr/\A<html>\r\n<head><title>401 Authorization Required<\/title><\/head>\r\n<body>\r\n<center><h1>401 Authorization Required<\/h1><\/center>\r\n<hr><center>nginx[^<]*<\/center>\r\n<\/body>\r\n<\/html>\r\n\z/,
+    qr/\A<html>\r\n<head><title>401 Authorization Required<\/title><\/head>\r\n<body>\r\n<center><h1>401 Authorization Required<\/h1><\/center>\r\n<hr><center>nginx[^<]*<\/center>\r\n<\/body>\r\n<\/html>\r\n\z/,
+]
+--- error_log eval
+[
+    qr/gateway: jwt refused: token expired: exp 1000000000, now \d+, leeway 0s \(expired\)/,
+]
+--- no_error_log eval
+["[error]", "eMpRMCVdrK1KQZfQ", "HLNCNHH5oACDGbug", "gmmwCJrF8B8JqYgQ"]
+
+
+
+=== TEST 100: auth_jwt_cache size=1: the same answers while entries are evicted: the requests refused with 401 and logged as bad_signature
 --- http_config
     auth_jwt_cache size=1;
     server {
@@ -5001,10 +4909,7 @@ qr/\A<html>\r\n<head><title>503 Service Temporarily Unavailable<\/title><\/head>
     "Authorization: Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYTIwNDgiLCJ0eXAiOiJKV1QifQ.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFsaWNlIn0.lA9muY4PiSSa-iR_Fg7zua-tqGVmJ9e1Kc3_pp8tAHlbOgzcodworGRcsuXQj2SHiInnxC12vU_9SM9VVm6quf7Vwm3sF9F1Oz9lkszm1FmXC5xIFsXvBRqZ5fh78csahxtATJkmenD3JRbeqsTaPjbmYgUM9xk1jos15JTctRpEtoNRUSWzR7DrjnTLv-cGnBBapPQGG_JqwGTcpgc-DRutGEepu0nTSqgsMczkaj3XicnE-9CepoP5i8qVb2up7rSczGTl98OcWWRPMr6DmcIlh2rPtRg3IVSbh_fNEjefEaNgTTLg8uXkYD9kxCRd1EmcCteMpRMCVdrK1KQZfQ",
 ]
 --- error_code eval
-[
- 401,
- 401,
-]
+[401, 401]
 --- response_headers eval
 [
     "WWW-Authenticate: Bearer realm=\"api\", error=\"invalid_token\"",
@@ -5024,7 +4929,7 @@ qr/\A<html>\r\n<head><title>503 Service Temporarily Unavailable<\/title><\/head>
 
 
 
-=== TEST 98: a request evaluating $jwt_claim_sub in several places verifies the token once (debug lines)
+=== TEST 101: a request evaluating $jwt_claim_sub in several places verifies the token once (debug lines)
 # (No no_error_log on the token: at debug level nginx itself logs every request header.)
 --- http_config
     map $jwt_claim_sub $sub_mapped {
@@ -5083,7 +4988,7 @@ gateway: jwt: token verified
 
 
 
-=== TEST 99: a request evaluating $jwt_claim_sub in several places: the first request with a token verifies it, the second one with the same token is served from the cache (debug lines)
+=== TEST 102: a request evaluating $jwt_claim_sub in several places: the first request with a token verifies it, the second one with the same token is served from the cache (debug lines)
 # (No no_error_log on the token: at debug level nginx itself logs every request header.)
 --- project_only: the first request is a concurrent phase, so the log check after the second request sees the first one verify and the second one hit the cache, in that order
 --- http_config
@@ -5140,7 +5045,7 @@ gateway: jwt: token from the cache
 
 
 
-=== TEST 100: a request evaluating $jwt_claim_sub in several places: a bad signature on /u (auth_jwt_require on a map of the claim) fails verification once and is refused (debug lines)
+=== TEST 103: a request evaluating $jwt_claim_sub in several places: a bad signature on /u (auth_jwt_require on a map of the claim) fails verification once and is refused (debug lines)
 # (No no_error_log on the token: at debug level nginx itself logs every request header.)
 --- http_config
     map $jwt_claim_sub $sub_mapped {
@@ -5203,7 +5108,7 @@ gateway: jwt: token failed verification
 
 
 
-=== TEST 101: an if block inside the protected location shares its configuration: with the cache off, a request that enters the if block is still verified once, and so is the next request (debug lines, per request)
+=== TEST 104: an if block inside the protected location shares its configuration: with the cache off, a request that enters the if block is still verified once, and so is the next request (debug lines, per request)
 # (No no_error_log on the token: at debug level nginx itself logs every request header.)
 --- http_config
     auth_jwt_cache off;
