@@ -41,6 +41,7 @@ pub const DEFAULT_FIELDS: &[&str] = &[
     "user_agent",
     "consumer",
     "auth",
+    "policy",
     "rate_limit",
 ];
 

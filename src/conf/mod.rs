@@ -19,6 +19,7 @@ use crate::http::guard_conf;
 
 pub mod jwt;
 pub mod log;
+pub mod policy;
 pub mod ratelimit;
 pub mod util;
 
@@ -35,6 +36,8 @@ pub struct LocConf {
     pub rl: ratelimit::RateLimitConf,
     /// `gateway_log*`.
     pub log: log::LogConf,
+    /// `gateway_route`, `auth_api_key`, `auth_consumer*`.
+    pub consumer: policy::ConsumerConf,
 }
 
 impl LocConf {
@@ -46,6 +49,7 @@ impl LocConf {
         }
         self.rl.merge(&prev.rl);
         self.log.merge(&prev.log);
+        self.consumer.merge(&prev.consumer);
         self.jwt.merge(&prev.jwt, location)
     }
 
@@ -81,6 +85,8 @@ pub struct MainConf {
     pub zones: Vec<*mut ratelimit::Zone>,
     /// What keeps credentials out of the log (`gateway_log_field`, `auth_jwt token=`).
     pub credentials: log::CredentialGuard,
+    /// `gateway_policy`.
+    pub policy: Option<policy::PolicyConf>,
 }
 
 /// A variable defined by `auth_jwt_claim_set` / `auth_jwt_header_set`.
@@ -114,7 +120,7 @@ const LOC: usize = NGX_HTTP_LOC_CONF_OFFSET;
 const MAIN: usize = NGX_HTTP_MAIN_CONF_OFFSET;
 
 /// The module's directive table.
-pub static mut COMMANDS: [ngx_command_t; 34] = [
+pub static mut COMMANDS: [ngx_command_t; 41] = [
     command(
         ngx_string!("gateway"),
         ANY_CONF | NGX_CONF_FLAG,
@@ -313,6 +319,48 @@ pub static mut COMMANDS: [ngx_command_t; 34] = [
         LOC,
         cmd_metrics,
     ),
+    command(
+        ngx_string!("gateway_policy"),
+        NGX_HTTP_MAIN_CONF | NGX_CONF_1MORE,
+        MAIN,
+        cmd_policy,
+    ),
+    command(
+        ngx_string!("gateway_route"),
+        ANY_CONF | NGX_CONF_TAKE1,
+        LOC,
+        cmd_route,
+    ),
+    command(
+        ngx_string!("auth_api_key"),
+        ANY_CONF | NGX_CONF_1MORE,
+        LOC,
+        cmd_api_key,
+    ),
+    command(
+        ngx_string!("auth_consumer"),
+        ANY_CONF | NGX_CONF_1MORE,
+        LOC,
+        cmd_consumer,
+    ),
+    command(
+        ngx_string!("auth_consumer_groups_claim"),
+        ANY_CONF | NGX_CONF_1MORE,
+        LOC,
+        cmd_groups_claim,
+    ),
+    command(
+        ngx_string!("auth_consumer_acl"),
+        ANY_CONF | NGX_CONF_FLAG,
+        LOC,
+        cmd_acl,
+    ),
+    command(
+        ngx_string!("gateway_status"),
+        NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS,
+        LOC,
+        cmd_status,
+    ),
     ngx_command_t::empty(),
 ];
 
@@ -366,6 +414,33 @@ directive!(cmd_metrics, LocConf, |cf, _c| {
     clcf.handler = Some(crate::http::metrics::metrics_handler);
     Ok(())
 });
+directive!(cmd_status, LocConf, |cf, _c| {
+    let clcf =
+        <ngx::http::NgxHttpCoreModule as ngx::http::HttpModuleLocationConf>::location_conf_mut(cf)
+            .ok_or("no core location conf")?;
+    clcf.handler = Some(crate::http::policy::status_handler);
+    Ok(())
+});
+directive!(cmd_policy, MainConf, policy::set_policy);
+directive!(cmd_route, LocConf, |cf, c| policy::set_route(
+    cf,
+    &mut c.consumer
+));
+directive!(cmd_api_key, LocConf, |cf, c| policy::set_api_key(
+    cf,
+    &mut c.consumer
+));
+directive!(cmd_consumer, LocConf, |cf, c| policy::set_consumer(
+    cf,
+    &mut c.consumer
+));
+directive!(cmd_groups_claim, LocConf, |cf, c| {
+    policy::set_groups_claim(cf, &mut c.consumer)
+});
+directive!(cmd_acl, LocConf, |cf, c| policy::set_acl(
+    cf,
+    &mut c.consumer
+));
 directive!(cmd_key_request, LocConf, |cf, c| {
     jwt::set_key_request(cf, &mut c.jwt)?;
     let uri = c.jwt.key_request.clone().unwrap_or_default();
@@ -515,6 +590,7 @@ pub unsafe extern "C" fn create_main_conf(cf: *mut ngx_conf_t) -> *mut c_void {
             jwt_cache: None,
             zones: Vec::new(),
             credentials: Default::default(),
+            policy: None,
         })
         .cast()
     })
@@ -544,7 +620,20 @@ pub unsafe extern "C" fn merge_loc_conf(
         let location = NgxHttpCoreModule::location_conf(&*cf)
             .map(|clcf| String::from_utf8_lossy(clcf.name.as_bytes()).into_owned())
             .unwrap_or_default();
-        match conf.merge(prev, &location) {
+        let merged = conf.merge(prev, &location).and_then(|()| {
+            let policy = <crate::http::GatewayModule as ngx::http::HttpModuleMainConf>::main_conf(
+                &*cf,
+            )
+            .is_some_and(|m| m.policy.is_some());
+            if (conf.consumer.active() || conf.consumer.acl()) && !policy {
+                return Err(jwt::MergeError {
+                    msg: "\"auth_api_key\", \"auth_consumer\" and \"auth_consumer_acl\" need a \"gateway_policy\" in the http block".into(),
+                    at: None,
+                });
+            }
+            Ok(())
+        });
+        match merged {
             Ok(()) => ptr::null_mut(),
             Err(e) => {
                 // Point the message at the directive, not at the end of the http block.

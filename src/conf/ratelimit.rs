@@ -107,6 +107,8 @@ impl Zone {
 pub enum RateSpec {
     Fixed(gateway_core::parse::Rate),
     Variable(ComplexValue),
+    /// `plan`: the limit of this period in the plan of the request's consumer.
+    Plan(gateway_core::policy::Period),
 }
 
 /// One `rate_limit` directive.
@@ -236,6 +238,11 @@ pub fn set_zone(cf: &mut ngx_conf_t, mcf: &mut MainConf) -> Result<(), String> {
     if zname == crate::http::metrics::ZONE_NAME {
         return Err(format!(
             "zone name \"{zname}\" is reserved for the module's metrics, use another name"
+        ));
+    }
+    if zname == crate::http::policy::ZONE_NAME {
+        return Err(format!(
+            "zone name \"{zname}\" is reserved for the module's policy, use another name"
         ));
     }
     if zname == crate::http::jwks::ZONE_NAME {
@@ -417,17 +424,22 @@ pub fn set_limit(cf: &mut ngx_conf_t, c: &mut RateLimitConf) -> Result<(), Strin
     let mut algorithm = Algorithm::Sliding;
     let mut dry_run = false;
     let mut policy = None;
+    let mut plan = false;
     for v in &a[1..] {
         let s = arg_str(v)?;
         if s == "dry_run" {
             dry_run = true;
             continue;
         }
+        if s == "plan" {
+            plan = true;
+            continue;
+        }
         let Ok((k, val)) = split_key_value(s) else {
             let why = if s.ends_with('=') {
                 "the value is empty"
             } else {
-                "parameters are zone=, rate=, burst=, algorithm=, dry_run and policy="
+                "parameters are zone=, rate=, plan, burst=, algorithm=, dry_run and policy="
             };
             return Err(invalid(cf, s, why));
         };
@@ -470,7 +482,7 @@ pub fn set_limit(cf: &mut ngx_conf_t, c: &mut RateLimitConf) -> Result<(), Strin
                 return Err(invalid(
                     cf,
                     s,
-                    "parameters are zone=, rate=, burst=, algorithm=, dry_run and policy=",
+                    "parameters are zone=, rate=, plan, burst=, algorithm=, dry_run and policy=",
                 ))
             }
         }
@@ -478,8 +490,34 @@ pub fn set_limit(cf: &mut ngx_conf_t, c: &mut RateLimitConf) -> Result<(), Strin
     let Some(zone_name) = zone_name else {
         return Err(format!("\"{}\" must have \"zone\" parameter", name(cf)));
     };
-    let Some(rate) = rate else {
-        return Err(format!("\"{}\" must have \"rate\" parameter", name(cf)));
+    let rates: Vec<(RateSpec, Option<&str>)> = match (rate, plan) {
+        (Some(_), true) => {
+            return Err(format!(
+                "\"{}\": \"rate\" and \"plan\" exclude each other",
+                name(cf)
+            ))
+        }
+        (Some(r), false) => vec![(r, None)],
+        (None, true) => {
+            let has_policy = <GatewayModule as HttpModuleMainConf>::main_conf(cf)
+                .is_some_and(|m| m.policy.is_some());
+            if !has_policy {
+                return Err(format!(
+                    "\"{}\" with \"plan\" needs a \"gateway_policy\" (declare it before)",
+                    name(cf)
+                ));
+            }
+            gateway_core::policy::Period::ALL
+                .iter()
+                .map(|p| (RateSpec::Plan(*p), Some(p.name())))
+                .collect()
+        }
+        (None, false) => {
+            return Err(format!(
+                "\"{}\" must have \"rate\" or \"plan\" parameter",
+                name(cf)
+            ))
+        }
     };
     if burst.is_some() && algorithm == Algorithm::Sliding {
         return Err("\"burst\" applies to algorithm=token_bucket only".into());
@@ -508,27 +546,34 @@ pub fn set_limit(cf: &mut ngx_conf_t, c: &mut RateLimitConf) -> Result<(), Strin
         }
         _ => z.algorithm = Some(algorithm),
     }
-    let policy = policy.unwrap_or(zone_name.clone());
-    let mut slot = |result| {
-        mcf.metrics.slot(
-            "gateway_rate_limit_total",
-            &[
-                ("zone", &zone_name),
-                ("policy", &policy),
-                ("result", result),
-            ],
-        )
-    };
-    let slots = [slot("passed"), slot("rejected"), slot("rejected_dry_run")];
-    c.limits.get_or_insert_with(Vec::new).push(Limit {
-        zone,
-        rate,
-        algorithm,
-        burst: burst.unwrap_or(0),
-        dry_run,
-        policy,
-        slots,
-    });
+    let base = policy.unwrap_or(zone_name.clone());
+    for (rate, period) in rates {
+        // A plan's limits are policies "<policy>.<period>" (e.g. "consumers.minute").
+        let policy = match period {
+            Some(p) => format!("{base}.{p}"),
+            None => base.clone(),
+        };
+        let mut slot = |result| {
+            mcf.metrics.slot(
+                "gateway_rate_limit_total",
+                &[
+                    ("zone", &zone_name),
+                    ("policy", &policy),
+                    ("result", result),
+                ],
+            )
+        };
+        let slots = [slot("passed"), slot("rejected"), slot("rejected_dry_run")];
+        c.limits.get_or_insert_with(Vec::new).push(Limit {
+            zone,
+            rate,
+            algorithm,
+            burst: burst.unwrap_or(0),
+            dry_run,
+            policy,
+            slots,
+        });
+    }
     Ok(())
 }
 

@@ -22,6 +22,10 @@ pub struct RequestCtx {
     pub rate_limit: Option<super::ratelimit::RlOutcome>,
     /// A key-set fetch this request started or waits for.
     pub jwks: super::jwks::FetchState,
+    /// The request's consumer, once identified (`auth_consumer`, `auth_api_key`).
+    pub consumer: Option<super::policy::Identity>,
+    /// The consumer layer's own per-request state.
+    pub policy: super::policy::ConsumerState,
 }
 
 /// The context with the request it belongs to, kept in a cleanup of the request pool.

@@ -72,6 +72,8 @@ struct Job {
     pool: *mut ngx_pool_t,
     main: *mut ngx_http_request_t,
     uri: String,
+    /// `If-None-Match` to send (the entity tag of the document held).
+    if_none_match: Option<Vec<u8>>,
     on_done: Option<OnDone>,
     finished: bool,
 }
@@ -148,6 +150,17 @@ fn pool_str(pool: *mut ngx_pool_t, s: &[u8]) -> Option<ngx_str_t> {
 /// server block); `on_done` gets the answer. The request is sent from a posted event, once
 /// the caller's handler has returned. `Err` when nothing could be started (out of memory).
 pub fn start(trigger: &Request, uri: &str, on_done: OnDone) -> Result<(), ()> {
+    start_conditional(trigger, uri, None, on_done)
+}
+
+/// [`start`], with an `If-None-Match` header: a conditional request for a document of which
+/// the caller holds the version with that entity tag (the answer is then 304, with no body).
+pub fn start_conditional(
+    trigger: &Request,
+    uri: &str,
+    if_none_match: Option<Vec<u8>>,
+    on_done: OnDone,
+) -> Result<(), ()> {
     let tr: *const ngx_http_request_t = trigger.as_ref();
     // SAFETY: zeroed nginx structs are their "empty" state; the job is boxed so that the
     // pointers nginx keeps into it stay valid until `free_job`.
@@ -163,6 +176,7 @@ pub fn start(trigger: &Request, uri: &str, on_done: OnDone) -> Result<(), ()> {
             pool: ptr::null_mut(),
             main: ptr::null_mut(),
             uri: uri.to_string(),
+            if_none_match,
             on_done: Some(on_done),
             finished: false,
         }
@@ -330,7 +344,7 @@ unsafe fn set_up(jp: *mut Job, tr: *const ngx_http_request_t) -> Result<(), ()> 
         (*r).http_connection = hc;
 
         let elt = core::mem::size_of::<ngx_table_elt_t>();
-        if nginx_sys::ngx_list_init(&mut (*r).headers_in.headers, pool, HEADERS.len(), elt)
+        if nginx_sys::ngx_list_init(&mut (*r).headers_in.headers, pool, HEADERS.len() + 1, elt)
             != NGX_OK as ngx_int_t
             || nginx_sys::ngx_list_init(&mut (*r).headers_out.headers, pool, 1, elt)
                 != NGX_OK as ngx_int_t
@@ -347,6 +361,16 @@ unsafe fn set_up(jp: *mut Job, tr: *const ngx_http_request_t) -> Result<(), ()> 
             }
             ptr::write_bytes(h, 0, 1);
             nginx_sys::add_to_ngx_table(h, pool, k, v).ok_or(())?;
+        }
+        if let Some(tag) = j.if_none_match.as_deref() {
+            // The tag as the control plane sent it (the caller checked it is header-safe).
+            let h =
+                nginx_sys::ngx_list_push(&mut (*r).headers_in.headers).cast::<ngx_table_elt_t>();
+            if h.is_null() {
+                return Err(());
+            }
+            ptr::write_bytes(h, 0, 1);
+            nginx_sys::add_to_ngx_table(h, pool, "If-None-Match", tag).ok_or(())?;
         }
         (*r).headers_in.content_length_n = -1;
         (*r).headers_in.keep_alive_n = -1;

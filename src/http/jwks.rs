@@ -343,6 +343,33 @@ impl Zone {
     }
 }
 
+/// What `gateway_status` shows of the zone: per URI, whether a document is held, until when
+/// it is fresh, and whether a fetch is under way.
+pub fn status() -> Vec<serde_json::Value> {
+    let now = now_ms();
+    with_zone(|z| {
+        let mut out = Vec::new();
+        // SAFETY: the mutex is held (with_zone); entries are linked from the block's head.
+        unsafe {
+            let mut e = (*z.s).head;
+            while !e.is_null() {
+                let en = &*e;
+                out.push(serde_json::json!({
+                    "uri": String::from_utf8_lossy(en.uri()),
+                    "held": en.generation > 0 && !en.blob.is_null(),
+                    "fresh": en.generation > 0 && now < en.fresh_until,
+                    "usable": en.generation > 0 && now < en.good_until && !en.blob.is_null(),
+                    "fetching": en.lease_until > now,
+                    "bytes": en.blob_len,
+                }));
+                e = en.next;
+            }
+        }
+        out
+    })
+    .unwrap_or_default()
+}
+
 /// What the zone says about a document right now.
 #[derive(Default)]
 pub struct Snapshot {
@@ -874,7 +901,7 @@ unsafe extern "C" fn forget_waiter(data: *mut c_void) {
 
 /// Wakes this worker's waiting requests (a fetch of ours has ended), at once rather than at
 /// their next poll.
-fn wake_waiters() {
+pub(crate) fn wake_waiters() {
     let waiters = WAITERS.with(|w| std::mem::take(&mut *w.borrow_mut()));
     for r in waiters {
         // SAFETY: listed requests are alive (their pool cleanup unlists them) and waiting in

@@ -84,6 +84,11 @@ fn token<'r>(request: &'r Request, rt: &JwtRuntime) -> Option<&'r [u8]> {
     }
 }
 
+/// Whether the request carries a token where the location's `auth_jwt` looks for one.
+pub fn has_token(request: &Request, rt: &JwtRuntime) -> bool {
+    token(request, rt).is_some()
+}
+
 /// The keys and algorithms a location verifies with now: its key files, plus the fetched set
 /// when it uses `auth_jwt_key_request`. `None` when there is nothing to verify with.
 fn keys_for(request: &Request, rt: &JwtRuntime) -> Option<(Arc<KeySet>, AlgSet)> {

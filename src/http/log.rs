@@ -87,6 +87,7 @@ pub fn build_record<'a>(
     conf: &'a LogConf,
     vars: &LogVars,
     redact: &[Vec<u8>],
+    policy_conf: Option<&crate::conf::policy::PolicyConf>,
 ) -> Record<'a> {
     let mut rec = Record::new();
     let keep = |f: &str| field_index(f).is_some_and(|i| conf.keeps(i));
@@ -174,11 +175,15 @@ pub fn build_record<'a>(
             ngx_bytes(unsafe { &(*r.headers_in.user_agent).value }),
         );
     }
+    let identity = ctx.and_then(|c| c.consumer.as_ref());
+    if let (true, Some(id)) = (keep("consumer"), identity) {
+        rec.push_str("consumer", id.id.as_bytes());
+    }
     if let Some(a) = ctx.and_then(|c| c.auth.as_ref()) {
         // Facts from a token whose signature verified (so not attacker-chosen), even if a
         // claim check then failed.
         let v = a.verified.as_deref();
-        if keep("consumer") {
+        if keep("consumer") && identity.is_none() {
             if let Some(sub) = v.and_then(|v| v.sub()) {
                 rec.push_str("consumer", sub.as_bytes());
             }
@@ -195,6 +200,31 @@ pub fn build_record<'a>(
                 auth.push_str("iss", v.iss().unwrap_or_default().as_bytes());
             }
             rec.push("auth", auth.into_value());
+        }
+    }
+    if keep("policy") {
+        if let Some(mcf_policy) = policy_conf {
+            let mut o = Record::new();
+            let version = match identity {
+                Some(id) => Some(id.version.clone()),
+                None => super::policy::version_in_force(mcf_policy),
+            };
+            if let Some(v) = version {
+                o.push_str("version", v.as_bytes());
+            }
+            if let Some(id) = identity {
+                o.push_str("credential", id.credential.as_str().as_bytes());
+                if let Some(p) = &id.plan {
+                    o.push_str("plan", p.as_bytes());
+                }
+                if !id.groups.is_empty() {
+                    o.push_str("groups", id.groups_joined().as_bytes());
+                }
+            }
+            if let Some(code) = ctx.and_then(|c| c.policy.refused) {
+                o.push_str("refused", code.as_bytes());
+            }
+            rec.push("policy", o.into_value());
         }
     }
     if keep("rate_limit") {
@@ -457,6 +487,7 @@ fn write_record(
         &lcf.log,
         &mcf.log_vars,
         &mcf.credentials.redact_args,
+        mcf.policy.as_ref(),
     );
     if bare {
         rec.write_json(out);

@@ -44,6 +44,48 @@ pub const AUTH_REASONS: &[&str] = &[
     "requirement",
 ];
 
+/// Results counted in `gateway_consumer_total{result}` (a closed set): how a consumer was
+/// identified, or the reason code of a refusal.
+pub const CONSUMER_RESULTS: &[&str] = &[
+    "api_key",
+    "jwt",
+    "anonymous",
+    "credential_missing",
+    "key_unknown",
+    "key_revoked",
+    "token_revoked",
+    "consumer_disabled",
+    "consumer_denied",
+    "unregistered",
+    "group_forbidden",
+    "route_unknown",
+    "policy_unavailable",
+];
+
+/// Declares `gateway_consumer_total` (with `gateway_policy`); returns its first slot.
+pub fn init_consumer_registry(r: &mut Registry) -> usize {
+    r.family(Family {
+        name: "gateway_consumer_total",
+        help: "Consumer identification (auth_consumer, auth_api_key) by credential or refusal reason.",
+        kind: "counter",
+    });
+    let slots: Vec<usize> = CONSUMER_RESULTS
+        .iter()
+        .map(|res| r.slot("gateway_consumer_total", &[("result", res)]))
+        .collect();
+    slots[0]
+}
+
+static CONSUMER_BASE: AtomicUsize = AtomicUsize::new(usize::MAX);
+
+/// Counts a consumer identification or refusal (`result` from [`CONSUMER_RESULTS`]).
+pub fn inc_consumer(result: &str) {
+    let base = CONSUMER_BASE.load(Ordering::Relaxed);
+    if let Some(i) = CONSUMER_RESULTS.iter().position(|r| *r == result) {
+        inc(base.wrapping_add(i));
+    }
+}
+
 /// Slots of the counters every configuration has.
 #[derive(Debug, Default, Clone)]
 pub struct Slots {
@@ -59,6 +101,8 @@ pub struct Slots {
     pub jwks_key_unusable: usize,
     /// `gateway_requests_total{status}` for 1xx..5xx (index 0..4).
     pub requests: [usize; 5],
+    /// First slot of `gateway_consumer_total` (with `gateway_policy`).
+    pub consumer_base: usize,
 }
 
 /// Declares the fixed counters; rate-limit counters are added by `rate_limit` directives.
@@ -98,7 +142,10 @@ pub fn init_registry(r: &mut Registry) -> Slots {
         help: "Keys of fetched key sets that were skipped, by reason.",
         kind: "counter",
     });
-    let mut s = Slots::default();
+    let mut s = Slots {
+        consumer_base: usize::MAX,
+        ..Slots::default()
+    };
     for (i, class) in ["1xx", "2xx", "3xx", "4xx", "5xx"].iter().enumerate() {
         s.requests[i] = r.slot("gateway_requests_total", &[("status", class)]);
     }
@@ -302,6 +349,7 @@ pub fn attach(mcf: &MainConf) {
     JWKS_FAILED.store(mcf.slots.jwks_failed, Ordering::Relaxed);
     JWKS_KEY_SYMMETRIC.store(mcf.slots.jwks_key_symmetric, Ordering::Relaxed);
     JWKS_KEY_UNUSABLE.store(mcf.slots.jwks_key_unusable, Ordering::Relaxed);
+    CONSUMER_BASE.store(mcf.slots.consumer_base, Ordering::Relaxed);
 }
 
 /// Counts one request in the log phase: status class and auth decision.
@@ -347,21 +395,23 @@ fn zone_lines(mcf: &MainConf) -> String {
         // SAFETY: zones live in the configuration pool.
         .filter_map(|z| unsafe { (**z).stats().map(|s| ((**z).name.clone(), s)) })
         .collect();
-    if stats.is_empty() {
-        return out;
-    }
-    for (i, (name, help, kind)) in families.iter().enumerate() {
-        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
-        for (zone, s) in &stats {
-            out.push_str(name);
-            write_labels(&mut out, &[("zone", zone.clone())]);
-            let v = match i {
-                0 => u64::from(s.used),
-                1 => u64::from(s.capacity),
-                _ => s.evictions,
-            };
-            out.push_str(&format!(" {v}\n"));
+    if !stats.is_empty() {
+        for (i, (name, help, kind)) in families.iter().enumerate() {
+            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+            for (zone, s) in &stats {
+                out.push_str(name);
+                write_labels(&mut out, &[("zone", zone.clone())]);
+                let v = match i {
+                    0 => u64::from(s.used),
+                    1 => u64::from(s.capacity),
+                    _ => s.evictions,
+                };
+                out.push_str(&format!(" {v}\n"));
+            }
         }
+    }
+    if let Some(pc) = mcf.policy.as_ref() {
+        out.push_str(&policy_lines(pc));
     }
     let sync: Vec<_> = mcf
         .zones
@@ -377,6 +427,37 @@ fn zone_lines(mcf: &MainConf) -> String {
             out.push_str(if down { " 0\n" } else { " 1\n" });
         }
     }
+    out
+}
+
+/// The policy's gauges and counters, read at scrape time.
+fn policy_lines(pc: &crate::conf::policy::PolicyConf) -> String {
+    let st = super::policy::state(pc);
+    let mut out = String::new();
+    out.push_str("# HELP gateway_policy_info The policy version in force on this node (value 1).\n# TYPE gateway_policy_info gauge\n");
+    if let Some(v) = &st.version {
+        out.push_str("gateway_policy_info");
+        write_labels(&mut out, &[("version", v.clone())]);
+        out.push_str(" 1\n");
+    }
+    let consumers = st.summary.as_ref().map_or(0, |s| s.consumers);
+    out.push_str(&format!(
+        "# HELP gateway_policy_consumers Consumers in the policy in force.\n# TYPE gateway_policy_consumers gauge\ngateway_policy_consumers {consumers}\n"
+    ));
+    out.push_str("# HELP gateway_policy_loads_total Checks of the policy source by result: installed (a new version), refused (invalid document), failed (fetch, read or room).\n# TYPE gateway_policy_loads_total counter\n");
+    for (result, n) in [
+        ("installed", st.installed),
+        ("refused", st.refused),
+        ("failed", st.failed),
+    ] {
+        out.push_str("gateway_policy_loads_total");
+        write_labels(&mut out, &[("result", result.to_string())]);
+        out.push_str(&format!(" {n}\n"));
+    }
+    out.push_str(&format!(
+        "# HELP gateway_policy_installed_timestamp_seconds When the version in force was installed.\n# TYPE gateway_policy_installed_timestamp_seconds gauge\ngateway_policy_installed_timestamp_seconds {}\n",
+        st.installed_ms / 1000
+    ));
     out
 }
 

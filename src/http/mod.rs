@@ -23,6 +23,7 @@ pub mod jwks;
 pub mod jwt;
 pub mod log;
 pub mod metrics;
+pub mod policy;
 pub mod ratelimit;
 mod sync;
 pub mod variables;
@@ -201,6 +202,10 @@ pub unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
                 }
             }
         }
+        if let Err(e) = policy::add_zone(cf, mcf) {
+            gw_conf_err!(cf, "{}", e);
+            return NGX_ERROR as ngx_int_t;
+        }
         if let Err(e) = metrics::add_zone(cf, mcf) {
             gw_conf_err!(cf, "{}", e);
             return NGX_ERROR as ngx_int_t;
@@ -251,6 +256,7 @@ pub unsafe extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
             metrics::attach(mcf);
             jwks::attach(mcf.jwks_shm);
             sync::init_process(cycle, mcf);
+            policy::init_process(cycle, mcf);
         }
         NGX_OK as ngx_int_t
     })
@@ -258,6 +264,7 @@ pub unsafe extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
 
 /// `exit_process`: per-worker cleanup.
 pub unsafe extern "C" fn exit_process(_cycle: *mut ngx_cycle_t) {
+    guard_conf((), policy::exit_process);
     guard_conf((), sync::exit_process)
 }
 
@@ -280,6 +287,12 @@ unsafe extern "C" fn access_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
         gw_debug!(request, "access phase: enabled");
         #[cfg(feature = "test-hooks")]
         test_hooks::maybe_panic(request, "access");
+        if policy::wanted(lcf) {
+            let Some(ctx) = RequestCtx::get_or_create(request) else {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+            };
+            return policy::access(request, ctx, lcf);
+        }
         let Some(rt) = &lcf.jwt.runtime else {
             return Status::NGX_DECLINED.into();
         };
@@ -394,7 +407,7 @@ pub fn add_rate_limit_headers(request: &mut Request, o: &ratelimit::RlOutcome) -
 }
 
 /// Whether the location has an `error_page` for `status`.
-fn has_error_page(request: &Request, status: ngx_int_t) -> bool {
+pub(crate) fn has_error_page(request: &Request, status: ngx_int_t) -> bool {
     let Some(clcf) = NgxHttpCoreModule::location_conf(request) else {
         return false;
     };

@@ -74,8 +74,27 @@ enum ParamsOr {
     Error,
 }
 
-fn params_for(request: &Request, limit: &Limit, conf: &RateLimitConf, now: u64) -> ParamsOr {
+fn params_for(
+    request: &Request,
+    ctx: &RequestCtx,
+    limit: &Limit,
+    conf: &RateLimitConf,
+    now: u64,
+) -> ParamsOr {
     match limit.rate {
+        // The consumer's plan (kept in the request's identity): a consumer without a plan, or
+        // a plan without a limit for this period, is not limited by it.
+        RateSpec::Plan(period) => match ctx.consumer.as_ref().and_then(|c| c.plan_limit(period)) {
+            Some(count) => ParamsOr::Params(Params::new(
+                limit.algorithm,
+                gateway_core::parse::Rate {
+                    count,
+                    period_ms: period.period_ms(),
+                },
+                limit.burst,
+            )),
+            None => ParamsOr::Skip,
+        },
         RateSpec::Fixed(r) => ParamsOr::Params(Params::new(limit.algorithm, r, limit.burst)),
         RateSpec::Variable(cv) => {
             // SAFETY: the complex value was compiled from this configuration.
@@ -208,7 +227,7 @@ pub fn access(
         if key.is_empty() {
             continue; // an empty key is not limited, as with limit_req
         }
-        let params = match params_for(request, limit, conf, now) {
+        let params = match params_for(request, ctx, limit, conf, now) {
             ParamsOr::Params(p) => p,
             ParamsOr::Skip => continue,
             ParamsOr::Error => {

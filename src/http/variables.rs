@@ -56,7 +56,35 @@ const VARIABLES: &[(ngx_str_t, GetHandler, u32, usize)] = &[
         0,
         RL_POLICY,
     ),
+    (ngx_string!("gateway_consumer"), consumer_variable, 0, C_ID),
+    (
+        ngx_string!("gateway_consumer_username"),
+        consumer_variable,
+        0,
+        C_USERNAME,
+    ),
+    (
+        ngx_string!("gateway_consumer_groups"),
+        consumer_variable,
+        0,
+        C_GROUPS,
+    ),
+    (ngx_string!("gateway_plan"), consumer_variable, 0, C_PLAN),
+    (ngx_string!("gateway_credential"), consumer_variable, 0, C_CREDENTIAL),
+    (
+        ngx_string!("gateway_policy_version"),
+        consumer_variable,
+        0,
+        C_VERSION,
+    ),
 ];
+
+const C_ID: usize = 0;
+const C_USERNAME: usize = 1;
+const C_GROUPS: usize = 2;
+const C_PLAN: usize = 3;
+const C_CREDENTIAL: usize = 4;
+const C_VERSION: usize = 5;
 
 const RL_STATUS: usize = 0;
 const RL_REMAINING: usize = 1;
@@ -294,6 +322,42 @@ unsafe extern "C" fn rate_limit_variable(
             RL_STATUS => set_copy(request, v, o.status.as_str().as_bytes()),
             RL_REMAINING => set_copy(request, v, o.decision.remaining.to_string().as_bytes()),
             _ => set_copy(request, v, o.policy.as_bytes()),
+        }
+    })
+}
+
+/// `$gateway_consumer` (id), `$gateway_consumer_username`, `$gateway_consumer_groups`
+/// (joined by ", "), `$gateway_plan`, `$gateway_credential` of the request's identified
+/// consumer (not found before the access phase identified one), and `$gateway_policy_version`
+/// (the version that identified the consumer, else the one in force).
+unsafe extern "C" fn consumer_variable(
+    r: *mut ngx_http_request_t,
+    v: *mut ngx_variable_value_t,
+    data: usize,
+) -> ngx_int_t {
+    guard_request(r, || {
+        // SAFETY: nginx evaluates variables for a live request.
+        let request = unsafe { Request::from_ngx_http_request(r) };
+        let id = RequestCtx::get(request).and_then(|c| c.consumer.as_ref());
+        let value: Option<std::borrow::Cow<'_, str>> = match (data, id) {
+            (C_VERSION, Some(id)) => Some(id.version.as_str().into()),
+            (C_VERSION, None) => <GatewayModule as ngx::http::HttpModuleMainConf>::main_conf(request)
+                .and_then(|m| m.policy.as_ref())
+                .and_then(super::policy::version_in_force)
+                .map(Into::into),
+            (_, None) => None,
+            (C_ID, Some(id)) => Some(id.id.as_str().into()),
+            (C_USERNAME, Some(id)) => Some(id.username.as_str().into()),
+            (C_GROUPS, Some(id)) => Some(id.groups_joined().into()),
+            (C_PLAN, Some(id)) => id.plan.as_deref().map(Into::into),
+            (_, Some(id)) => Some(id.credential.as_str().into()),
+        };
+        match value {
+            Some(s) => set_copy(request, v, s.as_bytes()),
+            None => {
+                set_not_found(v);
+                NGX_OK as ngx_int_t
+            }
         }
     })
 }

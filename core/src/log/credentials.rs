@@ -137,6 +137,27 @@ pub fn redact_query<'a, N: AsRef<[u8]>>(query: &'a [u8], names: &[N]) -> Cow<'a,
     Cow::Owned(out)
 }
 
+/// `query` without the arguments named `name` (names compared as [`redact_query`] does:
+/// percent-decoded, case-insensitively), for a credential that must not reach the upstream.
+pub fn without_arg(query: &[u8], name: &[u8]) -> Vec<u8> {
+    let separator = |c: &u8| *c == b'&' || *c == b';';
+    let named = |piece: &[u8]| {
+        let n = piece.split(|&c| c == b'=').next().unwrap_or_default();
+        percent_decoded(n).eq_ignore_ascii_case(name)
+    };
+    let mut out = Vec::with_capacity(query.len());
+    for piece in query.split(separator) {
+        if piece.is_empty() || named(piece) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push(b'&');
+        }
+        out.extend_from_slice(piece);
+    }
+    out
+}
+
 /// `%XX` sequences decoded (invalid ones kept as they are); `+` is left alone.
 fn percent_decoded(s: &[u8]) -> Cow<'_, [u8]> {
     if !s.contains(&b'%') {

@@ -1,0 +1,1363 @@
+//! Consumers and the central policy at request time.
+//!
+//! **The document.** `gateway_policy` names a file or a local URI. The document in force is a
+//! compiled image (`gateway_core::policy::compile`) in the `gateway_policy` shared zone, which
+//! every worker reads in place: there is one parse per node, and a worker switches to a new
+//! version with one atomic load (a request sees one version from its start to its end: what it
+//! needs is copied into its context). A file source is compiled when the configuration loads
+//! (`nginx -t` checks it) and installed by the zone's init; afterwards one worker at a time
+//! (a lease in the zone) checks the source every `interval`: the file is read again, the URL
+//! fetched by a detached subrequest with `If-None-Match`. Reading, hashing and compiling run on
+//! a short-lived thread (plain Rust, no nginx call), so a 100,000-consumer document never
+//! stalls the event loop; the worker polls the thread from a timer and installs the result.
+//! A refused document (bad JSON, duplicates, unknown plan, too large) or a failed fetch is
+//! logged, counted, retried with a backoff, and the last good version stays in force.
+//!
+//! **A request.** [`access`] identifies the consumer (API key, else bearer token, else the
+//! anonymous consumer), applies the denylist, the consumer's state and the route's access
+//! rules, keeps the identity in the request context (variables, plan limits, the log), and
+//! gives the upstream the `X-Consumer-*` headers in place of any the client sent.
+
+use core::ffi::c_void;
+use core::ptr;
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+
+use gateway_core::policy::{self, Access, Consumer, Period, View};
+use nginx_sys::{
+    ngx_conf_t, ngx_cycle_t, ngx_event_t, ngx_http_request_t, ngx_int_t, ngx_shm_zone_t,
+    ngx_slab_pool_t, ngx_str_t, ngx_table_elt_t, NGX_ERROR, NGX_HTTP_INTERNAL_SERVER_ERROR,
+    NGX_LOG_ERR, NGX_LOG_INFO, NGX_LOG_NOTICE, NGX_OK,
+};
+use ngx::http::{HttpModuleMainConf, Request};
+
+use super::ctx::RequestCtx;
+use super::{fetch, guard_conf, guard_request, now_ms, GatewayModule};
+use crate::conf::policy::{ConsumerConf, KeySource, PolicyConf, Source};
+use crate::conf::{LocConf, MainConf};
+
+/// The zone's name (reserved: `rate_limit_zone` refuses it).
+pub const ZONE_NAME: &str = "gateway_policy";
+const MAGIC: u64 = 0x6777_706f_6c69_6301;
+/// How often a worker looks at its refresh thread, and at the zone's schedule.
+const POLL_MS: u64 = 20;
+const TICK_MS: u64 = 500;
+/// A lease older than this is abandoned (its worker died).
+const LEASE_MS: u64 = 60_000;
+/// Largest entity tag kept (a longer one is not used for conditional requests).
+const MAX_ETAG: usize = 256;
+const MAX_ERROR: usize = 512;
+
+/// The zone's header, at the start of its slab pool's first block.
+#[repr(C)]
+struct Shared {
+    magic: u64,
+    /// Hash of the source, to notice a reload that names another one.
+    source_hash: u64,
+    /// The block in force, `[len: u64][image]`, or null. Read without the lock; replaced under
+    /// it. The block it replaces is freed at the next install (an interval later at least),
+    /// by when no request can still be reading it: requests copy what they need at once.
+    current: AtomicPtr<u8>,
+    /// Bumped by each install.
+    generation: AtomicU64,
+    /// The block replaced last, freed at the next install.
+    previous: *mut u8,
+    installed_ms: u64,
+    /// When the source is next checked (read without the lock as a hint).
+    next_check_ms: AtomicU64,
+    /// A worker checks the source until then.
+    lease_until_ms: u64,
+    failures: u32,
+    etag_len: u32,
+    etag: [u8; MAX_ETAG],
+    digest: [u8; 32],
+    has_digest: u32,
+    error_len: u32,
+    last_ok_ms: u64,
+    last_error_ms: u64,
+    error: [u8; MAX_ERROR],
+    /// Documents installed, refused (invalid), and checks that failed (fetch, read, room).
+    installed: u64,
+    refused: u64,
+    failed: u64,
+}
+
+static ZONE: AtomicPtr<ngx_shm_zone_t> = AtomicPtr::new(ptr::null_mut());
+
+fn hash_source(s: &Source) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    s.hash(&mut h);
+    h.finish()
+}
+
+/// Adds the `gateway_policy` zone (postconfiguration, when `gateway_policy` is set).
+pub fn add_zone(cf: &mut ngx_conf_t, mcf: &mut MainConf) -> Result<(), String> {
+    if mcf.policy.is_none() {
+        return Ok(());
+    }
+    mcf.slots.consumer_base = super::metrics::init_consumer_registry(&mut mcf.metrics);
+    let Some(pc) = mcf.policy.as_mut() else {
+        return Ok(());
+    };
+    let mut name = ngx::ngx_string!("gateway_policy");
+    // SAFETY: `cf` is the configuration being parsed; the module static lives forever.
+    let shm = unsafe {
+        nginx_sys::ngx_shared_memory_add(
+            cf,
+            &mut name,
+            pc.zone_size,
+            ptr::addr_of_mut!(crate::ngx_http_gateway_module).cast(),
+        )
+    };
+    if shm.is_null() {
+        return Err("cannot add the gateway_policy shared zone".into());
+    }
+    // SAFETY: `shm` was just returned by nginx; `pc` lives in the configuration pool.
+    unsafe {
+        if !(*shm).data.is_null() {
+            return Err(format!(
+                "the shared memory zone \"{ZONE_NAME}\" is already used by another directive"
+            ));
+        }
+        (*shm).init = Some(init_zone);
+        (*shm).data = (pc as *mut PolicyConf).cast();
+        (*shm).noreuse = 0;
+    }
+    pc.shm = shm;
+    Ok(())
+}
+
+fn shpool_of(shm: *mut ngx_shm_zone_t) -> *mut ngx_slab_pool_t {
+    // SAFETY: after initialization a zone's address is its slab pool.
+    unsafe { (*shm).shm.addr.cast() }
+}
+
+/// Zone init (master, at start and at each reload): the header, and the configuration's
+/// document when it comes from a file.
+unsafe extern "C" fn init_zone(shm: *mut ngx_shm_zone_t, _old: *mut c_void) -> ngx_int_t {
+    guard_conf(NGX_ERROR as ngx_int_t, || {
+        // SAFETY: `data` is the PolicyConf registered in `add_zone`.
+        let pc = unsafe { &*(*shm).data.cast::<PolicyConf>() };
+        let shpool = shpool_of(shm);
+        let log = ngx::log::ngx_cycle_log().as_ptr();
+        // SAFETY: the zone's slab pool; old workers of a reused zone may be using it, so the
+        // header is changed under the pool's mutex.
+        unsafe {
+            (*shpool).log_nomem = 0;
+            let mut s = (*shpool).data.cast::<Shared>();
+            if s.is_null() || (*s).magic != MAGIC {
+                s = nginx_sys::ngx_slab_alloc(shpool, core::mem::size_of::<Shared>())
+                    .cast::<Shared>();
+                if s.is_null() {
+                    return NGX_ERROR as ngx_int_t;
+                }
+                ptr::write_bytes(s.cast::<u8>(), 0, core::mem::size_of::<Shared>());
+                (*s).magic = MAGIC;
+                (*shpool).data = s.cast();
+            }
+            let hash = hash_source(&pc.source);
+            nginx_sys::ngx_shmtx_lock(&mut (*shpool).mutex);
+            if (*s).source_hash != hash {
+                // Another source: its entity tag and digest mean nothing here; check it soon.
+                (*s).source_hash = hash;
+                (*s).etag_len = 0;
+                (*s).has_digest = 0;
+                (*s).failures = 0;
+                (*s).error_len = 0;
+            }
+            (*s).lease_until_ms = 0;
+            (*s).next_check_ms.store(0, Ordering::Relaxed);
+            nginx_sys::ngx_shmtx_unlock(&mut (*shpool).mutex);
+            // A reload re-reads the file: what it holds now is in force from the first request.
+            if let Some(initial) = &pc.initial {
+                let same = (*s).has_digest != 0 && (*s).digest == initial.digest;
+                if !same || (*s).current.load(Ordering::Acquire).is_null() {
+                    if let Err(e) = install_at(shpool, &initial.image, initial.digest, None) {
+                        gw_log!(NGX_LOG_ERR, log, "{e}");
+                        return NGX_ERROR as ngx_int_t;
+                    }
+                }
+                nginx_sys::ngx_shmtx_lock(&mut (*shpool).mutex);
+                (*s).next_check_ms
+                    .store(now_ms() + pc.interval_ms, Ordering::Relaxed);
+                (*s).last_ok_ms = now_ms();
+                nginx_sys::ngx_shmtx_unlock(&mut (*shpool).mutex);
+            }
+        }
+        NGX_OK as ngx_int_t
+    })
+}
+
+/// Per worker: the zone of this configuration, and the refresh timer.
+pub fn init_process(cycle: &ngx_cycle_t, mcf: &MainConf) {
+    let Some(pc) = mcf.policy.as_ref() else {
+        return;
+    };
+    ZONE.store(pc.shm, Ordering::Release);
+    let w = Box::new(Worker {
+        // SAFETY: a zeroed event is nginx's "unset" state.
+        timer: unsafe { core::mem::zeroed() },
+        source: pc.source.clone(),
+        interval_ms: pc.interval_ms,
+        max_size: pc.max_size,
+        job: None,
+    });
+    let wp = Box::into_raw(w);
+    // SAFETY: the worker state lives until `exit_process`; the cycle's log lives as long.
+    unsafe {
+        let ev = &mut (*wp).timer;
+        ev.handler = Some(timer_handler);
+        ev.log = cycle.log;
+        ev.data = wp.cast();
+        // A worker shutting down gracefully does not wait for this timer.
+        ev.set_cancelable(1);
+        nginx_sys::ngx_add_timer(ev, TICK_MS as nginx_sys::ngx_msec_t);
+    }
+    WORKER.with(|x| *x.borrow_mut() = wp);
+}
+
+/// Per worker at exit: the timer goes (a running thread is left to finish on its own).
+pub fn exit_process() {
+    let wp = WORKER.with(|x| core::mem::replace(&mut *x.borrow_mut(), ptr::null_mut()));
+    if wp.is_null() {
+        return;
+    }
+    // SAFETY: the state leaked by `init_process`, no longer reachable from WORKER.
+    unsafe {
+        if (*wp).timer.timer_set() != 0 {
+            nginx_sys::ngx_del_timer(&mut (*wp).timer);
+        }
+        drop(Box::from_raw(wp));
+    }
+}
+
+/// Runs `f` on the zone's header under its mutex (`None` before the zone is attached).
+fn with_shared<T>(f: impl FnOnce(&mut Shared) -> T) -> Option<T> {
+    let shm = ZONE.load(Ordering::Acquire);
+    if shm.is_null() {
+        return None;
+    }
+    let shpool = shpool_of(shm);
+    // SAFETY: the header block was set up by `init_zone`; the mutex serializes its writers.
+    unsafe {
+        let s = (*shpool).data.cast::<Shared>();
+        if s.is_null() {
+            return None;
+        }
+        nginx_sys::ngx_shmtx_lock(&mut (*shpool).mutex);
+        let r = f(&mut *s);
+        nginx_sys::ngx_shmtx_unlock(&mut (*shpool).mutex);
+        Some(r)
+    }
+}
+
+/// The document in force and its generation, read with one atomic load and valid for the
+/// current handler call only (see [`Shared::current`]). `None` when none is loaded.
+pub fn with_view<T>(f: impl FnOnce(&View<'_>, u64) -> T) -> Option<T> {
+    let shm = ZONE.load(Ordering::Acquire);
+    if shm.is_null() {
+        return None;
+    }
+    // SAFETY: as in `with_shared`; a block is `[len: u64][image]`, written completely before
+    // it was published with release ordering.
+    unsafe {
+        let s = (*shpool_of(shm)).data.cast::<Shared>();
+        if s.is_null() {
+            return None;
+        }
+        let gen = (*s).generation.load(Ordering::Acquire);
+        let block = (*s).current.load(Ordering::Acquire);
+        if block.is_null() {
+            return None;
+        }
+        let len = ptr::read_unaligned(block.cast::<u64>()) as usize;
+        let image = core::slice::from_raw_parts(block.add(8), len);
+        let view = View::new(image)?;
+        Some(f(&view, gen))
+    }
+}
+
+/// Installs `image`: frees the block replaced last time, copies the new one into a fresh
+/// block, publishes it. The copy happens outside the lock: readers never wait for it.
+///
+/// # Safety
+/// `shpool` is the zone's initialized slab pool.
+unsafe fn install_at(
+    shpool: *mut ngx_slab_pool_t,
+    image: &[u8],
+    digest: [u8; 32],
+    etag: Option<&[u8]>,
+) -> Result<u64, String> {
+    // SAFETY: per the function's contract.
+    unsafe {
+        let s = (*shpool).data.cast::<Shared>();
+        nginx_sys::ngx_shmtx_lock(&mut (*shpool).mutex);
+        let old = core::mem::replace(&mut (*s).previous, ptr::null_mut());
+        if !old.is_null() {
+            nginx_sys::ngx_slab_free_locked(shpool, old.cast());
+        }
+        nginx_sys::ngx_shmtx_unlock(&mut (*shpool).mutex);
+        let block = nginx_sys::ngx_slab_alloc(shpool, 8 + image.len()).cast::<u8>();
+        if block.is_null() {
+            return Err(format!(
+                "no room in the \"{ZONE_NAME}\" zone for a policy of {} bytes; raise gateway_policy zone_size=",
+                image.len()
+            ));
+        }
+        ptr::write_unaligned(block.cast::<u64>(), image.len() as u64);
+        ptr::copy_nonoverlapping(image.as_ptr(), block.add(8), image.len());
+        nginx_sys::ngx_shmtx_lock(&mut (*shpool).mutex);
+        (*s).previous = (*s).current.swap(block, Ordering::AcqRel);
+        let gen = (*s).generation.fetch_add(1, Ordering::AcqRel) + 1;
+        (*s).installed_ms = now_ms();
+        (*s).digest = digest;
+        (*s).has_digest = 1;
+        match etag {
+            Some(t) if t.len() <= MAX_ETAG => {
+                (*s).etag[..t.len()].copy_from_slice(t);
+                (*s).etag_len = t.len() as u32;
+            }
+            _ => (*s).etag_len = 0,
+        }
+        (*s).installed += 1;
+        nginx_sys::ngx_shmtx_unlock(&mut (*shpool).mutex);
+        Ok(gen)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Refresh: one worker at a time checks the source; a thread reads and compiles.
+
+/// What a check of the source found.
+enum Outcome {
+    Unchanged,
+    Compiled {
+        image: Vec<u8>,
+        summary: policy::Summary,
+        digest: [u8; 32],
+        etag: Option<Vec<u8>>,
+    },
+    Refused(String),
+    Failed(String),
+}
+
+struct Worker {
+    timer: ngx_event_t,
+    source: Source,
+    interval_ms: u64,
+    max_size: usize,
+    job: Option<JoinHandle<Outcome>>,
+}
+
+thread_local! {
+    static WORKER: RefCell<*mut Worker> = const { RefCell::new(ptr::null_mut()) };
+}
+
+fn with_worker<T>(f: impl FnOnce(&mut Worker) -> T) -> Option<T> {
+    let wp = WORKER.with(|x| *x.borrow());
+    if wp.is_null() {
+        return None;
+    }
+    // SAFETY: the worker state lives from `init_process` to `exit_process`, used only by
+    // the worker's own thread.
+    Some(f(unsafe { &mut *wp }))
+}
+
+/// Takes the lease when the source is due for a check. `force`: due now (first load).
+fn try_lease(now: u64, interval: u64) -> bool {
+    with_shared(|s| {
+        if now < s.next_check_ms.load(Ordering::Relaxed) || now < s.lease_until_ms {
+            return false;
+        }
+        s.lease_until_ms = now + LEASE_MS;
+        s.next_check_ms.store(now + interval, Ordering::Relaxed);
+        true
+    })
+    .unwrap_or(false)
+}
+
+/// Whether a check is under way (by any worker).
+fn checking(now: u64) -> bool {
+    with_shared(|s| now < s.lease_until_ms).unwrap_or(false)
+}
+
+/// Runs `work` on a thread that blocks every signal (nginx's signals stay with the event
+/// loop's thread).
+fn spawn(work: impl FnOnce() -> Outcome + Send + 'static) -> Option<JoinHandle<Outcome>> {
+    // SAFETY: plain libc calls on local signal sets; the old mask is restored right after.
+    unsafe {
+        let mut all: nginx_sys::sigset_t = core::mem::zeroed();
+        let mut old: nginx_sys::sigset_t = core::mem::zeroed();
+        nginx_sys::sigfillset(&mut all);
+        nginx_sys::pthread_sigmask(nginx_sys::SIG_BLOCK as i32, &all, &mut old);
+        let h = std::thread::Builder::new()
+            .name("gateway-policy".into())
+            .spawn(work)
+            .ok();
+        nginx_sys::pthread_sigmask(nginx_sys::SIG_SETMASK as i32, &old, ptr::null_mut());
+        h
+    }
+}
+
+/// The thread's work on a document: unchanged, compiled, or refused.
+fn compile(doc: &[u8], known: Option<[u8; 32]>, etag: Option<Vec<u8>>) -> Outcome {
+    let digest = policy::key_digest(doc);
+    if known == Some(digest) {
+        return Outcome::Unchanged;
+    }
+    match policy::compile(doc) {
+        Ok((image, summary)) => Outcome::Compiled {
+            image,
+            summary,
+            digest,
+            etag,
+        },
+        Err(e) => Outcome::Refused(format!("{}: {e}", e.code)),
+    }
+}
+
+fn known_digest() -> Option<[u8; 32]> {
+    with_shared(|s| (s.has_digest != 0).then_some(s.digest)).flatten()
+}
+
+unsafe extern "C" fn timer_handler(ev: *mut ngx_event_t) {
+    let _ = std::panic::catch_unwind(|| {
+        let log = {
+            // SAFETY: nginx passes our timer event.
+            unsafe { (*ev).log }
+        };
+        let next = with_worker(|w| tick(w, log)).unwrap_or(TICK_MS);
+        // SAFETY: the timer event lives in the worker state; nginx is not shutting it down
+        // (exit_process deletes it).
+        unsafe {
+            if nginx_sys::ngx_exiting == 0 && nginx_sys::ngx_terminate == 0 {
+                nginx_sys::ngx_add_timer(ev, next as nginx_sys::ngx_msec_t);
+            }
+        }
+    });
+}
+
+/// One timer tick: collects a finished thread, starts a file check when due. Returns when to
+/// tick next.
+fn tick(w: &mut Worker, log: *mut nginx_sys::ngx_log_t) -> u64 {
+    let now = now_ms();
+    if w.job.as_ref().is_some_and(|h| h.is_finished()) {
+        let outcome = w.job.take().and_then(|h| h.join().ok());
+        let outcome = outcome.unwrap_or_else(|| Outcome::Failed("the check failed".into()));
+        finish(&w.source, w.interval_ms, outcome, log, now);
+    }
+    if w.job.is_none() {
+        if let Source::File(path) = &w.source {
+            if try_lease(now, w.interval_ms) {
+                let (path, max, known) = (path.clone(), w.max_size, known_digest());
+                w.job = spawn(move || {
+                    match crate::conf::policy::read_limited(&path, max) {
+                        Ok(doc) => compile(&doc, known, None),
+                        Err(e) if e.contains("too_large") => Outcome::Refused(e),
+                        Err(e) => Outcome::Failed(e),
+                    }
+                });
+                if w.job.is_none() {
+                    finish(
+                        &w.source,
+                        w.interval_ms,
+                        Outcome::Failed("cannot start a thread".into()),
+                        log,
+                        now,
+                    );
+                }
+            }
+        }
+    }
+    if w.job.is_some() {
+        POLL_MS
+    } else {
+        TICK_MS
+    }
+}
+
+/// Records the end of a check: installs a compiled document, keeps the last good one
+/// otherwise, releases the lease, wakes the requests waiting for a first document.
+fn finish(source: &Source, interval: u64, outcome: Outcome, log: *mut nginx_sys::ngx_log_t, now: u64) {
+    let what = source.describe();
+    let error = match outcome {
+        Outcome::Unchanged => None,
+        Outcome::Compiled {
+            image,
+            summary,
+            digest,
+            etag,
+        } => {
+            let shm = ZONE.load(Ordering::Acquire);
+            // SAFETY: the attached zone's initialized slab pool.
+            match unsafe { install_at(shpool_of(shm), &image, digest, etag.as_deref()) } {
+                Ok(_) => {
+                    gw_log!(
+                        NGX_LOG_NOTICE,
+                        log,
+                        "policy version \"{}\" from {what} in force: {} consumers, {} api keys, {} plans, {} rules",
+                        summary.version,
+                        summary.consumers,
+                        summary.api_keys,
+                        summary.plans,
+                        summary.rules
+                    );
+                    None
+                }
+                Err(e) => Some((false, e)),
+            }
+        }
+        Outcome::Refused(e) => Some((true, format!("document refused: {e}"))),
+        Outcome::Failed(e) => Some((false, e)),
+    };
+    let in_force = with_view(|v, _| String::from_utf8_lossy(v.version()).into_owned());
+    with_shared(|s| {
+        s.lease_until_ms = 0;
+        match &error {
+            None => {
+                s.failures = 0;
+                s.last_ok_ms = now;
+            }
+            Some((refused, e)) => {
+                if *refused {
+                    s.refused += 1;
+                } else {
+                    s.failed += 1;
+                }
+                s.failures = s.failures.saturating_add(1);
+                let backoff = 1000u64 << (s.failures - 1).min(6);
+                s.next_check_ms
+                    .store(now + backoff.min(interval), Ordering::Relaxed);
+                let n = e.len().min(MAX_ERROR);
+                s.error[..n].copy_from_slice(&e.as_bytes()[..n]);
+                s.error_len = n as u32;
+                s.last_error_ms = now;
+            }
+        }
+    });
+    if let Some((_, e)) = error {
+        let keeps = match in_force {
+            Some(v) => format!("version \"{v}\" stays in force"),
+            None => "no policy is in force yet".to_string(),
+        };
+        gw_log!(NGX_LOG_ERR, log, "policy from {what}: {e}; {keeps}");
+    }
+    super::jwks::wake_waiters();
+}
+
+/// URL source: starts a fetch when the document is due (one worker at a time), from the
+/// request at hand (its server block resolves the URI; nothing else of it is used).
+fn maybe_fetch(request: &Request, pc: &PolicyConf, now: u64) {
+    let Source::Url(uri) = &pc.source else {
+        return;
+    };
+    // A quick look first: most requests find the document fresh.
+    let due = with_shared(|s| s.next_check_ms.load(Ordering::Relaxed)).is_some_and(|t| now >= t);
+    if !due || with_worker(|w| w.job.is_some()).unwrap_or(true) {
+        return;
+    }
+    if !try_lease(now, pc.interval_ms) {
+        return;
+    }
+    let etag = with_shared(|s| s.etag[..s.etag_len as usize].to_vec()).filter(|t| !t.is_empty());
+    let (uri2, max, interval) = (uri.clone(), pc.max_size, pc.interval_ms);
+    let source = pc.source.clone();
+    let started = fetch::start_conditional(
+        request,
+        uri,
+        etag,
+        Box::new(move |a: &fetch::Answer| fetched(&source, &uri2, max, interval, a)),
+    );
+    if started.is_err() {
+        finish(
+            &pc.source,
+            pc.interval_ms,
+            Outcome::Failed("cannot start a fetch (out of memory)".into()),
+            request.log(),
+            now,
+        );
+    } else {
+        gw_log!(NGX_LOG_INFO, request.log(), "policy: fetching \"{uri}\"");
+    }
+}
+
+/// The control plane answered: 304 keeps the document, 200 goes to a compile thread.
+fn fetched(source: &Source, uri: &str, max: usize, interval: u64, a: &fetch::Answer) {
+    let now = now_ms();
+    let outcome = if a.status == 304 {
+        Some(Outcome::Unchanged)
+    } else if a.status != 200 {
+        Some(Outcome::Failed(format!("\"{uri}\" answered {}", a.status)))
+    } else if a.incomplete {
+        Some(Outcome::Failed(format!(
+            "the response from \"{uri}\" could not be read whole (raise subrequest_output_buffer_size in that location)"
+        )))
+    } else if a.body.len() > max {
+        Some(Outcome::Refused(format!(
+            "too_large: {} bytes, larger than max_size={max}",
+            a.body.len()
+        )))
+    } else {
+        let etag = a.header(b"etag");
+        let etag = (!etag.is_empty()
+            && etag.len() <= MAX_ETAG
+            && gateway_core::header::first_unsafe_byte(etag).is_none())
+        .then(|| etag.to_vec());
+        let (doc, known) = (a.body.to_vec(), known_digest());
+        let job = spawn(move || compile(&doc, known, etag));
+        match job {
+            Some(h) => {
+                with_worker(|w| w.job = Some(h));
+                None
+            }
+            None => Some(Outcome::Failed("cannot start a thread".into())),
+        }
+    };
+    if let Some(o) = outcome {
+        finish(source, interval, o, a.log, now);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Identification.
+
+/// How the consumer of a request was identified.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Credential {
+    ApiKey,
+    Jwt,
+    Anonymous,
+}
+
+impl Credential {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Credential::ApiKey => "api_key",
+            Credential::Jwt => "jwt",
+            Credential::Anonymous => "anonymous",
+        }
+    }
+}
+
+/// The request's consumer, copied out of the document in force when it was identified.
+#[derive(Clone, Debug)]
+pub struct Identity {
+    /// Consumer id; for an unregistered token, its `sub`.
+    pub id: String,
+    pub username: String,
+    /// The consumer's groups, then those of the token's group claims.
+    pub groups: Vec<String>,
+    pub plan: Option<String>,
+    limits: [Option<u64>; 4],
+    pub credential: Credential,
+    /// A consumer of the document (not an unregistered token, not a bare anonymous id).
+    pub registered: bool,
+    /// The API key's `name` in the document, for `X-Credential-Identifier`.
+    pub key_name: Option<String>,
+    /// The policy version that identified it.
+    pub version: String,
+}
+
+impl Identity {
+    /// The limit of `period` in the consumer's plan.
+    pub fn plan_limit(&self, period: Period) -> Option<u64> {
+        self.limits[period as usize]
+    }
+
+    /// `$gateway_consumer_groups` / `X-Consumer-Groups`: the groups joined by ", ".
+    pub fn groups_joined(&self) -> String {
+        self.groups.join(", ")
+    }
+
+    fn of(c: &Consumer<'_>, credential: Credential, version: &[u8]) -> Identity {
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        let plan = c.plan();
+        let mut limits = [None; 4];
+        if let Some(p) = &plan {
+            for period in Period::ALL {
+                limits[period as usize] = p.limit(period);
+            }
+        }
+        Identity {
+            id: text(c.id()),
+            username: text(c.username()),
+            groups: c.groups().map(text).collect(),
+            plan: plan.map(|p| text(p.name())),
+            limits,
+            credential,
+            registered: true,
+            key_name: None,
+            version: text(version),
+        }
+    }
+
+    fn bare(id: &str, credential: Credential, version: &[u8]) -> Identity {
+        Identity {
+            id: id.to_string(),
+            username: id.to_string(),
+            groups: Vec::new(),
+            plan: None,
+            limits: [None; 4],
+            credential,
+            registered: false,
+            key_name: None,
+            version: String::from_utf8_lossy(version).into_owned(),
+        }
+    }
+}
+
+/// Per-request state of the consumer layer.
+#[derive(Default)]
+pub struct ConsumerState {
+    /// The upstream headers were set (once per request).
+    pub headers_done: bool,
+    /// The request waits for the first document of a URL source.
+    pub waited: bool,
+    /// The reason code of a refusal, for the log.
+    pub refused: Option<&'static str>,
+}
+
+/// A refusal: status, reason code, detail for the problem body.
+struct Refusal {
+    status: u16,
+    code: &'static str,
+    detail: &'static str,
+}
+
+const fn refuse(status: u16, code: &'static str, detail: &'static str) -> Refusal {
+    Refusal {
+        status,
+        code,
+        detail,
+    }
+}
+
+/// What the access phase does with the request.
+enum Step {
+    Grant,
+    Refuse(Refusal),
+    /// An nginx code to return as is (auth_jwt's 401/403 with its challenge, NGX_AGAIN...).
+    Return(ngx_int_t),
+}
+
+/// The access phase for a location where consumers are identified (see the module doc).
+pub fn access(request: &mut Request, ctx: &mut RequestCtx, lcf: &LocConf) -> ngx_int_t {
+    let Some(mcf) = <GatewayModule as HttpModuleMainConf>::main_conf(request) else {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+    };
+    let Some(pc) = mcf.policy.as_ref() else {
+        return nginx_sys::NGX_DECLINED as ngx_int_t;
+    };
+    let now = now_ms();
+    maybe_fetch(request, pc, now);
+    let step = if ctx.consumer.is_some() {
+        Step::Grant
+    } else {
+        identify(request, ctx, lcf, pc, now)
+    };
+    let step = match step {
+        Step::Grant => acl(request, ctx, &lcf.consumer),
+        other => other,
+    };
+    match step {
+        Step::Return(rc) => rc,
+        Step::Refuse(r) => {
+            ctx.policy.refused = Some(r.code);
+            super::metrics::inc_consumer(r.code);
+            gw_log!(
+                NGX_LOG_INFO,
+                request.log(),
+                "consumer refused: {} ({}), status {}",
+                r.detail,
+                r.code,
+                r.status
+            );
+            problem(request, r)
+        }
+        Step::Grant => {
+            if !ctx.policy.headers_done {
+                ctx.policy.headers_done = true;
+                if upstream_headers(request, ctx, &lcf.consumer).is_none() {
+                    return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+                }
+                if let Some(id) = &ctx.consumer {
+                    super::metrics::inc_consumer(id.credential.as_str());
+                }
+            }
+            NGX_OK as ngx_int_t
+        }
+    }
+}
+
+/// The API key of the request: the first configured source present.
+fn api_key<'r>(request: &'r Request, cc: &ConsumerConf) -> Option<&'r [u8]> {
+    let conf = cc.api_key()?;
+    conf.sources.iter().find_map(|src| match src {
+        KeySource::Header(n) => request
+            .headers_in_iterator()
+            .find(|(k, _)| k.as_bytes().eq_ignore_ascii_case(n.as_bytes()))
+            .map(|(_, v)| v.as_bytes())
+            .filter(|v| !v.is_empty()),
+        KeySource::Query(n) => query_arg(request, n),
+        KeySource::Cookie(n) => request
+            .headers_in_iterator()
+            .filter(|(k, _)| k.as_bytes().eq_ignore_ascii_case(b"cookie"))
+            .find_map(|(_, v)| cookie_value(v.as_bytes(), n.as_bytes())),
+    })
+}
+
+/// The query argument `name` as nginx's `$arg_NAME` sees it (raw, name case-insensitive).
+fn query_arg<'r>(request: &'r Request, name: &str) -> Option<&'r [u8]> {
+    let r: *const ngx_http_request_t = request.as_ref();
+    let mut value = ngx_str_t {
+        len: 0,
+        data: ptr::null_mut(),
+    };
+    // SAFETY: the live request; nginx points `value` into the request's arguments.
+    let rc = unsafe {
+        nginx_sys::ngx_http_arg(r.cast_mut(), name.as_ptr().cast_mut(), name.len(), &mut value)
+    };
+    // SAFETY: on NGX_OK `value` points at `len` bytes of the request's arguments.
+    (rc == NGX_OK as ngx_int_t && value.len > 0)
+        .then(|| unsafe { core::slice::from_raw_parts(value.data, value.len) })
+}
+
+/// The value of cookie `name` in a `Cookie` header value.
+fn cookie_value<'a>(header: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+    header.split(|&b| b == b';').find_map(|pair| {
+        let pair = pair.trim_ascii();
+        let eq = pair.iter().position(|&b| b == b'=')?;
+        (&pair[..eq] == name).then(|| &pair[eq + 1..]).filter(|v| !v.is_empty())
+    })
+}
+
+fn identify(
+    request: &mut Request,
+    ctx: &mut RequestCtx,
+    lcf: &LocConf,
+    pc: &PolicyConf,
+    now: u64,
+) -> Step {
+    let cc = &lcf.consumer;
+    if with_view(|_, _| ()).is_none() {
+        // No document yet (a URL source's first fetch): wait for it, as for a key set.
+        if matches!(pc.source, Source::Url(_)) && checking(now) && !ctx.policy.waited {
+            let since = *ctx.jwks.wait_since.get_or_insert(now);
+            if now.saturating_sub(since) < LEASE_MS {
+                super::jwks::wait(request, ctx);
+                return Step::Return(nginx_sys::NGX_AGAIN as ngx_int_t);
+            }
+            ctx.policy.waited = true;
+        }
+        return Step::Refuse(refuse(
+            503,
+            "policy_unavailable",
+            "no policy document is in force yet",
+        ));
+    }
+    // 1. An API key.
+    if let Some(key) = api_key(request, cc) {
+        let digest = policy::key_digest(key);
+        let found = with_view(|v, _| {
+            if v.key_denied(&digest) {
+                return Err(refuse(401, "key_revoked", "the API key is revoked"));
+            }
+            match v.by_key_digest(&digest) {
+                Some(c) => {
+                    let mut id = Identity::of(&c, Credential::ApiKey, v.version());
+                    id.key_name = v.key_name(&digest).map(|n| String::from_utf8_lossy(n).into_owned());
+                    consumer_checks(v, &c).map(|()| id)
+                }
+                None => Err(refuse(401, "key_unknown", "the API key is unknown")),
+            }
+        });
+        return settle(ctx, found);
+    }
+    // 2. A bearer token (auth_jwt of this location), checked by auth_jwt itself.
+    if let Some(rt) = &lcf.jwt.runtime {
+        let rt = rt.clone();
+        let has_token = super::jwt::has_token(request, &rt);
+        if has_token || cc.anonymous().is_none() {
+            let rc = super::jwt::access(request, ctx, &rt);
+            if rc != NGX_OK as ngx_int_t {
+                return Step::Return(rc);
+            }
+            let Some(v) = ctx.auth.as_ref().and_then(|a| a.valid()).map(|v| v as *const _) else {
+                return Step::Return(NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t);
+            };
+            // SAFETY: the verified token is kept by the request context's outcome, which is
+            // not touched while `token` is used below.
+            let token: &gateway_core::jwt::Verified = unsafe { &*v };
+            let found = with_view(|v, _| by_token(v, token, cc));
+            return settle(ctx, found);
+        }
+    }
+    // 3. No credential: the anonymous consumer, or 401.
+    match cc.anonymous() {
+        Some(anon) => {
+            let id = with_view(|v, _| match v.consumer(anon.as_bytes()) {
+                Some(c) => {
+                    let mut id = Identity::of(&c, Credential::Anonymous, v.version());
+                    id.registered = false;
+                    Ok(id)
+                }
+                None => Ok(Identity::bare(anon, Credential::Anonymous, v.version())),
+            });
+            settle(ctx, id)
+        }
+        None => {
+            if super::set_www_authenticate(request, b"ApiKey").is_none() {
+                return Step::Return(NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t);
+            }
+            Step::Refuse(refuse(401, "credential_missing", "the request has no credential"))
+        }
+    }
+}
+
+/// The consumer of a valid token: denylist, binding, unregistered.
+fn by_token(
+    v: &View<'_>,
+    token: &gateway_core::jwt::Verified,
+    cc: &ConsumerConf,
+) -> Result<Identity, Refusal> {
+    let claim_str = |name: &[u8]| -> Option<&[u8]> {
+        let name = core::str::from_utf8(name).ok()?;
+        token
+            .claim(&[name])
+            .and_then(|c| c.as_str())
+            .map(|s| s.as_bytes())
+    };
+    if let Some(jti) = claim_str(b"jti") {
+        if v.jti_denied(jti) {
+            return Err(refuse(401, "token_revoked", "the token is revoked (jti)"));
+        }
+    }
+    let sub = token.sub().unwrap_or_default();
+    if !sub.is_empty() && v.sub_denied(sub.as_bytes()) {
+        return Err(refuse(401, "token_revoked", "the token's subject is revoked (sub)"));
+    }
+    let mut id = match v.by_jwt(&claim_str) {
+        Some(c) => {
+            let id = Identity::of(&c, Credential::Jwt, v.version());
+            consumer_checks(v, &c)?;
+            id
+        }
+        None if cc.unregistered_allow() && !sub.is_empty() => {
+            Identity::bare(sub, Credential::Jwt, v.version())
+        }
+        None => {
+            return Err(refuse(
+                403,
+                "unregistered",
+                "the token is valid but belongs to no registered consumer",
+            ))
+        }
+    };
+    for path in cc.groups_claims.iter().flatten() {
+        if let Some(value) = token.claim_path(path) {
+            for g in claim_groups(value) {
+                if !id.groups.iter().any(|x| *x == g) {
+                    id.groups.push(g);
+                }
+            }
+        }
+    }
+    Ok(id)
+}
+
+/// Group names in a claim: an array of strings, or a space-separated string (`scope`).
+fn claim_groups(value: &serde_json::Value) -> Vec<String> {
+    let ok = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 64
+            && s.bytes().all(|b| b.is_ascii_graphic() && b != b',' && b != b'"')
+    };
+    match value {
+        serde_json::Value::String(s) => s.split(' ').filter(|g| ok(g)).map(String::from).collect(),
+        serde_json::Value::Array(a) => a
+            .iter()
+            .filter_map(|x| x.as_str())
+            .filter(|g| ok(g))
+            .take(64)
+            .map(String::from)
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// A registered consumer may be disabled or on the denylist.
+fn consumer_checks(v: &View<'_>, c: &Consumer<'_>) -> Result<(), Refusal> {
+    if c.disabled() {
+        return Err(refuse(403, "consumer_disabled", "the consumer is disabled"));
+    }
+    if v.consumer_denied(c.id()) {
+        return Err(refuse(403, "consumer_denied", "the consumer is on the denylist"));
+    }
+    Ok(())
+}
+
+fn settle(ctx: &mut RequestCtx, found: Option<Result<Identity, Refusal>>) -> Step {
+    match found {
+        Some(Ok(id)) => {
+            ctx.consumer = Some(id);
+            Step::Grant
+        }
+        Some(Err(r)) => Step::Refuse(r),
+        None => Step::Refuse(refuse(
+            503,
+            "policy_unavailable",
+            "no policy document is in force",
+        )),
+    }
+}
+
+/// The route's access rules (`auth_consumer_acl on`), decided with the document in force.
+fn acl(request: &Request, ctx: &RequestCtx, cc: &ConsumerConf) -> Step {
+    if !cc.acl() {
+        return Step::Grant;
+    }
+    let Some(id) = ctx.consumer.as_ref() else {
+        return Step::Grant;
+    };
+    let route = cc.route.as_deref().unwrap_or_default();
+    let method = request.as_ref().method_name.as_bytes();
+    let groups: Vec<&[u8]> = id.groups.iter().map(|g| g.as_bytes()).collect();
+    let identified = id.credential != Credential::Anonymous;
+    match with_view(|v, _| v.access(route.as_bytes(), method, &groups, identified)) {
+        Some(Access::Allowed) => Step::Grant,
+        Some(Access::Forbidden) => Step::Refuse(refuse(
+            403,
+            "group_forbidden",
+            "no access rule of the route admits the consumer's groups and method",
+        )),
+        Some(Access::UnknownRoute) => Step::Refuse(refuse(
+            403,
+            "route_unknown",
+            "the policy has no access rule for the route",
+        )),
+        None => Step::Refuse(refuse(503, "policy_unavailable", "no policy document is in force")),
+    }
+}
+
+/// Answers a refusal with an RFC 9457 problem (or the location's `error_page`).
+fn problem(request: &mut Request, r: Refusal) -> ngx_int_t {
+    let status = r.status as ngx_int_t;
+    if super::has_error_page(request, status) {
+        return status;
+    }
+    let title: &[u8] = match r.status {
+        401 => b"Unauthorized",
+        403 => b"Forbidden",
+        _ => b"Service Unavailable",
+    };
+    let mut p = gateway_core::log::Record::new();
+    p.str("type", b"about:blank");
+    p.str("title", title);
+    p.int("status", status as i64);
+    p.str("detail", r.detail.as_bytes());
+    p.str("reason", r.code.as_bytes());
+    let mut body = Vec::with_capacity(200);
+    p.write_line(&mut body);
+    let rp: *mut ngx_http_request_t = request.as_mut();
+    // SAFETY: `rp` is the live request.
+    let rc = unsafe { super::send_body(rp, status, "application/problem+json", &body) };
+    // SAFETY: the response is complete: finalize and return NGX_DONE (the phase checker must
+    // not touch the request again).
+    unsafe { nginx_sys::ngx_http_finalize_request(rp, rc) };
+    nginx_sys::NGX_DONE as ngx_int_t
+}
+
+// ---------------------------------------------------------------------------------------
+// What goes upstream.
+
+/// Headers the gateway sets for the upstream; a client's copies never pass.
+pub const IDENTITY_HEADERS: [&str; 5] = [
+    "X-Consumer-ID",
+    "X-Consumer-Username",
+    "X-Consumer-Groups",
+    "X-Anonymous-Consumer",
+    "X-Credential-Identifier",
+];
+
+/// Rebuilds the request's header list without the client's identity headers (and without the
+/// API key when `hide_credentials`), then adds the identity; strips the key from the query
+/// string or the cookie as well. nginx's pointers to known headers (`host`, ...) keep pointing
+/// at the old elements, which stay in the pool unchanged; modules that send headers upstream
+/// read the list.
+fn upstream_headers(request: &mut Request, ctx: &RequestCtx, cc: &ConsumerConf) -> Option<()> {
+    let hide = cc.api_key().filter(|a| a.hide && ctx.consumer.as_ref().is_some_and(|c| c.credential == Credential::ApiKey));
+    let r: *mut ngx_http_request_t = request.as_mut();
+    // SAFETY: the live request; the new list and its elements live in the request pool.
+    unsafe {
+        let pool = (*r).pool;
+        let old = collect_headers(&(*r).headers_in.headers);
+        let mut list: nginx_sys::ngx_list_t = core::mem::zeroed();
+        let elt = core::mem::size_of::<ngx_table_elt_t>();
+        if nginx_sys::ngx_list_init(&mut list, pool, old.len() + IDENTITY_HEADERS.len(), elt)
+            != NGX_OK as ngx_int_t
+        {
+            return None;
+        }
+        for h in old {
+            let name = h.key.as_bytes();
+            if IDENTITY_HEADERS.iter().any(|n| name.eq_ignore_ascii_case(n.as_bytes())) {
+                continue;
+            }
+            let mut h = h;
+            if let Some(a) = hide {
+                let mut drop = false;
+                for src in &a.sources {
+                    match src {
+                        KeySource::Header(n) if name.eq_ignore_ascii_case(n.as_bytes()) => {
+                            drop = true
+                        }
+                        KeySource::Cookie(n) if name.eq_ignore_ascii_case(b"cookie") => {
+                            let kept = without_cookie(h.value.as_bytes(), n.as_bytes());
+                            if kept.is_empty() {
+                                drop = true;
+                            } else {
+                                h.value = pool_str(pool, &kept)?;
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                if drop {
+                    continue;
+                }
+            }
+            let p = nginx_sys::ngx_list_push(&mut list).cast::<ngx_table_elt_t>();
+            if p.is_null() {
+                return None;
+            }
+            *p = h;
+        }
+        if let Some(id) = &ctx.consumer {
+            let groups = id.groups_joined();
+            let mut add = |k: &str, v: &[u8]| -> Option<()> {
+                if gateway_core::header::first_unsafe_byte(v).is_some() {
+                    return Some(());
+                }
+                let p = nginx_sys::ngx_list_push(&mut list).cast::<ngx_table_elt_t>();
+                if p.is_null() {
+                    return None;
+                }
+                ptr::write_bytes(p, 0, 1);
+                nginx_sys::add_to_ngx_table(p, pool, k, v)
+            };
+            if id.credential == Credential::Anonymous {
+                add("X-Anonymous-Consumer", b"true")?;
+            }
+            add("X-Consumer-ID", id.id.as_bytes())?;
+            add("X-Consumer-Username", id.username.as_bytes())?;
+            if !groups.is_empty() {
+                add("X-Consumer-Groups", groups.as_bytes())?;
+            }
+            if let Some(k) = &id.key_name {
+                add("X-Credential-Identifier", k.as_bytes())?;
+            }
+        }
+        (*r).headers_in.headers = list;
+        if let Some(a) = hide {
+            for src in &a.sources {
+                if let KeySource::Query(n) = src {
+                    let args = (*r).args.as_bytes();
+                    let kept = gateway_core::log::credentials::without_arg(args, n.as_bytes());
+                    if kept.len() != args.len() {
+                        (*r).args = pool_str(pool, &kept)?;
+                        // proxy_pass without a URI sends the URI as received unless told not to.
+                        (*r).set_valid_unparsed_uri(0);
+                    }
+                }
+            }
+        }
+    }
+    Some(())
+}
+
+/// The elements of an nginx list of headers, copied.
+///
+/// # Safety
+/// `list` is a live list of `ngx_table_elt_t`.
+unsafe fn collect_headers(list: &nginx_sys::ngx_list_t) -> Vec<ngx_table_elt_t> {
+    let mut out = Vec::new();
+    let mut part: *const nginx_sys::ngx_list_part_t = &list.part;
+    // SAFETY: per the function's contract.
+    unsafe {
+        while !part.is_null() {
+            let elts = (*part).elts.cast::<ngx_table_elt_t>();
+            for i in 0..(*part).nelts {
+                out.push(*elts.add(i));
+            }
+            part = (*part).next;
+        }
+    }
+    out
+}
+
+/// A `Cookie` header value without cookie `name`.
+fn without_cookie(header: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(header.len());
+    for pair in header.split(|&b| b == b';') {
+        let t = pair.trim_ascii();
+        if t.is_empty() {
+            continue;
+        }
+        let n = t.split(|&b| b == b'=').next().unwrap_or_default();
+        if n == name {
+            continue;
+        }
+        if !out.is_empty() {
+            out.extend_from_slice(b"; ");
+        }
+        out.extend_from_slice(t);
+    }
+    out
+}
+
+fn pool_str(pool: *mut nginx_sys::ngx_pool_t, s: &[u8]) -> Option<ngx_str_t> {
+    // SAFETY: `pool` is the live request pool.
+    let data = unsafe { nginx_sys::ngx_pnalloc(pool, s.len().max(1)) }.cast::<u8>();
+    if data.is_null() {
+        return None;
+    }
+    // SAFETY: `data` has room for `s`.
+    unsafe { ptr::copy_nonoverlapping(s.as_ptr(), data, s.len()) };
+    Some(ngx_str_t { len: s.len(), data })
+}
+
+// ---------------------------------------------------------------------------------------
+// Status and metrics.
+
+/// The policy's state for `gateway_status` and the metrics.
+pub struct State {
+    pub source: String,
+    pub version: Option<String>,
+    pub generation: u64,
+    pub summary: Option<policy::Summary>,
+    pub installed_ms: u64,
+    pub last_ok_ms: u64,
+    pub last_error_ms: u64,
+    pub last_error: String,
+    pub installed: u64,
+    pub refused: u64,
+    pub failed: u64,
+}
+
+/// The version in force (`$gateway_policy_version`, the record's `policy.version`).
+pub fn version_in_force(_pc: &PolicyConf) -> Option<String> {
+    with_view(|v, _| String::from_utf8_lossy(v.version()).into_owned())
+}
+
+pub fn state(pc: &PolicyConf) -> State {
+    let (version, generation, summary) = with_view(|v, g| {
+        (
+            Some(String::from_utf8_lossy(v.version()).into_owned()),
+            g,
+            Some(v.summary()),
+        )
+    })
+    .unwrap_or((None, 0, None));
+    let mut st = State {
+        source: pc.source.describe(),
+        version,
+        generation,
+        summary,
+        installed_ms: 0,
+        last_ok_ms: 0,
+        last_error_ms: 0,
+        last_error: String::new(),
+        installed: 0,
+        refused: 0,
+        failed: 0,
+    };
+    with_shared(|s| {
+        st.installed_ms = s.installed_ms;
+        st.last_ok_ms = s.last_ok_ms;
+        st.last_error_ms = s.last_error_ms;
+        st.last_error = String::from_utf8_lossy(&s.error[..s.error_len as usize]).into_owned();
+        st.installed = s.installed;
+        st.refused = s.refused;
+        st.failed = s.failed;
+    });
+    st
+}
+
+/// Content handler of `gateway_status`: JSON for operators (read-only).
+pub unsafe extern "C" fn status_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
+    guard_request(r, || {
+        // SAFETY: nginx calls content handlers with a live request.
+        let request = unsafe { Request::from_ngx_http_request(r) };
+        let Some(mcf) = <GatewayModule as HttpModuleMainConf>::main_conf(request) else {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+        };
+        if let Some(pc) = mcf.policy.as_ref() {
+            maybe_fetch(request, pc, now_ms());
+        }
+        let body = render_status(mcf);
+        // SAFETY: `r` is live; the body is copied into its pool.
+        unsafe { super::send_body(r, 200, "application/json", body.as_bytes()) }
+    })
+}
+
+/// Whether the location identifies consumers (the access handler calls [`access`]).
+pub fn wanted(lcf: &LocConf) -> bool {
+    lcf.consumer.active() || lcf.consumer.acl()
+}
+
+/// The `gateway_status` document.
+fn render_status(mcf: &MainConf) -> String {
+    use serde_json::{json, Map, Value};
+    let secs = |ms: u64| if ms == 0 { Value::Null } else { json!(ms / 1000) };
+    let mut doc = Map::new();
+    doc.insert("version".into(), json!(env!("CARGO_PKG_VERSION")));
+    doc.insert("time".into(), json!(now_ms() / 1000));
+    if let Some(pc) = mcf.policy.as_ref() {
+        let st = state(pc);
+        let mut p = Map::new();
+        p.insert("source".into(), json!(st.source));
+        p.insert("version".into(), json!(st.version));
+        p.insert("generation".into(), json!(st.generation));
+        p.insert("installed_at".into(), secs(st.installed_ms));
+        p.insert("last_check_ok_at".into(), secs(st.last_ok_ms));
+        p.insert("last_error_at".into(), secs(st.last_error_ms));
+        p.insert(
+            "last_error".into(),
+            if st.last_error.is_empty() { Value::Null } else { json!(st.last_error) },
+        );
+        p.insert(
+            "loads".into(),
+            json!({"installed": st.installed, "refused": st.refused, "failed": st.failed}),
+        );
+        if let Some(s) = st.summary {
+            p.insert("consumers".into(), json!(s.consumers));
+            p.insert("api_keys".into(), json!(s.api_keys));
+            p.insert("plans".into(), json!(s.plans));
+            p.insert("rules".into(), json!(s.rules));
+            p.insert("denied".into(), json!(s.denied));
+        }
+        doc.insert("policy".into(), Value::Object(p));
+    }
+    let mut zones = Map::new();
+    for z in &mcf.zones {
+        // SAFETY: zones live in the configuration pool.
+        let z = unsafe { &**z };
+        let mut m = Map::new();
+        if let Some(s) = z.stats() {
+            m.insert("keys".into(), json!(s.used));
+            m.insert("capacity".into(), json!(s.capacity));
+            m.insert("evictions".into(), json!(s.evictions));
+        }
+        if let Some(down) = z.sync_down() {
+            m.insert("sync".into(), json!(if down { "down" } else { "up" }));
+        }
+        zones.insert(z.name.clone(), Value::Object(m));
+    }
+    doc.insert("rate_limit_zones".into(), Value::Object(zones));
+    doc.insert("key_sets".into(), json!(super::jwks::status()));
+    let mut out = serde_json::to_string_pretty(&Value::Object(doc)).unwrap_or_default();
+    out.push('\n');
+    out
+}
