@@ -764,6 +764,10 @@ pub fn access(request: &mut Request, ctx: &mut RequestCtx, lcf: &LocConf) -> ngx
     match step {
         Step::Return(rc) => rc,
         Step::Refuse(r) => {
+            // A 401 names the scheme to use (RFC 9110): here an API key.
+            if r.status == 401 && super::set_www_authenticate(request, b"ApiKey").is_none() {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+            }
             ctx.policy.refused = Some(r.code);
             super::metrics::inc_consumer(r.code);
             gw_log!(
@@ -907,12 +911,7 @@ fn identify(
             });
             settle(ctx, id)
         }
-        None => {
-            if super::set_www_authenticate(request, b"ApiKey").is_none() {
-                return Step::Return(NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t);
-            }
-            Step::Refuse(refuse(401, "credential_missing", "the request has no credential"))
-        }
+        None => Step::Refuse(refuse(401, "credential_missing", "the request has no credential")),
     }
 }
 
