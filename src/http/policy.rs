@@ -145,7 +145,7 @@ unsafe extern "C" fn init_zone(shm: *mut ngx_shm_zone_t, _old: *mut c_void) -> n
         // SAFETY: the zone's slab pool; old workers of a reused zone may be using it, so the
         // header is changed under the pool's mutex.
         unsafe {
-            (*shpool).log_nomem = 0;
+            (*shpool).set_log_nomem(0);
             let mut s = (*shpool).data.cast::<Shared>();
             if s.is_null() || (*s).magic != MAGIC {
                 s = nginx_sys::ngx_slab_alloc(shpool, core::mem::size_of::<Shared>())
@@ -316,7 +316,7 @@ unsafe fn install_at(
         (*s).has_digest = 1;
         match etag {
             Some(t) if t.len() <= MAX_ETAG => {
-                (*s).etag[..t.len()].copy_from_slice(t);
+                (&mut (*s).etag)[..t.len()].copy_from_slice(t);
                 (*s).etag_len = t.len() as u32;
             }
             _ => (*s).etag_len = 0,
@@ -452,13 +452,13 @@ fn tick(w: &mut Worker, log: *mut nginx_sys::ngx_log_t) -> u64 {
         if let Source::File(path) = &w.source {
             if try_lease(now, w.interval_ms) {
                 let (path, max, known) = (path.clone(), w.max_size, known_digest());
-                w.job = spawn(move || {
-                    match crate::conf::policy::read_limited(&path, max) {
+                w.job = spawn(
+                    move || match crate::conf::policy::read_limited(&path, max) {
                         Ok(doc) => compile(&doc, known, None),
                         Err(e) if e.contains("too_large") => Outcome::Refused(e),
                         Err(e) => Outcome::Failed(e),
-                    }
-                });
+                    },
+                );
                 if w.job.is_none() {
                     finish(
                         &w.source,
@@ -480,7 +480,13 @@ fn tick(w: &mut Worker, log: *mut nginx_sys::ngx_log_t) -> u64 {
 
 /// Records the end of a check: installs a compiled document, keeps the last good one
 /// otherwise, releases the lease, wakes the requests waiting for a first document.
-fn finish(source: &Source, interval: u64, outcome: Outcome, log: *mut nginx_sys::ngx_log_t, now: u64) {
+fn finish(
+    source: &Source,
+    interval: u64,
+    outcome: Outcome,
+    log: *mut nginx_sys::ngx_log_t,
+    now: u64,
+) {
     let what = source.describe();
     let error = match outcome {
         Outcome::Unchanged => None,
@@ -821,7 +827,12 @@ fn query_arg<'r>(request: &'r Request, name: &str) -> Option<&'r [u8]> {
     };
     // SAFETY: the live request; nginx points `value` into the request's arguments.
     let rc = unsafe {
-        nginx_sys::ngx_http_arg(r.cast_mut(), name.as_ptr().cast_mut(), name.len(), &mut value)
+        nginx_sys::ngx_http_arg(
+            r.cast_mut(),
+            name.as_ptr().cast_mut(),
+            name.len(),
+            &mut value,
+        )
     };
     // SAFETY: on NGX_OK `value` points at `len` bytes of the request's arguments.
     (rc == NGX_OK as ngx_int_t && value.len > 0)
@@ -833,7 +844,9 @@ fn cookie_value<'a>(header: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
     header.split(|&b| b == b';').find_map(|pair| {
         let pair = pair.trim_ascii();
         let eq = pair.iter().position(|&b| b == b'=')?;
-        (&pair[..eq] == name).then(|| &pair[eq + 1..]).filter(|v| !v.is_empty())
+        (&pair[..eq] == name)
+            .then(|| &pair[eq + 1..])
+            .filter(|v| !v.is_empty())
     })
 }
 
@@ -871,7 +884,9 @@ fn identify(
             match v.by_key_digest(&digest) {
                 Some(c) => {
                     let mut id = Identity::of(&c, Credential::ApiKey, v.version());
-                    id.key_name = v.key_name(&digest).map(|n| String::from_utf8_lossy(n).into_owned());
+                    id.key_name = v
+                        .key_name(&digest)
+                        .map(|n| String::from_utf8_lossy(n).into_owned());
                     consumer_checks(v, &c).map(|()| id)
                 }
                 None => Err(refuse(401, "key_unknown", "the API key is unknown")),
@@ -888,7 +903,12 @@ fn identify(
             if rc != NGX_OK as ngx_int_t {
                 return Step::Return(rc);
             }
-            let Some(v) = ctx.auth.as_ref().and_then(|a| a.valid()).map(|v| v as *const _) else {
+            let Some(v) = ctx
+                .auth
+                .as_ref()
+                .and_then(|a| a.valid())
+                .map(|v| v as *const _)
+            else {
                 return Step::Return(NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t);
             };
             // SAFETY: the verified token is kept by the request context's outcome, which is
@@ -911,7 +931,11 @@ fn identify(
             });
             settle(ctx, id)
         }
-        None => Step::Refuse(refuse(401, "credential_missing", "the request has no credential")),
+        None => Step::Refuse(refuse(
+            401,
+            "credential_missing",
+            "the request has no credential",
+        )),
     }
 }
 
@@ -935,7 +959,11 @@ fn by_token(
     }
     let sub = token.sub().unwrap_or_default();
     if !sub.is_empty() && v.sub_denied(sub.as_bytes()) {
-        return Err(refuse(401, "token_revoked", "the token's subject is revoked (sub)"));
+        return Err(refuse(
+            401,
+            "token_revoked",
+            "the token's subject is revoked (sub)",
+        ));
     }
     let mut id = match v.by_jwt(&claim_str) {
         Some(c) => {
@@ -971,7 +999,8 @@ fn claim_groups(value: &serde_json::Value) -> Vec<String> {
     let ok = |s: &str| {
         !s.is_empty()
             && s.len() <= 64
-            && s.bytes().all(|b| b.is_ascii_graphic() && b != b',' && b != b'"')
+            && s.bytes()
+                .all(|b| b.is_ascii_graphic() && b != b',' && b != b'"')
     };
     match value {
         serde_json::Value::String(s) => s.split(' ').filter(|g| ok(g)).map(String::from).collect(),
@@ -992,7 +1021,11 @@ fn consumer_checks(v: &View<'_>, c: &Consumer<'_>) -> Result<(), Refusal> {
         return Err(refuse(403, "consumer_disabled", "the consumer is disabled"));
     }
     if v.consumer_denied(c.id()) {
-        return Err(refuse(403, "consumer_denied", "the consumer is on the denylist"));
+        return Err(refuse(
+            403,
+            "consumer_denied",
+            "the consumer is on the denylist",
+        ));
     }
     Ok(())
 }
@@ -1036,7 +1069,11 @@ fn acl(request: &Request, ctx: &RequestCtx, cc: &ConsumerConf) -> Step {
             "route_unknown",
             "the policy has no access rule for the route",
         )),
-        None => Step::Refuse(refuse(503, "policy_unavailable", "no policy document is in force")),
+        None => Step::Refuse(refuse(
+            503,
+            "policy_unavailable",
+            "no policy document is in force",
+        )),
     }
 }
 
@@ -1086,7 +1123,13 @@ pub const IDENTITY_HEADERS: [&str; 5] = [
 /// at the old elements, which stay in the pool unchanged; modules that send headers upstream
 /// read the list.
 fn upstream_headers(request: &mut Request, ctx: &RequestCtx, cc: &ConsumerConf) -> Option<()> {
-    let hide = cc.api_key().filter(|a| a.hide && ctx.consumer.as_ref().is_some_and(|c| c.credential == Credential::ApiKey));
+    let hide = cc.api_key().filter(|a| {
+        a.hide
+            && ctx
+                .consumer
+                .as_ref()
+                .is_some_and(|c| c.credential == Credential::ApiKey)
+    });
     let r: *mut ngx_http_request_t = request.as_mut();
     // SAFETY: the live request; the new list and its elements live in the request pool.
     unsafe {
@@ -1101,7 +1144,10 @@ fn upstream_headers(request: &mut Request, ctx: &RequestCtx, cc: &ConsumerConf) 
         }
         for h in old {
             let name = h.key.as_bytes();
-            if IDENTITY_HEADERS.iter().any(|n| name.eq_ignore_ascii_case(n.as_bytes())) {
+            if IDENTITY_HEADERS
+                .iter()
+                .any(|n| name.eq_ignore_ascii_case(n.as_bytes()))
+            {
                 continue;
             }
             let mut h = h;
@@ -1309,7 +1355,13 @@ pub fn wanted(lcf: &LocConf) -> bool {
 /// The `gateway_status` document.
 fn render_status(mcf: &MainConf) -> String {
     use serde_json::{json, Map, Value};
-    let secs = |ms: u64| if ms == 0 { Value::Null } else { json!(ms / 1000) };
+    let secs = |ms: u64| {
+        if ms == 0 {
+            Value::Null
+        } else {
+            json!(ms / 1000)
+        }
+    };
     let mut doc = Map::new();
     doc.insert("version".into(), json!(env!("CARGO_PKG_VERSION")));
     doc.insert("time".into(), json!(now_ms() / 1000));
@@ -1324,7 +1376,11 @@ fn render_status(mcf: &MainConf) -> String {
         p.insert("last_error_at".into(), secs(st.last_error_ms));
         p.insert(
             "last_error".into(),
-            if st.last_error.is_empty() { Value::Null } else { json!(st.last_error) },
+            if st.last_error.is_empty() {
+                Value::Null
+            } else {
+                json!(st.last_error)
+            },
         );
         p.insert(
             "loads".into(),
