@@ -73,6 +73,9 @@ struct Shared {
     etag: [u8; MAX_ETAG],
     digest: [u8; 32],
     has_digest: u32,
+    /// The last document refused, not refused (nor logged) again while it stays the same.
+    refused_digest: [u8; 32],
+    has_refused: u32,
     error_len: u32,
     last_ok_ms: u64,
     last_error_ms: u64,
@@ -339,7 +342,10 @@ enum Outcome {
         digest: [u8; 32],
         etag: Option<Vec<u8>>,
     },
-    Refused(String),
+    /// An invalid document, and its digest when known.
+    Refused(String, Option<[u8; 32]>),
+    /// The same invalid document as last time (already logged and counted).
+    StillRefused,
     Failed(String),
 }
 
@@ -401,11 +407,21 @@ fn spawn(work: impl FnOnce() -> Outcome + Send + 'static) -> Option<JoinHandle<O
     }
 }
 
+/// The digests of the document in force and of the last one refused.
+#[derive(Clone, Copy)]
+struct Known {
+    in_force: Option<[u8; 32]>,
+    refused: Option<[u8; 32]>,
+}
+
 /// The thread's work on a document: unchanged, compiled, or refused.
-fn compile(doc: &[u8], known: Option<[u8; 32]>, etag: Option<Vec<u8>>) -> Outcome {
+fn compile(doc: &[u8], known: Known, etag: Option<Vec<u8>>) -> Outcome {
     let digest = policy::key_digest(doc);
-    if known == Some(digest) {
+    if known.in_force == Some(digest) {
         return Outcome::Unchanged;
+    }
+    if known.refused == Some(digest) {
+        return Outcome::StillRefused;
     }
     match policy::compile(doc) {
         Ok((image, summary)) => Outcome::Compiled {
@@ -414,12 +430,19 @@ fn compile(doc: &[u8], known: Option<[u8; 32]>, etag: Option<Vec<u8>>) -> Outcom
             digest,
             etag,
         },
-        Err(e) => Outcome::Refused(format!("{}: {e}", e.code)),
+        Err(e) => Outcome::Refused(format!("{}: {e}", e.code), Some(digest)),
     }
 }
 
-fn known_digest() -> Option<[u8; 32]> {
-    with_shared(|s| (s.has_digest != 0).then_some(s.digest)).flatten()
+fn known_digests() -> Known {
+    with_shared(|s| Known {
+        in_force: (s.has_digest != 0).then_some(s.digest),
+        refused: (s.has_refused != 0).then_some(s.refused_digest),
+    })
+    .unwrap_or(Known {
+        in_force: None,
+        refused: None,
+    })
 }
 
 unsafe extern "C" fn timer_handler(ev: *mut ngx_event_t) {
@@ -451,11 +474,11 @@ fn tick(w: &mut Worker, log: *mut nginx_sys::ngx_log_t) -> u64 {
     if w.job.is_none() {
         if let Source::File(path) = &w.source {
             if try_lease(now, w.interval_ms) {
-                let (path, max, known) = (path.clone(), w.max_size, known_digest());
+                let (path, max, known) = (path.clone(), w.max_size, known_digests());
                 w.job = spawn(
                     move || match crate::conf::policy::read_limited(&path, max) {
                         Ok(doc) => compile(&doc, known, None),
-                        Err(e) if e.contains("too_large") => Outcome::Refused(e),
+                        Err(e) if e.contains("too_large") => Outcome::Refused(e, None),
                         Err(e) => Outcome::Failed(e),
                     },
                 );
@@ -488,8 +511,11 @@ fn finish(
     now: u64,
 ) {
     let what = source.describe();
+    let mut refused_digest = None;
+    // The same invalid document as at the last check: it was logged and counted then.
+    let still_refused = matches!(outcome, Outcome::StillRefused);
     let error = match outcome {
-        Outcome::Unchanged => None,
+        Outcome::Unchanged | Outcome::StillRefused => None,
         Outcome::Compiled {
             image,
             summary,
@@ -515,13 +541,21 @@ fn finish(
                 Err(e) => Some((false, e)),
             }
         }
-        Outcome::Refused(e) => Some((true, format!("document refused: {e}"))),
+        Outcome::Refused(e, d) => {
+            refused_digest = d;
+            Some((true, format!("document refused: {e}")))
+        }
         Outcome::Failed(e) => Some((false, e)),
     };
     let in_force = with_view(|v, _| String::from_utf8_lossy(v.version()).into_owned());
     with_shared(|s| {
         s.lease_until_ms = 0;
+        if let Some(d) = refused_digest {
+            s.refused_digest = d;
+            s.has_refused = 1;
+        }
         match &error {
+            None if still_refused => {}
             None => {
                 s.failures = 0;
                 s.last_ok_ms = now;
@@ -601,17 +635,20 @@ fn fetched(source: &Source, uri: &str, max: usize, interval: u64, a: &fetch::Ans
             "the response from \"{uri}\" could not be read whole (raise subrequest_output_buffer_size in that location)"
         )))
     } else if a.body.len() > max {
-        Some(Outcome::Refused(format!(
-            "too_large: {} bytes, larger than max_size={max}",
-            a.body.len()
-        )))
+        Some(Outcome::Refused(
+            format!(
+                "too_large: {} bytes, larger than max_size={max}",
+                a.body.len()
+            ),
+            None,
+        ))
     } else {
         let etag = a.header(b"etag");
         let etag = (!etag.is_empty()
             && etag.len() <= MAX_ETAG
             && gateway_core::header::first_unsafe_byte(etag).is_none())
         .then(|| etag.to_vec());
-        let (doc, known) = (a.body.to_vec(), known_digest());
+        let (doc, known) = (a.body.to_vec(), known_digests());
         let job = spawn(move || compile(&doc, known, etag));
         match job {
             Some(h) => {
