@@ -825,13 +825,12 @@ pub fn access(request: &mut Request, ctx: &mut RequestCtx, lcf: &LocConf) -> ngx
         }
         Step::Grant => {
             if !ctx.policy.headers_done {
-                ctx.policy.headers_done = true;
-                if upstream_headers(request, ctx, &lcf.consumer).is_none() {
-                    return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
-                }
                 if let Some(id) = &ctx.consumer {
                     super::metrics::inc_consumer(id.credential.as_str());
                 }
+            }
+            if identity_headers_once(request, ctx, &lcf.consumer).is_none() {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
             }
             NGX_OK as ngx_int_t
         }
@@ -1153,6 +1152,20 @@ pub const IDENTITY_HEADERS: [&str; 5] = [
     "X-Anonymous-Consumer",
     "X-Credential-Identifier",
 ];
+
+/// Sets the upstream identity headers once per request (access phase, or the precontent phase
+/// when another module granted access first): the client's copies always go.
+pub fn identity_headers_once(
+    request: &mut Request,
+    ctx: &mut RequestCtx,
+    cc: &ConsumerConf,
+) -> Option<()> {
+    if ctx.policy.headers_done {
+        return Some(());
+    }
+    ctx.policy.headers_done = true;
+    upstream_headers(request, ctx, cc)
+}
 
 /// Rebuilds the request's header list without the client's identity headers (and without the
 /// API key when `hide_credentials`), then adds the identity; strips the key from the query
