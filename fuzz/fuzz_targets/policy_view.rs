@@ -12,7 +12,9 @@ fn seed() -> &'static [u8] {
     static SEED: OnceLock<Vec<u8>> = OnceLock::new();
     SEED.get_or_init(|| {
         let doc = gateway_core::policy::generate(3, "fuzz");
-        compile(doc.as_bytes()).expect("generated documents compile").0
+        compile(doc.as_bytes())
+            .expect("generated documents compile")
+            .0
     })
 }
 
@@ -44,11 +46,19 @@ fuzz_target!(|data: &[u8]| {
         *d = *p;
     }
     for d in [digest, key_digest(b"key-1")] {
-        let _ = (view.by_key_digest(&d), view.key_name(&d), view.key_denied(&d));
+        let _ = (
+            view.by_key_digest(&d),
+            view.key_name(&d),
+            view.key_denied(&d),
+        );
     }
-    for c in [view.consumer(b"c1"), view.consumer(probe), view.by_key_digest(&digest)]
-        .into_iter()
-        .flatten()
+    for c in [
+        view.consumer(b"c1"),
+        view.consumer(probe),
+        view.by_key_digest(&digest),
+    ]
+    .into_iter()
+    .flatten()
     {
         let _ = (c.id(), c.username(), c.disabled(), c.groups().count());
         if let Some(p) = c.plan() {
@@ -57,7 +67,11 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = view.by_jwt(&|_| Some(probe));
     let _ = view.by_jwt(&|n| (n == b"sub").then_some(&b"sub-1"[..]));
-    let _ = (view.consumer_denied(probe), view.jti_denied(probe), view.sub_denied(probe));
+    let _ = (
+        view.consumer_denied(probe),
+        view.jti_denied(probe),
+        view.sub_denied(probe),
+    );
     let _ = view.plan(probe).map(|p| p.limit(Period::Second));
     let _ = view.access(probe, b"GET", &[probe, b"partners"], true);
     let _ = view.access(b"orders", probe, &[b"orders-read"], false);

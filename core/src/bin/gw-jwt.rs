@@ -435,15 +435,20 @@ fn bench_claims() -> String {
     .to_string()
 }
 
-fn bench(args: &[String]) -> Res<()> {
-    let a = Args::parse(args, &["--keys", "--seconds"])?;
-    let dir = a.get("--keys").unwrap_or("t/keys");
+/// `--seconds S` (default 0.5): the time budget of each measurement.
+fn budget_arg(a: &Args) -> Res<Duration> {
     let secs: f64 = a
         .get("--seconds")
         .unwrap_or("0.5")
         .parse()
         .map_err(|_| "--seconds: not a number")?;
-    let budget = Duration::from_secs_f64(secs);
+    Duration::try_from_secs_f64(secs).map_err(|_| "--seconds: not a duration".into())
+}
+
+fn bench(args: &[String]) -> Res<()> {
+    let a = Args::parse(args, &["--keys", "--seconds"])?;
+    let dir = a.get("--keys").unwrap_or("t/keys");
+    let budget = budget_arg(&a)?;
     let file = |name: &str| read(&format!("{dir}/{name}"));
     let mut keys = KeySet::load(&file("jwks.json")?).map_err(|e| e.to_string())?;
     keys.extend(KeySet::load(&file("hmac.jwks")?).map_err(|e| e.to_string())?);
@@ -688,12 +693,7 @@ fn consumers_arg(a: &Args) -> Res<usize> {
 fn policy_bench(args: &[String]) -> Res<()> {
     let a = Args::parse(args, &["--consumers", "--seconds"])?;
     let n = consumers_arg(&a)?.max(1);
-    let secs: f64 = a
-        .get("--seconds")
-        .unwrap_or("0.5")
-        .parse()
-        .map_err(|_| "--seconds: not a number")?;
-    let budget = Duration::from_secs_f64(secs);
+    let budget = budget_arg(&a)?;
     let doc = policy::generate(n, "bench");
     let mut times = Vec::new();
     let mut image = Vec::new();
