@@ -7,22 +7,24 @@
 
 use super::{parse_digest, PolicyError};
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 /// A JSON value; numbers keep only what the document can use: a non-negative integer.
-enum J {
+enum J<'d> {
     Null,
     Bool(bool),
     /// `Some` for an integer literal >= 0, `None` for any other number.
     Num(Option<u64>),
-    Str(String),
-    Arr(Vec<J>),
-    Obj(Vec<(String, J)>),
+    /// Borrowed from the document unless it had escapes.
+    Str(Cow<'d, str>),
+    Arr(Vec<J<'d>>),
+    Obj(Vec<(Cow<'d, str>, J<'d>)>),
 }
 
-impl<'de> Deserialize<'de> for J {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<J, D::Error> {
+impl<'de> Deserialize<'de> for J<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<J<'de>, D::Error> {
         d.deserialize_any(JVisitor)
     }
 }
@@ -30,41 +32,50 @@ impl<'de> Deserialize<'de> for J {
 struct JVisitor;
 
 impl<'de> Visitor<'de> for JVisitor {
-    type Value = J;
+    type Value = J<'de>;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON value")
     }
-    fn visit_unit<E>(self) -> Result<J, E> {
+    fn visit_unit<E>(self) -> Result<J<'de>, E> {
         Ok(J::Null)
     }
-    fn visit_bool<E>(self, v: bool) -> Result<J, E> {
+    fn visit_bool<E>(self, v: bool) -> Result<J<'de>, E> {
         Ok(J::Bool(v))
     }
-    fn visit_u64<E>(self, v: u64) -> Result<J, E> {
+    fn visit_u64<E>(self, v: u64) -> Result<J<'de>, E> {
         Ok(J::Num(Some(v)))
     }
-    fn visit_i64<E>(self, v: i64) -> Result<J, E> {
+    fn visit_i64<E>(self, v: i64) -> Result<J<'de>, E> {
         Ok(J::Num(u64::try_from(v).ok()))
     }
-    fn visit_f64<E>(self, _: f64) -> Result<J, E> {
+    fn visit_f64<E>(self, _: f64) -> Result<J<'de>, E> {
         Ok(J::Num(None))
     }
-    fn visit_str<E>(self, v: &str) -> Result<J, E> {
-        Ok(J::Str(v.to_owned()))
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<J<'de>, E> {
+        Ok(J::Str(Cow::Borrowed(v)))
     }
-    fn visit_string<E>(self, v: String) -> Result<J, E> {
-        Ok(J::Str(v))
+    fn visit_str<E>(self, v: &str) -> Result<J<'de>, E> {
+        Ok(J::Str(Cow::Owned(v.to_owned())))
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<J, A::Error> {
+    fn visit_string<E>(self, v: String) -> Result<J<'de>, E> {
+        Ok(J::Str(Cow::Owned(v)))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<J<'de>, A::Error> {
         let mut v = Vec::with_capacity(a.size_hint().unwrap_or(0).min(1024));
         while let Some(e) = a.next_element()? {
             v.push(e);
         }
         Ok(J::Arr(v))
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<J, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<J<'de>, A::Error> {
         let mut v = Vec::new();
-        while let Some((k, e)) = a.next_entry()? {
+        // Keys through J too, so they are borrowed when they can be.
+        while let Some((k, e)) = a.next_entry::<J<'de>, J<'de>>()? {
+            let J::Str(k) = k else {
+                return Err(serde::de::Error::custom(
+                    "a member name that is not a string",
+                ));
+            };
             v.push((k, e));
         }
         Ok(J::Obj(v))
@@ -111,48 +122,54 @@ type R<T> = Result<T, PolicyError>;
 
 /// The members of an object, checked for repeats and against the members it may have.
 struct Obj<'j> {
-    members: &'j [(String, J)],
+    members: &'j [(Cow<'j, str>, J<'j>)],
 }
 
 impl<'j> Obj<'j> {
-    fn get(&self, k: &str) -> Option<&'j J> {
+    fn get(&self, k: &str) -> Option<&'j J<'j>> {
         self.members.iter().find(|(n, _)| n == k).map(|(_, v)| v)
     }
 }
 
-fn obj<'j>(j: &'j J, p: &P<'_>, allowed: Option<&[&str]>) -> R<Obj<'j>> {
+fn obj<'j>(j: &'j J<'j>, p: &P<'_>, allowed: Option<&[&str]>) -> R<Obj<'j>> {
     let J::Obj(members) = j else {
         return err("bad_value", p, "not an object");
     };
     if let Some(allowed) = allowed {
-        if let Some((k, _)) = members.iter().find(|(k, _)| !allowed.contains(&k.as_str())) {
+        if let Some((k, _)) = members.iter().find(|(k, _)| !allowed.contains(&&**k)) {
             return err("unknown_member", &p.key(k), "unknown member");
         }
     }
-    let mut seen = HashSet::with_capacity(members.len());
-    for (k, _) in members {
-        if !seen.insert(k.as_str()) {
-            return err("bad_json", p, format_args!("member \"{k}\" appears twice"));
-        }
+    let twice = if members.len() <= 8 {
+        // The usual small object: no hashing.
+        let mut it = members.iter().enumerate();
+        it.find(|(i, (k, _))| members[..*i].iter().any(|(n, _)| n == k))
+            .map(|(_, (k, _))| k)
+    } else {
+        let mut seen = HashSet::with_capacity(members.len());
+        members.iter().map(|(k, _)| k).find(|k| !seen.insert(&***k))
+    };
+    if let Some(k) = twice {
+        return err("bad_json", p, format_args!("member \"{k}\" appears twice"));
     }
     Ok(Obj { members })
 }
 
-fn arr<'j>(j: &'j J, p: &P<'_>) -> R<&'j [J]> {
+fn arr<'j>(j: &'j J<'j>, p: &P<'_>) -> R<&'j [J<'j>]> {
     match j {
         J::Arr(v) => Ok(v),
         _ => err("bad_value", p, "not an array"),
     }
 }
 
-fn string<'j>(j: &'j J, p: &P<'_>) -> R<&'j str> {
+fn string<'j>(j: &'j J<'j>, p: &P<'_>) -> R<&'j str> {
     match j {
         J::Str(s) => Ok(s),
         _ => err("bad_value", p, "not a string"),
     }
 }
 
-fn required<'j>(o: &Obj<'j>, k: &str, p: &P<'_>) -> R<&'j J> {
+fn required<'j>(o: &Obj<'j>, k: &str, p: &P<'_>) -> R<&'j J<'j>> {
     match o.get(k) {
         Some(v) => Ok(v),
         None => err("bad_value", &p.key(k), "missing"),
@@ -216,14 +233,20 @@ fn check_name(s: &str, p: &P<'_>, cs: Charset, max: usize, code: &'static str) -
     Ok(())
 }
 
-fn name<'j>(j: &'j J, p: &P<'_>, cs: Charset, max: usize) -> R<&'j str> {
+fn name<'j>(j: &'j J<'j>, p: &P<'_>, cs: Charset, max: usize) -> R<&'j str> {
     let s = string(j, p)?;
     check_name(s, p, cs, max, "bad_value")?;
     Ok(s)
 }
 
 /// An array of names; `max_items` bounds its length.
-fn names<'j>(j: &'j J, p: &P<'_>, cs: Charset, max: usize, max_items: usize) -> R<Vec<&'j str>> {
+fn names<'j>(
+    j: &'j J<'j>,
+    p: &P<'_>,
+    cs: Charset,
+    max: usize,
+    max_items: usize,
+) -> R<Vec<&'j str>> {
     let a = arr(j, p)?;
     if a.len() > max_items {
         return err("bad_value", p, format_args!("more than {max_items} items"));
@@ -306,10 +329,10 @@ pub(super) struct DenyM<'j> {
 }
 
 /// The JSON of a document, parsed but not yet validated; [`Parsed::model`] validates.
-pub(super) struct Parsed(J);
+pub(super) struct Parsed<'d>(J<'d>);
 
 /// Parses JSON; refuses invalid JSON (`bad_json`).
-pub(super) fn parse_json(doc: &[u8]) -> R<Parsed> {
+pub(super) fn parse_json(doc: &[u8]) -> R<Parsed<'_>> {
     serde_json::from_slice(doc)
         .map(Parsed)
         .map_err(|e| PolicyError {
@@ -321,7 +344,7 @@ pub(super) fn parse_json(doc: &[u8]) -> R<Parsed> {
 /// The members a document may have at the top level.
 pub(super) const TOP_LEVEL: [&str; 5] = ["version", "plans", "consumers", "access", "deny"];
 
-impl Parsed {
+impl Parsed<'_> {
     /// Validates the whole document.
     pub(super) fn model(&self) -> R<Model<'_>> {
         let root = P::Root;
@@ -359,7 +382,7 @@ impl Parsed {
     }
 }
 
-fn plans<'j>(j: &'j J, p: &P<'_>) -> R<Vec<PlanM<'j>>> {
+fn plans<'j>(j: &'j J<'j>, p: &P<'_>) -> R<Vec<PlanM<'j>>> {
     let o = obj(j, p, None)?;
     let mut out = Vec::with_capacity(o.members.len());
     for (n, v) in o.members {
@@ -407,7 +430,7 @@ const CONSUMER: [&str; 6] = [
     "credentials",
 ];
 
-fn consumers<'j>(j: &'j J, p: &P<'_>, m: &mut Model<'j>) -> R<()> {
+fn consumers<'j>(j: &'j J<'j>, p: &P<'_>, m: &mut Model<'j>) -> R<()> {
     let list = arr(j, p)?;
     let plan_index: HashMap<&str, usize> = m
         .plans
@@ -563,7 +586,7 @@ fn consumers<'j>(j: &'j J, p: &P<'_>, m: &mut Model<'j>) -> R<()> {
     Ok(())
 }
 
-fn rule<'j>(j: &'j J, p: &P<'_>) -> R<RuleM<'j>> {
+fn rule<'j>(j: &'j J<'j>, p: &P<'_>) -> R<RuleM<'j>> {
     let o = obj(j, p, Some(&["route", "groups", "methods"]))?;
     let route = name(
         required(&o, "route", p)?,
@@ -606,7 +629,7 @@ fn rule<'j>(j: &'j J, p: &P<'_>) -> R<RuleM<'j>> {
     })
 }
 
-fn deny<'j>(j: &'j J, p: &P<'_>) -> R<DenyM<'j>> {
+fn deny<'j>(j: &'j J<'j>, p: &P<'_>) -> R<DenyM<'j>> {
     let o = obj(j, p, Some(&["consumers", "api_keys", "jti", "sub"]))?;
     let mut d = DenyM::default();
     if let Some(c) = o.get("consumers") {

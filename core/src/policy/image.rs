@@ -67,7 +67,8 @@ const ROW: [usize; SECTIONS] = [1, 40, 32, 8, 44, 24, 20, 8, 24, 8, 32, 8, 8];
 // ---------------------------------------------------------------------------------------------
 // building
 
-/// Appends strings to the string section, each distinct string once.
+/// Appends strings to the string section; the ones that repeat (groups, issuers, names)
+/// through [`Strings::shared`], each distinct string once.
 #[derive(Default)]
 struct Strings<'m> {
     bytes: Vec<u8>,
@@ -75,16 +76,22 @@ struct Strings<'m> {
 }
 
 impl<'m> Strings<'m> {
-    /// The 8-byte ref of `s`.
-    fn add(&mut self, s: &'m str) -> [u8; 8] {
+    /// The 8-byte ref of a new copy of `s`.
+    fn add(&mut self, s: &str) -> [u8; 8] {
+        let mut r = [0u8; 8];
+        // Lengths past u32 are caught by the total length check in `build`.
+        r[..4].copy_from_slice(&u32le(self.bytes.len()));
+        r[4..].copy_from_slice(&u32le(s.len()));
+        self.bytes.extend_from_slice(s.as_bytes());
+        r
+    }
+
+    /// The 8-byte ref of `s`, stored once however often it is added.
+    fn shared(&mut self, s: &'m str) -> [u8; 8] {
         if let Some(r) = self.seen.get(s) {
             return *r;
         }
-        let mut r = [0u8; 8];
-        // Lengths past u32 are caught by the total length check in `build`.
-        r[..4].copy_from_slice(&(self.bytes.len() as u32).to_le_bytes());
-        r[4..].copy_from_slice(&(s.len() as u32).to_le_bytes());
-        self.bytes.extend_from_slice(s.as_bytes());
+        let r = self.add(s);
         self.seen.insert(s, r);
         r
     }
@@ -118,7 +125,7 @@ pub(super) fn build(m: &Model<'_>) -> Result<Vec<u8>, PolicyError> {
         plan_row[i] = row;
         let p = &m.plans[i];
         let l = p.limits.map(u64::to_le_bytes);
-        sec[S::Plans as usize].put(&[&st.add(p.name), &l[0], &l[1], &l[2], &l[3]]);
+        sec[S::Plans as usize].put(&[&st.shared(p.name), &l[0], &l[1], &l[2], &l[3]]);
     }
 
     let mut order: Vec<usize> = (0..m.consumers.len()).collect();
@@ -132,13 +139,19 @@ pub(super) fn build(m: &Model<'_>) -> Result<Vec<u8>, PolicyError> {
         let c = &m.consumers[i];
         let first = sec[lists].0.len() / 8;
         for g in &c.groups {
-            let r = st.add(g);
+            let r = st.shared(g);
             sec[lists].put(&[&r]);
         }
         let plan = c.plan.map_or(NONE, |p| plan_row[p] as u32);
+        let id = st.add(c.id);
+        let username = if c.username == c.id {
+            id
+        } else {
+            st.add(c.username)
+        };
         sec[S::Consumers as usize].put(&[
-            &st.add(c.id),
-            &st.add(c.username),
+            &id,
+            &username,
             &u32le(first),
             &u32le(c.groups.len()),
             &plan.to_le_bytes(),
@@ -150,7 +163,7 @@ pub(super) fn build(m: &Model<'_>) -> Result<Vec<u8>, PolicyError> {
     keys.sort_unstable_by_key(|k| k.digest);
     for k in keys {
         let r = u32le(row_of[k.consumer]);
-        sec[S::Keys as usize].put(&[&k.digest, &r, &st.add(k.name)]);
+        sec[S::Keys as usize].put(&[&k.digest, &r, &st.shared(k.name)]);
     }
 
     let mut subs: Vec<_> = m.subs.iter().collect();
@@ -158,7 +171,7 @@ pub(super) fn build(m: &Model<'_>) -> Result<Vec<u8>, PolicyError> {
     for b in subs {
         sec[S::Subs as usize].put(&[
             &st.add(b.sub),
-            &st.add(b.iss.unwrap_or("")),
+            &st.shared(b.iss.unwrap_or("")),
             &u32::from(b.iss.is_some()).to_le_bytes(),
             &u32le(row_of[b.consumer]),
         ]);
@@ -170,13 +183,13 @@ pub(super) fn build(m: &Model<'_>) -> Result<Vec<u8>, PolicyError> {
     names.dedup();
     for b in claims {
         sec[S::Claims as usize].put(&[
-            &st.add(b.claim),
+            &st.shared(b.claim),
             &st.add(b.value),
             &u32le(row_of[b.consumer]),
         ]);
     }
     for n in names {
-        sec[S::ClaimNames as usize].put(&[&st.add(n)]);
+        sec[S::ClaimNames as usize].put(&[&st.shared(n)]);
     }
 
     let mut rules: Vec<_> = m.rules.iter().collect();
@@ -187,16 +200,16 @@ pub(super) fn build(m: &Model<'_>) -> Result<Vec<u8>, PolicyError> {
         groups.dedup();
         let g0 = sec[lists].0.len() / 8;
         for g in &groups {
-            let s = st.add(g);
+            let s = st.shared(g);
             sec[lists].put(&[&s]);
         }
         let m0 = sec[lists].0.len() / 8;
         for meth in &r.methods {
-            let s = st.add(meth);
+            let s = st.shared(meth);
             sec[lists].put(&[&s]);
         }
         sec[S::Rules as usize].put(&[
-            &st.add(r.route),
+            &st.shared(r.route),
             &u32le(g0),
             &u32le(groups.len()),
             &u32le(m0),

@@ -439,45 +439,29 @@ fn access_decisions() {
     let partners: &[&[u8]] = &[b"partners"];
     let readers: &[&[u8]] = &[b"other", b"orders-read"];
     let none: &[&[u8]] = &[];
-    assert_eq!(v.access(b"orders", b"GET", partners, true), Access::Allowed);
-    assert_eq!(
-        v.access(b"orders", b"POST", partners, true),
-        Access::Allowed
-    );
-    assert_eq!(v.access(b"orders", b"GET", readers, true), Access::Allowed);
-    assert_eq!(
-        v.access(b"orders", b"POST", readers, true),
-        Access::Forbidden
-    );
-    assert_eq!(
-        v.access(b"orders", b"DELETE", partners, true),
-        Access::Forbidden
-    );
-    assert_eq!(
-        v.access(b"orders", b"get", partners, true),
-        Access::Forbidden
-    );
-    assert_eq!(v.access(b"orders", b"GET", none, true), Access::Forbidden);
-    // No methods: every method.
-    assert_eq!(
-        v.access(b"admin", b"PATCH", &[b"admins"], true),
-        Access::Allowed
-    );
-    assert_eq!(
-        v.access(b"admin", b"GET", partners, true),
-        Access::Forbidden
-    );
-    // "*": any identified consumer, never an anonymous request.
-    assert_eq!(v.access(b"status", b"GET", none, true), Access::Allowed);
-    assert_eq!(
-        v.access(b"status", b"GET", partners, false),
-        Access::Forbidden
-    );
-    // A group named "*" (from a token claim, say) is no way around `identified`.
-    assert_eq!(
-        v.access(b"status", b"GET", &[b"*"], false),
-        Access::Forbidden
-    );
+    use Access::{Allowed, Forbidden};
+    let admins: &[&[u8]] = &[b"admins"];
+    let star: &[&[u8]] = &[b"*"];
+    for (route, method, groups, identified, expect) in [
+        ("orders", "GET", partners, true, Allowed),
+        ("orders", "POST", partners, true, Allowed),
+        ("orders", "GET", readers, true, Allowed),
+        ("orders", "POST", readers, true, Forbidden),
+        ("orders", "DELETE", partners, true, Forbidden),
+        ("orders", "get", partners, true, Forbidden),
+        ("orders", "GET", none, true, Forbidden),
+        // No methods: every method.
+        ("admin", "PATCH", admins, true, Allowed),
+        ("admin", "GET", partners, true, Forbidden),
+        // "*": any identified consumer, never an anonymous request.
+        ("status", "GET", none, true, Allowed),
+        ("status", "GET", partners, false, Forbidden),
+        // A group named "*" (from a token claim, say) is no way around `identified`.
+        ("status", "GET", star, false, Forbidden),
+    ] {
+        let got = v.access(route.as_bytes(), method.as_bytes(), groups, identified);
+        assert_eq!(got, expect, "{route} {method} {identified}");
+    }
     assert_eq!(
         v.access(b"order", b"GET", partners, true),
         Access::UnknownRoute
