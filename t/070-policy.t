@@ -11,6 +11,7 @@ use Cwd qw(cwd);
 
 $ENV{TEST_NGINX_KEYS} ||= cwd() . '/t/keys';
 $ENV{TEST_NGINX_POLICY} ||= cwd() . '/t/policy';
+$ENV{TEST_NGINX_EXAMPLES} ||= cwd() . '/nginx-conf';
 
 log_level('info');
 no_shuffle();
@@ -647,3 +648,59 @@ qr/"policy": \{.*"consumers": 6,.*"rules": 5,.*"source": "file .+\/t\/policy\/ba
 ["X-API-Key: key-acme", "X-API-Key: key-acme"]
 --- error_code eval
 [200, 403]
+
+
+
+=== TEST 21: satisfy any: when an address grants the request, the consumer layer is skipped but the client's identity headers still never reach the upstream
+--- http_config
+    gateway_policy file=$TEST_NGINX_POLICY/basic.json;
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        location / {
+            return 200 "id=[$http_x_consumer_id] user=[$http_x_consumer_username] groups=[$http_x_consumer_groups] cred=[$http_x_credential_identifier] anon=[$http_x_anonymous_consumer] key=[$http_x_api_key] cookie=[$http_cookie] args=[$args]\n";
+        }
+    }
+--- config
+    location /t {
+        satisfy any;
+        allow 127.0.0.1;
+        deny all;
+        auth_api_key header=X-API-Key;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+    }
+--- request
+GET /t
+--- more_headers
+X-Consumer-ID: admin
+X-Consumer-Groups: admins
+X-Anonymous-Consumer: true
+X-Credential-Identifier: forged
+--- response_body
+id=[] user=[] groups=[] cred=[] anon=[] key=[] cookie=[] args=[]
+
+
+
+=== TEST 22: the example document (nginx-conf/policy.json) loads: its demo key identifies acme, its disabled-by-denylist partner is refused
+--- http_config
+    gateway_policy file=$TEST_NGINX_EXAMPLES/policy.json;
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        location / {
+            return 200 "id=[$http_x_consumer_id] groups=[$http_x_consumer_groups]\n";
+        }
+    }
+--- config
+    location /orders {
+        gateway_route orders;
+        auth_api_key header=X-API-Key;
+        auth_consumer_acl on;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+    }
+--- request eval
+["GET /orders", "DELETE /orders"]
+--- more_headers eval
+["X-API-Key: demo-key-acme", "X-API-Key: demo-key-acme"]
+--- error_code eval
+[200, 403]
+--- response_body_like eval
+[qr/^id=\[acme\] groups=\[partners, orders-read\]$/, qr/"reason":"group_forbidden"/]
