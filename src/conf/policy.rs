@@ -130,7 +130,7 @@ impl ConsumerConf {
     }
 
     pub fn unregistered_allow(&self) -> bool {
-        self.mode.as_ref().is_none_or(|m| m.unregistered_allow)
+        self.mode.as_ref().map_or(true, |m| m.unregistered_allow)
     }
 
     pub fn anonymous(&self) -> Option<&str> {

@@ -371,7 +371,20 @@ fn with_worker<T>(f: impl FnOnce(&mut Worker) -> T) -> Option<T> {
     Some(f(unsafe { &mut *wp }))
 }
 
-/// Takes the lease when the source is due for a check. `force`: due now (first load).
+/// When the source is next due for a check (an atomic read, no lock).
+fn next_check_ms() -> Option<u64> {
+    let shm = ZONE.load(Ordering::Acquire);
+    if shm.is_null() {
+        return None;
+    }
+    // SAFETY: the header block set up by `init_zone`; the field is atomic.
+    unsafe {
+        let s = (*shpool_of(shm)).data.cast::<Shared>();
+        (!s.is_null()).then(|| (*s).next_check_ms.load(Ordering::Relaxed))
+    }
+}
+
+/// Takes the lease when the source is due for a check.
 fn try_lease(now: u64, interval: u64) -> bool {
     with_shared(|s| {
         if now < s.next_check_ms.load(Ordering::Relaxed) || now < s.lease_until_ms {
@@ -593,8 +606,8 @@ fn maybe_fetch(request: &Request, pc: &PolicyConf, now: u64) {
     let Source::Url(uri) = &pc.source else {
         return;
     };
-    // A quick look first: most requests find the document fresh.
-    let due = with_shared(|s| s.next_check_ms.load(Ordering::Relaxed)).is_some_and(|t| now >= t);
+    // A quick look first, without the lock: most requests find the document fresh.
+    let due = next_check_ms().is_some_and(|t| now >= t);
     if !due || with_worker(|w| w.job.is_some()).unwrap_or(true) {
         return;
     }
@@ -1021,7 +1034,7 @@ fn by_token(
     for path in cc.groups_claims.iter().flatten() {
         if let Some(value) = token.claim_path(path) {
             for g in claim_groups(value) {
-                if !id.groups.iter().any(|x| *x == g) {
+                if !id.groups.contains(&g) {
                     id.groups.push(g);
                 }
             }

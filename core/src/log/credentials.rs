@@ -184,6 +184,17 @@ fn percent_decoded(s: &[u8]) -> Cow<'_, [u8]> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn without_arg_removes_every_copy_of_the_argument() {
+        let w =
+            |q: &str, n: &str| String::from_utf8(without_arg(q.as_bytes(), n.as_bytes())).unwrap();
+        assert_eq!(w("a=1&apikey=k&b=2", "apikey"), "a=1&b=2");
+        assert_eq!(w("apikey=k", "apikey"), "");
+        assert_eq!(w("APIKEY=k;x=1&api%6bey=k2", "apikey"), "x=1");
+        assert_eq!(w("apikeys=1&key=2", "apikey"), "apikeys=1&key=2");
+        assert_eq!(w("a=1&&b", "apikey"), "a=1&b");
+    }
+
     fn names(v: &str) -> Vec<String> {
         referenced_variables(v)
     }
