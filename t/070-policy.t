@@ -2,7 +2,8 @@
 # bound to consumers, the anonymous consumer, the denylist, access rules per route, plan
 # quotas, the identity the upstream receives, variables, the log record and the metrics.
 #
-# The document is t/policy/basic.json (see t/policy/README.md for its keys and consumers);
+# The document is t/policy/basic.json (see t/policy/README.md for its keys and consumers); the
+# backend, t/policy/echo-identity.conf, answers with the identity headers and key it received;
 # tokens are HS256 with t/keys/hs256.jwk from t/gen/jwt-tokens.sh, section "t/070-policy.t".
 use Test::Nginx::Socket 'no_plan';
 use lib 't/lib';
@@ -22,12 +23,7 @@ __DATA__
 === TEST 1: an API key in a header identifies its consumer; the upstream gets the identity, never the client's copies
 --- http_config
     gateway_policy file=$TEST_NGINX_POLICY/basic.json;
-    server {
-        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
-        location / {
-            return 200 "id=[$http_x_consumer_id] user=[$http_x_consumer_username] groups=[$http_x_consumer_groups] cred=[$http_x_credential_identifier] anon=[$http_x_anonymous_consumer] key=[$http_x_api_key] cookie=[$http_cookie] args=[$args]\n";
-        }
-    }
+    server { listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1; include $TEST_NGINX_POLICY/echo-identity.conf; }
 --- config
     location /t {
         auth_api_key header=X-API-Key;
@@ -51,12 +47,7 @@ key-acme
 === TEST 2: hide_credentials: the key leaves the request before the upstream (header, query argument, cookie)
 --- http_config
     gateway_policy file=$TEST_NGINX_POLICY/basic.json;
-    server {
-        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
-        location / {
-            return 200 "id=[$http_x_consumer_id] user=[$http_x_consumer_username] groups=[$http_x_consumer_groups] cred=[$http_x_credential_identifier] anon=[$http_x_anonymous_consumer] key=[$http_x_api_key] cookie=[$http_cookie] args=[$args]\n";
-        }
-    }
+    server { listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1; include $TEST_NGINX_POLICY/echo-identity.conf; }
 --- config
     location /t {
         auth_api_key header=X-API-Key query=apikey cookie=gwkey hide_credentials;
@@ -81,12 +72,7 @@ key-acme
 === TEST 3: the first source present wins, in the order written
 --- http_config
     gateway_policy file=$TEST_NGINX_POLICY/basic.json;
-    server {
-        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
-        location / {
-            return 200 "id=[$http_x_consumer_id] user=[$http_x_consumer_username] groups=[$http_x_consumer_groups] cred=[$http_x_credential_identifier] anon=[$http_x_anonymous_consumer] key=[$http_x_api_key] cookie=[$http_cookie] args=[$args]\n";
-        }
-    }
+    server { listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1; include $TEST_NGINX_POLICY/echo-identity.conf; }
 --- config
     location /t {
         auth_api_key query=apikey header=X-API-Key;
@@ -103,12 +89,7 @@ X-API-Key: key-acme
 === TEST 4: refusals: unknown key, revoked key, no credential (401 with a challenge); disabled or denied consumer (403); each a problem+json with its reason
 --- http_config
     gateway_policy file=$TEST_NGINX_POLICY/basic.json;
-    server {
-        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
-        location / {
-            return 200 "id=[$http_x_consumer_id] user=[$http_x_consumer_username] groups=[$http_x_consumer_groups] cred=[$http_x_credential_identifier] anon=[$http_x_anonymous_consumer] key=[$http_x_api_key] cookie=[$http_cookie] args=[$args]\n";
-        }
-    }
+    server { listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1; include $TEST_NGINX_POLICY/echo-identity.conf; }
 --- config
     location /t {
         auth_api_key header=X-API-Key;
@@ -152,12 +133,7 @@ qr/\[info\] .*consumer refused: .+ \((key_unknown|key_revoked|credential_missing
 === TEST 5: the anonymous consumer: requests with no credential get it (its groups and plan from the document); a bad key is still refused
 --- http_config
     gateway_policy file=$TEST_NGINX_POLICY/basic.json;
-    server {
-        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
-        location / {
-            return 200 "id=[$http_x_consumer_id] user=[$http_x_consumer_username] groups=[$http_x_consumer_groups] cred=[$http_x_credential_identifier] anon=[$http_x_anonymous_consumer] key=[$http_x_api_key] cookie=[$http_cookie] args=[$args]\n";
-        }
-    }
+    server { listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1; include $TEST_NGINX_POLICY/echo-identity.conf; }
 --- config
     location /t {
         auth_api_key header=X-API-Key;
@@ -181,12 +157,7 @@ qr/"reason":"key_unknown"/,
 === TEST 6: an anonymous id the document does not know is still the consumer, with no groups or plan
 --- http_config
     gateway_policy file=$TEST_NGINX_POLICY/basic.json;
-    server {
-        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
-        location / {
-            return 200 "id=[$http_x_consumer_id] user=[$http_x_consumer_username] groups=[$http_x_consumer_groups] cred=[$http_x_credential_identifier] anon=[$http_x_anonymous_consumer] key=[$http_x_api_key] cookie=[$http_cookie] args=[$args]\n";
-        }
-    }
+    server { listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1; include $TEST_NGINX_POLICY/echo-identity.conf; }
 --- config
     location /t {
         auth_consumer on anonymous=visitor;
@@ -201,12 +172,7 @@ GET /t
 === TEST 7: tokens: bound by issuer and subject, bound by a claim, unregistered (allowed by default: the consumer is the subject)
 --- http_config
     gateway_policy file=$TEST_NGINX_POLICY/basic.json;
-    server {
-        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
-        location / {
-            return 200 "id=[$http_x_consumer_id] user=[$http_x_consumer_username] groups=[$http_x_consumer_groups] cred=[$http_x_credential_identifier] anon=[$http_x_anonymous_consumer] key=[$http_x_api_key] cookie=[$http_cookie] args=[$args]\n";
-        }
-    }
+    server { listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1; include $TEST_NGINX_POLICY/echo-identity.conf; }
 --- config
     location /t {
         auth_jwt "api";
@@ -237,12 +203,7 @@ GET /t
 === TEST 8: unregistered=refuse: a valid token no consumer claims is 403; a bound one passes
 --- http_config
     gateway_policy file=$TEST_NGINX_POLICY/basic.json;
-    server {
-        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
-        location / {
-            return 200 "id=[$http_x_consumer_id] user=[$http_x_consumer_username] groups=[$http_x_consumer_groups] cred=[$http_x_credential_identifier] anon=[$http_x_anonymous_consumer] key=[$http_x_api_key] cookie=[$http_cookie] args=[$args]\n";
-        }
-    }
+    server { listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1; include $TEST_NGINX_POLICY/echo-identity.conf; }
 --- config
     location /t {
         auth_jwt "api";
@@ -269,12 +230,7 @@ GET /t
 === TEST 9: the denylist revokes tokens before they expire: by jti and by sub (401 with the token challenge kept apart: ApiKey scheme of the consumer layer)
 --- http_config
     gateway_policy file=$TEST_NGINX_POLICY/basic.json;
-    server {
-        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
-        location / {
-            return 200 "id=[$http_x_consumer_id] user=[$http_x_consumer_username] groups=[$http_x_consumer_groups] cred=[$http_x_credential_identifier] anon=[$http_x_anonymous_consumer] key=[$http_x_api_key] cookie=[$http_cookie] args=[$args]\n";
-        }
-    }
+    server { listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1; include $TEST_NGINX_POLICY/echo-identity.conf; }
 --- config
     location /t {
         auth_jwt "api";
@@ -301,12 +257,7 @@ GET /t
 === TEST 10: a token refused by auth_jwt is answered by auth_jwt (Bearer challenge); no token and no anonymous consumer: auth_jwt's 401
 --- http_config
     gateway_policy file=$TEST_NGINX_POLICY/basic.json;
-    server {
-        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
-        location / {
-            return 200 "id=[$http_x_consumer_id] user=[$http_x_consumer_username] groups=[$http_x_consumer_groups] cred=[$http_x_credential_identifier] anon=[$http_x_anonymous_consumer] key=[$http_x_api_key] cookie=[$http_cookie] args=[$args]\n";
-        }
-    }
+    server { listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1; include $TEST_NGINX_POLICY/echo-identity.conf; }
 --- config
     location /t {
         auth_jwt "api";
@@ -328,12 +279,7 @@ GET /t
 === TEST 11: an API key and auth_jwt on one location: the key is enough (the token is not needed), a request with only a token is checked by auth_jwt
 --- http_config
     gateway_policy file=$TEST_NGINX_POLICY/basic.json;
-    server {
-        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
-        location / {
-            return 200 "id=[$http_x_consumer_id] user=[$http_x_consumer_username] groups=[$http_x_consumer_groups] cred=[$http_x_credential_identifier] anon=[$http_x_anonymous_consumer] key=[$http_x_api_key] cookie=[$http_cookie] args=[$args]\n";
-        }
-    }
+    server { listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1; include $TEST_NGINX_POLICY/echo-identity.conf; }
 --- config
     location /t {
         auth_jwt "api";
@@ -360,12 +306,7 @@ GET /t
 === TEST 12: access rules per route and method: groups of the consumer, 403 group_forbidden, 403 route_unknown for a route the document does not name
 --- http_config
     gateway_policy file=$TEST_NGINX_POLICY/basic.json;
-    server {
-        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
-        location / {
-            return 200 "id=[$http_x_consumer_id] user=[$http_x_consumer_username] groups=[$http_x_consumer_groups] cred=[$http_x_credential_identifier] anon=[$http_x_anonymous_consumer] key=[$http_x_api_key] cookie=[$http_cookie] args=[$args]\n";
-        }
-    }
+    server { listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1; include $TEST_NGINX_POLICY/echo-identity.conf; }
 --- config
     location /orders {
         gateway_route orders;
@@ -393,12 +334,7 @@ GET /t
 === TEST 13: groups from token claims (auth_consumer_groups_claim: an array at a path, a space-separated scope)
 --- http_config
     gateway_policy file=$TEST_NGINX_POLICY/basic.json;
-    server {
-        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
-        location / {
-            return 200 "id=[$http_x_consumer_id] user=[$http_x_consumer_username] groups=[$http_x_consumer_groups] cred=[$http_x_credential_identifier] anon=[$http_x_anonymous_consumer] key=[$http_x_api_key] cookie=[$http_cookie] args=[$args]\n";
-        }
-    }
+    server { listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1; include $TEST_NGINX_POLICY/echo-identity.conf; }
 --- config
     location /orders {
         gateway_route orders;
@@ -439,12 +375,7 @@ GET /t
 === TEST 14: "*" admits any identified consumer but not the anonymous one
 --- http_config
     gateway_policy file=$TEST_NGINX_POLICY/basic.json;
-    server {
-        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
-        location / {
-            return 200 "id=[$http_x_consumer_id] user=[$http_x_consumer_username] groups=[$http_x_consumer_groups] cred=[$http_x_credential_identifier] anon=[$http_x_anonymous_consumer] key=[$http_x_api_key] cookie=[$http_cookie] args=[$args]\n";
-        }
-    }
+    server { listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1; include $TEST_NGINX_POLICY/echo-identity.conf; }
 --- config
     location /open {
         gateway_route open;
@@ -465,12 +396,7 @@ GET /t
 === TEST 15: plan quotas: rate_limit ... plan applies the consumer's plan (tiny: 2 r/m), and a consumer of another plan is limited by that one
 --- http_config
     gateway_policy file=$TEST_NGINX_POLICY/basic.json;
-    server {
-        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
-        location / {
-            return 200 "id=[$http_x_consumer_id] user=[$http_x_consumer_username] groups=[$http_x_consumer_groups] cred=[$http_x_credential_identifier] anon=[$http_x_anonymous_consumer] key=[$http_x_api_key] cookie=[$http_cookie] args=[$args]\n";
-        }
-    }
+    server { listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1; include $TEST_NGINX_POLICY/echo-identity.conf; }
     rate_limit_zone $gateway_consumer zone=consumers:1m;
 --- config
     location /t {
@@ -499,12 +425,7 @@ GET /t
 === TEST 16: variables: $gateway_consumer, _username, _groups, $gateway_plan, $gateway_credential, $gateway_policy_version
 --- http_config
     gateway_policy file=$TEST_NGINX_POLICY/basic.json;
-    server {
-        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
-        location / {
-            return 200 "id=[$http_x_consumer_id] user=[$http_x_consumer_username] groups=[$http_x_consumer_groups] cred=[$http_x_credential_identifier] anon=[$http_x_anonymous_consumer] key=[$http_x_api_key] cookie=[$http_cookie] args=[$args]\n";
-        }
-    }
+    server { listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1; include $TEST_NGINX_POLICY/echo-identity.conf; }
 --- config
     location /t {
         auth_api_key header=X-API-Key;
@@ -528,12 +449,7 @@ GET /t
 === TEST 17: the JSON record names the consumer, credential, plan and policy version, and the refusal reason; the key is never written
 --- http_config
     gateway_policy file=$TEST_NGINX_POLICY/basic.json;
-    server {
-        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
-        location / {
-            return 200 "id=[$http_x_consumer_id] user=[$http_x_consumer_username] groups=[$http_x_consumer_groups] cred=[$http_x_credential_identifier] anon=[$http_x_anonymous_consumer] key=[$http_x_api_key] cookie=[$http_cookie] args=[$args]\n";
-        }
-    }
+    server { listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1; include $TEST_NGINX_POLICY/echo-identity.conf; }
 --- config
     location /t {
         auth_api_key header=X-API-Key query=apikey;
@@ -565,12 +481,7 @@ no-such-key
 === TEST 18: metrics: identifications and refusals by result, the version in force, consumers in it
 --- http_config
     gateway_policy file=$TEST_NGINX_POLICY/basic.json;
-    server {
-        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
-        location / {
-            return 200 "id=[$http_x_consumer_id] user=[$http_x_consumer_username] groups=[$http_x_consumer_groups] cred=[$http_x_credential_identifier] anon=[$http_x_anonymous_consumer] key=[$http_x_api_key] cookie=[$http_cookie] args=[$args]\n";
-        }
-    }
+    server { listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1; include $TEST_NGINX_POLICY/echo-identity.conf; }
 --- config
     location /t {
         auth_api_key header=X-API-Key;
@@ -603,12 +514,7 @@ label_values !~ key-acme
 === TEST 19: gateway_status: the policy version, its source and counts, read-only JSON
 --- http_config
     gateway_policy file=$TEST_NGINX_POLICY/basic.json;
-    server {
-        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
-        location / {
-            return 200 "id=[$http_x_consumer_id] user=[$http_x_consumer_username] groups=[$http_x_consumer_groups] cred=[$http_x_credential_identifier] anon=[$http_x_anonymous_consumer] key=[$http_x_api_key] cookie=[$http_cookie] args=[$args]\n";
-        }
-    }
+    server { listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1; include $TEST_NGINX_POLICY/echo-identity.conf; }
 --- config
     location = /status {
         gateway_status;
@@ -625,12 +531,7 @@ qr/"policy": \{.*"consumers": 6,.*"rules": 5,.*"source": "file .+\/t\/policy\/ba
 === TEST 20: a rewrite to another location: that location's route and rules decide
 --- http_config
     gateway_policy file=$TEST_NGINX_POLICY/basic.json;
-    server {
-        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
-        location / {
-            return 200 "id=[$http_x_consumer_id] user=[$http_x_consumer_username] groups=[$http_x_consumer_groups] cred=[$http_x_credential_identifier] anon=[$http_x_anonymous_consumer] key=[$http_x_api_key] cookie=[$http_cookie] args=[$args]\n";
-        }
-    }
+    server { listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1; include $TEST_NGINX_POLICY/echo-identity.conf; }
 --- config
     location /t {
         auth_api_key header=X-API-Key;
@@ -654,12 +555,7 @@ qr/"policy": \{.*"consumers": 6,.*"rules": 5,.*"source": "file .+\/t\/policy\/ba
 === TEST 21: satisfy any: when an address grants the request, the consumer layer is skipped but the client's identity headers still never reach the upstream
 --- http_config
     gateway_policy file=$TEST_NGINX_POLICY/basic.json;
-    server {
-        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
-        location / {
-            return 200 "id=[$http_x_consumer_id] user=[$http_x_consumer_username] groups=[$http_x_consumer_groups] cred=[$http_x_credential_identifier] anon=[$http_x_anonymous_consumer] key=[$http_x_api_key] cookie=[$http_cookie] args=[$args]\n";
-        }
-    }
+    server { listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1; include $TEST_NGINX_POLICY/echo-identity.conf; }
 --- config
     location /t {
         satisfy any;

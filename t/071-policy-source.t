@@ -121,12 +121,7 @@ qr/\[emerg\] \d+#\d+: "rate_limit": "rate" and "plan" exclude each other/
 === TEST 9: the file changes: the new version is in force within the interval, without a reload; a broken one is refused and the last good one stays
 --- http_config
     gateway_policy file=$TEST_NGINX_SERVER_ROOT/html/policy.json interval=1s;
-    server {
-        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
-        location / {
-            return 200 "$http_x_consumer_id\n";
-        }
-    }
+    server { listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1; include $TEST_NGINX_POLICY/echo-identity.conf; }
 --- config
     location /t {
         auth_api_key header=X-API-Key;
@@ -157,7 +152,7 @@ qr/\[emerg\] \d+#\d+: "rate_limit": "rate" and "plan" exclude each other/
 2 rename html/broken.json html/policy.json
 2 sleep 2
 --- response_body_like eval
-["^old\n\$", "^new\n\$", "^new\n\$", qr/"last_error": "document refused: bad_json: .+".*"version": "v2"/s, ".*"]
+["^id=\\[old\\]", "^id=\\[new\\]", "^id=\\[new\\]", qr/"last_error": "document refused: bad_json: .+".*"version": "v2"/s, ".*"]
 --- response_headers eval
 ["X-Version: v1", "X-Version: v2", "X-Version: v2", "", ""]
 --- prometheus
@@ -171,12 +166,7 @@ gateway_policy_loads_total{result="installed"} 2
 === TEST 10: a URL source: the first request waits for the first fetch; the control plane can be an nginx location
 --- http_config
     gateway_policy url=/_policy interval=1s;
-    server {
-        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
-        location / {
-            return 200 "$http_x_consumer_id\n";
-        }
-    }
+    server { listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1; include $TEST_NGINX_POLICY/echo-identity.conf; }
 --- config
     location = /_policy {
         internal;
@@ -191,8 +181,7 @@ gateway_policy_loads_total{result="installed"} 2
 GET /t
 --- more_headers
 X-API-Key: key-acme
---- response_body
-acme
+--- response_body_like: ^id=\[acme\]
 --- response_headers
 X-Version: t-1
 --- error_log eval
@@ -203,12 +192,7 @@ X-Version: t-1
 === TEST 11: a URL source that fails: after the wait, 503 policy_unavailable, logged
 --- http_config
     gateway_policy url=/_policy interval=1s;
-    server {
-        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
-        location / {
-            return 200 "$http_x_consumer_id\n";
-        }
-    }
+    server { listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1; include $TEST_NGINX_POLICY/echo-identity.conf; }
 --- config
     location = /_policy {
         internal;
@@ -232,12 +216,7 @@ qr/\[error\] .*policy from url "\/_policy": "\/_policy" answered 404; no policy 
 === TEST 12: a URL source that changes: a request after the interval starts a conditional fetch (304 keeps the document); the new version is in force for the requests after it
 --- http_config
     gateway_policy url=/_policy interval=1s;
-    server {
-        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
-        location / {
-            return 200 "$http_x_consumer_id\n";
-        }
-    }
+    server { listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1; include $TEST_NGINX_POLICY/echo-identity.conf; }
 --- config
     location = /_policy {
         internal;
@@ -265,8 +244,8 @@ qr/\[error\] .*policy from url "\/_policy": "\/_policy" answered 404; no policy 
 2 rename html/v2.json html/policy.json
 2 sleep 1.5
 3 sleep 0.5
---- response_body eval
-["old\n", "old\n", "old\n", "new\n"]
+--- response_body_like eval
+["^id=\\[old\\]", "^id=\\[old\\]", "^id=\\[old\\]", "^id=\\[new\\]"]
 --- response_headers eval
 ["X-Version: u1", "X-Version: u1", "X-Version: u1", "X-Version: u2"]
 
