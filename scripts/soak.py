@@ -4,7 +4,9 @@ reopens and a killed worker, then checks that nothing went wrong. Driven by scri
 
 Load (wrk with a Lua script, loopback): a mix of valid tokens (200, some 429), tokens with a
 bad signature and no token (401), valid tokens without a required scope (403), ten hot keys
-limited to 5r/s (429), and 100,000 distinct limit keys (200). Meanwhile: SIGHUP (reload)
+limited to 5r/s (429), 100,000 distinct limit keys (200), and API keys of consumers from a
+policy file (200, or 401 for an unknown or revoked key). Meanwhile: a new version of the policy
+file every 3 s (a key revoked, then back), SIGHUP (reload)
 every --reload-every seconds, every 4th reload a log rotation (rename, then SIGUSR1), one
 SIGKILL to a worker halfway, the key provider (keys come by auth_jwt_key_request from a
 server block of the same nginx) answering 503 from 55% to 70% of the run, and a check of an
@@ -26,6 +28,8 @@ Checks (each failure is printed and makes the exit status 1):
              0..connections (requests in flight when wrk stopped), or -connections..connections
              with a killed worker (it may send a response and die before logging it);
   workers    after the load, exactly worker_processes workers run (old ones all exited);
+  policy     the last version written is the one in force (gateway_status), and no check of
+             the policy file failed;
   rss        master and worker RssAnon (private memory, without the shared zones) after
              warm-up and at the end; "flat" = end <= start * 1.25 + 4 MB.
 The key-provider failure part needs auth_jwt_key_request, which this build does not have:
@@ -52,6 +56,25 @@ WORKERS = 2
 EXACT_K = 1000
 EXACT_EXTRA = 500
 CONNECTIONS = 64
+
+
+def write_policy(work, n):
+    """Version soak-N of the policy: soak-key-0 and soak-key-1 belong to consumers (plan big),
+    soak-key-2 to nobody (401); on odd N soak-key-1 is revoked (401). Written atomically."""
+    import hashlib
+    digest = lambda k: hashlib.sha256(k.encode()).hexdigest()
+    doc = {
+        "version": f"soak-{n}",
+        "plans": {"big": {"limits": {"second": 1000000}}},
+        "consumers": [{"id": f"c{i}", "plan": "big",
+                       "credentials": {"api_keys": [{"sha256": digest(f"soak-key-{i}")}]}}
+                      for i in range(2)],
+        "deny": {"api_keys": [digest("soak-key-1")] if n % 2 else []},
+    }
+    tmp = os.path.join(work, "policy.json.tmp")
+    with open(tmp, "w") as f:
+        json.dump(doc, f)
+    os.rename(tmp, os.path.join(work, "policy.json"))
 
 
 def free_port():
@@ -86,6 +109,9 @@ http {{
     rate_limit_zone $http_x_exact zone=exact:1m;
     gateway_log logs/gw.json buffer=64k flush=1s;
     gateway_log_field pid $pid;
+    # Consumers: the soak rewrites the policy file every few seconds (a key revoked and back).
+    gateway_policy file={work}/policy.json interval=1s;
+    rate_limit_zone $gateway_consumer zone=consumers:1m;
     # Keys come from a key provider (below) by subrequest; the soak takes it down for a while.
     auth_jwt_key_request /_jwks;
     auth_jwt_key_cache 2s;
@@ -108,6 +134,8 @@ http {{
         location /keys {{ rate_limit zone=keys rate=10r/m; empty_gif; }}
         location /hot {{ rate_limit zone=keys rate=5r/s; empty_gif; }}
         location /exact {{ rate_limit zone=exact rate={k}r/d; empty_gif; }}
+        location /consumer {{ auth_api_key header=X-API-Key; rate_limit zone=consumers plan; empty_gif; }}
+        location = /status {{ gateway_status; }}
     }}
 }}
 """
@@ -143,6 +171,8 @@ request = function()
     return wrk.format("GET", "/admin", { ["Authorization"] = "Bearer " .. noscope })
   elseif m == 6 then
     return wrk.format("GET", "/hot", { ["X-Key"] = "hot-" .. (i %% 10) })
+  elseif m == 9 then
+    return wrk.format("GET", "/consumer", { ["X-API-Key"] = "soak-key-" .. (i %% 3) })
   else
     return wrk.format("GET", "/keys", { ["X-Key"] = "k-" .. (i %% 100000) })
   end
@@ -268,6 +298,8 @@ def main():
     with open(os.path.join(work, "conf/nginx.conf"), "w") as f:
         f.write(CONF.format(module=args.module, workers=WORKERS, user=user, root=ROOT,
                             port=port, pport=free_port(), work=work, k=EXACT_K))
+    policy_n = 0
+    write_policy(work, policy_n)
     tokens = [mint(args.gwjwt, f"user-{i}", "read") for i in range(20)]
     bad = tokens[0][:-4] + ("AAAA" if not tokens[0].endswith("AAAA") else "BBBB")
     noscope = mint(args.gwjwt, "nobody", "read")
@@ -311,9 +343,15 @@ def main():
     down_file = os.path.join(work, "provider-down")
     down_at, up_at = t0 + secs * 0.55, t0 + secs * 0.7
     next_reload = time.time()
+    next_policy = time.time() + 3
     stop_reloads = t0 + secs - 12
     while time.time() < stop_reloads:
         now = time.time()
+        if now >= next_policy:
+            policy_n += 1
+            write_policy(work, policy_n)
+            events["policy"] += 1
+            next_policy = now + 3
         if exact_thread is None and now >= exact_at:
             def run_exact():
                 exact_result["counts"] = exact_check(port, "exact-during-load",
@@ -358,6 +396,10 @@ def main():
 
     # After the load: the exact counter of a fresh key, all workers, no reload.
     after = exact_check(port, "exact-after-load", EXACT_K + EXACT_EXTRA)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    conn.request("GET", "/status")
+    status_doc = json.loads(conn.getresponse().read())
+    conn.close()
     time.sleep(2)
     live = [p for p in children(master) if not is_shutting_down(p)]
     lingering = [p for p in children(master) if is_shutting_down(p)]
@@ -375,6 +417,14 @@ def main():
           f"(rename + SIGUSR1), {events['sigkill']} worker SIGKILL"
           + (f" (pid {killed})" if killed else ""))
     err_text = open(os.path.join(work, "logs", "error.log"), errors="replace").read()
+    in_force = (status_doc.get("policy") or {}).get("version")
+    installed = len(re.findall(r'policy version "soak-\d+" from file', err_text))
+    print(f"policy: {events['policy']} versions written (every 3 s), {installed} installs logged, "
+          f"version in force at the end: {in_force} (last written: soak-{policy_n})")
+    if in_force != f"soak-{policy_n}":
+        problems.append(f"policy: soak-{policy_n} was written last but {in_force} is in force")
+    if "policy from file" in err_text:
+        problems.append("policy: a check of the policy file failed (see error.log)")
     refused = len(re.findall(r'response from "/_jwks" refused: status 503', err_text))
     print(f"key provider: down {up_at - down_at:.0f}s (503); {refused} refusal line(s) logged "
           f"(at most one per refresh interval); valid tokens kept being accepted with the last "

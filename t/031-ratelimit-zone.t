@@ -263,7 +263,7 @@ qr/\[emerg\] .*"rate_limit" must have "zone" parameter in \S+nginx\.conf:\d+/
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] .*"rate_limit" must have "rate" parameter in \S+nginx\.conf:\d+/
+qr/\[emerg\] .*"rate_limit" must have "rate" or "plan" parameter in \S+nginx\.conf:\d+/
 
 
 
@@ -467,4 +467,4 @@ qr/\[emerg\] .*invalid value "burst=lots" in "rate_limit" directive, "burst" mus
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] .*invalid value "period=5" in "rate_limit" directive, parameters are zone=, rate=, burst=, algorithm=, dry_run and policy= in \S+nginx\.conf:\d+/
+qr/\[emerg\] .*invalid value "period=5" in "rate_limit" directive, parameters are zone=, rate=, plan, burst=, algorithm=, dry_run and policy= in \S+nginx\.conf:\d+/

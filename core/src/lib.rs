@@ -11,6 +11,7 @@ pub mod log;
 pub mod metrics;
 pub mod oidc;
 pub mod parse;
+pub mod policy;
 pub mod ratelimit;
 pub mod reqid;
 pub mod resp;

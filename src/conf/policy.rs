@@ -9,7 +9,7 @@ use super::util::{arg_str, args, duplicate, full_path, invalid, kv, name};
 use super::MainConf;
 
 /// Where the policy document comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Source {
     /// A local file (full path), read when the configuration loads and checked on the interval.
     File(String),
@@ -145,8 +145,7 @@ impl ConsumerConf {
 fn name_ok(v: &str, max: usize) -> bool {
     !v.is_empty()
         && v.len() <= max
-        && v
-            .bytes()
+        && v.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
@@ -163,14 +162,17 @@ pub fn set_policy(cf: &mut ngx_conf_t, mcf: &mut MainConf) -> Result<(), String>
     for v in &a[1..] {
         let s = arg_str(v)?;
         match kv(s) {
-            Some(("file", p)) if !p.is_empty() && source.is_none() => {
+            Some(("file" | "url", _)) if source.is_some() => {
+                return Err(invalid(cf, s, "give one source: \"file=\" or \"url=\""))
+            }
+            Some(("file", p)) if !p.is_empty() => {
                 let mut path = *v;
                 // SAFETY: skips the 5-byte ASCII prefix "file=" of this argument.
                 path.data = unsafe { path.data.add(5) };
                 path.len -= 5;
                 source = Some(Source::File(full_path(cf, &path)?));
             }
-            Some(("url", u)) if u.starts_with('/') && source.is_none() => {
+            Some(("url", u)) if u.starts_with('/') => {
                 if u.bytes().any(|b| b <= b' ' || b == 0x7f) {
                     return Err(invalid(cf, s, "the URI must not contain spaces or control bytes"));
                 }
@@ -182,9 +184,6 @@ pub fn set_policy(cf: &mut ngx_conf_t, mcf: &mut MainConf) -> Result<(), String>
                     s,
                     "the URL is a local URI (a location that proxies to the control plane), starting with \"/\"",
                 ))
-            }
-            Some(("file" | "url", _)) => {
-                return Err(invalid(cf, s, "give one source: \"file=\" or \"url=\""))
             }
             Some(("interval", t)) => {
                 interval = parse_duration_ms(t).map_err(|e| invalid(cf, s, &e.to_string()))?;
@@ -342,8 +341,7 @@ pub fn set_api_key(cf: &mut ngx_conf_t, c: &mut ConsumerConf) -> Result<(), Stri
 fn header_name_ok(n: &str) -> bool {
     !n.is_empty()
         && n.len() <= 64
-        && n
-            .bytes()
+        && n.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
@@ -361,7 +359,13 @@ pub fn set_consumer(cf: &mut ngx_conf_t, c: &mut ConsumerConf) -> Result<(), Str
     let on = match arg_str(&a[1])? {
         "on" => true,
         "off" => false,
-        v => return Err(invalid(cf, v, "the first parameter must be \"on\" or \"off\"")),
+        v => {
+            return Err(invalid(
+                cf,
+                v,
+                "the first parameter must be \"on\" or \"off\"",
+            ))
+        }
     };
     let mut mode = ConsumerMode {
         on,

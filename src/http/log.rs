@@ -210,7 +210,7 @@ pub fn build_record<'a>(
                 None => super::policy::version_in_force(mcf_policy),
             };
             if let Some(v) = version {
-                o.push_str("version", v.as_bytes());
+                o.string("version", v.into_bytes());
             }
             if let Some(id) = identity {
                 o.push_str("credential", id.credential.as_str().as_bytes());
@@ -218,7 +218,7 @@ pub fn build_record<'a>(
                     o.push_str("plan", p.as_bytes());
                 }
                 if !id.groups.is_empty() {
-                    o.push_str("groups", id.groups_joined().as_bytes());
+                    o.string("groups", id.groups_joined().into_bytes());
                 }
             }
             if let Some(code) = ctx.and_then(|c| c.policy.refused) {

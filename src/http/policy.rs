@@ -73,6 +73,9 @@ struct Shared {
     etag: [u8; MAX_ETAG],
     digest: [u8; 32],
     has_digest: u32,
+    /// The last document refused, not refused (nor logged) again while it stays the same.
+    refused_digest: [u8; 32],
+    has_refused: u32,
     error_len: u32,
     last_ok_ms: u64,
     last_error_ms: u64,
@@ -145,7 +148,7 @@ unsafe extern "C" fn init_zone(shm: *mut ngx_shm_zone_t, _old: *mut c_void) -> n
         // SAFETY: the zone's slab pool; old workers of a reused zone may be using it, so the
         // header is changed under the pool's mutex.
         unsafe {
-            (*shpool).log_nomem = 0;
+            (*shpool).set_log_nomem(0);
             let mut s = (*shpool).data.cast::<Shared>();
             if s.is_null() || (*s).magic != MAGIC {
                 s = nginx_sys::ngx_slab_alloc(shpool, core::mem::size_of::<Shared>())
@@ -316,7 +319,7 @@ unsafe fn install_at(
         (*s).has_digest = 1;
         match etag {
             Some(t) if t.len() <= MAX_ETAG => {
-                (*s).etag[..t.len()].copy_from_slice(t);
+                (&mut (*s).etag)[..t.len()].copy_from_slice(t);
                 (*s).etag_len = t.len() as u32;
             }
             _ => (*s).etag_len = 0,
@@ -339,7 +342,10 @@ enum Outcome {
         digest: [u8; 32],
         etag: Option<Vec<u8>>,
     },
-    Refused(String),
+    /// An invalid document, and its digest when known.
+    Refused(String, Option<[u8; 32]>),
+    /// The same invalid document as last time (already logged and counted).
+    StillRefused,
     Failed(String),
 }
 
@@ -401,11 +407,21 @@ fn spawn(work: impl FnOnce() -> Outcome + Send + 'static) -> Option<JoinHandle<O
     }
 }
 
+/// The digests of the document in force and of the last one refused.
+#[derive(Clone, Copy)]
+struct Known {
+    in_force: Option<[u8; 32]>,
+    refused: Option<[u8; 32]>,
+}
+
 /// The thread's work on a document: unchanged, compiled, or refused.
-fn compile(doc: &[u8], known: Option<[u8; 32]>, etag: Option<Vec<u8>>) -> Outcome {
+fn compile(doc: &[u8], known: Known, etag: Option<Vec<u8>>) -> Outcome {
     let digest = policy::key_digest(doc);
-    if known == Some(digest) {
+    if known.in_force == Some(digest) {
         return Outcome::Unchanged;
+    }
+    if known.refused == Some(digest) {
+        return Outcome::StillRefused;
     }
     match policy::compile(doc) {
         Ok((image, summary)) => Outcome::Compiled {
@@ -414,12 +430,19 @@ fn compile(doc: &[u8], known: Option<[u8; 32]>, etag: Option<Vec<u8>>) -> Outcom
             digest,
             etag,
         },
-        Err(e) => Outcome::Refused(format!("{}: {e}", e.code)),
+        Err(e) => Outcome::Refused(format!("{}: {e}", e.code), Some(digest)),
     }
 }
 
-fn known_digest() -> Option<[u8; 32]> {
-    with_shared(|s| (s.has_digest != 0).then_some(s.digest)).flatten()
+fn known_digests() -> Known {
+    with_shared(|s| Known {
+        in_force: (s.has_digest != 0).then_some(s.digest),
+        refused: (s.has_refused != 0).then_some(s.refused_digest),
+    })
+    .unwrap_or(Known {
+        in_force: None,
+        refused: None,
+    })
 }
 
 unsafe extern "C" fn timer_handler(ev: *mut ngx_event_t) {
@@ -451,14 +474,14 @@ fn tick(w: &mut Worker, log: *mut nginx_sys::ngx_log_t) -> u64 {
     if w.job.is_none() {
         if let Source::File(path) = &w.source {
             if try_lease(now, w.interval_ms) {
-                let (path, max, known) = (path.clone(), w.max_size, known_digest());
-                w.job = spawn(move || {
-                    match crate::conf::policy::read_limited(&path, max) {
+                let (path, max, known) = (path.clone(), w.max_size, known_digests());
+                w.job = spawn(
+                    move || match crate::conf::policy::read_limited(&path, max) {
                         Ok(doc) => compile(&doc, known, None),
-                        Err(e) if e.contains("too_large") => Outcome::Refused(e),
+                        Err(e) if e.contains("too_large") => Outcome::Refused(e, None),
                         Err(e) => Outcome::Failed(e),
-                    }
-                });
+                    },
+                );
                 if w.job.is_none() {
                     finish(
                         &w.source,
@@ -480,10 +503,19 @@ fn tick(w: &mut Worker, log: *mut nginx_sys::ngx_log_t) -> u64 {
 
 /// Records the end of a check: installs a compiled document, keeps the last good one
 /// otherwise, releases the lease, wakes the requests waiting for a first document.
-fn finish(source: &Source, interval: u64, outcome: Outcome, log: *mut nginx_sys::ngx_log_t, now: u64) {
+fn finish(
+    source: &Source,
+    interval: u64,
+    outcome: Outcome,
+    log: *mut nginx_sys::ngx_log_t,
+    now: u64,
+) {
     let what = source.describe();
+    let mut refused_digest = None;
+    // The same invalid document as at the last check: it was logged and counted then.
+    let still_refused = matches!(outcome, Outcome::StillRefused);
     let error = match outcome {
-        Outcome::Unchanged => None,
+        Outcome::Unchanged | Outcome::StillRefused => None,
         Outcome::Compiled {
             image,
             summary,
@@ -509,13 +541,21 @@ fn finish(source: &Source, interval: u64, outcome: Outcome, log: *mut nginx_sys:
                 Err(e) => Some((false, e)),
             }
         }
-        Outcome::Refused(e) => Some((true, format!("document refused: {e}"))),
+        Outcome::Refused(e, d) => {
+            refused_digest = d;
+            Some((true, format!("document refused: {e}")))
+        }
         Outcome::Failed(e) => Some((false, e)),
     };
     let in_force = with_view(|v, _| String::from_utf8_lossy(v.version()).into_owned());
     with_shared(|s| {
         s.lease_until_ms = 0;
+        if let Some(d) = refused_digest {
+            s.refused_digest = d;
+            s.has_refused = 1;
+        }
         match &error {
+            None if still_refused => {}
             None => {
                 s.failures = 0;
                 s.last_ok_ms = now;
@@ -595,17 +635,20 @@ fn fetched(source: &Source, uri: &str, max: usize, interval: u64, a: &fetch::Ans
             "the response from \"{uri}\" could not be read whole (raise subrequest_output_buffer_size in that location)"
         )))
     } else if a.body.len() > max {
-        Some(Outcome::Refused(format!(
-            "too_large: {} bytes, larger than max_size={max}",
-            a.body.len()
-        )))
+        Some(Outcome::Refused(
+            format!(
+                "too_large: {} bytes, larger than max_size={max}",
+                a.body.len()
+            ),
+            None,
+        ))
     } else {
         let etag = a.header(b"etag");
         let etag = (!etag.is_empty()
             && etag.len() <= MAX_ETAG
             && gateway_core::header::first_unsafe_byte(etag).is_none())
         .then(|| etag.to_vec());
-        let (doc, known) = (a.body.to_vec(), known_digest());
+        let (doc, known) = (a.body.to_vec(), known_digests());
         let job = spawn(move || compile(&doc, known, etag));
         match job {
             Some(h) => {
@@ -764,6 +807,10 @@ pub fn access(request: &mut Request, ctx: &mut RequestCtx, lcf: &LocConf) -> ngx
     match step {
         Step::Return(rc) => rc,
         Step::Refuse(r) => {
+            // A 401 names the scheme to use (RFC 9110): here an API key.
+            if r.status == 401 && super::set_www_authenticate(request, b"ApiKey").is_none() {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+            }
             ctx.policy.refused = Some(r.code);
             super::metrics::inc_consumer(r.code);
             gw_log!(
@@ -778,13 +825,12 @@ pub fn access(request: &mut Request, ctx: &mut RequestCtx, lcf: &LocConf) -> ngx
         }
         Step::Grant => {
             if !ctx.policy.headers_done {
-                ctx.policy.headers_done = true;
-                if upstream_headers(request, ctx, &lcf.consumer).is_none() {
-                    return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
-                }
                 if let Some(id) = &ctx.consumer {
                     super::metrics::inc_consumer(id.credential.as_str());
                 }
+            }
+            if identity_headers_once(request, ctx, &lcf.consumer).is_none() {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
             }
             NGX_OK as ngx_int_t
         }
@@ -817,7 +863,12 @@ fn query_arg<'r>(request: &'r Request, name: &str) -> Option<&'r [u8]> {
     };
     // SAFETY: the live request; nginx points `value` into the request's arguments.
     let rc = unsafe {
-        nginx_sys::ngx_http_arg(r.cast_mut(), name.as_ptr().cast_mut(), name.len(), &mut value)
+        nginx_sys::ngx_http_arg(
+            r.cast_mut(),
+            name.as_ptr().cast_mut(),
+            name.len(),
+            &mut value,
+        )
     };
     // SAFETY: on NGX_OK `value` points at `len` bytes of the request's arguments.
     (rc == NGX_OK as ngx_int_t && value.len > 0)
@@ -829,7 +880,9 @@ fn cookie_value<'a>(header: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
     header.split(|&b| b == b';').find_map(|pair| {
         let pair = pair.trim_ascii();
         let eq = pair.iter().position(|&b| b == b'=')?;
-        (&pair[..eq] == name).then(|| &pair[eq + 1..]).filter(|v| !v.is_empty())
+        (&pair[..eq] == name)
+            .then(|| &pair[eq + 1..])
+            .filter(|v| !v.is_empty())
     })
 }
 
@@ -867,7 +920,9 @@ fn identify(
             match v.by_key_digest(&digest) {
                 Some(c) => {
                     let mut id = Identity::of(&c, Credential::ApiKey, v.version());
-                    id.key_name = v.key_name(&digest).map(|n| String::from_utf8_lossy(n).into_owned());
+                    id.key_name = v
+                        .key_name(&digest)
+                        .map(|n| String::from_utf8_lossy(n).into_owned());
                     consumer_checks(v, &c).map(|()| id)
                 }
                 None => Err(refuse(401, "key_unknown", "the API key is unknown")),
@@ -884,7 +939,12 @@ fn identify(
             if rc != NGX_OK as ngx_int_t {
                 return Step::Return(rc);
             }
-            let Some(v) = ctx.auth.as_ref().and_then(|a| a.valid()).map(|v| v as *const _) else {
+            let Some(v) = ctx
+                .auth
+                .as_ref()
+                .and_then(|a| a.valid())
+                .map(|v| v as *const _)
+            else {
                 return Step::Return(NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t);
             };
             // SAFETY: the verified token is kept by the request context's outcome, which is
@@ -907,12 +967,11 @@ fn identify(
             });
             settle(ctx, id)
         }
-        None => {
-            if super::set_www_authenticate(request, b"ApiKey").is_none() {
-                return Step::Return(NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t);
-            }
-            Step::Refuse(refuse(401, "credential_missing", "the request has no credential"))
-        }
+        None => Step::Refuse(refuse(
+            401,
+            "credential_missing",
+            "the request has no credential",
+        )),
     }
 }
 
@@ -936,7 +995,11 @@ fn by_token(
     }
     let sub = token.sub().unwrap_or_default();
     if !sub.is_empty() && v.sub_denied(sub.as_bytes()) {
-        return Err(refuse(401, "token_revoked", "the token's subject is revoked (sub)"));
+        return Err(refuse(
+            401,
+            "token_revoked",
+            "the token's subject is revoked (sub)",
+        ));
     }
     let mut id = match v.by_jwt(&claim_str) {
         Some(c) => {
@@ -972,7 +1035,8 @@ fn claim_groups(value: &serde_json::Value) -> Vec<String> {
     let ok = |s: &str| {
         !s.is_empty()
             && s.len() <= 64
-            && s.bytes().all(|b| b.is_ascii_graphic() && b != b',' && b != b'"')
+            && s.bytes()
+                .all(|b| b.is_ascii_graphic() && b != b',' && b != b'"')
     };
     match value {
         serde_json::Value::String(s) => s.split(' ').filter(|g| ok(g)).map(String::from).collect(),
@@ -993,7 +1057,11 @@ fn consumer_checks(v: &View<'_>, c: &Consumer<'_>) -> Result<(), Refusal> {
         return Err(refuse(403, "consumer_disabled", "the consumer is disabled"));
     }
     if v.consumer_denied(c.id()) {
-        return Err(refuse(403, "consumer_denied", "the consumer is on the denylist"));
+        return Err(refuse(
+            403,
+            "consumer_denied",
+            "the consumer is on the denylist",
+        ));
     }
     Ok(())
 }
@@ -1037,7 +1105,11 @@ fn acl(request: &Request, ctx: &RequestCtx, cc: &ConsumerConf) -> Step {
             "route_unknown",
             "the policy has no access rule for the route",
         )),
-        None => Step::Refuse(refuse(503, "policy_unavailable", "no policy document is in force")),
+        None => Step::Refuse(refuse(
+            503,
+            "policy_unavailable",
+            "no policy document is in force",
+        )),
     }
 }
 
@@ -1081,13 +1153,33 @@ pub const IDENTITY_HEADERS: [&str; 5] = [
     "X-Credential-Identifier",
 ];
 
+/// Sets the upstream identity headers once per request (access phase, or the precontent phase
+/// when another module granted access first): the client's copies always go.
+pub fn identity_headers_once(
+    request: &mut Request,
+    ctx: &mut RequestCtx,
+    cc: &ConsumerConf,
+) -> Option<()> {
+    if ctx.policy.headers_done {
+        return Some(());
+    }
+    ctx.policy.headers_done = true;
+    upstream_headers(request, ctx, cc)
+}
+
 /// Rebuilds the request's header list without the client's identity headers (and without the
 /// API key when `hide_credentials`), then adds the identity; strips the key from the query
 /// string or the cookie as well. nginx's pointers to known headers (`host`, ...) keep pointing
 /// at the old elements, which stay in the pool unchanged; modules that send headers upstream
 /// read the list.
 fn upstream_headers(request: &mut Request, ctx: &RequestCtx, cc: &ConsumerConf) -> Option<()> {
-    let hide = cc.api_key().filter(|a| a.hide && ctx.consumer.as_ref().is_some_and(|c| c.credential == Credential::ApiKey));
+    let hide = cc.api_key().filter(|a| {
+        a.hide
+            && ctx
+                .consumer
+                .as_ref()
+                .is_some_and(|c| c.credential == Credential::ApiKey)
+    });
     let r: *mut ngx_http_request_t = request.as_mut();
     // SAFETY: the live request; the new list and its elements live in the request pool.
     unsafe {
@@ -1102,7 +1194,10 @@ fn upstream_headers(request: &mut Request, ctx: &RequestCtx, cc: &ConsumerConf) 
         }
         for h in old {
             let name = h.key.as_bytes();
-            if IDENTITY_HEADERS.iter().any(|n| name.eq_ignore_ascii_case(n.as_bytes())) {
+            if IDENTITY_HEADERS
+                .iter()
+                .any(|n| name.eq_ignore_ascii_case(n.as_bytes()))
+            {
                 continue;
             }
             let mut h = h;
@@ -1310,7 +1405,13 @@ pub fn wanted(lcf: &LocConf) -> bool {
 /// The `gateway_status` document.
 fn render_status(mcf: &MainConf) -> String {
     use serde_json::{json, Map, Value};
-    let secs = |ms: u64| if ms == 0 { Value::Null } else { json!(ms / 1000) };
+    let secs = |ms: u64| {
+        if ms == 0 {
+            Value::Null
+        } else {
+            json!(ms / 1000)
+        }
+    };
     let mut doc = Map::new();
     doc.insert("version".into(), json!(env!("CARGO_PKG_VERSION")));
     doc.insert("time".into(), json!(now_ms() / 1000));
@@ -1325,7 +1426,11 @@ fn render_status(mcf: &MainConf) -> String {
         p.insert("last_error_at".into(), secs(st.last_error_ms));
         p.insert(
             "last_error".into(),
-            if st.last_error.is_empty() { Value::Null } else { json!(st.last_error) },
+            if st.last_error.is_empty() {
+                Value::Null
+            } else {
+                json!(st.last_error)
+            },
         );
         p.insert(
             "loads".into(),

@@ -70,7 +70,12 @@ const VARIABLES: &[(ngx_str_t, GetHandler, u32, usize)] = &[
         C_GROUPS,
     ),
     (ngx_string!("gateway_plan"), consumer_variable, 0, C_PLAN),
-    (ngx_string!("gateway_credential"), consumer_variable, 0, C_CREDENTIAL),
+    (
+        ngx_string!("gateway_credential"),
+        consumer_variable,
+        0,
+        C_CREDENTIAL,
+    ),
     (
         ngx_string!("gateway_policy_version"),
         consumer_variable,
@@ -341,10 +346,12 @@ unsafe extern "C" fn consumer_variable(
         let id = RequestCtx::get(request).and_then(|c| c.consumer.as_ref());
         let value: Option<std::borrow::Cow<'_, str>> = match (data, id) {
             (C_VERSION, Some(id)) => Some(id.version.as_str().into()),
-            (C_VERSION, None) => <GatewayModule as ngx::http::HttpModuleMainConf>::main_conf(request)
-                .and_then(|m| m.policy.as_ref())
-                .and_then(super::policy::version_in_force)
-                .map(Into::into),
+            (C_VERSION, None) => {
+                <GatewayModule as ngx::http::HttpModuleMainConf>::main_conf(request)
+                    .and_then(|m| m.policy.as_ref())
+                    .and_then(super::policy::version_in_force)
+                    .map(Into::into)
+            }
             (_, None) => None,
             (C_ID, Some(id)) => Some(id.id.as_str().into()),
             (C_USERNAME, Some(id)) => Some(id.username.as_str().into()),

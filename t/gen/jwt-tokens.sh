@@ -330,3 +330,16 @@ emit JWKS_DEGENERATE "key set: ed-zero (x = ED_IDENTITY_X), rsa1024.jwk, rsa-e1 
     "$(printf '{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"ed-zero","x":"%s"},{"kty":"RSA","kid":"rsa1024","n":"%s","e":"AQAB"},{"kty":"RSA","kid":"rsa-e1","n":"%s","e":"AQ"},{"kty":"EC","crv":"P-256","kid":"ec-off-curve","x":"%s","y":"%sE"},{"alg":"RS256","e":"AQAB","kid":"rsa2048","kty":"RSA","n":"%s","use":"sig"}]}' \
         "$(printf '01%062d' 0 | hex2b64u)" "$(field $K/rsa1024.jwk n)" "$RSA_N" \
         "$(field $K/ec256.jwk x)" "${EC_Y%?}" "$RSA_N")"
+
+echo "# ---- t/070-policy.t, t/071-policy-source.t: consumers bound to tokens (HS256, t/keys/hs256.jwk)"
+hs() { gw sign --key $K/hs256.jwk --alg HS256 --kid hs256 --claims "$1"; }
+emit TOKEN_SVC "HS256, kid hs256, iss https://idp.test, sub svc-123, jti t-svc-1, exp 2100" \
+    "$(hs "{\"iss\":\"https://idp.test\",\"sub\":\"svc-123\",\"jti\":\"t-svc-1\",\"exp\":$EXP}")"
+emit TOKEN_APP "HS256, kid hs256, iss https://idp.test, sub someone, client_id acme-app, exp 2100" \
+    "$(hs "{\"iss\":\"https://idp.test\",\"sub\":\"someone\",\"client_id\":\"acme-app\",\"exp\":$EXP}")"
+emit TOKEN_BOB "HS256, kid hs256, iss https://idp.test, sub bob, jti t-bob-1, realm_access.roles [orders-read, x], scope \"orders.write admin\", exp 2100" \
+    "$(hs "{\"iss\":\"https://idp.test\",\"sub\":\"bob\",\"jti\":\"t-bob-1\",\"realm_access\":{\"roles\":[\"orders-read\",\"x\"]},\"scope\":\"orders.write admin\",\"exp\":$EXP}")"
+emit TOKEN_REVOKED "HS256, kid hs256, iss https://idp.test, sub carol, jti t-revoked, exp 2100" \
+    "$(hs "{\"iss\":\"https://idp.test\",\"sub\":\"carol\",\"jti\":\"t-revoked\",\"exp\":$EXP}")"
+emit TOKEN_DENIED_SUB "HS256, kid hs256, iss https://idp.test, sub mallory, exp 2100" \
+    "$(hs "{\"iss\":\"https://idp.test\",\"sub\":\"mallory\",\"exp\":$EXP}")"

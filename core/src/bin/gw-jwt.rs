@@ -14,7 +14,20 @@
 //! gw-jwt verify --keys FILE [--alg ALG]... [--iss I]... [--aud A]... [--typ T]
 //!             [--leeway SECS] [--require-exp] [--now UNIX] TOKEN|-
 //! gw-jwt bench [--keys DIR] [--seconds S]
+//! gw-jwt policy check FILE
+//! gw-jwt policy key-digest [KEY]
+//! gw-jwt policy new-key
+//! gw-jwt policy gen --consumers N [--version V]
+//! gw-jwt policy bench --consumers N [--seconds S]
 //! ```
+//!
+//! `policy check` validates a policy document as the module does (`ok: ...` and exit 0, or
+//! `FILE: CODE: MESSAGE` on stderr and exit 1); `policy key-digest` prints the SHA-256 digest
+//! (64 hex digits) of KEY, or of standard input without its trailing newline; `policy new-key`
+//! makes a random key (`gwk_` + 32 bytes base64url) and prints it with its digest; `policy gen`
+//! prints a valid document with N consumers (the same for the same arguments, see
+//! `gateway_core::policy::generate`); `policy bench` times compiling such a document and the
+//! lookups a request makes.
 //!
 //! `sign` keys: PKCS#8 PEM private keys (`openssl genpkey`) for RS*/PS*/ES*/EdDSA, PKCS#1
 //! `RSA PRIVATE KEY` for RS*/PS*, a JWK `kty: oct` file for HS*. The default header is
@@ -27,6 +40,7 @@ use gateway_core::jwt::sign::{b64url, encode_with_signature, signing_input, Sign
 use gateway_core::jwt::{
     check_claims, decode_and_verify_signature, verify, Alg, AlgSet, KeySet, Policy, TokenCache,
 };
+use gateway_core::policy;
 use ring::rand::{SecureRandom, SystemRandom};
 use serde_json::{Map, Value};
 use std::process::ExitCode;
@@ -45,6 +59,10 @@ fn main() -> ExitCode {
         Some("oct") => oct(&args[1..]),
         Some("verify") => verify_cmd(&args[1..]),
         Some("bench") => bench(&args[1..]),
+        Some("policy") if args.get(1).map(String::as_str) == Some("check") => {
+            return policy_check(&args[2..]);
+        }
+        Some("policy") => policy(&args[1..]),
         Some("-h" | "--help" | "help") | None => {
             print!("{}", usage());
             return ExitCode::SUCCESS;
@@ -73,6 +91,11 @@ fn usage() -> &'static str {
   gw-jwt verify --keys FILE [--alg ALG]... [--iss I]... [--aud A]... [--typ T]
               [--leeway SECS] [--require-exp] [--now UNIX] TOKEN|-
   gw-jwt bench [--keys DIR] [--seconds S]
+  gw-jwt policy check FILE
+  gw-jwt policy key-digest [KEY]          (KEY from stdin when absent)
+  gw-jwt policy new-key
+  gw-jwt policy gen --consumers N [--version V]
+  gw-jwt policy bench --consumers N [--seconds S]
 "
 }
 
@@ -412,15 +435,20 @@ fn bench_claims() -> String {
     .to_string()
 }
 
-fn bench(args: &[String]) -> Res<()> {
-    let a = Args::parse(args, &["--keys", "--seconds"])?;
-    let dir = a.get("--keys").unwrap_or("t/keys");
+/// `--seconds S` (default 0.5): the time budget of each measurement.
+fn budget_arg(a: &Args) -> Res<Duration> {
     let secs: f64 = a
         .get("--seconds")
         .unwrap_or("0.5")
         .parse()
         .map_err(|_| "--seconds: not a number")?;
-    let budget = Duration::from_secs_f64(secs);
+    Duration::try_from_secs_f64(secs).map_err(|_| "--seconds: not a duration".into())
+}
+
+fn bench(args: &[String]) -> Res<()> {
+    let a = Args::parse(args, &["--keys", "--seconds"])?;
+    let dir = a.get("--keys").unwrap_or("t/keys");
+    let budget = budget_arg(&a)?;
     let file = |name: &str| read(&format!("{dir}/{name}"));
     let mut keys = KeySet::load(&file("jwks.json")?).map_err(|e| e.to_string())?;
     keys.extend(KeySet::load(&file("hmac.jwks")?).map_err(|e| e.to_string())?);
@@ -568,4 +596,176 @@ fn base64_decode(s: &str) -> Res<Vec<u8>> {
     base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(s)
         .map_err(|e| e.to_string())
+}
+
+// ----------------------------------------------------------------------------------------
+// policy
+
+/// `policy check FILE`: its own exit path, so the refusal line is exactly `FILE: CODE: MESSAGE`.
+fn policy_check(args: &[String]) -> ExitCode {
+    let [file] = args else {
+        eprintln!("gw-jwt: policy check takes exactly one FILE\n{}", usage());
+        return ExitCode::FAILURE;
+    };
+    let doc = match read(file) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("gw-jwt: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match policy::compile(&doc) {
+        Ok((_, s)) => {
+            println!(
+                "ok: version {}, {} consumers, {} api keys, {} plans, {} rules, {} deny entries",
+                s.version, s.consumers, s.api_keys, s.plans, s.rules, s.denied
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{file}: {}: {}", e.code, e.message);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn policy(args: &[String]) -> Res<()> {
+    let rest = args.get(1..).unwrap_or_default();
+    match args.first().map(String::as_str) {
+        Some("key-digest") => {
+            let key = match rest {
+                [] => {
+                    let mut k = Vec::new();
+                    std::io::Read::read_to_end(&mut std::io::stdin(), &mut k)
+                        .map_err(|e| e.to_string())?;
+                    if k.last() == Some(&b'\n') {
+                        k.pop();
+                        if k.last() == Some(&b'\r') {
+                            k.pop();
+                        }
+                    }
+                    k
+                }
+                [k] => k.clone().into_bytes(),
+                _ => return Err("policy key-digest takes at most one KEY".into()),
+            };
+            println!("{}", policy::digest_hex(&policy::key_digest(&key)));
+            Ok(())
+        }
+        Some("new-key") => {
+            Args::parse(rest, &[])?;
+            let mut raw = [0u8; 32];
+            getrandom::fill(&mut raw).map_err(|e| format!("random generator failed: {e}"))?;
+            let key = format!("gwk_{}", b64url(&raw));
+            println!("key:    {key}");
+            println!(
+                "sha256: {}",
+                policy::digest_hex(&policy::key_digest(key.as_bytes()))
+            );
+            Ok(())
+        }
+        Some("gen") => {
+            let a = Args::parse(rest, &["--consumers", "--version"])?;
+            let n = consumers_arg(&a)?;
+            let version = a
+                .get("--version")
+                .map_or_else(|| format!("gen-{n}"), String::from);
+            print!("{}", policy::generate(n, &version));
+            Ok(())
+        }
+        Some("bench") => policy_bench(rest),
+        _ => Err(format!(
+            "policy needs check, key-digest, new-key, gen or bench\n{}",
+            usage()
+        )),
+    }
+}
+
+fn consumers_arg(a: &Args) -> Res<usize> {
+    a.get("--consumers")
+        .ok_or("--consumers is required")?
+        .parse()
+        .map_err(|_| "--consumers: not a number".into())
+}
+
+/// Compile time of a generated document and the per-request lookups on its image, spread over
+/// many consumers so the caches see a realistic mix.
+fn policy_bench(args: &[String]) -> Res<()> {
+    let a = Args::parse(args, &["--consumers", "--seconds"])?;
+    let n = consumers_arg(&a)?.max(1);
+    let budget = budget_arg(&a)?;
+    let doc = policy::generate(n, "bench");
+    let mut times = Vec::new();
+    let mut image = Vec::new();
+    for _ in 0..3 {
+        let t = Instant::now();
+        image = policy::compile(doc.as_bytes())
+            .map_err(|e| format!("{}: {}", e.code, e.message))?
+            .0;
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    let best = times.iter().copied().fold(f64::INFINITY, f64::min);
+    let worst = times.iter().copied().fold(0.0, f64::max);
+    println!(
+        "compile: {n} consumers, document {:.1} MiB, image {:.1} MiB: {best:.0} ms best, {worst:.0} ms worst of 3",
+        doc.len() as f64 / 1048576.0,
+        image.len() as f64 / 1048576.0
+    );
+    let view = policy::View::new(&image).ok_or("the image does not open")?;
+    // 1024 consumers spread over the whole table.
+    let picks: Vec<usize> = (0..1024u64)
+        .map(|i| (i.wrapping_mul(0x9e37_79b9_7f4a_7c15) % n as u64) as usize + 1)
+        .collect();
+    let keys: Vec<String> = picks.iter().map(|i| format!("key-{i}")).collect();
+    let digests: Vec<[u8; 32]> = keys
+        .iter()
+        .map(|k| policy::key_digest(k.as_bytes()))
+        .collect();
+    let subs: Vec<String> = picks.iter().map(|i| format!("sub-{i}")).collect();
+    let mut i = 0usize;
+    let mut next = || {
+        i = (i + 1) % picks.len();
+        i
+    };
+    let new_ns = time_per_op(budget, || {
+        std::hint::black_box(policy::View::new(std::hint::black_box(&image)).is_some());
+    });
+    let digest_ns = time_per_op(budget, || {
+        let k = &keys[next()];
+        std::hint::black_box(policy::key_digest(k.as_bytes()));
+    });
+    let key_ns = time_per_op(budget, || {
+        let c = view.by_key_digest(&digests[next()]);
+        std::hint::black_box(c.map(|c| c.disabled()));
+    });
+    let jwt_ns = time_per_op(budget, || {
+        let sub = subs[next()].as_bytes();
+        let claim = |c: &[u8]| match c {
+            b"iss" => Some(policy::GEN_ISSUER.as_bytes()),
+            b"sub" => Some(sub),
+            _ => None,
+        };
+        std::hint::black_box(view.by_jwt(&claim).map(|c| c.disabled()));
+    });
+    let access_ns = time_per_op(budget, || {
+        let c = view.by_key_digest(&digests[next()]);
+        let groups: Vec<&[u8]> = c.map(|c| c.groups().collect()).unwrap_or_default();
+        std::hint::black_box(view.access(b"orders", b"GET", &groups, true));
+    });
+    let groups: [&[u8]; 1] = [b"orders-read"];
+    let rule_ns = time_per_op(budget, || {
+        std::hint::black_box(view.access(b"orders", b"GET", &groups, true));
+    });
+    let deny_ns = time_per_op(budget, || {
+        let d = &digests[next()];
+        std::hint::black_box(view.key_denied(d) || view.consumer_denied(b"c1"));
+    });
+    println!("View::new:                          {new_ns:8.1} ns");
+    println!("key_digest (SHA-256 of a key):      {digest_ns:8.1} ns");
+    println!("by_key_digest:                      {key_ns:8.1} ns");
+    println!("by_jwt (iss + sub):                 {jwt_ns:8.1} ns");
+    println!("by_key_digest + groups + access:    {access_ns:8.1} ns");
+    println!("access alone (2 rules on the route): {rule_ns:7.1} ns");
+    println!("key_denied + consumer_denied:       {deny_ns:8.1} ns");
+    Ok(())
 }
