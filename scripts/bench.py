@@ -184,6 +184,19 @@ def cases(args):
                             "    rate_limit_zone $binary_remote_addr zone=ip:10m;\n"
                             "    gateway_log logs/gw.json buffer=64k flush=1s;"),
                       note="JWT cache hit + 2 limits + gateway_log + metrics", target=(5.0, None)))
+    if "policy" in wanted:
+        # The same 100,000-consumer document in both; only the location differs. key-4 is
+        # consumer c4 of `gw-jwt policy gen` (group partners, which rule "orders" admits).
+        doc = policy_doc(args, "bench-1")
+        http = f"gateway_policy file={doc} interval=1h max_size=64m zone_size=128m;"
+        c.append(Case("policy_hdr", "empty_gif;", module=True, group="policy", http=http,
+                      headers=["X-API-Key: key-4"],
+                      note="100,000-consumer policy loaded, X-API-Key header, no auth_api_key"))
+        c.append(Case("policy_key_acl", "gateway_route orders; auth_api_key header=X-API-Key; "
+                      "auth_consumer_acl on; empty_gif;", module=True, group="policy", http=http,
+                      headers=["X-API-Key: key-4"], baseline="policy_hdr",
+                      note="auth_api_key + auth_consumer_acl (identification, ACL, X-Consumer-* headers)",
+                      target=(1.0, None)))
     if "njs" in wanted:
         c += njs_cases(args)
     return [x for x in c if x.group == "core" or x.group in wanted
@@ -334,6 +347,134 @@ def ring_times(args):
     return ring
 
 
+def policy_doc(args, version, consumers=100000):
+    """A `gw-jwt policy gen` document in the work directory; returns its path."""
+    path = os.path.join(args.workdir, f"policy-{version}.json")
+    if not os.path.exists(path):
+        with open(path, "wb") as f:
+            subprocess.run([args.gwjwt, "policy", "gen", "--consumers", str(consumers),
+                            "--version", version], stdout=f, check=True)
+    return path
+
+
+def wrk_p99_ms(out):
+    """The 99th percentile of wrk --latency, in ms."""
+    m = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+    if not m:
+        raise SystemExit("could not parse wrk latency:\n" + out)
+    return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
+
+
+def policy_apply(args):
+    """How long a changed 100,000-consumer document takes to be in force (file and url
+    sources), and the p99 latency of the requests served meanwhile, under wrk."""
+    import http.client
+    import json
+    import threading
+    cp_dir = os.path.join(args.workdir, "cp")
+    os.makedirs(cp_dir, exist_ok=True)
+    # The workers (nginx's default user, not root) read the file and serve it as the control plane.
+    os.chmod(args.workdir, 0o755)
+    served = os.path.join(cp_dir, "policy.json")
+    results = {}
+    for source in ("file", "url"):
+        cp_port = free_port()
+        shutil.copy(policy_doc(args, "bench-1"), served)
+        if source == "file":
+            src = f"gateway_policy file={served} interval=1s max_size=64m zone_size=128m;"
+        else:
+            src = "gateway_policy url=/_policy interval=1s max_size=64m zone_size=128m;"
+        # The control plane: a static location of the same nginx (another server block).
+        http_conf = (f"{src}\n    server {{ listen 127.0.0.1:{cp_port}; root {args.workdir}; "
+                     "location /cp/ { } }")
+        extra = (f"location = /_policy {{ internal; proxy_pass http://127.0.0.1:{cp_port}/cp/policy.json; "
+                 "subrequest_output_buffer_size 64m; }\n        location = /status { gateway_status; }")
+        case = Case(f"policy_apply_{source}", "gateway_route orders; auth_api_key header=X-API-Key; "
+                    "auth_consumer_acl on; empty_gif;", module=True, group="policy", http=http_conf,
+                    headers=["X-API-Key: key-4"], extra_locations=extra)
+        ng = Nginx(args, case)
+
+        def version():
+            c = http.client.HTTPConnection("127.0.0.1", ng.port, timeout=10)
+            try:
+                c.request("GET", "/status")
+                return json.loads(c.getresponse().read()).get("policy", {}).get("version")
+            finally:
+                c.close()
+
+        applied, p99s, idle_p99s = [], [], []
+        try:
+            deadline = time.time() + 30
+            while version() != "bench-1" and time.time() < deadline:
+                time.sleep(0.05)
+            if version() != "bench-1":
+                raise SystemExit(f"policy_apply_{source}: the first document was not loaded")
+            for k in range(2, 2 + args.policy_changes):
+                # a wrk run without a change, then one during which the document changes
+                out = subprocess.run(["taskset", "-c", "1", "wrk", "-t1", f"-c{args.connections}",
+                                      "-d3s", "--latency", "-H", "X-API-Key: key-4",
+                                      f"http://127.0.0.1:{ng.port}/bench"],
+                                     capture_output=True, text=True).stdout
+                idle_p99s.append(wrk_p99_ms(out))
+                holder = {}
+                w = threading.Thread(target=lambda: holder.setdefault("out", subprocess.run(
+                    ["taskset", "-c", "1", "wrk", "-t1", f"-c{args.connections}", "-d3s",
+                     "--latency", "-H", "X-API-Key: key-4", f"http://127.0.0.1:{ng.port}/bench"],
+                    capture_output=True, text=True).stdout))
+                w.start()
+                time.sleep(0.3)
+                want = f"bench-{k}"
+                tmp = served + ".tmp"
+                shutil.copy(policy_doc(args, want), tmp)
+                t0 = time.time()
+                os.replace(tmp, served)
+                while version() != want and time.time() - t0 < 20:
+                    time.sleep(0.01)
+                dt = time.time() - t0
+                w.join()
+                if version() != want:
+                    with open(os.path.join(ng.dir, "logs", "error.log")) as f:
+                        raise SystemExit(f"policy_apply_{source}: {want} never applied:\n"
+                                         + f.read()[-2000:])
+                out = holder["out"]
+                if re.search(r"Non-2xx or 3xx responses: (\d+)", out):
+                    raise SystemExit(f"policy_apply_{source}: non-2xx responses during the change:\n{out}")
+                applied.append(dt)
+                p99s.append(wrk_p99_ms(out))
+                print(f"  policy_apply_{source} {want}: applied in {dt:.2f} s, p99 {p99s[-1]:.2f} ms "
+                      f"(without a change {idle_p99s[-1]:.2f} ms)", file=sys.stderr)
+        finally:
+            ng.stop()
+        results[source] = (applied, p99s, idle_p99s)
+    results["doc_path"] = policy_doc(args, "bench-1")
+    return results
+
+
+def print_policy_apply(args, results):
+    size = os.path.getsize(results.pop("doc_path")) / 1e6
+    print(f"\npolicy: a changed 100,000-consumer document (gw-jwt policy gen, {size:.0f} MB): time "
+          "from the change at the source until gateway_status shows it (interval=1s), under wrk -t1 "
+          "on an auth_api_key + acl location; p99 of the 3 s wrk run during the change")
+    hdr = f"{'source':<8} {'applied median':>14} {'(min-max)':>13} {'p99 median':>11} " \
+          f"{'(min-max)':>15} {'p99 no change':>14} {'target':>34}"
+    print(hdr)
+    print("-" * len(hdr))
+    misses = []
+    for source, (applied, p99s, idle) in results.items():
+        ok = max(applied) <= 2.0 and max(p99s) < 20.0
+        if not ok:
+            misses.append(f"policy_apply_{source}")
+        print(f"{source:<8} {statistics.median(applied):>12.2f} s {min(applied):>6.2f}-{max(applied):<6.2f} "
+              f"{statistics.median(p99s):>8.2f} ms {min(p99s):>6.2f}-{max(p99s):<6.2f} ms "
+              f"{statistics.median(idle):>11.2f} ms {'applied <= 2 s, p99 < 20 ms ' + ('ok' if ok else 'MISS'):>34}")
+    out = subprocess.run(["taskset", "-c", "0", args.gwjwt, "policy", "bench", "--consumers",
+                          "100000", "--seconds", "0.3"], capture_output=True, text=True).stdout
+    if out:
+        print("\nthe core alone, single core (gw-jwt policy bench):\n  "
+              + "\n  ".join(out.strip().splitlines()))
+    return misses
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--nginx", required=True)
@@ -343,7 +484,7 @@ def main():
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--cases", default="")
     ap.add_argument("--groups", default="core,jwt,ratelimit,log,pipeline",
-                    help="core, jwt (4 algorithms), jwt-all (12), ratelimit, log, pipeline, njs")
+                    help="core, jwt (4 algorithms), jwt-all (12), ratelimit, log, pipeline, policy, njs")
     ap.add_argument("--gwjwt", required=True)
     ap.add_argument("--tokens", type=int, default=3000,
                     help="distinct tokens cycled in the no-cache cases (> the 1024-entry cache)")
@@ -353,6 +494,8 @@ def main():
     ap.add_argument("--debian-nginx", default="")
     ap.add_argument("--debian-module", default="")
     ap.add_argument("--hs256-secret-hex", default="")
+    ap.add_argument("--policy-changes", type=int, default=3,
+                    help="policy group: document changes measured per source")
     args = ap.parse_args()
     args.groups = args.groups.split(",")
     args.workdir = tempfile.mkdtemp(prefix="gw-bench-lua-")
@@ -416,6 +559,8 @@ def main():
     if ring:
         print("\nring alone, single core (us/verify): "
               + ", ".join(f"{a} {t:.1f}" for a, t in ring.items()))
+    if "policy" in args.groups and (not args.cases or "policy_apply" in args.cases.split(",")):
+        misses += print_policy_apply(args, policy_apply(args))
     if misses:
         print("\ntargets missed: " + ", ".join(misses))
 
