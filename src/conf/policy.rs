@@ -34,6 +34,8 @@ pub struct Initial {
     pub image: Vec<u8>,
     /// SHA-256 of the document's bytes.
     pub digest: [u8; 32],
+    /// The file's size, modification time and inode when it was read.
+    pub stamp: Option<crate::http::policy::Stamp>,
 }
 
 /// `gateway_policy`.
@@ -238,12 +240,14 @@ pub fn set_policy(cf: &mut ngx_conf_t, mcf: &mut MainConf) -> Result<(), String>
 
 /// Reads and compiles the file source when the configuration loads (`nginx -t` checks it).
 fn load_file(path: &str, max_size: usize) -> Result<Initial, String> {
+    let stamp = crate::http::policy::file_stamp(path);
     let doc = read_limited(path, max_size)?;
     let (image, _) = gateway_core::policy::compile(&doc)
         .map_err(|e| format!("policy document \"{path}\" refused: {}: {e}", e.code))?;
     Ok(Initial {
         image,
         digest: gateway_core::policy::key_digest(&doc),
+        stamp,
     })
 }
 

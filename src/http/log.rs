@@ -206,7 +206,7 @@ pub fn build_record<'a>(
         if let Some(mcf_policy) = policy_conf {
             let mut o = Record::new();
             let version = match identity {
-                Some(id) => Some(id.version.clone()),
+                Some(id) => Some(id.version.to_string()),
                 None => super::policy::version_in_force(mcf_policy),
             };
             if let Some(v) = version {
@@ -217,8 +217,8 @@ pub fn build_record<'a>(
                 if let Some(p) = &id.plan {
                     o.push_str("plan", p.as_bytes());
                 }
-                if !id.groups.is_empty() {
-                    o.string("groups", id.groups_joined().into_bytes());
+                if !id.groups_joined().is_empty() {
+                    o.string("groups", id.groups_joined().as_bytes().to_vec());
                 }
             }
             if let Some(code) = ctx.and_then(|c| c.policy.refused) {

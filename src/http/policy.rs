@@ -21,6 +21,7 @@
 use core::ffi::c_void;
 use core::ptr;
 use std::cell::RefCell;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 
@@ -76,6 +77,10 @@ struct Shared {
     /// The last document refused, not refused (nor logged) again while it stays the same.
     refused_digest: [u8; 32],
     has_refused: u32,
+    /// Size, modification time and inode of the file last read: an unchanged file is not
+    /// read again.
+    file_stamp: Stamp,
+    has_stamp: u32,
     error_len: u32,
     last_ok_ms: u64,
     last_error_ms: u64,
@@ -87,6 +92,19 @@ struct Shared {
 }
 
 static ZONE: AtomicPtr<ngx_shm_zone_t> = AtomicPtr::new(ptr::null_mut());
+
+/// A file's size, modification time (ns) and inode.
+pub type Stamp = [u64; 3];
+
+/// The stamp of the file at `path` now.
+pub fn file_stamp(path: &str) -> Option<Stamp> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    let mtime = (m.mtime() as u64)
+        .wrapping_mul(1_000_000_000)
+        .wrapping_add(m.mtime_nsec() as u64);
+    Some([m.size(), mtime, m.ino()])
+}
 
 fn hash_source(s: &Source) -> u64 {
     use std::hash::{Hash, Hasher};
@@ -186,6 +204,10 @@ unsafe extern "C" fn init_zone(shm: *mut ngx_shm_zone_t, _old: *mut c_void) -> n
                 (*s).next_check_ms
                     .store(now_ms() + pc.interval_ms, Ordering::Relaxed);
                 (*s).last_ok_ms = now_ms();
+                if let Some(st) = initial.stamp {
+                    (*s).file_stamp = st;
+                    (*s).has_stamp = 1;
+                }
                 nginx_sys::ngx_shmtx_unlock(&mut (*shpool).mutex);
             }
         }
@@ -253,6 +275,19 @@ fn with_shared<T>(f: impl FnOnce(&mut Shared) -> T) -> Option<T> {
         let r = f(&mut *s);
         nginx_sys::ngx_shmtx_unlock(&mut (*shpool).mutex);
         Some(r)
+    }
+}
+
+/// Whether a document is in force (one atomic load).
+fn loaded() -> bool {
+    let shm = ZONE.load(Ordering::Acquire);
+    if shm.is_null() {
+        return false;
+    }
+    // SAFETY: as in `with_view`.
+    unsafe {
+        let s = (*shpool_of(shm)).data.cast::<Shared>();
+        !s.is_null() && !(*s).current.load(Ordering::Acquire).is_null()
     }
 }
 
@@ -346,6 +381,8 @@ enum Outcome {
     Refused(String, Option<[u8; 32]>),
     /// The same invalid document as last time (already logged and counted).
     StillRefused,
+    /// The same file as at the last check (not read).
+    StillSame,
     Failed(String),
 }
 
@@ -354,7 +391,7 @@ struct Worker {
     source: Source,
     interval_ms: u64,
     max_size: usize,
-    job: Option<JoinHandle<Outcome>>,
+    job: Option<JoinHandle<Checked>>,
 }
 
 thread_local! {
@@ -404,7 +441,7 @@ fn checking(now: u64) -> bool {
 
 /// Runs `work` on a thread that blocks every signal (nginx's signals stay with the event
 /// loop's thread).
-fn spawn(work: impl FnOnce() -> Outcome + Send + 'static) -> Option<JoinHandle<Outcome>> {
+fn spawn(work: impl FnOnce() -> Checked + Send + 'static) -> Option<JoinHandle<Checked>> {
     // SAFETY: plain libc calls on local signal sets; the old mask is restored right after.
     unsafe {
         let mut all: nginx_sys::sigset_t = core::mem::zeroed();
@@ -420,11 +457,16 @@ fn spawn(work: impl FnOnce() -> Outcome + Send + 'static) -> Option<JoinHandle<O
     }
 }
 
-/// The digests of the document in force and of the last one refused.
+/// What a check found, and the stamp of the file it read (file source).
+type Checked = (Outcome, Option<Stamp>);
+
+/// The digests of the document in force and of the last one refused, and the stamp of the
+/// file last read.
 #[derive(Clone, Copy)]
 struct Known {
     in_force: Option<[u8; 32]>,
     refused: Option<[u8; 32]>,
+    stamp: Option<Stamp>,
 }
 
 /// The thread's work on a document: unchanged, compiled, or refused.
@@ -451,10 +493,12 @@ fn known_digests() -> Known {
     with_shared(|s| Known {
         in_force: (s.has_digest != 0).then_some(s.digest),
         refused: (s.has_refused != 0).then_some(s.refused_digest),
+        stamp: (s.has_stamp != 0).then_some(s.file_stamp),
     })
     .unwrap_or(Known {
         in_force: None,
         refused: None,
+        stamp: None,
     })
 }
 
@@ -480,29 +524,30 @@ unsafe extern "C" fn timer_handler(ev: *mut ngx_event_t) {
 fn tick(w: &mut Worker, log: *mut nginx_sys::ngx_log_t) -> u64 {
     let now = now_ms();
     if w.job.as_ref().is_some_and(|h| h.is_finished()) {
-        let outcome = w.job.take().and_then(|h| h.join().ok());
-        let outcome = outcome.unwrap_or_else(|| Outcome::Failed("the check failed".into()));
-        finish(&w.source, w.interval_ms, outcome, log, now);
+        let checked = w.job.take().and_then(|h| h.join().ok());
+        let checked = checked.unwrap_or_else(|| (Outcome::Failed("the check failed".into()), None));
+        finish(&w.source, w.interval_ms, checked, log, now);
     }
     if w.job.is_none() {
         if let Source::File(path) = &w.source {
             if try_lease(now, w.interval_ms) {
                 let (path, max, known) = (path.clone(), w.max_size, known_digests());
-                w.job = spawn(
-                    move || match crate::conf::policy::read_limited(&path, max) {
+                w.job = spawn(move || {
+                    // An unchanged file (size, time, inode) is not read again.
+                    let stamp = file_stamp(&path);
+                    if stamp.is_some() && stamp == known.stamp {
+                        return (Outcome::StillSame, None);
+                    }
+                    let outcome = match crate::conf::policy::read_limited(&path, max) {
                         Ok(doc) => compile(&doc, known, None),
                         Err(e) if e.contains("too_large") => Outcome::Refused(e, None),
-                        Err(e) => Outcome::Failed(e),
-                    },
-                );
+                        Err(e) => return (Outcome::Failed(e), None),
+                    };
+                    (outcome, stamp)
+                });
                 if w.job.is_none() {
-                    finish(
-                        &w.source,
-                        w.interval_ms,
-                        Outcome::Failed("cannot start a thread".into()),
-                        log,
-                        now,
-                    );
+                    let failed = Outcome::Failed("cannot start a thread".into());
+                    finish(&w.source, w.interval_ms, (failed, None), log, now);
                 }
             }
         }
@@ -519,16 +564,17 @@ fn tick(w: &mut Worker, log: *mut nginx_sys::ngx_log_t) -> u64 {
 fn finish(
     source: &Source,
     interval: u64,
-    outcome: Outcome,
+    (outcome, stamp): Checked,
     log: *mut nginx_sys::ngx_log_t,
     now: u64,
 ) {
     let what = source.describe();
     let mut refused_digest = None;
-    // The same invalid document as at the last check: it was logged and counted then.
-    let still_refused = matches!(outcome, Outcome::StillRefused);
+    // The same invalid document (or file) as at the last check: logged and counted then.
+    let still_refused = matches!(outcome, Outcome::StillRefused | Outcome::StillSame)
+        && with_shared(|s| s.failures > 0).unwrap_or(false);
     let error = match outcome {
-        Outcome::Unchanged | Outcome::StillRefused => None,
+        Outcome::Unchanged | Outcome::StillRefused | Outcome::StillSame => None,
         Outcome::Compiled {
             image,
             summary,
@@ -566,6 +612,10 @@ fn finish(
         if let Some(d) = refused_digest {
             s.refused_digest = d;
             s.has_refused = 1;
+        }
+        if let Some(st) = stamp {
+            s.file_stamp = st;
+            s.has_stamp = 1;
         }
         match &error {
             None if still_refused => {}
@@ -627,7 +677,10 @@ fn maybe_fetch(request: &Request, pc: &PolicyConf, now: u64) {
         finish(
             &pc.source,
             pc.interval_ms,
-            Outcome::Failed("cannot start a fetch (out of memory)".into()),
+            (
+                Outcome::Failed("cannot start a fetch (out of memory)".into()),
+                None,
+            ),
             request.log(),
             now,
         );
@@ -662,7 +715,7 @@ fn fetched(source: &Source, uri: &str, max: usize, interval: u64, a: &fetch::Ans
             && gateway_core::header::first_unsafe_byte(etag).is_none())
         .then(|| etag.to_vec());
         let (doc, known) = (a.body.to_vec(), known_digests());
-        let job = spawn(move || compile(&doc, known, etag));
+        let job = spawn(move || (compile(&doc, known, etag), None));
         match job {
             Some(h) => {
                 with_worker(|w| w.job = Some(h));
@@ -672,7 +725,7 @@ fn fetched(source: &Source, uri: &str, max: usize, interval: u64, a: &fetch::Ans
         }
     };
     if let Some(o) = outcome {
-        finish(source, interval, o, a.log, now);
+        finish(source, interval, (o, None), a.log, now);
     }
 }
 
@@ -697,14 +750,18 @@ impl Credential {
     }
 }
 
-/// The request's consumer, copied out of the document in force when it was identified.
+/// The request's consumer, copied out of the document in force when it was identified (a
+/// request may outlive that version). Few allocations: the groups are kept joined, as the
+/// header and the variable show them, and the version is shared per worker.
 #[derive(Clone, Debug)]
 pub struct Identity {
     /// Consumer id; for an unregistered token, its `sub`.
     pub id: String,
-    pub username: String,
-    /// The consumer's groups, then those of the token's group claims.
-    pub groups: Vec<String>,
+    /// `None`: the same as the id.
+    username: Option<String>,
+    /// The consumer's groups, then those of the token's group claims, joined by ", " (group
+    /// names hold neither commas nor spaces).
+    groups: String,
     pub plan: Option<String>,
     limits: [Option<u64>; 4],
     pub credential: Credential,
@@ -713,7 +770,31 @@ pub struct Identity {
     /// The API key's `name` in the document, for `X-Credential-Identifier`.
     pub key_name: Option<String>,
     /// The policy version that identified it.
-    pub version: String,
+    pub version: Rc<str>,
+}
+
+thread_local! {
+    /// The version text of the last generation seen by this worker.
+    static VERSION: RefCell<(u64, Option<Rc<str>>)> = const { RefCell::new((0, None)) };
+}
+
+/// The version of `view` (generation `gen`) as a shared string, made once per generation.
+fn version_of(view: &View<'_>, gen: u64) -> Rc<str> {
+    VERSION.with(|c| {
+        let mut c = c.borrow_mut();
+        match &c.1 {
+            Some(v) if c.0 == gen => v.clone(),
+            _ => {
+                let v: Rc<str> = String::from_utf8_lossy(view.version()).into();
+                *c = (gen, Some(v.clone()));
+                v
+            }
+        }
+    })
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
 }
 
 impl Identity {
@@ -722,13 +803,30 @@ impl Identity {
         self.limits[period as usize]
     }
 
-    /// `$gateway_consumer_groups` / `X-Consumer-Groups`: the groups joined by ", ".
-    pub fn groups_joined(&self) -> String {
-        self.groups.join(", ")
+    pub fn username(&self) -> &str {
+        self.username.as_deref().unwrap_or(&self.id)
     }
 
-    fn of(c: &Consumer<'_>, credential: Credential, version: &[u8]) -> Identity {
-        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    /// `$gateway_consumer_groups` / `X-Consumer-Groups`: the groups joined by ", ".
+    pub fn groups_joined(&self) -> &str {
+        &self.groups
+    }
+
+    pub fn groups(&self) -> impl Iterator<Item = &str> {
+        self.groups.split(", ").filter(|g| !g.is_empty())
+    }
+
+    fn add_group(&mut self, g: &str) {
+        if self.groups().any(|x| x == g) {
+            return;
+        }
+        if !self.groups.is_empty() {
+            self.groups.push_str(", ");
+        }
+        self.groups.push_str(g);
+    }
+
+    fn of(c: &Consumer<'_>, credential: Credential, version: Rc<str>) -> Identity {
         let plan = c.plan();
         let mut limits = [None; 4];
         if let Some(p) = &plan {
@@ -736,30 +834,37 @@ impl Identity {
                 limits[period as usize] = p.limit(period);
             }
         }
+        let mut groups = Vec::with_capacity(64);
+        for g in c.groups() {
+            if !groups.is_empty() {
+                groups.extend_from_slice(b", ");
+            }
+            groups.extend_from_slice(g);
+        }
         Identity {
             id: text(c.id()),
-            username: text(c.username()),
-            groups: c.groups().map(text).collect(),
+            username: (c.username() != c.id()).then(|| text(c.username())),
+            groups: String::from_utf8(groups).unwrap_or_default(),
             plan: plan.map(|p| text(p.name())),
             limits,
             credential,
             registered: true,
             key_name: None,
-            version: text(version),
+            version,
         }
     }
 
-    fn bare(id: &str, credential: Credential, version: &[u8]) -> Identity {
+    fn bare(id: &str, credential: Credential, version: Rc<str>) -> Identity {
         Identity {
             id: id.to_string(),
-            username: id.to_string(),
-            groups: Vec::new(),
+            username: None,
+            groups: String::new(),
             plan: None,
             limits: [None; 4],
             credential,
             registered: false,
             key_name: None,
-            version: String::from_utf8_lossy(version).into_owned(),
+            version,
         }
     }
 }
@@ -907,7 +1012,7 @@ fn identify(
     now: u64,
 ) -> Step {
     let cc = &lcf.consumer;
-    if with_view(|_, _| ()).is_none() {
+    if !loaded() {
         // No document yet (a URL source's first fetch): wait for it, as for a key set.
         if matches!(pc.source, Source::Url(_)) && checking(now) && !ctx.policy.waited {
             let since = *ctx.jwks.wait_since.get_or_insert(now);
@@ -926,16 +1031,14 @@ fn identify(
     // 1. An API key.
     if let Some(key) = api_key(request, cc) {
         let digest = policy::key_digest(key);
-        let found = with_view(|v, _| {
+        let found = with_view(|v, gen| {
             if v.key_denied(&digest) {
                 return Err(refuse(401, "key_revoked", "the API key is revoked"));
             }
             match v.by_key_digest(&digest) {
                 Some(c) => {
-                    let mut id = Identity::of(&c, Credential::ApiKey, v.version());
-                    id.key_name = v
-                        .key_name(&digest)
-                        .map(|n| String::from_utf8_lossy(n).into_owned());
+                    let mut id = Identity::of(&c, Credential::ApiKey, version_of(v, gen));
+                    id.key_name = v.key_name(&digest).map(text);
                     consumer_checks(v, &c).map(|()| id)
                 }
                 None => Err(refuse(401, "key_unknown", "the API key is unknown")),
@@ -963,20 +1066,24 @@ fn identify(
             // SAFETY: the verified token is kept by the request context's outcome, which is
             // not touched while `token` is used below.
             let token: &gateway_core::jwt::Verified = unsafe { &*v };
-            let found = with_view(|v, _| by_token(v, token, cc));
+            let found = with_view(|v, gen| by_token(v, gen, token, cc));
             return settle(ctx, found);
         }
     }
     // 3. No credential: the anonymous consumer, or 401.
     match cc.anonymous() {
         Some(anon) => {
-            let id = with_view(|v, _| match v.consumer(anon.as_bytes()) {
+            let id = with_view(|v, gen| match v.consumer(anon.as_bytes()) {
                 Some(c) => {
-                    let mut id = Identity::of(&c, Credential::Anonymous, v.version());
+                    let mut id = Identity::of(&c, Credential::Anonymous, version_of(v, gen));
                     id.registered = false;
                     Ok(id)
                 }
-                None => Ok(Identity::bare(anon, Credential::Anonymous, v.version())),
+                None => Ok(Identity::bare(
+                    anon,
+                    Credential::Anonymous,
+                    version_of(v, gen),
+                )),
             });
             settle(ctx, id)
         }
@@ -991,6 +1098,7 @@ fn identify(
 /// The consumer of a valid token: denylist, binding, unregistered.
 fn by_token(
     v: &View<'_>,
+    gen: u64,
     token: &gateway_core::jwt::Verified,
     cc: &ConsumerConf,
 ) -> Result<Identity, Refusal> {
@@ -1016,12 +1124,12 @@ fn by_token(
     }
     let mut id = match v.by_jwt(&claim_str) {
         Some(c) => {
-            let id = Identity::of(&c, Credential::Jwt, v.version());
+            let id = Identity::of(&c, Credential::Jwt, version_of(v, gen));
             consumer_checks(v, &c)?;
             id
         }
         None if cc.unregistered_allow() && !sub.is_empty() => {
-            Identity::bare(sub, Credential::Jwt, v.version())
+            Identity::bare(sub, Credential::Jwt, version_of(v, gen))
         }
         None => {
             return Err(refuse(
@@ -1034,9 +1142,7 @@ fn by_token(
     for path in cc.groups_claims.iter().flatten() {
         if let Some(value) = token.claim_path(path) {
             for g in claim_groups(value) {
-                if !id.groups.contains(&g) {
-                    id.groups.push(g);
-                }
+                id.add_group(&g);
             }
         }
     }
@@ -1104,7 +1210,7 @@ fn acl(request: &Request, ctx: &RequestCtx, cc: &ConsumerConf) -> Step {
     };
     let route = cc.route.as_deref().unwrap_or_default();
     let method = request.as_ref().method_name.as_bytes();
-    let groups: Vec<&[u8]> = id.groups.iter().map(|g| g.as_bytes()).collect();
+    let groups: Vec<&[u8]> = id.groups().map(str::as_bytes).collect();
     let identified = id.credential != Credential::Anonymous;
     match with_view(|v, _| v.access(route.as_bytes(), method, &groups, identified)) {
         Some(Access::Allowed) => Step::Grant,
@@ -1194,61 +1300,67 @@ fn upstream_headers(request: &mut Request, ctx: &RequestCtx, cc: &ConsumerConf) 
                 .is_some_and(|c| c.credential == Credential::ApiKey)
     });
     let r: *mut ngx_http_request_t = request.as_mut();
-    // SAFETY: the live request; the new list and its elements live in the request pool.
-    unsafe {
-        let pool = (*r).pool;
-        let old = collect_headers(&(*r).headers_in.headers);
-        let mut list: nginx_sys::ngx_list_t = core::mem::zeroed();
-        let elt = core::mem::size_of::<ngx_table_elt_t>();
-        if nginx_sys::ngx_list_init(&mut list, pool, old.len() + IDENTITY_HEADERS.len(), elt)
-            != NGX_OK as ngx_int_t
+    // Whether the element goes (Some(None)), is rewritten (Some(Some(value))), or stays.
+    let change = |h: &ngx_table_elt_t| -> Option<Option<Vec<u8>>> {
+        let name = h.key.as_bytes();
+        if IDENTITY_HEADERS
+            .iter()
+            .any(|n| name.eq_ignore_ascii_case(n.as_bytes()))
         {
-            return None;
+            return Some(None);
         }
-        for h in old {
-            let name = h.key.as_bytes();
-            if IDENTITY_HEADERS
-                .iter()
-                .any(|n| name.eq_ignore_ascii_case(n.as_bytes()))
-            {
-                continue;
-            }
-            let mut h = h;
-            if let Some(a) = hide {
-                let mut drop = false;
-                for src in &a.sources {
-                    match src {
-                        KeySource::Header(n) if name.eq_ignore_ascii_case(n.as_bytes()) => {
-                            drop = true
-                        }
-                        KeySource::Cookie(n) if name.eq_ignore_ascii_case(b"cookie") => {
-                            let kept = without_cookie(h.value.as_bytes(), n.as_bytes());
-                            if kept.is_empty() {
-                                drop = true;
-                            } else {
-                                h.value = pool_str(pool, &kept)?;
-                            }
-                        }
-                        _ => {}
+        for src in hide.map(|a| a.sources.as_slice()).unwrap_or_default() {
+            match src {
+                KeySource::Header(n) if name.eq_ignore_ascii_case(n.as_bytes()) => {
+                    return Some(None)
+                }
+                KeySource::Cookie(n) if name.eq_ignore_ascii_case(b"cookie") => {
+                    let value = h.value.as_bytes();
+                    if cookie_value(value, n.as_bytes()).is_some() {
+                        let kept = without_cookie(value, n.as_bytes());
+                        return Some((!kept.is_empty()).then_some(kept));
                     }
                 }
-                if drop {
-                    continue;
-                }
+                _ => {}
             }
-            let p = nginx_sys::ngx_list_push(&mut list).cast::<ngx_table_elt_t>();
-            if p.is_null() {
+        }
+        None
+    };
+    // SAFETY: the live request; a new list and its elements live in the request pool.
+    unsafe {
+        let pool = (*r).pool;
+        // Most requests send nothing to take away: the identity is added to the list as is.
+        if any_header(&(*r).headers_in.headers, |h| change(h).is_some()) {
+            // The list is made again in place (its `last` points into the struct itself).
+            let old = collect_headers(&(*r).headers_in.headers);
+            let list = &mut (*r).headers_in.headers;
+            let elt = core::mem::size_of::<ngx_table_elt_t>();
+            if nginx_sys::ngx_list_init(list, pool, old.len() + IDENTITY_HEADERS.len(), elt)
+                != NGX_OK as ngx_int_t
+            {
                 return None;
             }
-            *p = h;
+            for mut h in old {
+                match change(&h) {
+                    Some(None) => continue,
+                    Some(Some(value)) => h.value = pool_str(pool, &value)?,
+                    None => {}
+                }
+                let p = nginx_sys::ngx_list_push(list).cast::<ngx_table_elt_t>();
+                if p.is_null() {
+                    return None;
+                }
+                *p = h;
+            }
         }
+        let list = &mut (*r).headers_in.headers;
         if let Some(id) = &ctx.consumer {
             let groups = id.groups_joined();
             let mut add = |k: &str, v: &[u8]| -> Option<()> {
                 if gateway_core::header::first_unsafe_byte(v).is_some() {
                     return Some(());
                 }
-                let p = nginx_sys::ngx_list_push(&mut list).cast::<ngx_table_elt_t>();
+                let p = nginx_sys::ngx_list_push(list).cast::<ngx_table_elt_t>();
                 if p.is_null() {
                     return None;
                 }
@@ -1259,7 +1371,7 @@ fn upstream_headers(request: &mut Request, ctx: &RequestCtx, cc: &ConsumerConf) 
                 add("X-Anonymous-Consumer", b"true")?;
             }
             add("X-Consumer-ID", id.id.as_bytes())?;
-            add("X-Consumer-Username", id.username.as_bytes())?;
+            add("X-Consumer-Username", id.username().as_bytes())?;
             if !groups.is_empty() {
                 add("X-Consumer-Groups", groups.as_bytes())?;
             }
@@ -1267,7 +1379,6 @@ fn upstream_headers(request: &mut Request, ctx: &RequestCtx, cc: &ConsumerConf) 
                 add("X-Credential-Identifier", k.as_bytes())?;
             }
         }
-        (*r).headers_in.headers = list;
         if let Some(a) = hide {
             for src in &a.sources {
                 if let KeySource::Query(n) = src {
@@ -1283,6 +1394,27 @@ fn upstream_headers(request: &mut Request, ctx: &RequestCtx, cc: &ConsumerConf) 
         }
     }
     Some(())
+}
+
+/// Whether an element of an nginx list of headers satisfies `f`.
+///
+/// # Safety
+/// `list` is a live list of `ngx_table_elt_t`.
+unsafe fn any_header(list: &nginx_sys::ngx_list_t, f: impl Fn(&ngx_table_elt_t) -> bool) -> bool {
+    let mut part: *const nginx_sys::ngx_list_part_t = &list.part;
+    // SAFETY: per the function's contract.
+    unsafe {
+        while !part.is_null() {
+            let elts = (*part).elts.cast::<ngx_table_elt_t>();
+            for i in 0..(*part).nelts {
+                if f(&*elts.add(i)) {
+                    return true;
+                }
+            }
+            part = (*part).next;
+        }
+    }
+    false
 }
 
 /// The elements of an nginx list of headers, copied.

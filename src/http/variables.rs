@@ -345,7 +345,7 @@ unsafe extern "C" fn consumer_variable(
         let request = unsafe { Request::from_ngx_http_request(r) };
         let id = RequestCtx::get(request).and_then(|c| c.consumer.as_ref());
         let value: Option<std::borrow::Cow<'_, str>> = match (data, id) {
-            (C_VERSION, Some(id)) => Some(id.version.as_str().into()),
+            (C_VERSION, Some(id)) => Some((*id.version).into()),
             (C_VERSION, None) => {
                 <GatewayModule as ngx::http::HttpModuleMainConf>::main_conf(request)
                     .and_then(|m| m.policy.as_ref())
@@ -354,7 +354,7 @@ unsafe extern "C" fn consumer_variable(
             }
             (_, None) => None,
             (C_ID, Some(id)) => Some(id.id.as_str().into()),
-            (C_USERNAME, Some(id)) => Some(id.username.as_str().into()),
+            (C_USERNAME, Some(id)) => Some(id.username().into()),
             (C_GROUPS, Some(id)) => Some(id.groups_joined().into()),
             (C_PLAN, Some(id)) => id.plan.as_deref().map(Into::into),
             (_, Some(id)) => Some(id.credential.as_str().into()),
