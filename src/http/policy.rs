@@ -1210,7 +1210,25 @@ fn acl(request: &Request, ctx: &RequestCtx, cc: &ConsumerConf) -> Step {
     };
     let route = cc.route.as_deref().unwrap_or_default();
     let method = request.as_ref().method_name.as_bytes();
-    let groups: Vec<&[u8]> = id.groups().map(str::as_bytes).collect();
+    // Up to 32 groups on the stack (a consumer's and its token's are bounded, 64 each).
+    let mut stack: [&[u8]; 32] = [b""; 32];
+    let mut n = 0;
+    let mut more = Vec::new();
+    for g in id.groups() {
+        if n < stack.len() {
+            stack[n] = g.as_bytes();
+            n += 1;
+        } else {
+            more.push(g.as_bytes());
+        }
+    }
+    let groups: std::borrow::Cow<'_, [&[u8]]> = if more.is_empty() {
+        std::borrow::Cow::Borrowed(&stack[..n])
+    } else {
+        let mut all = stack[..n].to_vec();
+        all.extend(more);
+        std::borrow::Cow::Owned(all)
+    };
     let identified = id.credential != Credential::Anonymous;
     match with_view(|v, _| v.access(route.as_bytes(), method, &groups, identified)) {
         Some(Access::Allowed) => Step::Grant,
@@ -1262,6 +1280,17 @@ fn problem(request: &mut Request, r: Refusal) -> ngx_int_t {
 
 // ---------------------------------------------------------------------------------------
 // What goes upstream.
+
+/// The lower-case form of an identity header name (what nginx keeps in `lowcase_key`).
+fn lowercase_name(name: &str) -> &'static str {
+    match name {
+        "X-Consumer-ID" => "x-consumer-id",
+        "X-Consumer-Username" => "x-consumer-username",
+        "X-Consumer-Groups" => "x-consumer-groups",
+        "X-Anonymous-Consumer" => "x-anonymous-consumer",
+        _ => "x-credential-identifier",
+    }
+}
 
 /// Headers the gateway sets for the upstream; a client's copies never pass.
 pub const IDENTITY_HEADERS: [&str; 5] = [
@@ -1356,7 +1385,9 @@ fn upstream_headers(request: &mut Request, ctx: &RequestCtx, cc: &ConsumerConf) 
         let list = &mut (*r).headers_in.headers;
         if let Some(id) = &ctx.consumer {
             let groups = id.groups_joined();
-            let mut add = |k: &str, v: &[u8]| -> Option<()> {
+            // The names are static, the values point into the identity, which lives in the
+            // request context as long as the request: nothing is copied.
+            let mut add = |k: &'static str, v: &[u8]| -> Option<()> {
                 if gateway_core::header::first_unsafe_byte(v).is_some() {
                     return Some(());
                 }
@@ -1365,7 +1396,18 @@ fn upstream_headers(request: &mut Request, ctx: &RequestCtx, cc: &ConsumerConf) 
                     return None;
                 }
                 ptr::write_bytes(p, 0, 1);
-                nginx_sys::add_to_ngx_table(p, pool, k, v)
+                let lower = lowercase_name(k);
+                (*p).key = ngx_str_t {
+                    len: k.len(),
+                    data: k.as_ptr().cast_mut(),
+                };
+                (*p).value = ngx_str_t {
+                    len: v.len(),
+                    data: v.as_ptr().cast_mut(),
+                };
+                (*p).lowcase_key = lower.as_ptr().cast_mut();
+                (*p).hash = nginx_sys::ngx_hash_key(lower.as_ptr().cast_mut(), lower.len());
+                Some(())
             };
             if id.credential == Credential::Anonymous {
                 add("X-Anonymous-Consumer", b"true")?;
