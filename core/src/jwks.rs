@@ -268,6 +268,16 @@ pub struct Discovery {
     pub issuer: String,
     /// `jwks_uri`: where the key set is (exposed as `$jwt_jwks_uri`).
     pub jwks_uri: String,
+    /// The endpoints a relying party uses (`oidc_provider`), when the document names them.
+    pub authorization_endpoint: Option<String>,
+    pub token_endpoint: Option<String>,
+    pub end_session_endpoint: Option<String>,
+}
+
+/// An http(s) URL with nothing that could break out of a header or a query string.
+fn plain_url(u: &str) -> bool {
+    (u.starts_with("https://") || u.starts_with("http://"))
+        && !u.bytes().any(|b| b <= b' ' || b == b'"' || b == 0x7f)
 }
 
 /// Checks a fetched discovery document (same response rules as a key set, and parsed as
@@ -286,15 +296,25 @@ pub fn load_discovery(resp: &Response, max_body: usize) -> Result<Discovery, Str
     };
     let issuer = field("issuer")?;
     let jwks_uri = field("jwks_uri")?;
-    let scheme_ok = jwks_uri.starts_with("https://") || jwks_uri.starts_with("http://");
-    if !scheme_ok
-        || jwks_uri
-            .bytes()
-            .any(|b| b <= b' ' || b == b'"' || b == 0x7f)
-    {
+    if !plain_url(&jwks_uri) {
         return Err("\"jwks_uri\" is not an http(s) URL".into());
     }
-    Ok(Discovery { issuer, jwks_uri })
+    let endpoint = |name: &str| -> Result<Option<String>, String> {
+        match v.get(name) {
+            None => Ok(None),
+            Some(x) => match x.as_str() {
+                Some(u) if plain_url(u) => Ok(Some(u.to_string())),
+                _ => Err(format!("\"{name}\" is not an http(s) URL")),
+            },
+        }
+    };
+    Ok(Discovery {
+        issuer,
+        jwks_uri,
+        authorization_endpoint: endpoint("authorization_endpoint")?,
+        token_endpoint: endpoint("token_endpoint")?,
+        end_session_endpoint: endpoint("end_session_endpoint")?,
+    })
 }
 
 #[cfg(test)]

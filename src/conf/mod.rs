@@ -19,6 +19,7 @@ use crate::http::guard_conf;
 
 pub mod jwt;
 pub mod log;
+pub mod oidc;
 pub mod policy;
 pub mod ratelimit;
 pub mod util;
@@ -38,6 +39,8 @@ pub struct LocConf {
     pub log: log::LogConf,
     /// `gateway_route`, `auth_api_key`, `auth_consumer*`.
     pub consumer: policy::ConsumerConf,
+    /// `auth_oidc` (`Some(None)`: off).
+    pub oidc: Option<Option<*const oidc::Provider>>,
 }
 
 impl LocConf {
@@ -50,6 +53,9 @@ impl LocConf {
         self.rl.merge(&prev.rl);
         self.log.merge(&prev.log);
         self.consumer.merge(&prev.consumer);
+        if self.oidc.is_none() {
+            self.oidc = prev.oidc;
+        }
         self.jwt.merge(&prev.jwt, location)
     }
 
@@ -87,6 +93,8 @@ pub struct MainConf {
     pub credentials: log::CredentialGuard,
     /// `gateway_policy`.
     pub policy: Option<policy::PolicyConf>,
+    /// `oidc_provider` blocks, allocated in the configuration pool.
+    pub oidc: Vec<*mut oidc::Provider>,
 }
 
 /// A variable defined by `auth_jwt_claim_set` / `auth_jwt_header_set`.
@@ -120,7 +128,7 @@ const LOC: usize = NGX_HTTP_LOC_CONF_OFFSET;
 const MAIN: usize = NGX_HTTP_MAIN_CONF_OFFSET;
 
 /// The module's directive table.
-pub static mut COMMANDS: [ngx_command_t; 41] = [
+pub static mut COMMANDS: [ngx_command_t; 43] = [
     command(
         ngx_string!("gateway"),
         ANY_CONF | NGX_CONF_FLAG,
@@ -356,6 +364,18 @@ pub static mut COMMANDS: [ngx_command_t; 41] = [
         cmd_acl,
     ),
     command(
+        ngx_string!("oidc_provider"),
+        NGX_HTTP_MAIN_CONF | nginx_sys::NGX_CONF_BLOCK | NGX_CONF_TAKE1,
+        MAIN,
+        cmd_oidc_provider,
+    ),
+    command(
+        ngx_string!("auth_oidc"),
+        ANY_CONF | NGX_CONF_TAKE1,
+        LOC,
+        cmd_auth_oidc,
+    ),
+    command(
         ngx_string!("gateway_status"),
         NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS,
         LOC,
@@ -422,6 +442,11 @@ directive!(cmd_status, LocConf, |cf, _c| {
     Ok(())
 });
 directive!(cmd_policy, MainConf, policy::set_policy);
+directive!(cmd_oidc_provider, MainConf, oidc::set_provider);
+directive!(cmd_auth_oidc, LocConf, |cf, c| oidc::set_auth_oidc(
+    cf,
+    &mut c.oidc
+));
 directive!(cmd_route, LocConf, |cf, c| policy::set_route(
     cf,
     &mut c.consumer
@@ -466,7 +491,7 @@ directive!(cmd_key_zone, MainConf, |cf, c| {
 
 /// A location fetches `uri` (a key set or a discovery document): the `gateway_jwks` zone is
 /// needed and keeps an entry for it.
-fn uses_jwks_zone(cf: &mut ngx_conf_t, uri: String) -> Result<(), String> {
+pub(crate) fn uses_jwks_zone(cf: &mut ngx_conf_t, uri: String) -> Result<(), String> {
     let mcf = <crate::http::GatewayModule as ngx::http::HttpModuleMainConf>::main_conf_mut(cf)
         .ok_or("no http main conf")?;
     mcf.jwks_used = true;
@@ -591,6 +616,7 @@ pub unsafe extern "C" fn create_main_conf(cf: *mut ngx_conf_t) -> *mut c_void {
             zones: Vec::new(),
             credentials: Default::default(),
             policy: None,
+            oidc: Vec::new(),
         })
         .cast()
     })

@@ -26,6 +26,8 @@ pub struct RequestCtx {
     pub consumer: Option<super::policy::Identity>,
     /// The consumer layer's own per-request state.
     pub policy: super::policy::ConsumerState,
+    /// `auth_oidc`: the sign-in under way.
+    pub oidc: super::oidc::OidcState,
 }
 
 /// The context with the request it belongs to, kept in a cleanup of the request pool.

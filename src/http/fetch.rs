@@ -58,6 +58,13 @@ impl Answer<'_> {
 /// Called once with the provider's answer.
 pub type OnDone = Box<dyn FnOnce(&Answer)>;
 
+/// A POST fetch: headers besides the fixed ones (e.g. `Authorization: Basic`), and the body,
+/// sent as `application/x-www-form-urlencoded`.
+pub struct Post {
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Vec<u8>,
+}
+
 /// Everything one fetch owns. Boxed: nginx holds pointers into it until it is freed.
 struct Job {
     conn: ngx_connection_t,
@@ -74,6 +81,8 @@ struct Job {
     uri: String,
     /// `If-None-Match` to send (the entity tag of the document held).
     if_none_match: Option<Vec<u8>>,
+    /// A POST: its extra headers and form body (the token endpoint of `oidc_provider`).
+    post: Option<Post>,
     on_done: Option<OnDone>,
     finished: bool,
 }
@@ -150,7 +159,12 @@ fn pool_str(pool: *mut ngx_pool_t, s: &[u8]) -> Option<ngx_str_t> {
 /// server block); `on_done` gets the answer. The request is sent from a posted event, once
 /// the caller's handler has returned. `Err` when nothing could be started (out of memory).
 pub fn start(trigger: &Request, uri: &str, on_done: OnDone) -> Result<(), ()> {
-    start_conditional(trigger, uri, None, on_done)
+    start_job(trigger, uri, None, None, on_done)
+}
+
+/// A POST fetch (see [`Post`]); the answer goes to `on_done` as for [`start`].
+pub fn start_post(trigger: &Request, uri: &str, post: Post, on_done: OnDone) -> Result<(), ()> {
+    start_job(trigger, uri, None, Some(post), on_done)
 }
 
 /// [`start`], with an `If-None-Match` header: a conditional request for a document of which
@@ -159,6 +173,16 @@ pub fn start_conditional(
     trigger: &Request,
     uri: &str,
     if_none_match: Option<Vec<u8>>,
+    on_done: OnDone,
+) -> Result<(), ()> {
+    start_job(trigger, uri, if_none_match, None, on_done)
+}
+
+fn start_job(
+    trigger: &Request,
+    uri: &str,
+    if_none_match: Option<Vec<u8>>,
+    post: Option<Post>,
     on_done: OnDone,
 ) -> Result<(), ()> {
     let tr: *const ngx_http_request_t = trigger.as_ref();
@@ -177,6 +201,7 @@ pub fn start_conditional(
             main: ptr::null_mut(),
             uri: uri.to_string(),
             if_none_match,
+            post,
             on_done: Some(on_done),
             finished: false,
         }
@@ -344,7 +369,7 @@ unsafe fn set_up(jp: *mut Job, tr: *const ngx_http_request_t) -> Result<(), ()> 
         (*r).http_connection = hc;
 
         let elt = core::mem::size_of::<ngx_table_elt_t>();
-        if nginx_sys::ngx_list_init(&mut (*r).headers_in.headers, pool, HEADERS.len() + 1, elt)
+        if nginx_sys::ngx_list_init(&mut (*r).headers_in.headers, pool, HEADERS.len() + 4, elt)
             != NGX_OK as ngx_int_t
             || nginx_sys::ngx_list_init(&mut (*r).headers_out.headers, pool, 1, elt)
                 != NGX_OK as ngx_int_t
@@ -371,6 +396,27 @@ unsafe fn set_up(jp: *mut Job, tr: *const ngx_http_request_t) -> Result<(), ()> 
             }
             ptr::write_bytes(h, 0, 1);
             nginx_sys::add_to_ngx_table(h, pool, "If-None-Match", tag).ok_or(())?;
+        }
+        if let Some(post) = j.post.as_ref() {
+            let len = post.body.len().to_string();
+            let fixed = [
+                ("Content-Type", "application/x-www-form-urlencoded"),
+                ("Content-Length", len.as_str()),
+            ];
+            for (k, v) in fixed
+                .iter()
+                .map(|(k, v)| (*k, *v))
+                .chain(post.headers.iter().map(|(k, v)| (*k, v.as_str())))
+            {
+                let h = nginx_sys::ngx_list_push(&mut (*r).headers_in.headers)
+                    .cast::<ngx_table_elt_t>();
+                if h.is_null() {
+                    return Err(());
+                }
+                ptr::write_bytes(h, 0, 1);
+                nginx_sys::add_to_ngx_table(h, pool, k, v).ok_or(())?;
+            }
+            (*r).headers_in.content_length_n = post.body.len() as _;
         }
         (*r).headers_in.content_length_n = -1;
         (*r).headers_in.keep_alive_n = -1;
@@ -425,6 +471,37 @@ unsafe fn set_up(jp: *mut Job, tr: *const ngx_http_request_t) -> Result<(), ()> 
             != NGX_OK as ngx_int_t
         {
             return Err(());
+        }
+        if let Some(post) = j.post.as_ref() {
+            // nginx makes every subrequest a GET without a body: this one is a POST whose
+            // body the upstream module sends as it would a client's read body.
+            let body = pool_str(pool, &post.body).ok_or(())?;
+            let b = nginx_sys::ngx_pcalloc(pool, core::mem::size_of::<nginx_sys::ngx_buf_t>())
+                .cast::<nginx_sys::ngx_buf_t>();
+            let cl = nginx_sys::ngx_alloc_chain_link(pool);
+            let rb = nginx_sys::ngx_pcalloc(
+                pool,
+                core::mem::size_of::<nginx_sys::ngx_http_request_body_t>(),
+            )
+            .cast::<nginx_sys::ngx_http_request_body_t>();
+            if b.is_null() || cl.is_null() || rb.is_null() {
+                return Err(());
+            }
+            (*b).start = body.data;
+            (*b).pos = body.data;
+            (*b).last = body.data.add(body.len);
+            (*b).end = (*b).last;
+            (*b).set_memory(1);
+            (*b).set_last_buf(1);
+            (*cl).buf = b;
+            (*cl).next = ptr::null_mut();
+            (*rb).bufs = cl;
+            (*sr).request_body = rb;
+            (*sr).method = nginx_sys::NGX_HTTP_POST as _;
+            (*sr).method_name = ngx_str_t {
+                len: 4,
+                data: b"POST".as_ptr().cast_mut(),
+            };
         }
         Ok(())
     }

@@ -23,6 +23,7 @@ pub mod jwks;
 pub mod jwt;
 pub mod log;
 pub mod metrics;
+pub mod oidc;
 pub mod policy;
 pub mod ratelimit;
 mod sync;
@@ -287,6 +288,16 @@ unsafe extern "C" fn access_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
         gw_debug!(request, "access phase: enabled");
         #[cfg(feature = "test-hooks")]
         test_hooks::maybe_panic(request, "access");
+        if let Some(Some(p)) = lcf.oidc {
+            let Some(ctx) = RequestCtx::get_or_create(request) else {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+            };
+            // SAFETY: providers live in the configuration pool.
+            let rc = oidc::access(request, ctx, lcf, unsafe { &*p });
+            if rc != NGX_OK as ngx_int_t || !policy::wanted(lcf) {
+                return rc;
+            }
+        }
         if policy::wanted(lcf) {
             let Some(ctx) = RequestCtx::get_or_create(request) else {
                 return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;

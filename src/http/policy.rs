@@ -1046,7 +1046,20 @@ fn identify(
         });
         return settle(ctx, found);
     }
-    // 2. A bearer token (auth_jwt of this location), checked by auth_jwt itself.
+    // 2. A browser session (auth_oidc): its ID token, verified at sign-in.
+    let session = ctx
+        .auth
+        .as_ref()
+        .filter(|a| a.runtime.is_null())
+        .and_then(|a| a.valid())
+        .map(|v| v as *const gateway_core::jwt::Verified);
+    if let Some(v) = session {
+        // SAFETY: the outcome stays in the request context while it is used here.
+        let token = unsafe { &*v };
+        let found = with_view(|v, gen| by_token(v, gen, token, cc));
+        return settle(ctx, found);
+    }
+    // 3. A bearer token (auth_jwt of this location), checked by auth_jwt itself.
     if let Some(rt) = &lcf.jwt.runtime {
         let rt = rt.clone();
         let has_token = super::jwt::has_token(request, &rt);
@@ -1070,7 +1083,7 @@ fn identify(
             return settle(ctx, found);
         }
     }
-    // 3. No credential: the anonymous consumer, or 401.
+    // 4. No credential: the anonymous consumer, or 401.
     match cc.anonymous() {
         Some(anon) => {
             let id = with_view(|v, gen| match v.consumer(anon.as_bytes()) {

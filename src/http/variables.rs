@@ -38,6 +38,13 @@ const VARIABLES: &[(ngx_str_t, GetHandler, u32, usize)] = &[
     (ngx_string!("jwt_status"), jwt_status_variable, 0, 0),
     (ngx_string!("jwt_error"), jwt_error_variable, 0, 0),
     (ngx_string!("jwt_jwks_uri"), jwt_jwks_uri_variable, 0, 0),
+    (ngx_string!("oidc_jwks_uri"), oidc_endpoint_variable, 0, 0),
+    (
+        ngx_string!("oidc_token_endpoint"),
+        oidc_endpoint_variable,
+        0,
+        1,
+    ),
     (
         ngx_string!("rate_limit_status"),
         rate_limit_variable,
@@ -184,6 +191,19 @@ fn jwt_variable(
     guard_request(r, || {
         // SAFETY: nginx evaluates variables for a live request.
         let request = unsafe { Request::from_ngx_http_request(r) };
+        // A browser session (auth_oidc): the ID token verified at sign-in.
+        let session = RequestCtx::get(request)
+            .and_then(|c| c.auth.as_ref())
+            .filter(|a| a.runtime.is_null());
+        if let Some(outcome) = session {
+            return match f(outcome) {
+                Some(bytes) => set_copy(request, v, &bytes),
+                None => {
+                    set_not_found(v);
+                    NGX_OK as ngx_int_t
+                }
+            };
+        }
         let Some(rt) = GatewayModule::location_conf(request).and_then(|c| c.jwt.runtime.clone())
         else {
             set_not_found(v);
@@ -410,6 +430,26 @@ unsafe extern "C" fn jwt_jwks_uri_variable(
                 super::jwks::discovery(remote, request.log()).map(|d| d.jwks_uri)
             });
         match uri {
+            Some(u) => set_copy(request, v, u.as_bytes()),
+            None => {
+                set_not_found(v);
+                NGX_OK as ngx_int_t
+            }
+        }
+    })
+}
+
+/// `$oidc_jwks_uri`, `$oidc_token_endpoint`: from the discovery document of the `auth_oidc`
+/// provider of the (main) request's location, for the key and token locations' `proxy_pass`.
+unsafe extern "C" fn oidc_endpoint_variable(
+    r: *mut ngx_http_request_t,
+    v: *mut ngx_variable_value_t,
+    data: usize,
+) -> ngx_int_t {
+    guard_request(r, || {
+        // SAFETY: nginx evaluates variables for a live request.
+        let request = unsafe { Request::from_ngx_http_request(r) };
+        match super::oidc::endpoint(request, data) {
             Some(u) => set_copy(request, v, u.as_bytes()),
             None => {
                 set_not_found(v);

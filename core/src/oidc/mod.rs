@@ -56,3 +56,5 @@ mod tests {
         assert!(e.len() < 300 && !e.contains('\n'), "{e}");
     }
 }
+
+pub mod rp;
