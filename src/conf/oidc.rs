@@ -148,6 +148,18 @@ pub fn set_provider(cf: &mut ngx_conf_t, mcf: &mut MainConf) -> Result<(), Strin
     }
     let mcf = <crate::http::GatewayModule as ngx::http::HttpModuleMainConf>::main_conf_mut(cf)
         .ok_or("no http main conf")?;
+    // The callback's code and state are credentials of a login under way: redacted from the
+    // logged request line and the record's `query`, as access tokens are.
+    for arg in ["code", "state"] {
+        if !mcf
+            .credentials
+            .redact_args
+            .iter()
+            .any(|a| a == arg.as_bytes())
+        {
+            mcf.credentials.redact_args.push(arg.as_bytes().to_vec());
+        }
+    }
     mcf.oidc.push(p);
     Ok(())
 }

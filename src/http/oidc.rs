@@ -678,14 +678,11 @@ fn redirect(request: &mut Request, location: &str, cookies: &[String]) -> ngx_in
     if push_header(request, "Cache-Control", b"no-store").is_none() {
         return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
     }
-    let Some(h) = push_header(request, "Location", location.as_bytes()) else {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
-    };
     let r: *mut ngx_http_request_t = request.as_mut();
-    // SAFETY: the live request; nginx's redirect handling reads `headers_out.location`.
+    // SAFETY: the live request. For a redirect status nginx's send_response makes the value
+    // the `Location` header (and answers with its own short page).
     unsafe {
-        (*r).headers_out.location = h;
-        let rc = super::send_body(r, 302, "text/html", b"");
+        let rc = super::send_body(r, 302, "text/html", location.as_bytes());
         nginx_sys::ngx_http_finalize_request(r, rc);
     }
     nginx_sys::NGX_DONE as ngx_int_t
@@ -849,7 +846,7 @@ fn callback(request: &mut Request, ctx: &mut RequestCtx, p: &Provider) -> ngx_in
 
 /// The form and headers of a token request, with the client's authentication.
 fn token_post<'a>(p: &'a Provider, form: &mut Vec<(&'a str, &'a str)>) -> fetch::Post {
-    let mut headers = vec![("Accept", "application/json".to_string())];
+    let mut headers = Vec::new();
     match (&p.client_auth, p.client_secret.as_deref()) {
         (ClientAuth::Basic, Some(secret)) => {
             headers.push(("Authorization", rp::basic_auth(&p.client_id, secret)));
