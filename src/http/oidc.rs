@@ -824,7 +824,8 @@ fn callback(request: &mut Request, ctx: &mut RequestCtx, p: &Provider) -> ngx_in
         *n += 1;
         *n
     });
-    let post = token_post(p, &mut form);
+    let mut assertion = String::new();
+    let post = token_post(p, &mut form, &mut assertion);
     let started = fetch::start_post(
         request,
         &p.token_request,
@@ -845,8 +846,27 @@ fn callback(request: &mut Request, ctx: &mut RequestCtx, p: &Provider) -> ngx_in
 }
 
 /// The form and headers of a token request, with the client's authentication.
-fn token_post<'a>(p: &'a Provider, form: &mut Vec<(&'a str, &'a str)>) -> fetch::Post {
+fn token_post<'a>(
+    p: &'a Provider,
+    form: &mut Vec<(&'a str, &'a str)>,
+    assertion: &'a mut String,
+) -> fetch::Post {
     let mut headers = Vec::new();
+    if let Some(signer) = p.assertion_signer.as_deref() {
+        let endpoint = token_endpoint(p).unwrap_or_default();
+        *assertion = rp::client_assertion(signer, p.assertion_kid.as_deref(), &p.client_id, &endpoint, now_s())
+            .unwrap_or_default();
+        form.push(("client_id", p.client_id.as_str()));
+        form.push((
+            "client_assertion_type",
+            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        ));
+        form.push(("client_assertion", assertion.as_str()));
+        return fetch::Post {
+            headers,
+            body: rp::form(form).into_bytes(),
+        };
+    }
     match (&p.client_auth, p.client_secret.as_deref()) {
         (ClientAuth::Basic, Some(secret)) => {
             headers.push(("Authorization", rp::basic_auth(&p.client_id, secret)));
@@ -1012,7 +1032,8 @@ fn start_refresh(request: &Request, p: &Provider, key: [u8; 32], slot: usize) {
         ("grant_type", "refresh_token"),
         ("refresh_token", sess.refresh_token.as_str()),
     ];
-    let post = token_post(p, &mut form);
+    let mut assertion = String::new();
+    let post = token_post(p, &mut form, &mut assertion);
     let pp: *const Provider = p;
     let log = request.log();
     let started = fetch::start_post(
@@ -1144,6 +1165,12 @@ fn logout(request: &mut Request, p: &Provider) -> ngx_int_t {
     };
     gw_log!(NGX_LOG_INFO, request.log(), "oidc: signed out");
     redirect(request, &location, &cookies)
+}
+
+/// The token endpoint of the provider's discovery document (the audience of assertions).
+fn token_endpoint(p: &Provider) -> Option<String> {
+    let log = ngx::log::ngx_cycle_log().as_ptr();
+    jwks::discovery(&p.remote, log)?.token_endpoint
 }
 
 /// `$oidc_jwks_uri`, `$oidc_token_endpoint`: where the key-request and token-request
