@@ -142,9 +142,11 @@ pub fn set_provider(cf: &mut ngx_conf_t, mcf: &mut MainConf) -> Result<(), Strin
     match (pr.client_auth, pr.client_secret.as_deref()) {
         (ClientAuth::PrivateKeyJwt, _) => {}
         (ClientAuth::SecretJwt, Some(secret)) => {
-            let signer =
-                gateway_core::jwt::sign::Signer::hmac(gateway_core::jwt::Alg::HS256, secret.as_bytes())
-                    .map_err(|e| e.to_string())?;
+            let signer = gateway_core::jwt::sign::Signer::hmac(
+                gateway_core::jwt::Alg::HS256,
+                secret.as_bytes(),
+            )
+            .map_err(|e| e.to_string())?;
             pr.assertion_signer = Some(std::sync::Arc::new(signer));
         }
         (_, None) => pr.client_auth = ClientAuth::None,
@@ -272,13 +274,11 @@ fn inner(cf: &mut ngx_conf_t, p: &mut Provider, zone: &mut Option<String>) -> Re
                 "post" | "client_secret_post" => ClientAuth::Post,
                 "client_secret_jwt" => ClientAuth::SecretJwt,
                 "private_key_jwt" => ClientAuth::PrivateKeyJwt,
-                v => {
-                    return Err(invalid(
-                        cf,
-                        v,
-                        "it must be \"basic\", \"post\", \"client_secret_jwt\" or \"private_key_jwt\"",
-                    ))
-                }
+                v => return Err(invalid(
+                    cf,
+                    v,
+                    "it must be \"basic\", \"post\", \"client_secret_jwt\" or \"private_key_jwt\"",
+                )),
             };
             let (mut key, mut alg, mut kid) = (None, None, None);
             for v in &a[2..] {
@@ -302,7 +302,8 @@ fn inner(cf: &mut ngx_conf_t, p: &mut Provider, zone: &mut Option<String>) -> Re
             }
             if p.client_auth == ClientAuth::PrivateKeyJwt {
                 let path = key.ok_or("\"client_auth private_key_jwt\" needs key=PATH")?;
-                let bytes = std::fs::read(&path).map_err(|e| format!("cannot read \"{path}\": {e}"))?;
+                let bytes =
+                    std::fs::read(&path).map_err(|e| format!("cannot read \"{path}\": {e}"))?;
                 let alg = alg.unwrap_or(gateway_core::jwt::Alg::RS256);
                 let signer = gateway_core::jwt::sign::Signer::from_file_bytes(alg, &bytes)
                     .map_err(|e| format!("invalid private key \"{path}\": {e}"))?;

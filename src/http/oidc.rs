@@ -380,7 +380,20 @@ pub fn access(
         }
     }
     match session(request, ctx, p) {
-        SessionState::Valid => NGX_OK as ngx_int_t,
+        SessionState::Valid => {
+            // The location's auth_jwt_require rules hold for sessions too.
+            if let Some(rt) = &lcf.jwt.runtime {
+                if let Some(status) = super::jwt::failed_requirement(request, rt) {
+                    gw_log!(
+                        NGX_LOG_INFO,
+                        request.log(),
+                        "oidc: session refused: auth_jwt_require failed, status {status}"
+                    );
+                    return status as ngx_int_t;
+                }
+            }
+            NGX_OK as ngx_int_t
+        }
         SessionState::Wait => nginx_sys::NGX_AGAIN as ngx_int_t,
         SessionState::None => {
             let r = request.as_ref();
@@ -854,8 +867,14 @@ fn token_post<'a>(
     let mut headers = Vec::new();
     if let Some(signer) = p.assertion_signer.as_deref() {
         let endpoint = token_endpoint(p).unwrap_or_default();
-        *assertion = rp::client_assertion(signer, p.assertion_kid.as_deref(), &p.client_id, &endpoint, now_s())
-            .unwrap_or_default();
+        *assertion = rp::client_assertion(
+            signer,
+            p.assertion_kid.as_deref(),
+            &p.client_id,
+            &endpoint,
+            now_s(),
+        )
+        .unwrap_or_default();
         form.push(("client_id", p.client_id.as_str()));
         form.push((
             "client_assertion_type",
