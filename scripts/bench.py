@@ -43,7 +43,7 @@ class Case:
 
     def __init__(self, name, location, http="", module=False, headers=(), lua=None,
                  baseline=None, note="", group="core", nginx=None, main="", target=None,
-                 extra_locations=""):
+                 extra_locations="", port=None, setup=None):
         self.name, self.location, self.http = name, location, http
         self.module, self.headers, self.lua = module, list(headers), lua
         self.baseline, self.note, self.group = baseline, note, group
@@ -51,6 +51,8 @@ class Case:
         # target: (max extra us/request over the baseline, min r/s ratio) or None
         self.target = target
         self.extra_locations = extra_locations
+        # port: a fixed listening port; setup(port) -> request headers, run once nginx is up
+        self.port, self.setup = port, setup
         self.rps, self.us = [], []
 
 
@@ -197,10 +199,91 @@ def cases(args):
                       headers=["X-API-Key: key-4"], baseline="policy_hdr",
                       note="auth_api_key + auth_consumer_acl (identification, ACL, X-Consumer-* headers)",
                       target=(1.0, None)))
+    if "oidc" in wanted:
+        c += oidc_cases(args)
     if "njs" in wanted:
         c += njs_cases(args)
     return [x for x in c if x.group == "core" or x.group in wanted
             or (x.group == "jwt" and "jwt-all" in wanted)]
+
+
+def oidc_login(port, provider_port):
+    """Signs in once against the provider (its development login and consent forms) and
+    returns the gateway's session cookie."""
+    import requests
+    s = requests.Session()
+    html = {"Accept": "text/html"}
+    base = f"http://127.0.0.1:{provider_port}"
+    r = s.get(f"http://127.0.0.1:{port}/bench/page", headers=html, allow_redirects=False)
+    r = s.get(r.headers["location"], headers=html)
+    for _ in range(4):
+        m = re.search(r'<form[^>]*action="([^"]+)"', r.text)
+        if not m:
+            break
+        action = m.group(1) if m.group(1).startswith("http") else base + m.group(1)
+        data = {k: v or "" for k, v in re.findall(
+            r'<input[^>]*name="([^"]+)"(?:[^>]*value="([^"]*)")?', r.text)}
+        if "login" in data:
+            data.update(login="alice", password="x")
+        r = s.post(action, data=data, headers=html, allow_redirects=False)
+        while r.status_code in (302, 303) and not r.headers["location"].startswith(
+                f"http://127.0.0.1:{port}"):
+            nxt = r.headers["location"]
+            r = s.get(nxt if nxt.startswith("http") else base + nxt, headers=html,
+                      allow_redirects=False)
+        if r.status_code in (302, 303):
+            break
+    r = s.get(r.headers["location"], headers=html, allow_redirects=False)
+    cookie = s.cookies.get("gw_session")
+    if not cookie:
+        raise SystemExit(f"oidc bench: no session after the login (status {r.status_code})")
+    return cookie
+
+
+def oidc_cases(args):
+    """A request with a valid session cookie against the same request (same Cookie header)
+    on a location without auth_oidc. The provider is panva's oidc-provider (scripts/oidc)."""
+    gw_port, pport = free_port(), free_port()
+    prov = subprocess.Popen(["node", os.path.join(ROOT, "scripts/oidc/provider.js"), str(pport),
+                             "--gateway-ports", str(gw_port), "--redirect-path", "/bench/cb"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    line = prov.stdout.readline()
+    if "ready" not in line:
+        raise SystemExit("oidc bench: the provider did not start: " + line)
+    args.cleanup.append(prov)
+    http = f"""oidc_provider idp {{
+        issuer http://127.0.0.1:{pport};
+        client_id gateway;
+        client_secret gateway-secret;
+        discovery_request /_oidc/discovery;
+        keys_request /_oidc/keys;
+        token_request /_oidc/token;
+        redirect_uri /bench/cb;
+        session_zone oidc_bench:4m;
+        allow_http;
+    }}"""
+    extra = (f"location = /_oidc/discovery {{ internal; proxy_pass http://127.0.0.1:{pport}/.well-known/openid-configuration; }}\n"
+             "        location = /_oidc/keys { internal; proxy_pass $oidc_jwks_uri; }\n"
+             "        location = /_oidc/token { internal; proxy_pass $oidc_token_endpoint; "
+             "subrequest_output_buffer_size 64k; }")
+    session = {}
+
+    def setup(port):
+        session["cookie"] = oidc_login(port, pport)
+        return [f"Cookie: gw_session={session['cookie']}"]
+
+    def same_cookie(_port):
+        return [f"Cookie: gw_session={session.get('cookie', 'x' * 43)}"]
+
+    return [
+        Case("oidc_plain", "empty_gif;", module=True, group="oidc", http=http, port=gw_port,
+             extra_locations=extra, setup=same_cookie,
+             note="the same request and Cookie header, no auth_oidc"),
+        Case("oidc_session", "auth_oidc idp; empty_gif;", module=True, group="oidc", http=http,
+             port=gw_port, extra_locations=extra, setup=setup, baseline="oidc_plain",
+             note="auth_oidc with a valid session cookie (session lookup, claims as the verified token)",
+             target=(1.5, None)),
+    ]
 
 
 def njs_cases(args):
@@ -246,7 +329,7 @@ def njs_cases(args):
 class Nginx:
     def __init__(self, args, case):
         self.dir = tempfile.mkdtemp(prefix="gw-bench-")
-        self.port = free_port()
+        self.port = case.port or free_port()
         os.makedirs(os.path.join(self.dir, "logs"))
         os.makedirs(os.path.join(self.dir, "conf"))
         module = case.module if isinstance(case.module, str) else args.module
@@ -484,7 +567,7 @@ def main():
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--cases", default="")
     ap.add_argument("--groups", default="core,jwt,ratelimit,log,pipeline",
-                    help="core, jwt (4 algorithms), jwt-all (12), ratelimit, log, pipeline, policy, njs")
+                    help="core, jwt (4 algorithms), jwt-all (12), ratelimit, log, pipeline, policy, oidc, njs")
     ap.add_argument("--gwjwt", required=True)
     ap.add_argument("--tokens", type=int, default=3000,
                     help="distinct tokens cycled in the no-cache cases (> the 1024-entry cache)")
@@ -499,6 +582,7 @@ def main():
     args = ap.parse_args()
     args.groups = args.groups.split(",")
     args.workdir = tempfile.mkdtemp(prefix="gw-bench-lua-")
+    args.cleanup = []
     ring = ring_times(args)
     all_cases = cases(args)
     if args.cases:
@@ -511,6 +595,8 @@ def main():
         for case in all_cases:
             ng = Nginx(args, case)
             try:
+                if case.setup:
+                    case.headers = case.setup(ng.port)
                 run_wrk(args, case, ng.port) if rep == 0 else None  # warm-up on first round
                 t0 = ng.cpu_ticks()
                 n, rps, bad = run_wrk(args, case, ng.port)
@@ -561,6 +647,8 @@ def main():
               + ", ".join(f"{a} {t:.1f}" for a, t in ring.items()))
     if "policy" in args.groups and (not args.cases or "policy_apply" in args.cases.split(",")):
         misses += print_policy_apply(args, policy_apply(args))
+    for proc in args.cleanup:
+        proc.terminate()
     if misses:
         print("\ntargets missed: " + ", ".join(misses))
 

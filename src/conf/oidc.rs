@@ -18,6 +18,10 @@ pub enum ClientAuth {
     Basic,
     /// `client_secret_post`: the id and secret in the form body.
     Post,
+    /// `client_secret_jwt`: an assertion signed with the secret (HS256).
+    SecretJwt,
+    /// `private_key_jwt`: an assertion signed with a private key of the client.
+    PrivateKeyJwt,
     /// A public client (no secret): PKCE alone.
     None,
 }
@@ -30,6 +34,9 @@ pub struct Provider {
     pub client_id: String,
     pub client_secret: Option<String>,
     pub client_auth: ClientAuth,
+    /// The signer of client assertions (`client_secret_jwt`, `private_key_jwt`) and its kid.
+    pub assertion_signer: Option<std::sync::Arc<gateway_core::jwt::sign::Signer>>,
+    pub assertion_kid: Option<String>,
     /// The discovery document (`discovery_request`) and the key set (`keys_request`),
     /// through the module's remote-key machinery.
     pub remote: Remote,
@@ -62,6 +69,8 @@ fn new_provider(name: &str) -> Provider {
         client_id: String::new(),
         client_secret: None,
         client_auth: ClientAuth::Basic,
+        assertion_signer: None,
+        assertion_kid: None,
         remote: Remote {
             uri: String::new(),
             discovery: None,
@@ -130,8 +139,18 @@ pub fn set_provider(cf: &mut ngx_conf_t, mcf: &mut MainConf) -> Result<(), Strin
             return Err(format!("oidc_provider \"{pname}\" needs \"{what}\""));
         }
     }
-    if pr.client_secret.is_none() {
-        pr.client_auth = ClientAuth::None;
+    match (pr.client_auth, pr.client_secret.as_deref()) {
+        (ClientAuth::PrivateKeyJwt, _) => {}
+        (ClientAuth::SecretJwt, Some(secret)) => {
+            let signer = gateway_core::jwt::sign::Signer::hmac(
+                gateway_core::jwt::Alg::HS256,
+                secret.as_bytes(),
+            )
+            .map_err(|e| e.to_string())?;
+            pr.assertion_signer = Some(std::sync::Arc::new(signer));
+        }
+        (_, None) => pr.client_auth = ClientAuth::None,
+        _ => {}
     }
     if !pr.scope.split(' ').any(|s| s == "openid") {
         return Err(format!(
@@ -148,6 +167,18 @@ pub fn set_provider(cf: &mut ngx_conf_t, mcf: &mut MainConf) -> Result<(), Strin
     }
     let mcf = <crate::http::GatewayModule as ngx::http::HttpModuleMainConf>::main_conf_mut(cf)
         .ok_or("no http main conf")?;
+    // The callback's code and state are credentials of a login under way: redacted from the
+    // logged request line and the record's `query`, as access tokens are.
+    for arg in ["code", "state"] {
+        if !mcf
+            .credentials
+            .redact_args
+            .iter()
+            .any(|a| a == arg.as_bytes())
+        {
+            mcf.credentials.redact_args.push(arg.as_bytes().to_vec());
+        }
+    }
     mcf.oidc.push(p);
     Ok(())
 }
@@ -236,11 +267,49 @@ fn inner(cf: &mut ngx_conf_t, p: &mut Provider, zone: &mut Option<String>) -> Re
             p.client_secret = Some(s);
         }
         "client_auth" => {
-            p.client_auth = match one(cf)?.as_str() {
+            let a = args(cf).to_vec();
+            let kind = arg_str(&a[1])?.to_string();
+            p.client_auth = match kind.as_str() {
                 "basic" | "client_secret_basic" => ClientAuth::Basic,
                 "post" | "client_secret_post" => ClientAuth::Post,
-                v => return Err(invalid(cf, v, "it must be \"basic\" or \"post\"")),
+                "client_secret_jwt" => ClientAuth::SecretJwt,
+                "private_key_jwt" => ClientAuth::PrivateKeyJwt,
+                v => return Err(invalid(
+                    cf,
+                    v,
+                    "it must be \"basic\", \"post\", \"client_secret_jwt\" or \"private_key_jwt\"",
+                )),
+            };
+            let (mut key, mut alg, mut kid) = (None, None, None);
+            for v in &a[2..] {
+                let s = arg_str(v)?;
+                match s.split_once('=') {
+                    Some(("key", _)) if p.client_auth == ClientAuth::PrivateKeyJwt => {
+                        let mut path = *v;
+                        // SAFETY: skips the 4-byte ASCII prefix "key=" of this argument.
+                        path.data = unsafe { path.data.add(4) };
+                        path.len -= 4;
+                        key = Some(full_path(cf, &path)?);
+                    }
+                    Some(("alg", n)) => {
+                        alg = Some(gateway_core::jwt::Alg::from_name(n).ok_or_else(|| {
+                            invalid(cf, s, "an algorithm name such as RS256 or ES256")
+                        })?)
+                    }
+                    Some(("kid", k)) if !k.is_empty() => kid = Some(k.to_string()),
+                    _ => return Err(invalid(cf, s, "parameters are key=, alg= and kid=")),
+                }
             }
+            if p.client_auth == ClientAuth::PrivateKeyJwt {
+                let path = key.ok_or("\"client_auth private_key_jwt\" needs key=PATH")?;
+                let bytes =
+                    std::fs::read(&path).map_err(|e| format!("cannot read \"{path}\": {e}"))?;
+                let alg = alg.unwrap_or(gateway_core::jwt::Alg::RS256);
+                let signer = gateway_core::jwt::sign::Signer::from_file_bytes(alg, &bytes)
+                    .map_err(|e| format!("invalid private key \"{path}\": {e}"))?;
+                p.assertion_signer = Some(std::sync::Arc::new(signer));
+            }
+            p.assertion_kid = kid;
         }
         "discovery_request" => p.remote.discovery = Some(local_uri(cf)?),
         "keys_request" => p.remote.uri = local_uri(cf)?,

@@ -398,11 +398,8 @@ unsafe fn set_up(jp: *mut Job, tr: *const ngx_http_request_t) -> Result<(), ()> 
             nginx_sys::add_to_ngx_table(h, pool, "If-None-Match", tag).ok_or(())?;
         }
         if let Some(post) = j.post.as_ref() {
-            let len = post.body.len().to_string();
-            let fixed = [
-                ("Content-Type", "application/x-www-form-urlencoded"),
-                ("Content-Length", len.as_str()),
-            ];
+            // Content-Length comes from the subrequest's content_length_n (set below).
+            let fixed = [("Content-Type", "application/x-www-form-urlencoded")];
             for (k, v) in fixed
                 .iter()
                 .map(|(k, v)| (*k, *v))
@@ -416,7 +413,6 @@ unsafe fn set_up(jp: *mut Job, tr: *const ngx_http_request_t) -> Result<(), ()> 
                 ptr::write_bytes(h, 0, 1);
                 nginx_sys::add_to_ngx_table(h, pool, k, v).ok_or(())?;
             }
-            (*r).headers_in.content_length_n = post.body.len() as _;
         }
         (*r).headers_in.content_length_n = -1;
         (*r).headers_in.keep_alive_n = -1;
@@ -497,6 +493,7 @@ unsafe fn set_up(jp: *mut Job, tr: *const ngx_http_request_t) -> Result<(), ()> 
             (*cl).next = ptr::null_mut();
             (*rb).bufs = cl;
             (*sr).request_body = rb;
+            (*sr).headers_in.content_length_n = post.body.len() as _;
             (*sr).method = nginx_sys::NGX_HTTP_POST as _;
             (*sr).method_name = ngx_str_t {
                 len: 4,

@@ -209,6 +209,23 @@ pub fn authenticate<'c>(
     ctx.auth.insert(outcome)
 }
 
+/// The status of the first `auth_jwt_require` of the location that does not hold for the
+/// request's token (a bearer token, or the ID token of a browser session).
+pub fn failed_requirement(request: &Request, rt: &JwtRuntime) -> Option<u16> {
+    for req in &rt.requirements {
+        for cv in &req.values {
+            // SAFETY: the complex value was compiled from this configuration.
+            let ok = request
+                .get_complex_value(unsafe { &*cv.0 })
+                .is_some_and(|v| truthy(v.as_bytes()));
+            if !ok {
+                return Some(req.status);
+            }
+        }
+    }
+    None
+}
+
 /// "a value is non-empty and not 0", as NGINX Plus's `auth_jwt_require`.
 fn truthy(v: &[u8]) -> bool {
     !v.is_empty() && v != b"0"
@@ -269,19 +286,7 @@ fn decide(request: &mut Request, ctx: &mut RequestCtx, rt: &Rc<JwtRuntime>) -> O
     let outcome = authenticate(request, ctx, rt);
     let (status, error) = match &outcome.error {
         None => {
-            let mut failed = None;
-            'req: for req in &rt.requirements {
-                for cv in &req.values {
-                    // SAFETY: the complex value was compiled from this configuration.
-                    let ok = request
-                        .get_complex_value(unsafe { &*cv.0 })
-                        .is_some_and(|v| truthy(v.as_bytes()));
-                    if !ok {
-                        failed = Some(req.status);
-                        break 'req;
-                    }
-                }
-            }
+            let failed = failed_requirement(request, rt);
             match failed {
                 None => return None,
                 Some(s) => {

@@ -380,7 +380,20 @@ pub fn access(
         }
     }
     match session(request, ctx, p) {
-        SessionState::Valid => NGX_OK as ngx_int_t,
+        SessionState::Valid => {
+            // The location's auth_jwt_require rules hold for sessions too.
+            if let Some(rt) = &lcf.jwt.runtime {
+                if let Some(status) = super::jwt::failed_requirement(request, rt) {
+                    gw_log!(
+                        NGX_LOG_INFO,
+                        request.log(),
+                        "oidc: session refused: auth_jwt_require failed, status {status}"
+                    );
+                    return status as ngx_int_t;
+                }
+            }
+            NGX_OK as ngx_int_t
+        }
         SessionState::Wait => nginx_sys::NGX_AGAIN as ngx_int_t,
         SessionState::None => {
             let r = request.as_ref();
@@ -678,14 +691,11 @@ fn redirect(request: &mut Request, location: &str, cookies: &[String]) -> ngx_in
     if push_header(request, "Cache-Control", b"no-store").is_none() {
         return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
     }
-    let Some(h) = push_header(request, "Location", location.as_bytes()) else {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
-    };
     let r: *mut ngx_http_request_t = request.as_mut();
-    // SAFETY: the live request; nginx's redirect handling reads `headers_out.location`.
+    // SAFETY: the live request. For a redirect status nginx's send_response makes the value
+    // the `Location` header (and answers with its own short page).
     unsafe {
-        (*r).headers_out.location = h;
-        let rc = super::send_body(r, 302, "text/html", b"");
+        let rc = super::send_body(r, 302, "text/html", location.as_bytes());
         nginx_sys::ngx_http_finalize_request(r, rc);
     }
     nginx_sys::NGX_DONE as ngx_int_t
@@ -827,7 +837,8 @@ fn callback(request: &mut Request, ctx: &mut RequestCtx, p: &Provider) -> ngx_in
         *n += 1;
         *n
     });
-    let post = token_post(p, &mut form);
+    let mut assertion = String::new();
+    let post = token_post(p, &mut form, &mut assertion);
     let started = fetch::start_post(
         request,
         &p.token_request,
@@ -848,8 +859,33 @@ fn callback(request: &mut Request, ctx: &mut RequestCtx, p: &Provider) -> ngx_in
 }
 
 /// The form and headers of a token request, with the client's authentication.
-fn token_post<'a>(p: &'a Provider, form: &mut Vec<(&'a str, &'a str)>) -> fetch::Post {
-    let mut headers = vec![("Accept", "application/json".to_string())];
+fn token_post<'a>(
+    p: &'a Provider,
+    form: &mut Vec<(&'a str, &'a str)>,
+    assertion: &'a mut String,
+) -> fetch::Post {
+    let mut headers = Vec::new();
+    if let Some(signer) = p.assertion_signer.as_deref() {
+        let endpoint = token_endpoint(p).unwrap_or_default();
+        *assertion = rp::client_assertion(
+            signer,
+            p.assertion_kid.as_deref(),
+            &p.client_id,
+            &endpoint,
+            now_s(),
+        )
+        .unwrap_or_default();
+        form.push(("client_id", p.client_id.as_str()));
+        form.push((
+            "client_assertion_type",
+            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        ));
+        form.push(("client_assertion", assertion.as_str()));
+        return fetch::Post {
+            headers,
+            body: rp::form(form).into_bytes(),
+        };
+    }
     match (&p.client_auth, p.client_secret.as_deref()) {
         (ClientAuth::Basic, Some(secret)) => {
             headers.push(("Authorization", rp::basic_auth(&p.client_id, secret)));
@@ -1015,7 +1051,8 @@ fn start_refresh(request: &Request, p: &Provider, key: [u8; 32], slot: usize) {
         ("grant_type", "refresh_token"),
         ("refresh_token", sess.refresh_token.as_str()),
     ];
-    let post = token_post(p, &mut form);
+    let mut assertion = String::new();
+    let post = token_post(p, &mut form, &mut assertion);
     let pp: *const Provider = p;
     let log = request.log();
     let started = fetch::start_post(
@@ -1147,6 +1184,12 @@ fn logout(request: &mut Request, p: &Provider) -> ngx_int_t {
     };
     gw_log!(NGX_LOG_INFO, request.log(), "oidc: signed out");
     redirect(request, &location, &cookies)
+}
+
+/// The token endpoint of the provider's discovery document (the audience of assertions).
+fn token_endpoint(p: &Provider) -> Option<String> {
+    let log = ngx::log::ngx_cycle_log().as_ptr();
+    jwks::discovery(&p.remote, log)?.token_endpoint
 }
 
 /// `$oidc_jwks_uri`, `$oidc_token_endpoint`: where the key-request and token-request

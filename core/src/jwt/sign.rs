@@ -1,4 +1,6 @@
-//! Token minting, for the `gw-jwt` tool and tests. Never used on the request path.
+//! Token minting, for the `gw-jwt` tool, tests, and the client assertions a relying party
+//! sends to a token endpoint at sign-in (`client_auth client_secret_jwt | private_key_jwt`).
+//! Never used to check a client's token.
 //!
 //! Signing keys: PKCS#8 PEM (`BEGIN PRIVATE KEY`, as `openssl genpkey` writes) for RSA, EC
 //! and Ed25519, PKCS#1 `BEGIN RSA PRIVATE KEY` for RSA, and a JWK `kty: oct` for HMAC.

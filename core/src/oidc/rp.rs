@@ -53,6 +53,36 @@ pub fn basic_auth(client_id: &str, secret: &str) -> String {
     )
 }
 
+/// A client assertion (RFC 7523 section 2.2, OpenID Connect Core section 9:
+/// `client_secret_jwt` with an HMAC signer, `private_key_jwt` with a private key): the client
+/// as issuer and subject, the token endpoint as audience, a minute of validity, a fresh `jti`.
+pub fn client_assertion(
+    signer: &crate::jwt::sign::Signer,
+    kid: Option<&str>,
+    client_id: &str,
+    token_endpoint: &str,
+    now: u64,
+) -> Option<String> {
+    let mut header = serde_json::json!({"alg": signer.alg().name(), "typ": "JWT"});
+    if let Some(k) = kid {
+        header["kid"] = Value::String(k.to_string());
+    }
+    let payload = serde_json::json!({
+        "iss": client_id,
+        "sub": client_id,
+        "aud": token_endpoint,
+        "jti": random_token(16)?,
+        "iat": now,
+        "exp": now + 60,
+    });
+    crate::jwt::sign::encode_token(
+        header.to_string().as_bytes(),
+        payload.to_string().as_bytes(),
+        signer,
+    )
+    .ok()
+}
+
 /// Pairs as a form body or query string.
 pub fn form(pairs: &[(&str, &str)]) -> String {
     pairs
