@@ -12,8 +12,10 @@ target/oidc-test/ (nginx prefix, logs, provider output). Three providers:
   main     the provider of the main flows and attacks (long token lifetimes)
   short    access tokens of 4 s, refresh tokens of 8 s (absolute): refresh and its end
   foreign  same client, same signing keys, another issuer: its codes must be refused
-and gateway servers: `idp` (client_secret_basic), `post` (client_secret_post), `short`, and
-`mixup` (issuer of main, discovery answered by foreign: must never send a browser there).
+and gateway servers (one oidc_provider each): `idp` (client_secret_basic), `post`
+(client_secret_post, absolute_redirect off), `cjwt` (client_secret_jwt), `pkjwt`
+(private_key_jwt with t/keys/rsa2048.key.pem), `public` (no secret), `short`, and `mixup`
+(issuer of main, discovery answered by foreign: must never send a browser there).
 Each check prints one line; any failure ends with a non-zero exit and the failed checks.
 """
 import base64
@@ -42,6 +44,7 @@ SHORT_AT, SHORT_RT, SHORT_BEFORE = 4, 8, 2  # short provider: token lifetimes, r
 FAILED = []
 NOTES = []
 SECRETS = {}  # value -> what it is: must never appear in a log
+CALLBACK_ARGS = {}  # code and state values sent to the callback: redacted in logs (README)
 
 
 def free_port():
@@ -165,12 +168,15 @@ class Gateway:
         blocks, servers = [], []
         for name, (prov, client, auth, before, disco) in providers.items():
             port = ports[name]
+            secret = {"none": "", "client_secret_jwt": "client_secret gateway-secret-for-client-secret-jwt-0123456789;"}.get(
+                auth.split()[0], "client_secret gateway-secret;")
+            auth = "" if auth == "none" else f"client_auth {auth};"
             blocks.append(f"""
     oidc_provider {name} {{
         issuer            {prov.issuer};
         client_id         {client};
-        client_secret     gateway-secret;
-        client_auth       {auth};
+        {secret}
+        {auth}
         discovery_request /_oidc/{name}/discovery;
         keys_request      /_oidc/{name}/keys;
         token_request     /_oidc/{name}/token;
@@ -192,7 +198,7 @@ class Gateway:
         {"absolute_redirect off;" if name == "post" else ""}
         location = /_oidc/{name}/discovery {{ internal; proxy_pass {disco.issuer}/.well-known/openid-configuration; }}
         location = /_oidc/{name}/keys      {{ internal; proxy_pass $oidc_jwks_uri; }}
-        location = /_oidc/{name}/token     {{ internal; proxy_pass $oidc_token_endpoint; }}
+        location = /_oidc/{name}/token     {{ internal; proxy_pass $oidc_token_endpoint; subrequest_output_buffer_size 64k; }}
         location = /signed-out      {{ return 200 "signed out\\n"; }}
         location / {{
             auth_oidc {name};
@@ -298,7 +304,9 @@ class Response:
         return urllib.parse.urljoin(self.url, loc) if loc is not None else None
 
     def __repr__(self):
-        return f"{self.status} {self.header('Location') or ''} {self.body[:200]!r}"
+        if self.status in (301, 302, 303, 307, 308):
+            return f"{self.status} {self.header('Location')}"
+        return f"{self.status} {self.body[:200]!r}"
 
 
 def parse_set_cookie(sc):
@@ -434,6 +442,9 @@ def provider_login(b, auth_url, user="alice", stop_before_consent=False):
         r = b.request(method, url, body=body, site="cross-site" if method == "GET" else "same-origin")
         if r.status in (302, 303) and r.location:
             if origin(r.location) != prov:
+                for k, v in query(r.location).items():
+                    if k in ("code", "state") and len(v) >= 16:
+                        CALLBACK_ARGS[v] = k
                 return r.location
             url, method, body = r.location, "GET", None
             continue
@@ -562,7 +573,6 @@ def scenario_main_flow():
     need(cb.startswith(gw("idp", "/oidc/callback?")), f"provider sends the browser to the callback ({cb[:80]})")
     cq = query(cb)
     check(cq.get("state") == query(auth).get("state"), "callback carries the state")
-    E.codes.append(cq.get("code", ""))
     before = len(idp.grants("authorization_code"))
     mark = E.gw.mark()
     r = b.request("GET", cb, site="same-site")
@@ -645,21 +655,29 @@ def scenario_api():
     r = b.request("GET", gw("idp", "/x"), nav=False, headers={"Authorization": "Bearer not-a-session"})
     check(r.status == 401, f"a bearer header on an auth_oidc-only location does not log in: 401 ({r.status})")
     r = b.request("GET", gw("idp", "/x"), nav=False)
-    ct = r.header("Content-Type") or ""
-    if "json" not in ct:
-        note(f"the API 401 is {ct}, not problem+json")
+    check((r.header("WWW-Authenticate") or "").startswith("Bearer"),
+          f"the 401 has WWW-Authenticate: Bearer ({r.header('WWW-Authenticate')})")
 
 
-def scenario_post_client():
-    section("client_secret_post client")
-    b = Browser("post")
-    _, r = login(b, "post", "/p")
-    check(r.status == 302, f"login through the client_secret_post client: callback 302 ({r!r})")
-    r = b.request("GET", gw("post", "/p"))
-    check(r.status == 200 and "user=[alice]" in r.body, f"and the page: 200, user alice ({r!r})")
-    ex = eventually(lambda: [g for g in E.main.grants("authorization_code") if g.get("client_id") == "gateway-post"])
-    check(ex, "token request authenticated as gateway-post")
-    session_cookie(b)
+CLIENTS = {  # server: (client id, client_auth of the gateway)
+    "post": ("gateway-post", "post"),
+    "cjwt": ("gateway-jwt", "client_secret_jwt"),
+    "pkjwt": ("gateway-pkjwt", f"private_key_jwt key={REPO}/t/keys/rsa2048.key.pem kid=rsa2048"),
+    "public": ("gateway-public", "none"),
+}
+
+
+def scenario_clients():
+    section("the other ways to authenticate at the token endpoint")
+    for name, (client, auth) in CLIENTS.items():
+        b = Browser(name)
+        _, r = login(b, name, "/p", user="bob")
+        check(r.status == 302, f"{auth.split()[0]} (client {client}): login, callback 302 ({r!r})")
+        r = b.request("GET", gw(name, "/p"))
+        check(r.status == 200 and "user=[bob]" in r.body, f"{auth.split()[0]}: the page, 200, user bob ({r.status})")
+        ex = eventually(lambda: [g for g in E.main.grants("authorization_code") if g.get("client_id") == client])
+        check(ex, f"{auth.split()[0]}: the provider authenticated the token request as {client}")
+        session_cookie(b)
 
 
 def scenario_logout():
@@ -746,7 +764,6 @@ def scenario_attacks():
     # wrong state
     b = Browser("wrong-state")
     cb = provider_login(b, begin(b), "alice")
-    E.codes.append(query(cb).get("code", ""))
     callback_attack("wrong state", b, with_query(cb, state="A" * 43), ["state_mismatch", "state_unknown"])
     # missing state cookie
     b = Browser("no-state-cookie")
@@ -1002,9 +1019,9 @@ def scenario_logs():
     for name, text in logs.items():
         leaks = sorted({what for v, what in list(SECRETS.items()) if v and len(v) >= 16 and v in text})
         check(not leaks, f"{name}: no token or cookie value ({len(SECRETS)} looked for) {leaks}")
-    codes = [c for c in E.codes if c and c in logs["gateway.json"]]
-    if codes:
-        note(f"gateway.json (query field on): {len(codes)} authorization code(s) not redacted")
+    for name, text in logs.items():
+        seen = sorted({what for v, what in list(CALLBACK_ARGS.items()) if v in text})
+        check(not seen, f"{name}: the callback's code and state redacted ({len(CALLBACK_ARGS)} looked for) {seen}")
     bad = [l for l in logs["error.log"].splitlines()
            if "[alert]" in l or "[emerg]" in l or "[crit]" in l or "exited on signal" in l]
     check(not bad, f"error.log: no alert/crit/emerg/crash {bad[:3]}")
@@ -1025,13 +1042,13 @@ def main():
         raise SystemExit(f"{OIDC_DIR}/node_modules missing: run (cd scripts/oidc && npm ci)")
     shutil.rmtree(ROOT, ignore_errors=True)
     os.makedirs(ROOT)
-    E.ports = {n: free_port() for n in ("idp", "post", "short", "mixup")}
-    E.codes = []
+    E.ports = {n: free_port() for n in ("idp", *CLIENTS, "short", "mixup")}
     keys = os.path.join(ROOT, "provider-keys.json")
     providers = []
     gateway = None
     try:
-        E.main = Provider("main", [E.ports["idp"], E.ports["post"], E.ports["mixup"]], "--jwks", keys)
+        E.main = Provider("main", [p for n, p in E.ports.items() if n != "short"], "--jwks", keys,
+                          "--client-jwks", os.path.join(REPO, "t", "keys", "rsa2048.jwk"))
         providers.append(E.main)
         E.foreign = Provider("foreign", list(E.ports.values()), "--jwks", keys)
         providers.append(E.foreign)
@@ -1040,14 +1057,14 @@ def main():
         providers.append(E.short)
         gateway = E.gw = Gateway({
             "idp": (E.main, "gateway", "basic", "30s", E.main),
-            "post": (E.main, "gateway-post", "post", "30s", E.main),
+            **{n: (E.main, c, a, "30s", E.main) for n, (c, a) in CLIENTS.items()},
             "short": (E.short, "gateway", "basic", f"{SHORT_BEFORE}s", E.short),
             "mixup": (E.main, "gateway", "basic", "30s", E.foreign),
         }, E.ports)
         gateway.start()
         print(f"providers: main {E.main.issuer}, foreign {E.foreign.issuer}, short {E.short.issuer}; "
               f"gateway ports {E.ports}")
-        scenarios = [scenario_main_flow, scenario_api, scenario_post_client, scenario_logout,
+        scenarios = [scenario_main_flow, scenario_api, scenario_clients, scenario_logout,
                      scenario_attacks, scenario_open_redirect, scenario_mixup, scenario_refresh]
         for s in scenarios:
             try:

@@ -25,12 +25,16 @@
 //   --rotate always|never   rotate the refresh token at each use (default always)
 //   --jwks FILE             signing keys as a private JWK set: read if the file exists, else
 //                           generated and written there (two instances can share keys)
+//   --client-jwks FILE      public JWK (or JWK set) of client gateway-pkjwt: without it that
+//                           client does not exist
 //
 // Clients (all with PKCE S256 required, grant types authorization_code and refresh_token,
 // response type code; every code grant also gets a refresh token, whatever the scope):
 //   gateway       secret gateway-secret, token_endpoint_auth_method client_secret_basic
 //   gateway-post  secret gateway-secret, client_secret_post
 //   gateway-jwt   secret gateway-secret-for-client-secret-jwt-0123456789, client_secret_jwt
+//   gateway-pkjwt private_key_jwt, with the keys of --client-jwks
+//   gateway-public  no secret (token_endpoint_auth_method none): PKCE only
 //
 // Users: login form of the library's development interactions (any password): alice and bob
 // have fixed claims (sub, email, email_verified, name, groups); any other login name is a user
@@ -44,7 +48,7 @@ function usage(msg) {
   if (msg) process.stderr.write(`provider.js: ${msg}\n`);
   process.stderr.write('usage: provider.js PORT [--gateway-ports P,P] [--at-ttl S] [--rt-ttl S] '
     + '[--id-ttl S] [--code-ttl S] [--rotate always|never] [--redirect-path PATH] '
-    + '[--post-logout PATH,PATH] [--jwks FILE]\n');
+    + '[--post-logout PATH,PATH] [--jwks FILE] [--client-jwks FILE]\n');
   process.exit(2);
 }
 
@@ -59,11 +63,12 @@ const opts = {
   codeTtl: '60',
   rotate: 'always',
   jwks: undefined,
+  clientJwks: undefined,
 };
 const names = {
   '--gateway-ports': 'gatewayPorts', '--redirect-path': 'redirectPath', '--post-logout': 'postLogout',
   '--at-ttl': 'atTtl', '--rt-ttl': 'rtTtl', '--id-ttl': 'idTtl', '--code-ttl': 'codeTtl',
-  '--rotate': 'rotate', '--jwks': 'jwks',
+  '--rotate': 'rotate', '--jwks': 'jwks', '--client-jwks': 'clientJwks',
 };
 let port;
 for (let i = 0; i < argv.length; i += 1) {
@@ -116,6 +121,12 @@ if (opts.jwks && existsSync(opts.jwks)) {
   if (opts.jwks) writeFileSync(opts.jwks, JSON.stringify(jwks), { mode: 0o600 });
 }
 
+let clientJwks;
+if (opts.clientJwks) {
+  const k = JSON.parse(readFileSync(opts.clientJwks, 'utf8'));
+  clientJwks = k.keys ? k : { keys: [k] };
+}
+
 const USERS = {
   alice: {
     email: 'alice@example.test', name: 'Alice Liddell', groups: ['staff', 'admins'],
@@ -162,6 +173,10 @@ const configuration = {
       client_secret: 'gateway-secret-for-client-secret-jwt-0123456789',
       token_endpoint_auth_method: 'client_secret_jwt',
     },
+    { ...clientBase, client_id: 'gateway-public', token_endpoint_auth_method: 'none' },
+    ...(clientJwks ? [{
+      ...clientBase, client_id: 'gateway-pkjwt', token_endpoint_auth_method: 'private_key_jwt', jwks: clientJwks,
+    }] : []),
   ],
   jwks,
   findAccount,
