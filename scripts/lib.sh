@@ -29,6 +29,19 @@ ensure_packages() {
     || die "apt-get install ${missing[*]} failed"
 }
 
+# ensure_node: Node.js and npm. Debian's nodejs comes without npm (package npm); a nodejs
+# from elsewhere (NodeSource's, say) includes npm and conflicts with Debian's npm package.
+ensure_node() {
+  ensure_packages nodejs
+  command -v npm >/dev/null 2>&1 || ensure_packages npm
+}
+
+# npm_ci_oidc: the OpenID provider of the browser sign-in tests and demo (scripts/oidc), as
+# locked in its package-lock.json.
+npm_ci_oidc() {
+  (cd "$GW_ROOT/scripts/oidc" && npm ci --silent --no-audit --no-fund) || die "npm ci in scripts/oidc failed"
+}
+
 # Packages needed to build the module and the vendored nginx.
 BUILD_PACKAGES=(build-essential pkg-config libclang-dev libssl-dev libpcre2-dev zlib1g-dev binutils)
 

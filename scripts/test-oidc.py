@@ -19,7 +19,6 @@ and gateway servers (one oidc_provider each): `idp` (client_secret_basic), `post
 Each check prints one line; any failure ends with a non-zero exit and the failed checks.
 """
 import base64
-import hashlib
 import html.parser
 import http.client
 import json
@@ -226,6 +225,10 @@ http {{
         listen 127.0.0.1:{self.backend};
         access_log off;
         gateway_log off;
+        location = /welcome {{
+            default_type text/html;
+            return 200 "<!DOCTYPE html><html><head><title>Welcome</title></head><body style='font-family:sans-serif;margin:40px'><h1>Signed in</h1><p id=user>user: $http_x_user</p><p id=email>email: $http_x_email</p><p>This page is the upstream behind the gateway; it saw the claims of the ID token.</p><form method=post action=/oidc/logout><button id=signout type=submit>Sign out</button></form></body></html>";
+        }}
         location / {{
             return 200 "backend user=[$http_x_user] email=[$http_x_email] authorization=[$http_authorization] uri=[$request_uri]\\n";
         }}
