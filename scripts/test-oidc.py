@@ -683,6 +683,42 @@ def scenario_clients():
         session_cookie(b)
 
 
+def scenario_edges():
+    section("edges")
+    b = Browser("head")
+    r = b.request("HEAD", gw("idp", "/page"))
+    check(r.status == 302 and (r.location or "").startswith(E.main.issuer + "/auth"),
+          f"HEAD navigation without a session: 302 to the provider ({r.status})")
+    # a session of one provider is nothing to another (same host, same cookie name)
+    b = Browser("two-providers")
+    login(b, "idp", "/")
+    sid = session_cookie(b)
+    r = b.request("GET", gw("post", "/"))
+    check(r.status == 302 and (r.location or "").startswith(E.main.issuer + "/auth") and "backend" not in r.body,
+          f"a session of provider idp on a location of provider post: not signed in there ({r.status})")
+    r = b.request("GET", gw("post", "/api"), nav=False)
+    check(r.status == 401, f"and for an API request: 401 ({r.status})")
+    r = b.request("GET", gw("idp", "/"), headers={"Cookie": f"gw_session={sid}"})
+    check(r.status == 200, f"the session still works where it was made ({r.status})")
+    # cookies a browser may send: garbage, several, duplicates
+    for what, cookie in [
+        ("an empty session cookie", "gw_session="),
+        ("a session cookie of 4000 bytes", "gw_session=" + "A" * 4000),
+        ("a session cookie with bytes outside base64url", "gw_session=%00%ff../\\x\\y"),
+        ("a state cookie without a login", "gw_session_state=" + "B" * 43),
+    ]:
+        r = Browser("garbage").request("GET", gw("idp", "/x"), headers={"Cookie": cookie})
+        check(r.status == 302 and "backend" not in r.body, f"{what}: no session, a new login ({r.status})")
+    r = Browser("dup").request("GET", gw("idp", "/x"), headers={"Cookie": f"gw_session=zzz; gw_session={sid}"})
+    check(r.status in (200, 302), f"two session cookies, one valid: 200 or a new login, nothing else ({r.status})")
+    big = "C" * 3000
+    r = Browser("big").request("GET", gw("idp", f"/oidc/callback?code={big}&state={big}"))
+    check(r.status == 400 and "backend" not in r.body, f"a callback with 3000-byte code and state: 400 ({r.status})")
+    r = Browser("nologin").request("POST", gw("idp", "/oidc/logout"), site="same-origin", body="")
+    check(r.status in (302, 303, 200) and "backend" not in r.body,
+          f"logout without a session: harmless ({r.status} {r.header('Location')})")
+
+
 def scenario_logout():
     section("logout")
     p = E.main
@@ -1067,7 +1103,7 @@ def main():
         gateway.start()
         print(f"providers: main {E.main.issuer}, foreign {E.foreign.issuer}, short {E.short.issuer}; "
               f"gateway ports {E.ports}")
-        scenarios = [scenario_main_flow, scenario_api, scenario_clients, scenario_logout,
+        scenarios = [scenario_main_flow, scenario_api, scenario_clients, scenario_edges, scenario_logout,
                      scenario_attacks, scenario_open_redirect, scenario_mixup, scenario_refresh]
         for s in scenarios:
             try:
