@@ -213,3 +213,54 @@ Cookie: gw_session_state=forged
 GET /oidc/callback?error=access_denied%3Cscript%3E&state=s
 --- error_code: 401
 --- response_body_like: "detail":"the provider answered error \\"access_deniedscript\\"","reason":"provider_error"
+
+
+
+=== TEST 10: two providers behind one discovery location would read each other's documents: refused
+--- http_config
+    oidc_provider a {
+        issuer https://a.example;
+        client_id gateway;
+        discovery_request /_oidc/discovery;
+        keys_request /_oidc/a/keys;
+        token_request /_oidc/a/token;
+        redirect_uri /cb;
+    }
+    oidc_provider b {
+        issuer https://b.example;
+        client_id gateway;
+        discovery_request /_oidc/discovery;
+        keys_request /_oidc/b/keys;
+        token_request /_oidc/b/token;
+        redirect_uri /cb;
+    }
+--- config
+    location /t { return 204; }
+--- must_die
+--- error_log eval
+qr/\[emerg\] \d+#\d+: oidc_provider "b": discovery_request "\/_oidc\/discovery" is used by oidc_provider "a" too; give each provider its own locations/
+
+
+
+=== TEST 11: a callback naming another issuer (RFC 9207 iss) is refused before anything is exchanged
+--- http_config
+    oidc_provider idp {
+        issuer http://127.0.0.1:1;
+        client_id gateway;
+        discovery_request /_oidc/discovery;
+        keys_request /_oidc/keys;
+        token_request /_oidc/token;
+        redirect_uri /oidc/callback;
+        allow_http;
+    }
+--- config
+    location /oidc {
+        auth_oidc idp;
+        proxy_pass http://127.0.0.1:1;
+    }
+--- request
+GET /oidc/callback?code=c&state=s&iss=https%3A%2F%2Fevil.example
+--- more_headers
+Cookie: gw_session_state=s
+--- error_code: 400
+--- response_body_like: "reason":"issuer_mismatch"

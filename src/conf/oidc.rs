@@ -139,6 +139,34 @@ pub fn set_provider(cf: &mut ngx_conf_t, mcf: &mut MainConf) -> Result<(), Strin
             return Err(format!("oidc_provider \"{pname}\" needs \"{what}\""));
         }
     }
+    // The fetched documents are kept per URI: two providers behind one location would read
+    // each other's discovery document and keys.
+    let mcf0 = <crate::http::GatewayModule as ngx::http::HttpModuleMainConf>::main_conf(cf)
+        .ok_or("no http main conf")?;
+    for other in &mcf0.oidc {
+        // SAFETY: providers live in the configuration pool.
+        let o = unsafe { &**other };
+        for (what, mine, theirs) in [
+            (
+                "discovery_request",
+                pr.remote.discovery.clone(),
+                o.remote.discovery.clone(),
+            ),
+            (
+                "keys_request",
+                Some(pr.remote.uri.clone()),
+                Some(o.remote.uri.clone()),
+            ),
+        ] {
+            if mine.is_some() && mine == theirs {
+                return Err(format!(
+                    "oidc_provider \"{pname}\": {what} \"{}\" is used by oidc_provider \"{}\" too; give each provider its own locations",
+                    mine.unwrap_or_default(),
+                    o.name
+                ));
+            }
+        }
+    }
     match (pr.client_auth, pr.client_secret.as_deref()) {
         (ClientAuth::PrivateKeyJwt, _) => {}
         (ClientAuth::SecretJwt, Some(secret)) => {

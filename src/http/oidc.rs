@@ -769,6 +769,18 @@ fn callback(request: &mut Request, ctx: &mut RequestCtx, p: &Provider) -> ngx_in
             &format!("the provider answered error \"{e}\""),
         );
     }
+    // RFC 9207: a provider that names itself in the callback must be ours (a mix-up attack
+    // sends another provider's answer here).
+    if let Some(iss) = rp::query_arg(&args, "iss") {
+        if iss != p.issuer {
+            return refuse(
+                request,
+                400,
+                "issuer_mismatch",
+                "the callback comes from another issuer",
+            );
+        }
+    }
     let (Some(code), Some(state)) = (rp::query_arg(&args, "code"), rp::query_arg(&args, "state"))
     else {
         return refuse(
