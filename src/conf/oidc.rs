@@ -53,6 +53,8 @@ pub struct Provider {
     pub cookie_name: String,
     pub pass_access_token: bool,
     pub zone: *mut ngx_shm_zone_t,
+    /// `session_store redis://...`: sessions shared by the nodes through Redis.
+    pub store: Option<crate::http::redis::Target>,
 }
 
 impl Provider {
@@ -90,6 +92,7 @@ fn new_provider(name: &str) -> Provider {
         cookie_name: "gw_session".into(),
         pass_access_token: false,
         zone: ptr::null_mut(),
+        store: None,
     }
 }
 
@@ -353,6 +356,24 @@ fn inner(cf: &mut ngx_conf_t, p: &mut Provider, zone: &mut Option<String>) -> Re
         }
         "scope" => p.scope = one(cf)?,
         "session_zone" => *zone = Some(one(cf)?),
+        "session_store" => {
+            let v = one(cf)?;
+            let url = gateway_core::ratelimit::sync::parse_redis_url(&v).map_err(|e| {
+                // Not the value itself: it may hold a password.
+                format!(
+                    "invalid \"session_store\" in oidc_provider \"{}\": {e}",
+                    p.name
+                )
+            })?;
+            let (sockaddr, socklen, name) = super::ratelimit::resolve(cf, &url.addr)?;
+            p.store = Some(crate::http::redis::Target {
+                url,
+                sockaddr,
+                socklen,
+                name,
+                timeout_ms: 1000,
+            });
+        }
         "session_timeout" => p.session_timeout = seconds(cf)?.max(60),
         "session_idle_timeout" => p.session_idle_timeout = seconds(cf)?.max(60),
         "refresh_before" => p.refresh_before = seconds(cf)?,

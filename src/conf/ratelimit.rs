@@ -636,7 +636,7 @@ pub fn set_invalid_rate(cf: &mut ngx_conf_t, c: &mut RateLimitConf) -> Result<()
 }
 
 /// Resolves `host:port` when the configuration is read (as nginx does for upstream servers).
-fn resolve(
+pub(crate) fn resolve(
     cf: &mut ngx_conf_t,
     addr: &str,
 ) -> Result<

@@ -26,6 +26,7 @@ pub mod metrics;
 pub mod oidc;
 pub mod policy;
 pub mod ratelimit;
+pub mod redis;
 mod sync;
 pub mod variables;
 

@@ -32,7 +32,7 @@ use super::{fetch, guard_conf, now_ms, push_header};
 use crate::conf::oidc::{ClientAuth, Provider};
 use crate::conf::LocConf;
 
-const MAGIC: u64 = 0x6777_6f69_6463_0001;
+const MAGIC: u64 = 0x6777_6f69_6463_0002;
 const KIND_PENDING: u32 = 1;
 const KIND_SESSION: u32 = 2;
 /// A login must come back within this many seconds.
@@ -65,6 +65,8 @@ struct Slot {
     idle_until: u64,
     /// A refresh of this session is under way until then.
     refreshing_until: u64,
+    /// When the record was last read from or written to the shared store (`session_store`).
+    checked: u64,
     blob: *mut u8,
     blob_len: u64,
 }
@@ -186,6 +188,7 @@ impl Store {
             expires: 0,
             idle_until: 0,
             refreshing_until: 0,
+            checked: 0,
             blob: ptr::null_mut(),
             blob_len: 0,
         };
@@ -258,6 +261,7 @@ impl Store {
         s.expires = expires;
         s.idle_until = idle;
         s.refreshing_until = 0;
+        s.checked = now;
         s.blob = p.cast();
         s.blob_len = blob.len() as u64;
         true
@@ -296,6 +300,8 @@ pub struct OidcState {
     pub pending: Option<Pending>,
     /// When the callback began waiting for the exchange.
     pub waiting_since: Option<u64>,
+    /// A read of the shared store this request waits for (its result is in LOOKUPS).
+    pub lookup: Option<u64>,
 }
 
 struct Cached {
@@ -310,6 +316,62 @@ thread_local! {
     static SESSIONS: RefCell<HashMap<[u8; 32], Cached>> = RefCell::new(HashMap::new());
     static EXCHANGES: RefCell<HashMap<u64, Result<rp::Tokens, String>>> = RefCell::new(HashMap::new());
     static NEXT_EXCHANGE: RefCell<u64> = const { RefCell::new(1) };
+    /// Answers of the shared store: the record, none (`Ok(None)`), or the store is down.
+    static LOOKUPS: RefCell<HashMap<u64, Result<Option<Vec<u8>>, ()>>> = RefCell::new(HashMap::new());
+    /// This worker's connection to each provider's shared store.
+    static CLIENTS: RefCell<HashMap<usize, Box<super::redis::Client>>> = RefCell::new(HashMap::new());
+}
+
+/// How long a node trusts its copy of a session before it asks the shared store again (a
+/// logout or a refresh on another node is seen within this).
+const REVALIDATE: u64 = 10;
+
+fn next_job() -> u64 {
+    NEXT_EXCHANGE.with(|n| {
+        let mut n = n.borrow_mut();
+        *n += 1;
+        *n
+    })
+}
+
+/// The shared-store key of a session.
+fn store_key(p: &Provider, key: &[u8; 32]) -> Vec<u8> {
+    let mut k = format!("gw:oidc:{}:", p.name).into_bytes();
+    for b in key {
+        k.extend_from_slice(format!("{b:02x}").as_bytes());
+    }
+    k
+}
+
+/// Runs a command on the provider's shared store, if it has one.
+fn store_command(p: &Provider, args: &[&[u8]], cb: Option<super::redis::Callback>) -> bool {
+    let Some(target) = p.store.as_ref() else {
+        return false;
+    };
+    let id = p as *const Provider as usize;
+    CLIENTS.with(|c| {
+        let mut c = c.borrow_mut();
+        let client = c.entry(id).or_insert_with(|| {
+            super::redis::Client::new(
+                target,
+                format!("oidc_provider \"{}\" session_store", p.name),
+            )
+        });
+        client.command(args, cb);
+    });
+    true
+}
+
+/// Writes a session to the shared store, to expire with it.
+fn store_put(p: &Provider, key: &[u8; 32], blob: &[u8], ends: u64, now: u64) {
+    let ms = (ends.saturating_sub(now).max(1) * 1000).to_string();
+    let k = store_key(p, key);
+    store_command(p, &[b"SET", &k, blob, b"PX", ms.as_bytes()], None);
+}
+
+fn store_del(p: &Provider, key: &[u8; 32]) {
+    let k = store_key(p, key);
+    store_command(p, &[b"DEL", &k], None);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -418,6 +480,109 @@ enum SessionState {
     None,
 }
 
+enum Pulled {
+    /// A read of the store is under way: the request waits.
+    Wait,
+    /// The store has no such session (ended on another node, or expired).
+    Gone,
+    /// The local copy is up to date (or the store is down and the local copy stands).
+    Kept,
+}
+
+/// Reads a session from the shared store into the zone (first pass: starts the read and
+/// waits; second pass: applies the answer).
+fn pull(
+    request: &mut Request,
+    ctx: &mut RequestCtx,
+    p: &Provider,
+    key: &[u8; 32],
+    now: u64,
+) -> Pulled {
+    if let Some(job) = ctx.oidc.lookup {
+        let Some(answer) = LOOKUPS.with(|l| l.borrow_mut().remove(&job)) else {
+            let since = *ctx.jwks.wait_since.get_or_insert(now_ms());
+            if now_ms().saturating_sub(since) < 5_000 {
+                jwks::wait(request, ctx);
+                return Pulled::Wait;
+            }
+            ctx.oidc.lookup = None;
+            return Pulled::Kept;
+        };
+        ctx.oidc.lookup = None;
+        return match answer {
+            Ok(Some(blob)) => {
+                let Some(sess) = Session::decode(&blob) else {
+                    return Pulled::Gone;
+                };
+                let expires = sess.created + p.session_timeout;
+                let idle = (now + p.session_idle_timeout).min(expires);
+                if now >= expires {
+                    return Pulled::Gone;
+                }
+                let same = with_store(p, |st| {
+                    let i = st.find(key, KIND_SESSION, now)?;
+                    let same = st.blob(i) == blob;
+                    if same {
+                        let s = st.slot(i);
+                        s.checked = now;
+                        s.idle_until = s.idle_until.max(idle);
+                    }
+                    Some(same)
+                })
+                .flatten()
+                .unwrap_or(false);
+                if !same {
+                    with_store(p, |st| st.put(key, KIND_SESSION, &blob, expires, idle, now));
+                    SESSIONS.with(|c| c.borrow_mut().remove(key));
+                }
+                // The store keeps the session as long as a node uses it.
+                let ms = (idle.saturating_sub(now).max(1) * 1000).to_string();
+                let k = store_key(p, key);
+                store_command(p, &[b"PEXPIRE", &k, ms.as_bytes()], None);
+                Pulled::Kept
+            }
+            Ok(None) => Pulled::Gone,
+            Err(()) => {
+                // The store is down: the node's own copy stands (checked again later).
+                with_store(p, |st| {
+                    if let Some(i) = st.find(key, KIND_SESSION, now) {
+                        st.slot(i).checked = now;
+                    }
+                });
+                Pulled::Kept
+            }
+        };
+    }
+    let job = next_job();
+    let k = store_key(p, key);
+    let sent = store_command(
+        p,
+        &[b"GET", &k],
+        Some(Box::new(
+            move |r: Result<gateway_core::resp::Reply, String>| {
+                let answer = match r {
+                    Ok(gateway_core::resp::Reply::Bulk(b)) => Ok(b),
+                    _ => Err(()),
+                };
+                LOOKUPS.with(|l| l.borrow_mut().insert(job, answer));
+                jwks::wake_waiters();
+            },
+        )),
+    );
+    if !sent {
+        return Pulled::Kept;
+    }
+    // The answer may already be there (a connection that failed at once).
+    ctx.oidc.lookup = Some(job);
+    if LOOKUPS.with(|l| l.borrow().contains_key(&job)) {
+        // Answered at once (the connection failed): apply it now, without a second read.
+        return pull(request, ctx, p, key, now);
+    }
+    ctx.jwks.wait_since = Some(now_ms());
+    jwks::wait(request, ctx);
+    Pulled::Wait
+}
+
 /// The request's session, if its cookie names a live one: its ID token becomes the request's
 /// verified token (claims, requirements, consumers, log), the access token may go upstream,
 /// and a refresh starts when the access token is about to expire.
@@ -428,7 +593,7 @@ fn session(request: &mut Request, ctx: &mut RequestCtx, p: &Provider) -> Session
     };
     let key = key_of(b"s:", id);
     let now = now_s();
-    let meta = with_store(p, |st| {
+    let mut meta = with_store(p, |st| {
         let i = st.find(&key, KIND_SESSION, now)?;
         let s = st.slot(i);
         // Moved at most once a second per session.
@@ -439,6 +604,35 @@ fn session(request: &mut Request, ctx: &mut RequestCtx, p: &Provider) -> Session
         Some((i, s.version))
     })
     .flatten();
+    // With a shared store: a session this node does not hold (made on another node), or
+    // holds for longer than REVALIDATE, is read from the store first.
+    if p.store.is_some() {
+        let stale = meta.is_none()
+            || with_store(p, |st| {
+                meta.is_some_and(|(i, _)| now.saturating_sub(st.slot(i).checked) >= REVALIDATE)
+            })
+            .unwrap_or(false);
+        if stale {
+            match pull(request, ctx, p, &key, now) {
+                Pulled::Wait => return SessionState::Wait,
+                Pulled::Gone => {
+                    with_store(p, |st| {
+                        if let Some(i) = st.find(&key, KIND_SESSION, now) {
+                            st.free(i);
+                        }
+                    });
+                    SESSIONS.with(|c| c.borrow_mut().remove(&key));
+                    return SessionState::None;
+                }
+                Pulled::Kept => {}
+            }
+            meta = with_store(p, |st| {
+                let i = st.find(&key, KIND_SESSION, now)?;
+                Some((i, st.slot(i).version))
+            })
+            .flatten();
+        }
+    }
     let Some((slot, version)) = meta else {
         SESSIONS.with(|c| c.borrow_mut().remove(&key));
         return SessionState::None;
@@ -1026,6 +1220,15 @@ fn finish_login(
         )
     })
     .unwrap_or(false);
+    if stored {
+        store_put(
+            p,
+            &key,
+            &sess.encode(),
+            expires.min(now_s + p.session_idle_timeout),
+            now_s,
+        );
+    }
     if !stored {
         gw_log!(
             NGX_LOG_ERR,
@@ -1141,6 +1344,10 @@ fn refreshed(
             None => st.free(i),
         }
     });
+    match &new {
+        Some(s) => store_put(p, &key, &s.encode(), now + p.session_idle_timeout, now),
+        None => store_del(p, &key),
+    }
     SESSIONS.with(|c| c.borrow_mut().remove(&key));
     jwks::wake_waiters();
 }
@@ -1175,6 +1382,7 @@ fn logout(request: &mut Request, p: &Provider) -> ngx_int_t {
         })
         .flatten();
         SESSIONS.with(|c| c.borrow_mut().remove(&key));
+        store_del(p, &key);
     }
     let secure = is_https(request);
     let cookies = [rp::set_cookie(&name, "", secure, Some(0))];
