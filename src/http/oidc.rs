@@ -317,10 +317,13 @@ thread_local! {
     static EXCHANGES: RefCell<HashMap<u64, Result<rp::Tokens, String>>> = RefCell::new(HashMap::new());
     static NEXT_EXCHANGE: RefCell<u64> = const { RefCell::new(1) };
     /// Answers of the shared store: the record, none (`Ok(None)`), or the store is down.
-    static LOOKUPS: RefCell<HashMap<u64, Result<Option<Vec<u8>>, ()>>> = RefCell::new(HashMap::new());
+    static LOOKUPS: RefCell<HashMap<u64, StoreAnswer>> = RefCell::new(HashMap::new());
     /// This worker's connection to each provider's shared store.
     static CLIENTS: RefCell<HashMap<usize, Box<super::redis::Client>>> = RefCell::new(HashMap::new());
 }
+
+/// What the shared store answered for a session: its record, none, or an error (down).
+type StoreAnswer = Result<Option<Vec<u8>>, ()>;
 
 /// How long a node trusts its copy of a session before it asks the shared store again (a
 /// logout or a refresh on another node is seen within this).
