@@ -207,14 +207,14 @@ def cases(args):
             or (x.group == "jwt" and "jwt-all" in wanted)]
 
 
-def oidc_login(port, provider_port):
+def oidc_login(port, provider_port, path="/bench/page"):
     """Signs in once against the provider (its development login and consent forms) and
     returns the gateway's session cookie."""
     import requests
     s = requests.Session()
     html = {"Accept": "text/html"}
     base = f"http://127.0.0.1:{provider_port}"
-    r = s.get(f"http://127.0.0.1:{port}/bench/page", headers=html, allow_redirects=False)
+    r = s.get(f"http://127.0.0.1:{port}{path}", headers=html, allow_redirects=False)
     r = s.get(r.headers["location"], headers=html)
     for _ in range(4):
         m = re.search(r'<form[^>]*action="([^"]+)"', r.text)

@@ -5,7 +5,7 @@ reopens and a killed worker, then checks that nothing went wrong. Driven by scri
 Load (wrk with a Lua script, loopback): a mix of valid tokens (200, some 429), tokens with a
 bad signature and no token (401), valid tokens without a required scope (403), ten hot keys
 limited to 5r/s (429), 100,000 distinct limit keys (200), and API keys of consumers from a
-policy file (200, or 401 for an unknown or revoked key). Meanwhile: a new version of the policy
+policy file (200, or 401 for an unknown or revoked key), and a browser session cookie (200). Meanwhile: a new version of the policy
 file every 3 s (a key revoked, then back), SIGHUP (reload)
 every --reload-every seconds, every 4th reload a log rotation (rename, then SIGUSR1), one
 SIGKILL to a worker halfway, the key provider (keys come by auth_jwt_key_request from a
@@ -30,6 +30,8 @@ Checks (each failure is printed and makes the exit status 1):
   workers    after the load, exactly worker_processes workers run (old ones all exited);
   policy     the last version written is the one in force (gateway_status), and no check of
              the policy file failed;
+  oidc       a browser session made before the load (a real sign-in against scripts/oidc)
+             serves requests throughout and is still valid at the end;
   rss        master and worker RssAnon (private memory, without the shared zones) after
              warm-up and at the end; "flat" = end <= start * 1.25 + 4 MB.
 The key-provider failure part needs auth_jwt_key_request, which this build does not have:
@@ -109,6 +111,18 @@ http {{
     rate_limit_zone $http_x_exact zone=exact:1m;
     gateway_log logs/gw.json buffer=64k flush=1s;
     gateway_log_field pid $pid;
+    # Browser sessions: one sign-in before the load; its cookie is used throughout.
+    oidc_provider idp {{
+        issuer http://127.0.0.1:{oport};
+        client_id gateway;
+        client_secret gateway-secret;
+        discovery_request /_oidc/discovery;
+        keys_request /_oidc/keys;
+        token_request /_oidc/token;
+        redirect_uri /web/cb;
+        session_zone oidc_soak:4m;
+        allow_http;
+    }}
     # Consumers: the soak rewrites the policy file every few seconds (a key revoked and back).
     gateway_policy file={work}/policy.json interval=1s;
     rate_limit_zone $gateway_consumer zone=consumers:1m;
@@ -136,6 +150,10 @@ http {{
         location /exact {{ rate_limit zone=exact rate={k}r/d; empty_gif; }}
         location /consumer {{ auth_api_key header=X-API-Key; rate_limit zone=consumers plan; empty_gif; }}
         location = /status {{ gateway_status; }}
+        location = /_oidc/discovery {{ internal; proxy_pass http://127.0.0.1:{oport}/.well-known/openid-configuration; }}
+        location = /_oidc/keys {{ internal; proxy_pass $oidc_jwks_uri; }}
+        location = /_oidc/token {{ internal; proxy_pass $oidc_token_endpoint; subrequest_output_buffer_size 64k; }}
+        location /web/ {{ auth_oidc idp; empty_gif; }}
     }}
 }}
 """
@@ -144,6 +162,7 @@ LUA = r"""
 local tokens = { %(tokens)s }
 local bad = "%(bad)s"
 local noscope = "%(noscope)s"
+local session = "%(session)s"
 local threads = {}
 tid = 0
 local i = 0
@@ -171,8 +190,10 @@ request = function()
     return wrk.format("GET", "/admin", { ["Authorization"] = "Bearer " .. noscope })
   elseif m == 6 then
     return wrk.format("GET", "/hot", { ["X-Key"] = "hot-" .. (i %% 10) })
-  elseif m == 9 then
+  elseif m == 9 and i %% 2 == 0 then
     return wrk.format("GET", "/consumer", { ["X-API-Key"] = "soak-key-" .. (i %% 3) })
+  elseif m == 9 then
+    return wrk.format("GET", "/web/page", { ["Cookie"] = "gw_session=" .. session })
   else
     return wrk.format("GET", "/keys", { ["X-Key"] = "k-" .. (i %% 100000) })
   end
@@ -295,18 +316,24 @@ def main():
         os.makedirs(os.path.join(work, d))
     port = free_port()
     user = "user root;" if os.geteuid() == 0 else ""
+    oport = free_port()
+    sys.path.insert(0, os.path.join(ROOT, "scripts"))
+    from bench import oidc_login  # noqa: E402  (the sign-in driver of scripts/bench)
+    provider = subprocess.Popen(["node", os.path.join(ROOT, "scripts/oidc/provider.js"),
+                                 str(oport), "--gateway-ports", str(port),
+                                 "--redirect-path", "/web/cb"],
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    if "ready" not in provider.stdout.readline():
+        sys.exit("the OpenID provider did not start")
     with open(os.path.join(work, "conf/nginx.conf"), "w") as f:
         f.write(CONF.format(module=args.module, workers=WORKERS, user=user, root=ROOT,
-                            port=port, pport=free_port(), work=work, k=EXACT_K))
+                            port=port, pport=free_port(), work=work, k=EXACT_K, oport=oport))
     policy_n = 0
     write_policy(work, policy_n)
     tokens = [mint(args.gwjwt, f"user-{i}", "read") for i in range(20)]
     bad = tokens[0][:-4] + ("AAAA" if not tokens[0].endswith("AAAA") else "BBBB")
     noscope = mint(args.gwjwt, "nobody", "read")
     lua = os.path.join(work, "soak.lua")
-    with open(lua, "w") as f:
-        f.write(LUA % {"tokens": ", ".join(f'"{t}"' for t in tokens), "bad": bad,
-                       "noscope": noscope})
     counts_file = os.path.join(work, "wrk-counts.txt")
 
     nginx = subprocess.Popen([args.nginx, "-p", work + "/", "-c", "conf/nginx.conf",
@@ -322,6 +349,12 @@ def main():
                 sys.exit("nginx did not start: " + nginx.stderr.read().decode(errors="replace"))
             time.sleep(0.05)
     master = nginx.pid
+    # One browser sign-in against the provider; its session cookie joins the load (200s
+    # through the reloads and the killed worker: sessions live in the shared zone).
+    session = oidc_login(port, oport, path="/web/page")
+    with open(lua, "w") as f:
+        f.write(LUA % {"tokens": ", ".join(f'"{t}"' for t in tokens), "bad": bad,
+                       "noscope": noscope, "session": session})
     problems = []
     events = collections.Counter()
     t0 = time.time()
@@ -397,6 +430,11 @@ def main():
     # After the load: the exact counter of a fresh key, all workers, no reload.
     after = exact_check(port, "exact-after-load", EXACT_K + EXACT_EXTRA)
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    conn.request("GET", "/web/page", headers={"Cookie": f"gw_session={session}",
+                                              "Accept": "application/json"})
+    session_status = conn.getresponse().status
+    conn.close()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     conn.request("GET", "/status")
     status_doc = json.loads(conn.getresponse().read())
     conn.close()
@@ -421,6 +459,11 @@ def main():
     installed = len(re.findall(r'policy version "soak-\d+" from file', err_text))
     print(f"policy: {events['policy']} versions written (every 3 s), {installed} installs logged, "
           f"version in force at the end: {in_force} (last written: soak-{policy_n})")
+    print(f"browser session: the cookie made before the load gets {session_status} after it "
+          f"(reloads, reopens and a killed worker in between)")
+    if session_status != 200:
+        problems.append(f"oidc: the session made before the load got {session_status} after it")
+    provider.terminate()
     if in_force != f"soak-{policy_n}":
         problems.append(f"policy: soak-{policy_n} was written last but {in_force} is in force")
     if "policy from file" in err_text:
@@ -471,6 +514,8 @@ def main():
                 continue
             pid, status, uri = int(parts[0]), int(parts[1]), parts[2]
             access_by_pid[pid] += 1
+            if status == 302 and uri.startswith("/web/"):
+                continue  # the sign-in before the load (redirect to the provider, callback)
             access_status[status] += 1
             if uri != "/exact":
                 access_total_load += 1
