@@ -968,7 +968,7 @@ fn api_key<'r>(request: &'r Request, cc: &ConsumerConf) -> Option<&'r [u8]> {
         KeySource::Cookie(n) => request
             .headers_in_iterator()
             .filter(|(k, _)| k.as_bytes().eq_ignore_ascii_case(b"cookie"))
-            .find_map(|(_, v)| cookie_value(v.as_bytes(), n.as_bytes())),
+            .find_map(|(_, v)| gateway_core::oidc::rp::cookie(v.as_bytes(), n.as_bytes())),
     })
 }
 
@@ -991,17 +991,6 @@ fn query_arg<'r>(request: &'r Request, name: &str) -> Option<&'r [u8]> {
     // SAFETY: on NGX_OK `value` points at `len` bytes of the request's arguments.
     (rc == NGX_OK as ngx_int_t && value.len > 0)
         .then(|| unsafe { core::slice::from_raw_parts(value.data, value.len) })
-}
-
-/// The value of cookie `name` in a `Cookie` header value.
-fn cookie_value<'a>(header: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
-    header.split(|&b| b == b';').find_map(|pair| {
-        let pair = pair.trim_ascii();
-        let eq = pair.iter().position(|&b| b == b'=')?;
-        (&pair[..eq] == name)
-            .then(|| &pair[eq + 1..])
-            .filter(|v| !v.is_empty())
-    })
 }
 
 fn identify(
@@ -1358,7 +1347,7 @@ fn upstream_headers(request: &mut Request, ctx: &RequestCtx, cc: &ConsumerConf) 
                 }
                 KeySource::Cookie(n) if name.eq_ignore_ascii_case(b"cookie") => {
                     let value = h.value.as_bytes();
-                    if cookie_value(value, n.as_bytes()).is_some() {
+                    if gateway_core::oidc::rp::cookie(value, n.as_bytes()).is_some() {
                         let kept = without_cookie(value, n.as_bytes());
                         return Some((!kept.is_empty()).then_some(kept));
                     }
