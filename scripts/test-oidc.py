@@ -641,6 +641,33 @@ def scenario_main_flow():
     check(new != session_cookie(b), "two logins: two different session ids")
 
 
+def scenario_reload():
+    section("sessions survive a reload and a killed worker (they live in the shared zone)")
+    b = Browser("reload")
+    login(b, "idp", "/app/page")
+    r = b.request("GET", gw("idp", "/app/page"))
+    need(r.status == 200, f"signed in ({r.status})")
+    master = E.gw.proc.pid
+
+    def workers():
+        out = subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True).stdout
+        return sorted(int(p) for p in out.split())
+
+    before = workers()
+    os.kill(master, signal.SIGHUP)
+    check(eventually(lambda: not set(workers()) & set(before), 10),
+          "after nginx -s reload the old workers are gone")
+    r = b.request("GET", gw("idp", "/app/page"))
+    check(r.status == 200, f"the session works after the reload ({r.status})")
+    ws = workers()
+    if ws:
+        os.kill(ws[0], signal.SIGKILL)
+        check(eventually(lambda: len(workers()) == len(ws) and ws[0] not in workers(), 10),
+              "a killed worker is replaced")
+    r = b.request("GET", gw("idp", "/app/page"))
+    check(r.status == 200, f"the session works after a worker was killed ({r.status})")
+
+
 def scenario_api():
     section("API-style requests and what is a navigation")
     b = Browser("api")
@@ -1062,7 +1089,8 @@ def scenario_logs():
         seen = sorted({what for v, what in list(CALLBACK_ARGS.items()) if v in text})
         check(not seen, f"{name}: the callback's code and state redacted ({len(CALLBACK_ARGS)} looked for) {seen}")
     bad = [l for l in logs["error.log"].splitlines()
-           if "[alert]" in l or "[emerg]" in l or "[crit]" in l or "exited on signal" in l]
+           if ("[alert]" in l or "[emerg]" in l or "[crit]" in l or "exited on signal" in l)
+           and "exited on signal 9" not in l]  # the SIGKILL of scenario_reload
     check(not bad, f"error.log: no alert/crit/emerg/crash {bad[:3]}")
     recs = []
     for line in logs["gateway.json"].splitlines():
@@ -1103,7 +1131,7 @@ def main():
         gateway.start()
         print(f"providers: main {E.main.issuer}, foreign {E.foreign.issuer}, short {E.short.issuer}; "
               f"gateway ports {E.ports}")
-        scenarios = [scenario_main_flow, scenario_api, scenario_clients, scenario_edges, scenario_logout,
+        scenarios = [scenario_main_flow, scenario_reload, scenario_api, scenario_clients, scenario_edges, scenario_logout,
                      scenario_attacks, scenario_open_redirect, scenario_mixup, scenario_refresh]
         for s in scenarios:
             try:

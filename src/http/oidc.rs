@@ -78,9 +78,18 @@ pub fn add_zone(
     size: usize,
     provider: *mut Provider,
 ) -> Result<*mut ngx_shm_zone_t, String> {
+    // nginx keeps the name (it compares it at the next reload to reuse the zone): it must
+    // live in the configuration pool, not in a Rust string.
+    // SAFETY: `cf.pool` is the configuration pool.
+    let data = unsafe { nginx_sys::ngx_pnalloc(cf.pool, name.len().max(1)) }.cast::<u8>();
+    if data.is_null() {
+        return Err("out of memory".into());
+    }
+    // SAFETY: `data` has room for the name.
+    unsafe { ptr::copy_nonoverlapping(name.as_ptr(), data, name.len()) };
     let mut n = nginx_sys::ngx_str_t {
         len: name.len(),
-        data: name.as_ptr().cast_mut(),
+        data,
     };
     // SAFETY: `cf` is the configuration being parsed; nginx copies the name.
     let shm = unsafe {
