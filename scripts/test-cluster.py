@@ -11,6 +11,10 @@ Scenarios (each prints what it measured; any failed check exits non-zero):
              Redis restarted: sync resumes, the Redis total equals what both nodes admitted
   slow       Redis paused (SIGSTOP) for 2 s: request latency unaffected
   closed     sync_fail=closed: 429 while Redis is down
+  tls        rediss:// to a redis-server with TLS (certificates made here with openssl) and an
+             ACL user whose password comes from password_file= on one node, password_env= on
+             the other: exact totals; a certificate from another CA and a wrong sync_tls_name
+             are refused (logged, counted, local limits, no 5xx)
 """
 import hashlib
 import http.client
@@ -24,6 +28,7 @@ import threading
 import time
 
 NGINX, MODULE = sys.argv[1], os.path.abspath(sys.argv[2])
+ONLY = sys.argv[3] if len(sys.argv) > 3 else None  # a scenario group to run alone: "tls"
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "target", "cluster-test"))
 INTERVAL_MS = 100
 FAILED = []
@@ -43,16 +48,48 @@ def check(cond, what):
         FAILED.append(what)
 
 
+def openssl(*args):
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+
+def make_certs(d):
+    """Two CAs ("ca", "rogue") and a server certificate of each for 127.0.0.1 and localhost."""
+    os.makedirs(d, exist_ok=True)
+    ext = os.path.join(d, "san.ext")
+    with open(ext, "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    for ca in ("ca", "rogue"):
+        p = os.path.join(d, ca)
+        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+                f"/CN=test {ca}", "-keyout", p + ".key", "-out", p + ".pem")
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=redis", "-keyout",
+                p + "-server.key", "-out", p + "-server.csr")
+        openssl("x509", "-req", "-in", p + "-server.csr", "-CA", p + ".pem", "-CAkey", p + ".key",
+                "-CAcreateserial", "-days", "2", "-extfile", ext, "-out", p + "-server.pem")
+    return d
+
+
 class Redis:
-    def __init__(self):
+    def __init__(self, name="redis", tls=None):
+        """tls: (certificate directory, "ca" or "rogue"): the server speaks TLS only."""
         self.port = free_port()
-        self.dir = os.path.join(ROOT, "redis")
+        self.dir = os.path.join(ROOT, name)
+        self.tls = tls
         os.makedirs(self.dir, exist_ok=True)
         self.proc = None
 
     def start(self):
+        if self.tls:
+            d, ca = self.tls
+            listen = ["--port", "0", "--tls-port", str(self.port),
+                      "--tls-cert-file", os.path.join(d, ca + "-server.pem"),
+                      "--tls-key-file", os.path.join(d, ca + "-server.key"),
+                      "--tls-ca-cert-file", os.path.join(d, ca + ".pem"),
+                      "--tls-auth-clients", "no"]
+        else:
+            listen = ["--port", str(self.port)]
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+            ["redis-server", *listen, "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", self.dir, "--requirepass", "s3cret"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for _ in range(100):
@@ -68,13 +105,17 @@ class Redis:
             self.proc = None
 
     def cli(self, *args):
-        r = subprocess.run(["redis-cli", "-p", str(self.port), "-a", "s3cret", "--no-auth-warning",
-                            "-n", "3", *args], capture_output=True, text=True)
+        tls = []
+        if self.tls:
+            d, ca = self.tls
+            tls = ["--tls", "--cacert", os.path.join(d, ca + ".pem")]
+        r = subprocess.run(["redis-cli", *tls, "-p", str(self.port), "-a", "s3cret",
+                            "--no-auth-warning", "-n", "3", *args], capture_output=True, text=True)
         return r.stdout
 
 
 class Node:
-    def __init__(self, name, redis_port, extra=""):
+    def __init__(self, name, redis_port, extra="", http_extra="", env=None):
         self.name = name
         self.port = free_port()
         self.prefix = os.path.join(ROOT, name)
@@ -99,6 +140,7 @@ http {{
     rate_limit_zone $arg_k zone=c:1m {sync};
     rate_limit_zone $arg_k zone=closed:1m {sync} sync_fail=closed;
     rate_limit_zone $arg_k zone=local:1m;
+    {http_extra}
     server {{
         listen 127.0.0.1:{self.port} reuseport;
         # (not "return": it answers in the rewrite phase, before the limits run)
@@ -114,7 +156,8 @@ http {{
         with open(os.path.join(self.prefix, "conf", "nginx.conf"), "w") as f:
             f.write(conf)
         self.proc = subprocess.Popen([NGINX, "-p", self.prefix + "/", "-c", "conf/nginx.conf"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     env={**os.environ, **(env or {})})
         for _ in range(100):
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
@@ -199,9 +242,75 @@ def metric(node, name):
     return None
 
 
+def tls_scenarios():
+    """rediss:// with an ACL user (password_file= on node-c, password_env= on node-d); a server
+    certificate from another CA; a name the certificate does not have."""
+    print("tls: rediss:// with an ACL user, password_file= and password_env=")
+    certs = make_certs(os.path.join(ROOT, "certs"))
+    good = Redis("redis-tls", (certs, "ca"))
+    rogue = Redis("redis-rogue", (certs, "rogue"))
+    good.start()
+    rogue.start()
+    check(good.cli("ACL", "SETUSER", "gw", "on", ">gw-pw", "~*", "+@all").strip() == "OK",
+          "ACL user created")
+    pwfile = os.path.join(ROOT, "redis-password")
+    with open(pwfile, "w") as f:
+        f.write("gw-pw\n")
+    ca = os.path.join(certs, "ca.pem")
+    common = f"sync_interval={INTERVAL_MS}ms sync_timeout=300ms sync_tls_ca={ca}"
+    zones = f"""
+    rate_limit_zone $arg_k zone=rogue:1m sync=rediss://127.0.0.1:{rogue.port} {common};
+    rate_limit_zone $arg_k zone=badname:1m sync=rediss://127.0.0.1:{good.port}/3 {common}
+        password_file={pwfile} sync_tls_name=redis.example;"""
+    locs = """
+        location /t { rate_limit zone=t rate=$arg_rate; try_files /ok.txt =404; }
+        location /rogue { rate_limit zone=rogue rate=3r/m; try_files /ok.txt =404; }
+        location /badname { rate_limit zone=badname rate=3r/m; try_files /ok.txt =404; }"""
+    c = Node("node-c", good.port, locs, zones + f"""
+    rate_limit_zone $arg_k zone=t:1m sync=rediss://gw@127.0.0.1:{good.port}/3 {common}
+        password_file={pwfile};""")
+    d = Node("node-d", good.port, locs, zones + f"""
+    rate_limit_zone $arg_k zone=t:1m sync=rediss://gw@localhost:{good.port}/3 {common}
+        password_env=GW_REDIS_PASSWORD;""", env={"GW_REDIS_PASSWORD": "gw-pw"})
+    try:
+        L, gap = 100, 0.02
+        counts, _ = run_clients([c, d], f"/t?k=tls&rate={L}r/m", 3.0, 2, gap)
+        total = passed(counts)
+        bound = L + int(2 / gap * 2 * (INTERVAL_MS + 10) / 1000.0 + 0.999)
+        print(f"  admitted: {passed(counts, 'node-c')} + {passed(counts, 'node-d')} = {total}")
+        check(L <= total <= bound, f"combined admitted {total} within [{L}, {bound}]")
+        time.sleep(0.5)
+        got, _ = key_total(good, "t", "tls")
+        check(got == total, f"redis (TLS, ACL user) counted what both nodes admitted: {got} == {total}")
+        for n in (c, d):
+            check('rate_limit_zone "t": redis sync' not in n.log(), f"{n.name}: no sync error on zone t")
+
+        print("tls: a server certificate from another CA, a wrong sync_tls_name")
+        for path, why in (("rogue", "certificate verify error"), ("badname", "does not match")):
+            res = [c.get(f"/{path}?k=x")[0] for _ in range(5)]
+            check(res == [200, 200, 200, 429, 429], f"{path}: local limit, no 5xx: {res}")
+        time.sleep(0.5)
+        for path, why in (("rogue", "certificate verify error"), ("badname", "does not match")):
+            lines = [l for l in c.log().splitlines() if f'rate_limit_zone "{path}": redis sync' in l]
+            check(bool(lines) and why in lines[0] and "[error]" in lines[0],
+                  f"{path}: refused and logged: {lines[:1]}")
+            errs = metric(c, f'gateway_rate_limit_sync_errors_total{{zone="{path}"}}') or 0
+            check(errs > 0, f"{path}: sync errors counted: {errs}")
+        check("gw-pw" not in c.log() + d.log(), "the password is never logged")
+    finally:
+        c.stop()
+        d.stop()
+        good.stop()
+        rogue.stop()
+    return (c, d)
+
+
 def main():
     shutil.rmtree(ROOT, ignore_errors=True)
     os.makedirs(ROOT)
+    if ONLY:
+        finish({"tls": tls_scenarios}[ONLY]())
+        return
     redis = Redis()
     redis.start()
     a = Node("node-a", redis.port)
@@ -278,7 +387,11 @@ def main():
         a.stop()
         b.stop()
         redis.stop()
-    for n in (a, b):
+    finish([a, b, *tls_scenarios()])
+
+
+def finish(nodes):
+    for n in nodes:
         bad = [l for l in n.log().splitlines() if "[alert]" in l or "[emerg]" in l or "[crit]" in l
                or "exited on signal" in l]
         check(not bad, f"{n.name}: no alert/crit/emerg/crash in error.log {bad[:3]}")

@@ -83,13 +83,22 @@ qr/\[emerg\] .*zone "s" is synced through Redis, which supports algorithm=slidin
 
 
 
-=== TEST 4: nginx -t: TLS is not supported yet
+=== TEST 4: rediss:// is accepted; sync_tls_verify=off says so in the log at start
 --- http_config
-    rate_limit_zone $host zone=s:1m sync=rediss://127.0.0.1:6379;
+    rate_limit_zone $host zone=s:1m sync=rediss://127.0.0.1:$TEST_NGINX_RAND_PORT_1 sync_tls_verify=off;
 --- config
---- must_die
+    location /t {
+        rate_limit zone=s rate=3r/m;
+        alias html/index.html;
+    }
+--- user_files
+>>> index.html
+ok
+--- request
+GET /t
+--- error_code: 200
 --- error_log eval
-qr/\[emerg\] .*invalid "sync" parameter in "rate_limit_zone" directive, TLS \(rediss:\/\/\) is not supported yet/
+qr/\[warn\] .*gateway: rate_limit_zone "s": sync_tls_verify=off, the Redis server's certificate is not verified/
 
 
 
@@ -174,3 +183,127 @@ ok
 [200, 200, 200, 429]
 --- response_headers_like eval
 ['RateLimit: "hourly";r=2;t=3600', 'RateLimit: "hourly";r=1;t=3600', 'RateLimit: "hourly";r=0;t=\d+', 'RateLimit: "hourly";r=0;t=\d+']
+
+
+
+=== TEST 11: rediss:// without sync_tls_ca verifies against the system store; an unreachable server: local limits, logged
+--- http_config
+    rate_limit_zone $host zone=s:1m sync=rediss://127.0.0.1:$TEST_NGINX_RAND_PORT_1 sync_interval=50ms sync_timeout=100ms;
+--- config
+    location /t {
+        rate_limit zone=s rate=2r/m;
+        alias html/index.html;
+    }
+--- user_files
+>>> index.html
+ok
+--- request eval
+["GET /t", "GET /t", "GET /t"]
+--- error_code eval
+[200, 200, 429]
+--- wait: 1
+--- error_log eval
+qr/\[error\] .*rate_limit_zone "s": redis sync with 127\.0\.0\.1:\d+ failed: .*limits are local to this node/
+--- no_error_log
+[warn]
+[crit]
+
+
+
+=== TEST 12: nginx -t: sync_tls_* parameters need rediss://
+--- http_config
+    rate_limit_zone $host zone=s:1m sync=redis://127.0.0.1 sync_tls_name=redis.example;
+--- config
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*"rate_limit_zone": the "sync_tls_\*" parameters need "sync=rediss:\/\/\.\.\."/
+
+
+
+=== TEST 13: nginx -t: sync_tls_cert without sync_tls_key
+--- http_config
+    rate_limit_zone $host zone=s:1m sync=rediss://127.0.0.1 sync_tls_cert=/etc/ssl/certs/ca-certificates.crt;
+--- config
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*"sync_tls_cert" and "sync_tls_key" go together/
+
+
+
+=== TEST 14: nginx -t: sync_tls_ca that cannot be read
+--- http_config
+    rate_limit_zone $host zone=s:1m sync=rediss://127.0.0.1 sync_tls_ca=/nonexistent/ca.pem;
+--- config
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*zone "s": cannot load the trusted CAs "\/nonexistent\/ca\.pem" \(sync_tls_ca\)/
+
+
+
+=== TEST 15: nginx -t: bad sync_tls_verify
+--- http_config
+    rate_limit_zone $host zone=s:1m sync=rediss://127.0.0.1 sync_tls_verify=maybe;
+--- config
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*invalid value "sync_tls_verify=maybe" in "rate_limit_zone" directive, must be "on" or "off"/
+
+
+
+=== TEST 16: nginx -t: a missing password_file
+--- http_config
+    rate_limit_zone $host zone=s:1m sync=redis://127.0.0.1 password_file=/nonexistent/redis-password;
+--- config
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*"rate_limit_zone": cannot read "password_file" "\/nonexistent\/redis-password"/
+
+
+
+=== TEST 17: nginx -t: a missing password_env variable
+--- http_config
+    rate_limit_zone $host zone=s:1m sync=redis://127.0.0.1 password_env=GW_TEST_NO_SUCH_VARIABLE;
+--- config
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*"password_env": environment variable "GW_TEST_NO_SUCH_VARIABLE" is not set or empty/
+
+
+
+=== TEST 18: nginx -t: password_file and a password in the URL too (the password is not echoed)
+--- http_config
+    rate_limit_zone $host zone=s:1m sync=redis://gw:hunter2@127.0.0.1 password_file=$TEST_NGINX_SERVER_ROOT/html/pw;
+--- config
+--- user_files
+>>> pw
+from-the-file
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*"password_file" or "password_env" given and the URL has a password too/
+--- no_error_log
+hunter2
+from-the-file
+
+
+
+=== TEST 19: password_file (relative to the configuration directory) with an ACL user in the URL: nginx starts
+--- http_config
+    rate_limit_zone $host zone=s:1m sync=redis://gw@127.0.0.1:$TEST_NGINX_RAND_PORT_1 password_file=../html/pw;
+    rate_limit_zone $host zone=e:1m sync=redis://127.0.0.1:$TEST_NGINX_RAND_PORT_1 password_env=PATH;
+--- config
+    location /t {
+        rate_limit zone=s rate=3r/m;
+        rate_limit zone=e rate=3r/m;
+        alias html/index.html;
+    }
+--- user_files
+>>> index.html
+ok
+>>> pw
+from-the-file
+--- request
+GET /t
+--- error_code: 200
+--- no_error_log
+from-the-file
+[emerg]

@@ -52,7 +52,23 @@ pub struct SyncConf {
     pub fail_closed: bool,
     /// `gateway_rate_limit_sync_errors_total{zone}`.
     pub errors_slot: usize,
+    /// `rediss://`: the TLS settings.
+    pub tls: Option<SyncTls>,
 }
+
+/// The TLS side of a `rediss://` sync: an OpenSSL context of nginx's own (configuration pool,
+/// freed by a pool cleanup), the name to check and send as SNI, whether to verify.
+#[derive(Debug)]
+pub struct SyncTls {
+    pub ssl: *mut nginx_sys::ngx_ssl_t,
+    /// `sync_tls_name` or the URL's host (NUL-terminated for SSL_set_tlsext_host_name).
+    pub name: std::ffi::CString,
+    /// `sync_tls_verify` (on by default).
+    pub verify: bool,
+}
+
+/// The trusted CAs of `rediss://` without `sync_tls_ca`.
+pub const SYSTEM_CA_FILE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 /// Default `sync_interval`.
 pub const DEFAULT_SYNC_INTERVAL_MS: u64 = 100;
@@ -181,6 +197,12 @@ pub fn set_zone(cf: &mut ngx_conf_t, mcf: &mut MainConf) -> Result<(), String> {
     let mut interval = None;
     let mut timeout = None;
     let mut password = None;
+    let mut password_from = None;
+    let mut tls_ca = None;
+    let mut tls_verify = true;
+    let mut tls_name = None;
+    let mut tls_cert = None;
+    let mut tls_key = None;
     let mut fail_closed = false;
     for v in &a[2..] {
         let s = arg_str(v)?;
@@ -210,15 +232,56 @@ pub fn set_zone(cf: &mut ngx_conf_t, mcf: &mut MainConf) -> Result<(), String> {
                 timeout = Some(ms)
             }
             Ok((b"password", p)) if !p.is_empty() => password = Some(utf8(p)),
+            Ok((b"password_file", p)) if !p.is_empty() => {
+                password_from = Some(password_from_file(cf, p)?)
+            }
+            Ok((b"password_env", p)) if !p.is_empty() => {
+                password_from = Some(password_from_env(&utf8(p))?)
+            }
+            Ok((b"sync_tls_ca", p)) if !p.is_empty() => tls_ca = Some(utf8(p)),
+            Ok((b"sync_tls_cert", p)) if !p.is_empty() => tls_cert = Some(utf8(p)),
+            Ok((b"sync_tls_key", p)) if !p.is_empty() => tls_key = Some(utf8(p)),
+            Ok((b"sync_tls_name", p)) if !p.is_empty() => tls_name = Some(utf8(p)),
+            Ok((b"sync_tls_verify", b"on")) => tls_verify = true,
+            Ok((b"sync_tls_verify", b"off")) => tls_verify = false,
+            Ok((b"sync_tls_verify", _)) => return Err(invalid(cf, s, "must be \"on\" or \"off\"")),
             Ok((b"sync_fail", b"open")) => fail_closed = false,
             Ok((b"sync_fail", b"closed")) => fail_closed = true,
             Ok((b"sync_fail", _)) => return Err(invalid(cf, s, "must be \"open\" or \"closed\"")),
             _ => return Err(invalid(cf, s, "")),
         }
     }
-    if sync_url.is_none() && (interval.is_some() || timeout.is_some() || password.is_some()) {
+    if sync_url.is_none()
+        && (interval.is_some()
+            || timeout.is_some()
+            || password.is_some()
+            || password_from.is_some())
+    {
         return Err(format!(
             "\"{}\": \"sync_interval\", \"sync_timeout\" and \"password\" need \"sync\"",
+            name(cf)
+        ));
+    }
+    let tls_params = tls_ca.is_some()
+        || tls_cert.is_some()
+        || tls_key.is_some()
+        || tls_name.is_some()
+        || !tls_verify;
+    if tls_params && !sync_url.as_ref().is_some_and(|u| u.tls) {
+        return Err(format!(
+            "\"{}\": the \"sync_tls_*\" parameters need \"sync=rediss://...\"",
+            name(cf)
+        ));
+    }
+    if tls_cert.is_some() != tls_key.is_some() {
+        return Err(format!(
+            "\"{}\": \"sync_tls_cert\" and \"sync_tls_key\" go together",
+            name(cf)
+        ));
+    }
+    if password.is_some() && password_from.is_some() {
+        return Err(format!(
+            "\"{}\": one of \"password\", \"password_file\" and \"password_env\"",
             name(cf)
         ));
     }
@@ -260,7 +323,28 @@ pub fn set_zone(cf: &mut ngx_conf_t, mcf: &mut MainConf) -> Result<(), String> {
             if password.is_some() {
                 url.password = password;
             }
+            if let Some(pw) = password_from {
+                url = url.with_password(pw).map_err(|e| {
+                    format!(
+                        "\"{}\": \"password_file\" or \"password_env\" given and {e}",
+                        name(cf)
+                    )
+                })?;
+            }
             let (sockaddr, socklen, sname) = resolve(cf, &url.addr)?;
+            let tls = if url.tls {
+                let name_text = tls_name.unwrap_or_else(|| url.host.clone());
+                Some(tls_context(
+                    cf,
+                    &zname,
+                    name_text,
+                    tls_verify,
+                    tls_ca.as_deref().unwrap_or(SYSTEM_CA_FILE),
+                    tls_cert.zip(tls_key),
+                )?)
+            } else {
+                None
+            };
             mcf.metrics.family(gateway_core::metrics::Family {
                 name: "gateway_rate_limit_sync_errors_total",
                 help: "Failed Redis sync exchanges of rate-limit zones.",
@@ -278,6 +362,7 @@ pub fn set_zone(cf: &mut ngx_conf_t, mcf: &mut MainConf) -> Result<(), String> {
                 timeout_ms: timeout.unwrap_or(DEFAULT_SYNC_TIMEOUT_MS),
                 fail_closed,
                 errors_slot,
+                tls,
             })
         }
     };
@@ -674,5 +759,121 @@ pub(crate) fn resolve(
         }
         let a = &mut *u.addrs;
         Ok((a.sockaddr, a.socklen, &mut a.name))
+    }
+}
+
+/// `password_file=PATH`: the file's first line (relative paths from nginx's prefix, as nginx
+/// does for its files). Its content is never logged.
+fn password_from_file(cf: &mut ngx_conf_t, path: &[u8]) -> Result<String, String> {
+    let v = cstr_in_pool(cf, &utf8(path))?;
+    let full = super::util::full_path(cf, &v)?;
+    let text = std::fs::read_to_string(&full).map_err(|e| {
+        format!(
+            "\"{}\": cannot read \"password_file\" \"{full}\": {e}",
+            name(cf)
+        )
+    })?;
+    let line = text.lines().next().unwrap_or("").trim_end_matches('\r');
+    if line.is_empty() {
+        return Err(format!(
+            "\"{}\": \"password_file\" \"{full}\" is empty",
+            name(cf)
+        ));
+    }
+    Ok(line.to_string())
+}
+
+/// `password_env=NAME`: read when the configuration is read, in the master process (which has
+/// the environment nginx was started with). Its value is never logged.
+fn password_from_env(var: &str) -> Result<String, String> {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => Ok(v),
+        _ => Err(format!(
+            "\"password_env\": environment variable \"{var}\" is not set or empty"
+        )),
+    }
+}
+
+/// A NUL-terminated copy of `s` in the configuration pool (nginx's file functions hand the
+/// data to C as a string).
+fn cstr_in_pool(cf: &mut ngx_conf_t, s: &str) -> Result<ngx_str_t, String> {
+    // SAFETY: `cf.pool` is the configuration pool.
+    let pool = unsafe { Pool::from_ngx_pool(cf.pool) };
+    let data = pool.alloc_unaligned(s.len() + 1).cast::<u8>();
+    if data.is_null() {
+        return Err("out of memory".into());
+    }
+    // SAFETY: `data` has room for `s` and the NUL.
+    unsafe {
+        ptr::copy_nonoverlapping(s.as_ptr(), data, s.len());
+        *data.add(s.len()) = 0;
+    }
+    Ok(ngx_str_t { len: s.len(), data })
+}
+
+/// The OpenSSL context of a `rediss://` sync, made as nginx makes `proxy_ssl`'s: TLS 1.2 and
+/// 1.3, the trusted CAs (unless `sync_tls_verify=off`), an optional client certificate. It
+/// belongs to the configuration cycle: a pool cleanup frees it with the pool.
+fn tls_context(
+    cf: &mut ngx_conf_t,
+    zone: &str,
+    name_text: String,
+    verify: bool,
+    ca: &str,
+    cert_key: Option<(String, String)>,
+) -> Result<SyncTls, String> {
+    use nginx_sys::{ngx_pcalloc, ngx_pool_cleanup_add, ngx_ssl_cleanup_ctx, ngx_ssl_t};
+    let cname = std::ffi::CString::new(name_text)
+        .map_err(|_| format!("\"{}\": bad \"sync_tls_name\"", name(cf)))?;
+    // SAFETY: `cf.pool` is the configuration pool; a zeroed ngx_ssl_t is what nginx's
+    // ngx_pcalloc gives proxy_ssl; ngx_ssl_create fills it; the cleanup frees its SSL_CTX with
+    // the pool. The path strings are NUL-terminated pool copies.
+    unsafe {
+        let ssl = ngx_pcalloc(cf.pool, core::mem::size_of::<ngx_ssl_t>()).cast::<ngx_ssl_t>();
+        if ssl.is_null() {
+            return Err("out of memory".into());
+        }
+        (*ssl).log = cf.log;
+        let protocols = (nginx_sys::NGX_SSL_TLSv1_2 | nginx_sys::NGX_SSL_TLSv1_3) as usize;
+        if nginx_sys::ngx_ssl_create(ssl, protocols, ptr::null_mut()) != NGX_OK as ngx_int_t {
+            return Err(format!("zone \"{zone}\": cannot create the TLS context"));
+        }
+        let cln = ngx_pool_cleanup_add(cf.pool, 0);
+        if cln.is_null() {
+            ngx_ssl_cleanup_ctx(ssl.cast());
+            return Err("out of memory".into());
+        }
+        (*cln).handler = Some(ngx_ssl_cleanup_ctx);
+        (*cln).data = ssl.cast();
+        if let Some((cert, key)) = cert_key {
+            let mut c = cstr_in_pool(cf, &cert)?;
+            let mut k = cstr_in_pool(cf, &key)?;
+            if nginx_sys::ngx_ssl_certificate(cf, ssl, &mut c, &mut k, ptr::null_mut())
+                != NGX_OK as ngx_int_t
+            {
+                return Err(format!(
+                    "zone \"{zone}\": cannot load \"sync_tls_cert\" \"{cert}\" or \"sync_tls_key\" \"{key}\""
+                ));
+            }
+        }
+        if verify {
+            let mut c = cstr_in_pool(cf, ca)?;
+            if nginx_sys::ngx_ssl_trusted_certificate(cf, ssl, &mut c, 9) != NGX_OK as ngx_int_t {
+                return Err(format!(
+                    "zone \"{zone}\": cannot load the trusted CAs \"{ca}\" (sync_tls_ca)"
+                ));
+            }
+        } else {
+            ngx::ngx_conf_log_error!(
+                nginx_sys::NGX_LOG_WARN,
+                cf,
+                "gateway: rate_limit_zone \"{zone}\": sync_tls_verify=off, the Redis server's certificate is not verified"
+            );
+        }
+        Ok(SyncTls {
+            ssl,
+            name: cname,
+            verify,
+        })
     }
 }

@@ -62,6 +62,8 @@ struct Syncer {
     busy: bool,
     /// The connection is being established (write when it becomes writable).
     connecting: bool,
+    /// `rediss://`: the TLS handshake is under way.
+    handshaking: bool,
     out: Vec<u8>,
     sent: usize,
     inbuf: Vec<u8>,
@@ -156,7 +158,7 @@ impl Syncer {
         let timeout = self.conf().timeout_ms;
         // SAFETY: `conn` is our open connection; its events are valid.
         unsafe { nginx_sys::ngx_add_timer((*self.conn).read, timeout as nginx_sys::ngx_msec_t) };
-        self.write();
+        self.connected();
     }
 
     /// Encodes the batch for `self.claims`.
@@ -228,6 +230,15 @@ impl Syncer {
                 return Err("cannot connect".into());
             }
             let c = pc.connection;
+            if conf.tls.is_some() {
+                // The TLS state (ngx_ssl_create_connection) is allocated in the connection's
+                // pool, destroyed in `close`.
+                (*c).pool = nginx_sys::ngx_create_pool(4096, self.log);
+                if (*c).pool.is_null() {
+                    ngx_close_connection(c);
+                    return Err("out of memory".into());
+                }
+            }
             self.connecting = rc == NGX_AGAIN as ngx_int_t;
             (*c).data = (self as *mut Syncer).cast();
             (*c).log = self.log;
@@ -239,9 +250,110 @@ impl Syncer {
         Ok(())
     }
 
+    /// The connection is up: start TLS (`rediss://`) or send the batch.
+    fn connected(&mut self) {
+        let c = self.conn;
+        if c.is_null() || self.connecting || self.handshaking {
+            return;
+        }
+        // SAFETY: `c` is our open connection.
+        if self.conf().tls.is_some() && unsafe { (*c).ssl.is_null() } {
+            self.start_tls();
+        } else {
+            self.write();
+        }
+    }
+
+    /// Starts the TLS handshake as nginx's upstream module does for `proxy_ssl`: a client TLS
+    /// connection on the configuration's context, SNI, then `ngx_ssl_handshake`, completed by
+    /// `tls_handshake_handler` when it needs the network.
+    fn start_tls(&mut self) {
+        let c = self.conn;
+        let Some(tls) = self.conf().tls.as_ref() else {
+            return;
+        };
+        // SAFETY: `c` is our open connection with its own pool; `tls.ssl` is the
+        // configuration's context; the name is NUL-terminated and outlives the connection.
+        let rc = unsafe {
+            if nginx_sys::ngx_ssl_create_connection(tls.ssl, c, nginx_sys::NGX_SSL_CLIENT as usize)
+                != NGX_OK as ngx_int_t
+            {
+                self.fail("cannot create the TLS connection");
+                return;
+            }
+            let is_ip = tls
+                .name
+                .to_str()
+                .is_ok_and(|n| n.parse::<std::net::IpAddr>().is_ok());
+            if !is_ip {
+                // SSL_set_tlsext_host_name (a macro in OpenSSL's headers).
+                nginx_sys::SSL_ctrl(
+                    (*(*c).ssl).connection,
+                    nginx_sys::SSL_CTRL_SET_TLSEXT_HOSTNAME as _,
+                    nginx_sys::TLSEXT_NAMETYPE_host_name as _,
+                    tls.name.as_ptr().cast_mut().cast(),
+                );
+            }
+            nginx_sys::ngx_ssl_handshake(c)
+        };
+        if rc == NGX_AGAIN as ngx_int_t {
+            self.handshaking = true;
+            // SAFETY: as above; nginx calls the handler when the handshake ends or times out.
+            unsafe { (*(*c).ssl).handler = Some(tls_handshake_handler) };
+            return;
+        }
+        self.tls_done();
+    }
+
+    /// The handshake has ended: check the certificate and the name, then send the batch.
+    fn tls_done(&mut self) {
+        self.handshaking = false;
+        let c = self.conn;
+        if c.is_null() {
+            return;
+        }
+        let Some(tls) = self.conf().tls.as_ref() else {
+            return;
+        };
+        // SAFETY: `c` is our open connection and has its TLS state.
+        unsafe {
+            if (*(*c).ssl).handshaked() == 0 {
+                let why = if (*(*c).read).timedout() != 0 || (*(*c).write).timedout() != 0 {
+                    "TLS handshake timed out (sync_timeout)"
+                } else {
+                    "TLS handshake failed"
+                };
+                self.fail(why);
+                return;
+            }
+            if tls.verify {
+                let conn = (*(*c).ssl).connection;
+                let rc = nginx_sys::SSL_get_verify_result(conn);
+                if rc != nginx_sys::X509_V_OK as core::ffi::c_long {
+                    let msg =
+                        core::ffi::CStr::from_ptr(nginx_sys::X509_verify_cert_error_string(rc))
+                            .to_string_lossy()
+                            .into_owned();
+                    self.fail(&format!("TLS certificate verify error: ({rc}:{msg})"));
+                    return;
+                }
+                if !name_matches(c, &tls.name) {
+                    self.fail(&format!(
+                        "TLS certificate does not match \"{}\" (sync_tls_name)",
+                        tls.name.to_string_lossy()
+                    ));
+                    return;
+                }
+            }
+            (*(*c).read).handler = Some(read_handler);
+            (*(*c).write).handler = Some(write_handler);
+        }
+        self.write();
+    }
+
     fn write(&mut self) {
         let c = self.conn;
-        if c.is_null() || self.connecting {
+        if c.is_null() || self.connecting || self.handshaking {
             return;
         }
         while self.sent < self.out.len() {
@@ -383,12 +495,26 @@ impl Syncer {
     /// Closes the connection (if any) without counting an error.
     fn close(&mut self) {
         if !self.conn.is_null() {
-            // SAFETY: `conn` is our open connection; nginx deletes its timers and events.
-            unsafe { ngx_close_connection(self.conn) };
+            let c = self.conn;
+            // SAFETY: `conn` is our open connection; as nginx's upstream module does, the TLS
+            // state is dropped without waiting for the peer's close_notify; nginx deletes the
+            // timers and events; the pool (TLS connections only) is ours.
+            unsafe {
+                if !(*c).ssl.is_null() {
+                    (*(*c).ssl).set_no_wait_shutdown(1);
+                    nginx_sys::ngx_ssl_shutdown(c);
+                }
+                let pool = (*c).pool;
+                ngx_close_connection(c);
+                if !pool.is_null() {
+                    nginx_sys::ngx_destroy_pool(pool);
+                }
+            }
             self.conn = ptr::null_mut();
         }
         self.ready = false;
         self.connecting = false;
+        self.handshaking = false;
     }
 
     fn fail(&mut self, why: &str) {
@@ -435,6 +561,41 @@ impl Syncer {
     }
 }
 
+/// Whether the server's certificate names `name`: an IP address against the certificate's IP
+/// addresses (X509_check_ip_asc), a host name as nginx checks `proxy_ssl_name`.
+fn name_matches(c: *mut ngx_connection_t, name: &std::ffi::CStr) -> bool {
+    let is_ip = name
+        .to_str()
+        .is_ok_and(|n| n.parse::<std::net::IpAddr>().is_ok());
+    // SAFETY: `c` has completed its TLS handshake; the peer certificate reference taken by
+    // SSL_get1_peer_certificate is released with X509_free; `name` is NUL-terminated.
+    unsafe {
+        if is_ip {
+            let cert = nginx_sys::SSL_get1_peer_certificate((*(*c).ssl).connection);
+            if cert.is_null() {
+                return false;
+            }
+            let ok = nginx_sys::X509_check_ip_asc(cert, name.as_ptr(), 0) == 1;
+            nginx_sys::X509_free(cert);
+            ok
+        } else {
+            let mut n = nginx_sys::ngx_str_t {
+                len: name.to_bytes().len(),
+                data: name.as_ptr().cast_mut().cast(),
+            };
+            nginx_sys::ngx_ssl_check_host(c, &mut n) == NGX_OK as ngx_int_t
+        }
+    }
+}
+
+unsafe extern "C" fn tls_handshake_handler(c: *mut ngx_connection_t) {
+    super::guard_conf((), || {
+        // SAFETY: our connection's data is its syncer.
+        let s = unsafe { &mut *(*c).data.cast::<Syncer>() };
+        s.tls_done();
+    })
+}
+
 fn syncer_of(ev: *mut ngx_event_t) -> *mut Syncer {
     // SAFETY: our connection events carry the connection, whose data is the syncer.
     unsafe { (*(*ev).data.cast::<ngx_connection_t>()).data.cast() }
@@ -472,7 +633,7 @@ unsafe extern "C" fn write_handler(ev: *mut ngx_event_t) {
         }
         s.connecting = false;
         if s.busy {
-            s.write();
+            s.connected();
         }
     })
 }
@@ -500,6 +661,7 @@ pub fn init_process(cycle: &ngx_cycle_t, mcf: &MainConf) {
                 ready: false,
                 busy: false,
                 connecting: false,
+                handshaking: false,
                 out: Vec::new(),
                 sent: 0,
                 inbuf: Vec::new(),

@@ -290,11 +290,18 @@ pub fn refund_synced(st: &mut State, rec: &mut SyncRec, now_ms: u64, p: &Params)
     }
 }
 
-/// A parsed `sync=redis://[[user]:password@]host[:port][/db]` value.
+/// A parsed `sync=redis[s]://[[user]:password@]host[:port][/db]` value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisUrl {
+    /// `rediss://`: the connection is TLS.
+    pub tls: bool,
     /// `host:port` (the port defaults to 6379; an IPv6 address keeps its brackets).
     pub addr: String,
+    /// The host alone (no port, no brackets): the default TLS name.
+    pub host: String,
+    /// The user part had no colon (`redis://word@host`): `word` is the password, or the user
+    /// name when the password comes from elsewhere ([`RedisUrl::with_password`]).
+    pub bare_auth: bool,
     /// ACL user name (`AUTH user password`), if any.
     pub user: Option<String>,
     /// Password (`AUTH password`), if any.
@@ -303,14 +310,31 @@ pub struct RedisUrl {
     pub db: u32,
 }
 
-/// Parses a `redis://` URL. `rediss://` (TLS) is refused with a clear message: not supported yet.
-pub fn parse_redis_url(s: &str) -> Result<RedisUrl, String> {
-    if s.starts_with("rediss://") {
-        return Err("TLS (rediss://) is not supported yet".into());
+impl RedisUrl {
+    /// Sets the password given outside the URL (`password_file=`, `password_env=`): the URL may
+    /// then name the user only (`redis://user@host`); a password in the URL too is an error.
+    pub fn with_password(mut self, password: String) -> Result<RedisUrl, String> {
+        if self.bare_auth {
+            self.user = self.password.take();
+        } else if self.password.is_some() {
+            return Err("the URL has a password too".into());
+        }
+        self.password = Some(password);
+        self.bare_auth = false;
+        Ok(self)
     }
-    let rest = s
-        .strip_prefix("redis://")
-        .ok_or("must start with \"redis://\"")?;
+}
+
+/// Parses a `redis://` or `rediss://` (TLS) URL.
+pub fn parse_redis_url(s: &str) -> Result<RedisUrl, String> {
+    let (tls, rest) = match s.strip_prefix("rediss://") {
+        Some(r) => (true, r),
+        None => (
+            false,
+            s.strip_prefix("redis://")
+                .ok_or("must start with \"redis://\" or \"rediss://\"")?,
+        ),
+    };
     let (auth, hostpart) = match rest.rsplit_once('@') {
         Some((a, h)) => (Some(a), h),
         None => (None, rest),
@@ -340,6 +364,16 @@ pub fn parse_redis_url(s: &str) -> Result<RedisUrl, String> {
     } else {
         format!("{hostport}:6379")
     };
+    let host = match hostport.rfind(']') {
+        Some(_) => hostport
+            .trim_start_matches('[')
+            .split(']')
+            .next()
+            .unwrap_or(""),
+        None => hostport.split(':').next().unwrap_or(""),
+    }
+    .to_string();
+    let bare_auth = auth.is_some_and(|a| !a.is_empty() && !a.contains(':'));
     let (user, password) = match auth {
         None | Some("") => (None, None),
         Some(a) => match a.split_once(':') {
@@ -349,7 +383,10 @@ pub fn parse_redis_url(s: &str) -> Result<RedisUrl, String> {
         },
     };
     Ok(RedisUrl {
+        tls,
         addr,
+        host,
+        bare_auth,
         user,
         password,
         db,
@@ -433,10 +470,41 @@ mod tests {
             "redis://h:0",
             "redis://h:x",
             "redis://h/x",
-            "rediss://h",
+            "rediss://h:0",
         ] {
             assert!(parse_redis_url(bad).is_err(), "{bad}");
         }
+        let u = parse_redis_url("rediss://redis.example:6380").unwrap();
+        assert!(u.tls);
+        assert_eq!(
+            (u.addr.as_str(), u.host.as_str()),
+            ("redis.example:6380", "redis.example")
+        );
+        assert_eq!(parse_redis_url("rediss://[::1]:7000").unwrap().host, "::1");
+        assert!(!parse_redis_url("redis://h").unwrap().tls);
+    }
+
+    #[test]
+    fn password_from_elsewhere() {
+        let u = parse_redis_url("redis://gw@h").unwrap();
+        let u = u.with_password("pw".into()).unwrap();
+        assert_eq!(
+            (u.user.as_deref(), u.password.as_deref()),
+            (Some("gw"), Some("pw"))
+        );
+        let u = parse_redis_url("redis://h")
+            .unwrap()
+            .with_password("pw".into())
+            .unwrap();
+        assert_eq!((u.user, u.password.as_deref()), (None, Some("pw")));
+        assert!(parse_redis_url("redis://gw:x@h")
+            .unwrap()
+            .with_password("pw".into())
+            .is_err());
+        assert!(parse_redis_url("redis://:x@h")
+            .unwrap()
+            .with_password("pw".into())
+            .is_err());
     }
 
     #[test]
