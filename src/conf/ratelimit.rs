@@ -139,7 +139,7 @@ pub enum CostSpec {
 }
 
 /// Default allowance of `persistent`.
-pub const DEFAULT_PERSISTENT_ALLOWANCE: u64 = 1;
+pub const DEFAULT_PERSISTENT_ALLOWANCE: u64 = 10;
 
 /// Parses a cost: a whole number 0 to 4294967295.
 pub fn parse_cost(v: &[u8]) -> Option<u64> {
