@@ -14,6 +14,11 @@
 //!   a client that used its quota at the start of a window waiting up to `2P - P/L`, e.g. 72
 //!   minutes for `5r/h`; with it, a limited client waits at most one period.
 //!
+//! * **Calendar windows** (`r/w`, `r/M`, [`super::calendar`]): fixed windows with the real
+//!   bounds of the week or month on the zone's clock; a request is admitted iff the window's
+//!   count plus its cost fits the limit, and everything is back at the window's end. The sliding
+//!   estimate is not applied (a month's quota is "N per calendar month").
+//!
 //! * **GCRA** ([`Algorithm::TokenBucket`], a token bucket with `burst`): the state is the
 //!   theoretical arrival time `tat`, kept in **nanoseconds** so that high rates stay exact
 //!   (3000r/s gives an emission interval of 333 333 ns, not a rounded 0 or 1 ms). With
@@ -59,6 +64,13 @@
 //! reinterpreted, never trusted blindly: counts are compared against the new limit, an old GCRA
 //! backlog is clamped to what the new parameters allow, and a state kept for the other algorithm
 //! is restarted. A clock that goes backwards is treated as standing still.
+//!
+//! # Costs
+//!
+//! A request of cost `c` ([`Params::cost`], default 1) is admitted iff `c` more units fit
+//! (sliding and calendar: `estimate + c <= limit`; GCRA: `c` emission intervals within the
+//! tolerance) and then counts `c`; a cost above the limit never fits. `retry_after_ms` is when
+//! `c` units fit; `reset_ms` with `remaining` 0 when one does.
 //!
 //! # Several limits on one request, and dry runs
 //!

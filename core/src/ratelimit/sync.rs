@@ -16,8 +16,9 @@
 //! totals only grow, and replies may arrive out of order). A failed exchange puts the claimed
 //! counts back to `pending`, to be pushed by a later one.
 //!
-//! Windows are aligned on multiples of the period on the wall clock (as in [`super::algo`]), so
-//! every node names the same window the same way: the Redis key is
+//! Windows are aligned on the wall clock (multiples of the period, shifted by the zone's UTC
+//! offset; calendar weeks and months, see [`super::calendar`]), so every node configured alike
+//! names the same window the same way: the Redis key is
 //! `gw:{zone}:<key id>:<window start ms>` ([`redis_key`]), where the key id is the first 128
 //! bits of SHA-256 of the key ([`cluster_id`]), the same on every node (the table's own hash is
 //! seeded per node).
@@ -31,8 +32,16 @@
 //! about `L + (N - 1) * min(L, r * 2 * (I + d))` where `r` is the rate at which one node
 //! receives requests of that key. With `I = 100ms` and a client sending 100 r/s to each of
 //! two nodes, that is at most about `L + 20`; when the two exchanges happen to be in phase the
-//! lag is closer to `I + d`. With `N = 1` the zone behaves exactly as a local one. The simulation test
-//! `cluster_over_admission_is_bounded` checks the bound with random arrivals.
+//! lag is closer to `I + d`. With `N = 1` the zone behaves exactly as a local one. The simulation
+//! test `cluster_over_admission_is_bounded` checks the bound with random arrivals.
+//!
+//! # Persistence
+//!
+//! A node that has never pulled a key (new to it, or its memory lost by a restart) does not know
+//! the cluster's count of it. In a `persistent` zone ([`Persist`]) it admits at most an
+//! allowance of `A` units of the key until an exchange has returned the key's totals (the key
+//! is claimed even with nothing to push, [`SyncRec::pulled`]): a restarted node over-admits at
+//! most `A` units per key beyond the lag bound above, and then continues the window's count.
 
 #![deny(
     clippy::indexing_slicing,
