@@ -15,6 +15,9 @@ Scenarios (each prints what it measured; any failed check exits non-zero):
              ACL user whose password comes from password_file= on one node, password_env= on
              the other: exact totals; a certificate from another CA and a wrong sync_tls_name
              are refused (logged, counted, local limits, no 5xx)
+  restart    a monthly quota (r/M, cost=) on a persistent zone: a node restarted in the middle
+             of the month continues the count (exactly the rest of the month is admitted), and
+             the Redis total equals the units admitted before and after the restart
 """
 import hashlib
 import http.client
@@ -140,6 +143,7 @@ http {{
     rate_limit_zone $arg_k zone=c:1m {sync};
     rate_limit_zone $arg_k zone=closed:1m {sync} sync_fail=closed;
     rate_limit_zone $arg_k zone=local:1m;
+    rate_limit_zone $arg_k zone=q:1m {sync} persistent=1;
     {http_extra}
     server {{
         listen 127.0.0.1:{self.port} reuseport;
@@ -147,6 +151,7 @@ http {{
         root html;
         location /c {{ rate_limit zone=c rate=$arg_rate; try_files /ok.txt =404; }}
         location /closed {{ rate_limit zone=closed rate=100r/m; try_files /ok.txt =404; }}
+        location /q {{ rate_limit zone=q rate=$arg_rate cost=$arg_cost; try_files /ok.txt =404; }}
         location /local {{ rate_limit zone=local rate=$arg_rate; try_files /ok.txt =404; }}
         location /metrics {{ gateway_metrics; }}
         {extra}
@@ -155,6 +160,10 @@ http {{
 """
         with open(os.path.join(self.prefix, "conf", "nginx.conf"), "w") as f:
             f.write(conf)
+        self.start()
+
+    def start(self):
+        name = self.name
         self.proc = subprocess.Popen([NGINX, "-p", self.prefix + "/", "-c", "conf/nginx.conf"],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                      env={**os.environ, **(env or {})})
@@ -165,6 +174,11 @@ http {{
             except OSError:
                 time.sleep(0.05)
         raise SystemExit(f"nginx {name} did not start: {self.proc.stderr.read()}")
+
+    def restart(self):
+        """A full restart (not a reload): the shared memory, and every count in it, is lost."""
+        self.stop()
+        self.start()
 
     def stop(self):
         self.proc.send_signal(signal.SIGQUIT)
@@ -374,6 +388,47 @@ def main():
         five = sum(v for (n, st), v in counts.items() if st != 200)
         check(five == 0 and p99 < 50, f"{len(lat)} requests, none failed, p99 {p99:.1f} ms < 50 ms")
         check("timed out" in a.log(), "the timeout was logged")
+
+        print("restart: a node restarted in the middle of a monthly quota continues the count")
+        month_ms = 31 * 86_400_000  # the period that stands for r/M in counter keys
+        L, key = 100, f"month-{os.getpid()}"
+        q = f"/q?k={key}&rate={L}r/M"
+        # A key a node has not pulled yet gets the allowance (1) until its first exchange:
+        # one request, a pause, then the rest.
+        res = [a.get(q + "&cost=1")[0], b.get(q + "&cost=1")[0]]
+        time.sleep(0.5)
+        res += [a.get(q + "&cost=1")[0] for _ in range(18)] + [b.get(q + "&cost=2")[0] for _ in range(20)]
+        check(res == [200] * 40, f"60 units of {L} used through both nodes: {res.count(200)} of 40 passed")
+        time.sleep(0.5)
+        before, _ = key_total(redis, "q", key, month_ms)
+        check(before == 60, f"redis holds the month's 60 units: {before}")
+        b.restart()
+        res = [b.get(q + "&cost=1")[0] for _ in range(100)]
+        # A quiet moment, then more: the count is the cluster's, not a fresh month.
+        time.sleep(0.5)
+        res += [b.get(q + "&cost=1")[0] for _ in range(60)]
+        admitted = res.count(200)
+        print(f"  after the restart node-b admitted {admitted} (the month had {L - 60} left,"
+              f" the allowance is 1); first statuses {res[:8]}")
+        check(admitted == L - 60, f"the restarted node admitted exactly the rest of the month: {admitted} == {L - 60}")
+        check(all(st in (200, 429) for st in res), "only 200 and 429")
+        time.sleep(0.5)
+        total, keys = key_total(redis, "q", key, month_ms)
+        check(total == 60 + admitted, f"redis total == units admitted before and after: {total} == {60 + admitted}")
+        ttl = int(redis.cli("PTTL", keys[0]).strip()) if keys else -1
+        check(31 * 86_400_000 < ttl <= 62 * 86_400_000, f"a month's key lives two periods (pttl {ttl} ms)")
+        print("restart: the month used up, a restarted node over-admits at most the allowance")
+        b.restart()
+        res = [b.get(q + "&cost=1")[0] for _ in range(50)]
+        time.sleep(0.5)
+        res += [b.get(q + "&cost=1")[0] for _ in range(10)]
+        over = res.count(200)
+        time.sleep(0.5)
+        total, _ = key_total(redis, "q", key, month_ms)
+        check(over <= 1 and total == L + over,
+              f"after the restart {over} admitted (bound 1), redis total {total} == {L} + {over}")
+        cost = [a.get(q + "&cost=101")[0], a.get(q + "&cost=1")[0]]
+        check(cost == [429, 429], f"a cost above the limit, and the used-up month, are refused: {cost}")
 
         print("closed: sync_fail=closed rejects while redis is down")
         redis.stop()

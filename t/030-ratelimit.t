@@ -688,7 +688,7 @@ GET /t
 X-Plan: broken
 --- error_code: 500
 --- error_log eval
-qr/\[error\] .*rate_limit "plans": invalid rate "10r\/x", the unit must be r\/s, r\/m, r\/h or r\/d/
+qr/\[error\] .*rate_limit "plans": invalid rate "10r\/x", the unit must be r\/s, r\/m, r\/h, r\/d, r\/w or r\/M/
 
 
 

@@ -276,7 +276,7 @@ qr/\[emerg\] .*"rate_limit" must have "rate" or "plan" parameter in \S+nginx\.co
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] .*invalid rate "10r\/x", the unit must be r\/s, r\/m, r\/h or r\/d in "rate_limit" directive in \S+nginx\.conf:\d+/
+qr/\[emerg\] .*invalid rate "10r\/x", the unit must be r\/s, r\/m, r\/h, r\/d, r\/w or r\/M in "rate_limit" directive in \S+nginx\.conf:\d+/
 
 
 
@@ -467,4 +467,4 @@ qr/\[emerg\] .*invalid value "burst=lots" in "rate_limit" directive, "burst" mus
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] .*invalid value "period=5" in "rate_limit" directive, parameters are zone=, rate=, plan, burst=, algorithm=, dry_run and policy= in \S+nginx\.conf:\d+/
+qr/\[emerg\] .*invalid value "period=5" in "rate_limit" directive, parameters are zone=, rate=, plan, cost=, burst=, algorithm=, dry_run and policy= in \S+nginx\.conf:\d+/

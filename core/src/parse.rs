@@ -4,7 +4,7 @@
 //! not be UTF-8), so they take anything that is `AsRef<[u8]>`: `parse_size("10m")` and
 //! `parse_size(arg_bytes)` both work. None of them panics or overflows on any input; every
 //! failure is a [`ParseError`] whose `Display` reads like nginx's own messages, e.g.
-//! `invalid rate "10r/x", the unit must be r/s, r/m, r/h or r/d`. The glue appends
+//! `invalid rate "10r/x", the unit must be r/s, r/m, r/h, r/d, r/w or r/M`. The glue appends
 //! `in FILE:LINE` (nginx does that itself for errors returned from a directive handler).
 
 #![deny(
@@ -235,7 +235,9 @@ pub fn parse_duration_ms<S: AsRef<[u8]> + ?Sized>(value: &S) -> Result<u64, Pars
 pub struct Rate {
     /// Requests per period, at least 1 and at most [`Rate::MAX_COUNT`].
     pub count: u64,
-    /// Length of the period in milliseconds: 1000, 60000, 3600000 or 86400000.
+    /// Length of the period in milliseconds: 1000, 60000, 3600000 or 86400000; for the
+    /// calendar windows `r/w` and `r/M`, [`crate::ratelimit::calendar::WEEK_MS`] and
+    /// [`crate::ratelimit::calendar::MONTH_MS`] (which stands for a calendar month).
     pub period_ms: u64,
 }
 
@@ -256,13 +258,16 @@ impl fmt::Display for Rate {
             60_000 => "m",
             3_600_000 => "h",
             86_400_000 => "d",
+            crate::ratelimit::calendar::WEEK_MS => "w",
+            crate::ratelimit::calendar::MONTH_MS => "M",
             _ => return write!(f, "{}r/{}ms", self.count, self.period_ms),
         };
         write!(f, "{}r/{}", self.count, unit)
     }
 }
 
-/// Parses a rate: `<count>r/s`, `r/m`, `r/h` or `r/d`, e.g. `10r/s`, `1000r/h`.
+/// Parses a rate: `<count>r/s`, `r/m`, `r/h`, `r/d`, `r/w` (calendar week) or `r/M` (calendar
+/// month), e.g. `10r/s`, `1000r/h`, `100000r/M`.
 ///
 /// The count is 1 to [`Rate::MAX_COUNT`]; no spaces, signs or fractions. (nginx's `limit_req`
 /// knows only `r/s` and `r/m`; hours and days serve quotas.)
@@ -271,7 +276,7 @@ impl fmt::Display for Rate {
 /// # use gateway_core::parse::{parse_rate, Rate};
 /// assert_eq!(parse_rate("100r/m"), Ok(Rate { count: 100, period_ms: 60_000 }));
 /// assert_eq!(parse_rate("10r/x").unwrap_err().to_string(),
-///            r#"invalid rate "10r/x", the unit must be r/s, r/m, r/h or r/d"#);
+///            r#"invalid rate "10r/x", the unit must be r/s, r/m, r/h, r/d, r/w or r/M"#);
 /// ```
 pub fn parse_rate<S: AsRef<[u8]> + ?Sized>(value: &S) -> Result<Rate, ParseError> {
     let s = value.as_ref();
@@ -286,7 +291,11 @@ pub fn parse_rate<S: AsRef<[u8]> + ?Sized>(value: &S) -> Result<Rate, ParseError
         b"r/m" => 60_000,
         b"r/h" => 3_600_000,
         b"r/d" => 86_400_000,
-        [b'r', b'/', ..] => return Err(err(Some("the unit must be r/s, r/m, r/h or r/d"))),
+        b"r/w" => crate::ratelimit::calendar::WEEK_MS,
+        b"r/M" => crate::ratelimit::calendar::MONTH_MS,
+        [b'r', b'/', ..] => {
+            return Err(err(Some("the unit must be r/s, r/m, r/h, r/d, r/w or r/M")))
+        }
         _ => return Err(err(Some("it must look like 10r/s"))),
     };
     let count = digits_u64(digits)
@@ -482,6 +491,11 @@ mod tests {
         assert_eq!(parse_rate("100r/m"), Ok(r(100, 60_000)));
         assert_eq!(parse_rate("1000r/h"), Ok(r(1000, 3_600_000)));
         assert_eq!(parse_rate("5000r/d"), Ok(r(5000, 86_400_000)));
+        assert_eq!(parse_rate("7r/w"), Ok(r(7, 604_800_000)));
+        assert_eq!(parse_rate("100000r/M"), Ok(r(100_000, 2_678_400_000)));
+        assert_eq!(parse_rate("100000r/M").unwrap().to_string(), "100000r/M");
+        assert_eq!(parse_rate("7r/w").unwrap().to_string(), "7r/w");
+        assert!(parse_rate("7r/W").is_err());
         assert_eq!(parse_rate("4294967295r/s"), Ok(r(u32::MAX as u64, 1000)));
         for bad in [
             "",
@@ -506,7 +520,7 @@ mod tests {
         }
         assert_eq!(
             parse_rate("10r/x").unwrap_err().to_string(),
-            "invalid rate \"10r/x\", the unit must be r/s, r/m, r/h or r/d"
+            "invalid rate \"10r/x\", the unit must be r/s, r/m, r/h, r/d, r/w or r/M"
         );
         assert_eq!(r(10, 1000).to_string(), "10r/s");
         assert_eq!(r(7, 86_400_000).to_string(), "7r/d");

@@ -70,6 +70,8 @@ impl Input<'_> {
             count,
             period_ms,
             burst,
+            offset_ms: 0,
+            cost: 1,
         }
     }
 }

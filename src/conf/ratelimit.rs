@@ -36,6 +36,11 @@ pub struct Zone {
     pub region_len: usize,
     /// `sync=redis://...`: counts shared with other nodes through Redis.
     pub sync: Option<SyncConf>,
+    /// `tz=`: the UTC offset (ms) on which windows are aligned (0: UTC).
+    pub tz_offset_ms: i64,
+    /// `persistent[=N]` (synced zones): the units a node admits for a key before its first
+    /// exchange has pulled the key's count from Redis.
+    pub persistent: Option<u64>,
 }
 
 /// The sync parameters of a `rate_limit_zone`.
@@ -138,6 +143,23 @@ pub struct Limit {
     pub policy: String,
     /// `gateway_rate_limit_total` slots: passed, rejected, rejected in dry run.
     pub slots: [usize; 3],
+    /// `cost=`: the units a request consumes.
+    pub cost: CostSpec,
+}
+
+/// The cost of a request: fixed (default 1) or from a variable.
+#[derive(Clone, Copy, Debug)]
+pub enum CostSpec {
+    Fixed(u64),
+    Variable(ComplexValue),
+}
+
+/// Default allowance of `persistent`.
+pub const DEFAULT_PERSISTENT_ALLOWANCE: u64 = 10;
+
+/// Parses a cost: a whole number 0 to 4294967295.
+pub fn parse_cost(v: &[u8]) -> Option<u64> {
+    parse_number(v).ok().filter(|n| *n <= u64::from(u32::MAX))
 }
 
 /// `rate_limit_headers`.
@@ -204,9 +226,30 @@ pub fn set_zone(cf: &mut ngx_conf_t, mcf: &mut MainConf) -> Result<(), String> {
     let mut tls_cert = None;
     let mut tls_key = None;
     let mut fail_closed = false;
+    let mut tz_offset_ms = 0;
+    let mut persistent = None;
     for v in &a[2..] {
         let s = arg_str(v)?;
+        if s == "persistent" {
+            persistent = Some(DEFAULT_PERSISTENT_ALLOWANCE);
+            continue;
+        }
         match split_key_value(s) {
+            Ok((b"tz", t)) => {
+                tz_offset_ms =
+                    gateway_core::ratelimit::calendar::parse_offset(t).ok_or_else(|| {
+                        invalid(
+                        cf,
+                        s,
+                        "the time zone must be a fixed UTC offset such as \"+02:00\" or \"UTC\"",
+                    )
+                    })?
+            }
+            Ok((b"persistent", n)) => {
+                persistent = Some(parse_cost(n).ok_or_else(|| {
+                    invalid(cf, s, "the allowance must be a whole number of requests")
+                })?)
+            }
             Ok((b"zone", z)) => zone_arg = Some(z.to_vec()),
             Ok((b"sync", u)) => {
                 sync_url = Some(parse_redis_url(&utf8(u)).map_err(|e| {
@@ -282,6 +325,12 @@ pub fn set_zone(cf: &mut ngx_conf_t, mcf: &mut MainConf) -> Result<(), String> {
     if password.is_some() && password_from.is_some() {
         return Err(format!(
             "\"{}\": one of \"password\", \"password_file\" and \"password_env\"",
+            name(cf)
+        ));
+    }
+    if sync_url.is_none() && persistent.is_some() {
+        return Err(format!(
+            "\"{}\": \"persistent\" needs \"sync\" (the counts persist in Redis)",
             name(cf)
         ));
     }
@@ -378,6 +427,8 @@ pub fn set_zone(cf: &mut ngx_conf_t, mcf: &mut MainConf) -> Result<(), String> {
         region: ptr::null_mut(),
         region_len: 0,
         sync,
+        tz_offset_ms,
+        persistent,
     });
     if zone.is_null() {
         return Err("out of memory".into());
@@ -510,6 +561,7 @@ pub fn set_limit(cf: &mut ngx_conf_t, c: &mut RateLimitConf) -> Result<(), Strin
     let mut dry_run = false;
     let mut policy = None;
     let mut plan = false;
+    let mut cost = CostSpec::Fixed(1);
     for v in &a[1..] {
         let s = arg_str(v)?;
         if s == "dry_run" {
@@ -524,7 +576,7 @@ pub fn set_limit(cf: &mut ngx_conf_t, c: &mut RateLimitConf) -> Result<(), Strin
             let why = if s.ends_with('=') {
                 "the value is empty"
             } else {
-                "parameters are zone=, rate=, plan, burst=, algorithm=, dry_run and policy="
+                "parameters are zone=, rate=, plan, cost=, burst=, algorithm=, dry_run and policy="
             };
             return Err(invalid(cf, s, why));
         };
@@ -538,6 +590,22 @@ pub fn set_limit(cf: &mut ngx_conf_t, c: &mut RateLimitConf) -> Result<(), Strin
                 rate = Some(RateSpec::Variable(compile_cv(cf, &value)?));
             }
             b"rate" => rate = Some(RateSpec::Fixed(parse_rate(val).map_err(|e| e.to_string())?)),
+            b"cost" if val.starts_with(b"$") => {
+                let mut value = *v;
+                // SAFETY: skips the 5-byte ASCII prefix "cost=" of this argument.
+                value.data = unsafe { value.data.add(5) };
+                value.len -= 5;
+                cost = CostSpec::Variable(compile_cv(cf, &value)?);
+            }
+            b"cost" => {
+                cost = CostSpec::Fixed(parse_cost(val).filter(|n| *n >= 1).ok_or_else(|| {
+                    invalid(
+                        cf,
+                        s,
+                        "\"cost\" must be a whole number from 1 to 4294967295",
+                    )
+                })?)
+            }
             b"burst" => {
                 burst =
                     Some(parse_number(val).map_err(|_| {
@@ -563,13 +631,11 @@ pub fn set_limit(cf: &mut ngx_conf_t, c: &mut RateLimitConf) -> Result<(), Strin
                     "the label must be printable ASCII without spaces, quotes or backslashes",
                 ))
             }
-            _ => {
-                return Err(invalid(
-                    cf,
-                    s,
-                    "parameters are zone=, rate=, plan, burst=, algorithm=, dry_run and policy=",
-                ))
-            }
+            _ => return Err(invalid(
+                cf,
+                s,
+                "parameters are zone=, rate=, plan, cost=, burst=, algorithm=, dry_run and policy=",
+            )),
         }
     }
     let Some(zone_name) = zone_name else {
@@ -604,6 +670,18 @@ pub fn set_limit(cf: &mut ngx_conf_t, c: &mut RateLimitConf) -> Result<(), Strin
             ))
         }
     };
+    if let (Some(RateSpec::Fixed(r)), Algorithm::TokenBucket) = (&rate, algorithm) {
+        let win = gateway_core::ratelimit::calendar::Windows {
+            period_ms: r.period_ms,
+            offset_ms: 0,
+        };
+        if win.is_calendar() {
+            return Err(format!(
+                "\"{}\": rate={r} is a calendar window, which algorithm=token_bucket does not support",
+                name(cf)
+            ));
+        }
+    }
     if burst.is_some() && algorithm == Algorithm::Sliding {
         return Err("\"burst\" applies to algorithm=token_bucket only".into());
     }
@@ -657,6 +735,7 @@ pub fn set_limit(cf: &mut ngx_conf_t, c: &mut RateLimitConf) -> Result<(), Strin
             dry_run,
             policy,
             slots,
+            cost,
         });
     }
     Ok(())

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use gateway_core::parse::parse_rate;
 use gateway_core::ratelimit::algo::{check_and_consume, refund, Decision, Params, State};
 use gateway_core::ratelimit::counter_key;
-use gateway_core::ratelimit::sync::{check_and_consume_synced, refund_synced};
+use gateway_core::ratelimit::sync::{check_and_consume_synced, refund_synced, Persist};
 use gateway_core::ratelimit::table::{Outcome, Table};
 use nginx_sys::{
     ngx_http_request_t, ngx_int_t, ngx_shmtx_lock, ngx_shmtx_unlock,
@@ -18,7 +18,9 @@ use ngx::http::{HttpModuleLocationConf, Request};
 
 use super::ctx::RequestCtx;
 use super::GatewayModule;
-use crate::conf::ratelimit::{HeaderMode, Limit, RateLimitConf, RateSpec, Zone};
+use crate::conf::ratelimit::{
+    parse_cost, CostSpec, HeaderMode, Limit, RateLimitConf, RateSpec, Zone,
+};
 
 /// `$rate_limit_status`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,6 +70,49 @@ fn with_table<T>(zone: &Zone, f: impl FnOnce(&mut Table) -> T) -> Option<T> {
 /// Once-a-minute limiter for error-log lines about bad rates from variables (per worker).
 static LAST_BAD_RATE_LOG: AtomicU64 = AtomicU64::new(0);
 
+/// Logs a bad value of a variable (rate or cost) at most once a minute per worker, and says
+/// what the limit does: skipped, or the request answered 500 (`rate_limit_invalid_rate`).
+fn bad_value(
+    request: &Request,
+    limit: &Limit,
+    conf: &RateLimitConf,
+    now: u64,
+    what: &str,
+) -> ParamsOr {
+    let last = LAST_BAD_RATE_LOG.load(Ordering::Relaxed);
+    if now.saturating_sub(last) >= 60_000 {
+        LAST_BAD_RATE_LOG.store(now, Ordering::Relaxed);
+        gw_log!(
+            NGX_LOG_ERR,
+            request.log(),
+            "rate_limit \"{}\": {what} from variable",
+            limit.policy
+        );
+    }
+    if conf.invalid_rate_error.unwrap_or(false) {
+        ParamsOr::Error
+    } else {
+        ParamsOr::Skip
+    }
+}
+
+/// The request's cost for `limit`: `None` when the variable's value is not a number.
+fn cost_for(request: &Request, limit: &Limit) -> Option<u64> {
+    match limit.cost {
+        CostSpec::Fixed(n) => Some(n),
+        CostSpec::Variable(cv) => {
+            // SAFETY: the complex value was compiled from this configuration.
+            let v = request.get_complex_value(unsafe { &*cv.0 });
+            let v = v.map(|s| s.as_bytes()).unwrap_or_default();
+            if v.is_empty() {
+                Some(1)
+            } else {
+                parse_cost(v)
+            }
+        }
+    }
+}
+
 enum ParamsOr {
     Params(Params),
     Skip,
@@ -75,6 +120,25 @@ enum ParamsOr {
 }
 
 fn params_for(
+    request: &Request,
+    ctx: &RequestCtx,
+    limit: &Limit,
+    conf: &RateLimitConf,
+    zone: &Zone,
+    now: u64,
+) -> ParamsOr {
+    let cost = match cost_for(request, limit) {
+        Some(0) => return ParamsOr::Skip, // a free request: this limit neither counts nor refuses it
+        Some(n) => n,
+        None => return bad_value(request, limit, conf, now, "invalid cost"),
+    };
+    match params_for_rate(request, ctx, limit, conf, now) {
+        ParamsOr::Params(p) => ParamsOr::Params(p.with_offset(zone.tz_offset_ms).with_cost(cost)),
+        other => other,
+    }
+}
+
+fn params_for_rate(
     request: &Request,
     ctx: &RequestCtx,
     limit: &Limit,
@@ -101,28 +165,21 @@ fn params_for(
             let v = request.get_complex_value(unsafe { &*cv.0 });
             let v = v.map(|s| s.as_bytes()).unwrap_or_default();
             match parse_rate(v) {
+                Ok(r)
+                    if limit.algorithm == gateway_core::ratelimit::algo::Algorithm::TokenBucket
+                        && Params::new(limit.algorithm, r, 0).windows().is_calendar() =>
+                {
+                    bad_value(
+                        request,
+                        limit,
+                        conf,
+                        now,
+                        &format!("rate \"{r}\" is a calendar window, which algorithm=token_bucket does not support,"),
+                    )
+                }
                 Ok(r) => ParamsOr::Params(Params::new(limit.algorithm, r, limit.burst)),
-                Err(e) if v.is_empty() => {
-                    let _ = e;
-                    ParamsOr::Skip
-                }
-                Err(e) => {
-                    let last = LAST_BAD_RATE_LOG.load(Ordering::Relaxed);
-                    if now.saturating_sub(last) >= 60_000 {
-                        LAST_BAD_RATE_LOG.store(now, Ordering::Relaxed);
-                        gw_log!(
-                            NGX_LOG_ERR,
-                            request.log(),
-                            "rate_limit \"{}\": {e} from variable",
-                            limit.policy
-                        );
-                    }
-                    if conf.invalid_rate_error.unwrap_or(false) {
-                        ParamsOr::Error
-                    } else {
-                        ParamsOr::Skip
-                    }
-                }
+                Err(_) if v.is_empty() => ParamsOr::Skip,
+                Err(e) => bad_value(request, limit, conf, now, &e.to_string()),
             }
         }
     }
@@ -149,6 +206,10 @@ fn decide(
     now: u64,
 ) -> Option<(Decision, Option<u64>)> {
     let fail_closed = zone.sync.as_ref().is_some_and(|s| s.fail_closed);
+    let persist = zone.persistent.map(|allowance| Persist {
+        allowance,
+        retry_ms: zone.sync.as_ref().map_or(1000, |s| s.interval_ms),
+    });
     with_table(zone, |t| {
         if fail_closed && t.sync_down() {
             // sync_fail=closed: nothing passes while the cluster's counts are unknown.
@@ -162,6 +223,9 @@ fn decide(
             };
             return (d, None);
         }
+        // sync_fail=open while Redis is failing: local limits, so no allowance waits for a
+        // pull that cannot happen.
+        let persist = persist.filter(|_| !t.sync_down());
         if earlier.is_some() || !count {
             let mut st = State::EMPTY;
             let mut rec = None;
@@ -176,14 +240,14 @@ fn decide(
                 }
             }
             let d = match rec.as_mut() {
-                Some(r) => check_and_consume_synced(&mut st, r, now, params),
+                Some(r) => check_and_consume_synced(&mut st, r, now, params, persist),
                 None => check_and_consume(&mut st, now, params),
             };
             return (d, None);
         }
         let (state, rec, outcome) = t.lookup_or_insert_synced(node, now);
         let d = match rec {
-            Some(rec) => check_and_consume_synced(state, rec, now, params),
+            Some(rec) => check_and_consume_synced(state, rec, now, params, persist),
             None => check_and_consume(state, now, params),
         };
         let evicted = if outcome == Outcome::Evicted {
@@ -227,7 +291,7 @@ pub fn access(
         if key.is_empty() {
             continue; // an empty key is not limited, as with limit_req
         }
-        let params = match params_for(request, ctx, limit, conf, now) {
+        let params = match params_for(request, ctx, limit, conf, zone, now) {
             ParamsOr::Params(p) => p,
             ParamsOr::Skip => continue,
             ParamsOr::Error => {
@@ -248,7 +312,7 @@ pub fn access(
             if !dry {
                 if let Some((d, _)) = decide(zone, &node, &params, earlier.as_ref(), false, now) {
                     if !d.allowed && d.retry_after_ms > retry {
-                        rejected = Some((d, limit, params.policy()));
+                        rejected = Some((d, limit, params.policy(now)));
                     }
                 }
             }
@@ -274,7 +338,7 @@ pub fn access(
                 if n == 1 { "" } else { "s" }
             );
         }
-        let window = params.policy();
+        let window = params.policy(now);
         let dry = !d.allowed && dry;
         let slot = if d.allowed {
             0

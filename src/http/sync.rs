@@ -139,7 +139,8 @@ impl Syncer {
         }
         let mut claims = std::mem::take(&mut self.claims);
         claims.clear();
-        self.with_table(|t| t.sync_claims(now, MAX_SCAN, MAX_CLAIMS, &mut claims));
+        let offset = self.zone().tz_offset_ms;
+        self.with_table(|t| t.sync_claims(now, offset, MAX_SCAN, MAX_CLAIMS, &mut claims));
         self.claims = claims;
         if self.claims.is_empty() {
             return;

@@ -14,6 +14,11 @@
 //!   a client that used its quota at the start of a window waiting up to `2P - P/L`, e.g. 72
 //!   minutes for `5r/h`; with it, a limited client waits at most one period.
 //!
+//! * **Calendar windows** (`r/w`, `r/M`, [`super::calendar`]): fixed windows with the real
+//!   bounds of the week or month on the zone's clock; a request is admitted iff the window's
+//!   count plus its cost fits the limit, and everything is back at the window's end. The sliding
+//!   estimate is not applied (a month's quota is "N per calendar month").
+//!
 //! * **GCRA** ([`Algorithm::TokenBucket`], a token bucket with `burst`): the state is the
 //!   theoretical arrival time `tat`, kept in **nanoseconds** so that high rates stay exact
 //!   (3000r/s gives an emission interval of 333 333 ns, not a rounded 0 or 1 ms). With
@@ -60,6 +65,13 @@
 //! backlog is clamped to what the new parameters allow, and a state kept for the other algorithm
 //! is restarted. A clock that goes backwards is treated as standing still.
 //!
+//! # Costs
+//!
+//! A request of cost `c` ([`Params::cost`], default 1) is admitted iff `c` more units fit
+//! (sliding and calendar: `estimate + c <= limit`; GCRA: `c` emission intervals within the
+//! tolerance) and then counts `c`; a cost above the limit never fits. `retry_after_ms` is when
+//! `c` units fit; `reset_ms` with `remaining` 0 when one does.
+//!
 //! # Several limits on one request, and dry runs
 //!
 //! [`check_and_consume`] leaves the state untouched when it rejects. The glue applies limits in
@@ -79,6 +91,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
+use super::calendar::Windows;
 use crate::parse::Rate;
 
 /// Which algorithm a limit uses.
@@ -125,6 +138,10 @@ pub struct Params {
     /// Token bucket only: requests allowed at once in excess of the rate (nginx's `burst`).
     /// The sliding window ignores it.
     pub burst: u64,
+    /// The local clock's offset from UTC (ms) on which windows are aligned (`tz=`).
+    pub offset_ms: i64,
+    /// Units one request consumes (`cost=`); 0 is taken as 1.
+    pub cost: u64,
 }
 
 impl Params {
@@ -135,7 +152,36 @@ impl Params {
             count: rate.count,
             period_ms: rate.period_ms,
             burst,
+            offset_ms: 0,
+            cost: 1,
         }
+    }
+
+    /// The same parameters with windows aligned on a UTC offset (ms).
+    #[must_use]
+    pub fn with_offset(mut self, offset_ms: i64) -> Self {
+        self.offset_ms = offset_ms;
+        self
+    }
+
+    /// The same parameters with a request costing `cost` units.
+    #[must_use]
+    pub fn with_cost(mut self, cost: u64) -> Self {
+        self.cost = cost;
+        self
+    }
+
+    /// Where this limit's windows lie on the clock.
+    #[must_use]
+    pub fn windows(&self) -> Windows {
+        Windows {
+            period_ms: self.period_ms(),
+            offset_ms: self.offset_ms,
+        }
+    }
+
+    pub(crate) fn cost(&self) -> u64 {
+        self.cost.clamp(1, u64::from(u32::MAX))
     }
 
     pub(crate) fn count(&self) -> u64 {
@@ -173,10 +219,18 @@ impl Params {
     /// bucket per second is not under-reported: `2r/h` gives `(1, 1800)`, `3r/h burst=2` gives
     /// `(3, 3600)`, `10r/s` gives `(10, 1)`. (Reporting `(capacity, period)` would claim one
     /// request per hour for `2r/h` without burst.)
+    ///
+    /// Calendar windows (`r/w`, `r/M`) report the length of the window holding `now_ms`: a
+    /// month is 28 to 31 days.
     #[must_use]
-    pub fn policy(&self) -> (u64, u64) {
+    pub fn policy(&self, now_ms: u64) -> (u64, u64) {
         let period = u128::from(self.period_ms());
+        let win = self.windows();
         match self.algorithm {
+            Algorithm::Sliding if win.is_calendar() => {
+                let len = win.len(win.start(now_ms));
+                (self.count(), len.div_ceil(1000).max(1))
+            }
             Algorithm::Sliding => (self.count(), self.period_ms().div_ceil(1000).max(1)),
             Algorithm::TokenBucket => {
                 let cap = self.limit();
@@ -332,7 +386,10 @@ impl State {
 pub(crate) struct Window {
     /// Start (ms) of the window holding `now`.
     pub(crate) start: u64,
-    /// Count of the previous window; 0 once its requests are all a period old.
+    /// End (ms, exclusive) of the window holding `now`.
+    pub(crate) end: u64,
+    /// Count of the previous window; 0 once its requests are all a period old, and always 0
+    /// for calendar windows (they do not slide).
     pub(crate) prev: u64,
     /// Count of the current window.
     pub(crate) cur: u64,
@@ -342,52 +399,61 @@ pub(crate) struct Window {
     pub(crate) last: u64,
     /// `now`, never before `last` (a clock that went back stands still at the last admission).
     pub(crate) now: u64,
+    /// Calendar window (fixed, no sliding estimate).
+    pub(crate) calendar: bool,
 }
 
 impl Window {
     /// Milliseconds until every request counted here is a full period old (0 if none is
     /// counted): at that moment the key's whole quota is back, whatever the weighted estimate
-    /// says (it assumes the previous window's requests were spread over that window).
+    /// says (it assumes the previous window's requests were spread over that window). For a
+    /// calendar window: until its end.
     pub(crate) fn expiry(&self, period: u64) -> u64 {
         if self.prev == 0 && self.cur == 0 {
             0
+        } else if self.calendar {
+            self.end.saturating_sub(self.now)
         } else {
             self.last.saturating_add(period).saturating_sub(self.now)
         }
     }
 }
 
-pub(crate) fn sliding_window(st: &State, now_ms: u64, period: u64) -> Window {
+pub(crate) fn sliding_window(st: &State, now_ms: u64, win: &Windows) -> Window {
+    let period = win.period_ms.max(1);
     let (last, a, b) = if st.kind == KIND_SLIDING {
         (st.t, u64::from(st.a), u64::from(st.b))
     } else {
         (0, 0, 0)
     };
     let now = now_ms.max(last);
-    let align = |t: u64| t.saturating_sub(t.checked_rem(period).unwrap_or(0));
-    let (start, start_last) = (align(now), align(last));
+    let (start, start_last) = (win.start(now), win.start(last));
     let (prev, cur) = if start == start_last {
         (a, b)
-    } else if start == start_last.saturating_add(period) {
+    } else if start_last == win.prev_start(start) {
         (b, 0)
     } else {
         (0, 0)
     };
+    let calendar = win.is_calendar();
     // Everything counted happened at or before `last`: a period later none of it is in the
     // sliding window, so the previous window's count no longer weighs (the current one is
-    // then 0 already, since the current window started less than a period ago).
-    let prev = if now.saturating_sub(last) >= period {
+    // then 0 already, since the current window started less than a period ago). Calendar
+    // windows do not slide: the previous window never weighs.
+    let prev = if calendar || now.saturating_sub(last) >= period {
         0
     } else {
         prev
     };
     Window {
         start,
+        end: win.end(start),
         prev,
         cur,
         elapsed: now.saturating_sub(start),
         last,
         now,
+        calendar,
     }
 }
 
@@ -409,21 +475,35 @@ pub(crate) fn weighted_prev(prev: u64, elapsed: u64, period: u64) -> u64 {
     u64::try_from(w).unwrap_or(u64::MAX)
 }
 
-/// Whether one more request fits: `prev*(P-e)/P + cur + 1 <= L`, exactly.
-pub(crate) fn sliding_admits(prev: u64, cur: u64, elapsed: u64, period: u64, limit: u64) -> bool {
-    let Some(room) = limit.checked_sub(cur).and_then(|r| r.checked_sub(1)) else {
+/// Whether `need` more units fit: `prev*(P-e)/P + cur + need <= L`, exactly.
+pub(crate) fn sliding_admits(
+    prev: u64,
+    cur: u64,
+    elapsed: u64,
+    period: u64,
+    limit: u64,
+    need: u64,
+) -> bool {
+    let Some(room) = limit.checked_sub(cur).and_then(|r| r.checked_sub(need)) else {
         return false;
     };
     let lhs = u128::from(prev).saturating_mul(u128::from(period.saturating_sub(elapsed)));
     lhs <= u128::from(room).saturating_mul(u128::from(period))
 }
 
-/// Milliseconds from offset `elapsed` until `prev*(P-e')/P + cur + 1 <= limit` holds, assuming
-/// no further requests (the window may roll over in between).
-pub(crate) fn sliding_wait(prev: u64, cur: u64, elapsed: u64, period: u64, limit: u64) -> u64 {
+/// Milliseconds from offset `elapsed` until `prev*(P-e')/P + cur + need <= limit` holds,
+/// assuming no further requests (the window may roll over in between).
+pub(crate) fn sliding_wait(
+    prev: u64,
+    cur: u64,
+    elapsed: u64,
+    period: u64,
+    limit: u64,
+    need: u64,
+) -> u64 {
     // Smallest offset e' in a window with counts (p, c) at which one more fits, if any (<= P).
     let fit_at = |p: u64, c: u64| -> Option<u64> {
-        let room = limit.checked_sub(c)?.checked_sub(1)?;
+        let room = limit.checked_sub(c)?.checked_sub(need)?;
         if p == 0 {
             return Some(0);
         }
@@ -441,7 +521,7 @@ pub(crate) fn sliding_wait(prev: u64, cur: u64, elapsed: u64, period: u64, limit
         // Not in this window: after the roll the counts are (cur, 0).
         _ => match fit_at(cur, 0) {
             Some(e) => to_end.saturating_add(e),
-            // limit < 1 cannot happen (count is clamped to >= 1); wait two windows regardless.
+            // More than the limit (a cost above it): it never fits; two windows regardless.
             None => to_end.saturating_add(period),
         },
     }
@@ -460,37 +540,70 @@ fn sliding_reset(prev: u64, cur: u64, elapsed: u64, period: u64) -> u64 {
     }
 }
 
+/// A fixed calendar window (`r/w`, `r/M`): admitted iff the window's count plus the cost fits
+/// the limit; everything is back at the window's end.
+fn calendar_decide(
+    st: &mut State,
+    mut w: Window,
+    others_cur: u64,
+    period: u64,
+    limit: u64,
+    cost: u64,
+) -> Decision {
+    let allowed = w.cur.saturating_add(others_cur).saturating_add(cost) <= limit;
+    if allowed {
+        w.cur = w.cur.saturating_add(cost);
+        w.last = w.now;
+        store_admitted(st, &w, period);
+    }
+    let used = w.cur.saturating_add(others_cur);
+    let to_end = w.end.saturating_sub(w.now).max(1);
+    Decision {
+        allowed,
+        limit,
+        remaining: limit.saturating_sub(used),
+        reset_ms: if used > 0 { to_end } else { 0 },
+        retry_after_ms: if allowed { 0 } else { to_end },
+    }
+}
+
 /// A sliding-window decision over this node's counts `w` plus, for a zone synced through
 /// Redis, the other nodes' counts of the same two windows (`others`, as last pulled). An
-/// admitted request is counted in `st`. Returns the decision.
+/// admitted request is counted in `st` (`cost` units). Returns the decision.
 ///
-/// The request is admitted iff the weighted estimate over all counts fits the limit; this
-/// node's counts stop weighing a period after its last admission ([`sliding_window`]). The
-/// waits assume no further request arrives and the other nodes' counts do not change:
-/// * `retry_after_ms` (on a rejection), and `reset_ms` whenever `remaining` is 0: until the
-///   first millisecond at which one more request is admitted. Locally this is never more than
-///   one period: `min(weighted-estimate wait, expiry of the last admission)`.
+/// The request is admitted iff the weighted estimate over all counts plus its cost fits the
+/// limit; this node's counts stop weighing a period after its last admission
+/// ([`sliding_window`]). The waits assume no further request arrives and the other nodes'
+/// counts do not change:
+/// * `retry_after_ms` (on a rejection): until the first millisecond at which the request's
+///   cost fits; `reset_ms` whenever `remaining` is 0: until one more unit fits. Locally this is
+///   never more than one period: `min(weighted-estimate wait, expiry of the last admission)`.
 /// * `reset_ms` when `remaining > 0`: until the full limit is back.
+///
+/// Calendar windows are fixed windows ([`calendar_decide`]).
 pub(crate) fn sliding_decide(
     st: &mut State,
     mut w: Window,
     others: (u64, u64),
-    period: u64,
+    win: &Windows,
     limit: u64,
+    cost: u64,
 ) -> Decision {
+    let period = win.period_ms.max(1);
     let (others_prev, others_cur) = others;
-    let admits = |w: &Window| {
-        sliding_admits(
-            w.prev.saturating_add(others_prev),
-            w.cur.saturating_add(others_cur),
-            w.elapsed,
-            period,
-            limit,
-        )
-    };
-    let allowed = admits(&w);
+    if w.calendar {
+        return calendar_decide(st, w, others_cur, period, limit, cost);
+    }
+    let allowed = sliding_admits(
+        w.prev.saturating_add(others_prev),
+        w.cur.saturating_add(others_cur),
+        w.elapsed,
+        period,
+        limit,
+        cost,
+    );
     if allowed {
-        w.cur = w.cur.saturating_add(1);
+        w.cur = w.cur.saturating_add(cost);
         w.last = w.now;
         store_admitted(st, &w, period);
     }
@@ -501,22 +614,29 @@ pub(crate) fn sliding_decide(
     let used = cur.saturating_add(weighted_prev(prev, w.elapsed, period));
     let remaining = limit.saturating_sub(used);
     let expiry = w.expiry(period);
-    let next = if remaining > 0 {
-        0
-    } else {
-        // Before `expiry` this node's counts weigh as the estimate says; from then on only
-        // the other nodes' counts do.
-        let all = sliding_wait(prev, cur, w.elapsed, period, limit);
+    // Before `expiry` this node's counts weigh as the estimate says; from then on only the
+    // other nodes' counts do.
+    let wait_for = |need: u64| {
+        let all = sliding_wait(prev, cur, w.elapsed, period, limit, need);
         if all < expiry {
             all
         } else {
-            let theirs = sliding_wait(others_prev, others_cur, w.elapsed, period, limit);
+            let theirs = sliding_wait(others_prev, others_cur, w.elapsed, period, limit, need);
             expiry.max(theirs)
         }
         .max(1)
     };
+    let next = if allowed && remaining > 0 {
+        0
+    } else {
+        wait_for(if allowed { 1 } else { cost })
+    };
     let reset_ms = if remaining == 0 {
-        next
+        if allowed || cost == 1 {
+            next
+        } else {
+            wait_for(1)
+        }
     } else {
         let mine = sliding_reset(w.prev, w.cur, w.elapsed, period).min(expiry);
         mine.max(sliding_reset(others_prev, others_cur, w.elapsed, period))
@@ -531,9 +651,9 @@ pub(crate) fn sliding_decide(
 }
 
 fn check_sliding(st: &mut State, now_ms: u64, p: &Params) -> Decision {
-    let period = p.period_ms();
-    let w = sliding_window(st, now_ms, period);
-    sliding_decide(st, w, (0, 0), period, p.count())
+    let win = p.windows();
+    let w = sliding_window(st, now_ms, &win);
+    sliding_decide(st, w, (0, 0), &win, p.count(), p.cost())
 }
 
 fn ns_to_ms_ceil(ns: u64) -> u64 {
@@ -555,17 +675,28 @@ fn check_gcra(st: &mut State, now_ms: u64, p: &Params) -> Decision {
         backlog = max_backlog;
         st.t = now.saturating_add(max_backlog);
     }
-    if backlog > tau {
-        let retry = ns_to_ms_ceil(backlog.saturating_sub(tau)).max(1);
+    // A request of cost `c` takes `c` emission intervals: it fits iff the first `c - 1` of
+    // them do not push the backlog beyond tau.
+    let extra = p.cost().saturating_sub(1).saturating_mul(t);
+    if backlog.saturating_add(extra) > tau {
+        let retry = ns_to_ms_ceil(backlog.saturating_add(extra).saturating_sub(tau)).max(1);
+        let remaining = tau.checked_sub(backlog).map_or(0, |slack| {
+            slack.checked_div(t).unwrap_or(0).saturating_add(1)
+        });
+        let reset = ns_to_ms_ceil(backlog.saturating_sub(tau)).max(1);
         return Decision {
             allowed: false,
             limit,
-            remaining: 0,
-            reset_ms: retry,
+            remaining: remaining.min(limit),
+            reset_ms: if remaining == 0 {
+                reset
+            } else {
+                ns_to_ms_ceil(backlog)
+            },
             retry_after_ms: retry,
         };
     }
-    let new_backlog = backlog.saturating_add(t);
+    let new_backlog = backlog.saturating_add(extra).saturating_add(t);
     *st = State {
         t: now.saturating_add(new_backlog),
         a: 0,
@@ -623,20 +754,22 @@ pub fn refund(state: &mut State, now_ms: u64, params: &Params) {
             }
             // `t` stays: the last admission is never earlier than it says, so the counts
             // expire no sooner than they should.
-            let w = sliding_window(state, now_ms, params.period_ms());
+            let cost = params.cost();
+            let w = sliding_window(state, now_ms, &params.windows());
             if w.cur > 0 {
                 state.a = u32::try_from(w.prev).unwrap_or(u32::MAX);
-                state.b = u32::try_from(w.cur.saturating_sub(1)).unwrap_or(u32::MAX);
+                state.b = u32::try_from(w.cur.saturating_sub(cost)).unwrap_or(u32::MAX);
             } else if w.prev > 0 {
                 // The window rolled over since the hit: `t` is in the previous window now.
                 state.a = 0;
-                state.b = u32::try_from(w.prev.saturating_sub(1)).unwrap_or(u32::MAX);
+                state.b = u32::try_from(w.prev.saturating_sub(cost)).unwrap_or(u32::MAX);
             }
             state.aux = u32::try_from(params.period_ms()).unwrap_or(u32::MAX);
         }
         Algorithm::TokenBucket => {
             if state.kind == KIND_GCRA {
-                state.t = state.t.saturating_sub(params.gcra().0);
+                let t = params.gcra().0.saturating_mul(params.cost());
+                state.t = state.t.saturating_sub(t);
             }
         }
     }
@@ -658,6 +791,8 @@ mod tests {
             count,
             period_ms,
             burst: 0,
+            offset_ms: 0,
+            cost: 1,
         }
     }
 
@@ -667,6 +802,8 @@ mod tests {
             count,
             period_ms,
             burst,
+            offset_ms: 0,
+            cost: 1,
         }
     }
 
@@ -684,19 +821,125 @@ mod tests {
     }
 
     #[test]
+    fn calendar_windows_are_fixed() {
+        use crate::ratelimit::calendar::{days_from_civil, MONTH_MS, WEEK_MS};
+        const DAY: u64 = 86_400_000;
+        const H: u64 = 3_600_000;
+        let at = |y, m, d| days_from_civil(y, m, d) as u64 * DAY;
+        let p = sliding(3, MONTH_MS);
+        let mut st = State::EMPTY;
+        let feb = at(2024, 2, 1);
+        for i in 0..3 {
+            assert!(check_and_consume(&mut st, feb - H + i, &p).allowed);
+        }
+        // Exhausted until the month ends, whatever the sliding estimate would say.
+        let d = check_and_consume(&mut st, feb - 1000, &p);
+        assert!(!d.allowed);
+        assert_eq!((d.retry_after_ms, d.reset_ms, d.remaining), (1000, 1000, 0));
+        // The 1st: a fresh quota, the previous month does not weigh.
+        let d = check_and_consume(&mut st, feb, &p);
+        assert!(d.allowed);
+        assert_eq!(d.remaining, 2);
+        assert_eq!(d.reset_ms, 29 * DAY); // leap February: back at March 1st
+        refund(&mut st, feb + 1, &p);
+        assert_eq!(peek(&st, feb + 2, &p).remaining, 2);
+        // RateLimit-Policy w= is the length of the month holding now.
+        assert_eq!(p.policy(feb), (3, 29 * 86_400));
+        assert_eq!(p.policy(at(2026, 2, 10)), (3, 28 * 86_400));
+        assert_eq!(p.policy(at(2026, 4, 30)), (3, 30 * 86_400));
+        assert_eq!(p.policy(at(2026, 1, 10)), (3, 31 * 86_400));
+        // +02:00: the local month starts at 22:00 UTC the day before.
+        let p = sliding(1, MONTH_MS).with_offset(2 * H as i64);
+        let mut st = State::EMPTY;
+        assert!(check_and_consume(&mut st, feb - 3 * H, &p).allowed);
+        let d = check_and_consume(&mut st, feb - 2 * H - 1, &p);
+        assert!(!d.allowed);
+        assert_eq!(d.retry_after_ms, 1);
+        assert!(check_and_consume(&mut st, feb - 2 * H, &p).allowed);
+        // Weeks: Monday 00:00 to Monday 00:00 (2026-11-30 is a Monday).
+        let p = sliding(2, WEEK_MS);
+        let mon = at(2026, 11, 30);
+        let mut st = State::EMPTY;
+        assert!(check_and_consume(&mut st, mon - 1, &p).allowed);
+        assert!(check_and_consume(&mut st, mon - 1, &p).allowed);
+        assert_eq!(check_and_consume(&mut st, mon - 1, &p).retry_after_ms, 1);
+        let d = check_and_consume(&mut st, mon, &p);
+        assert!(d.allowed);
+        assert_eq!((d.remaining, d.reset_ms), (1, WEEK_MS));
+        assert_eq!(p.policy(mon), (2, 7 * 86_400));
+        // A state of a month kept across a whole month is dropped.
+        let p = sliding(1, MONTH_MS);
+        let mut st = State::EMPTY;
+        assert!(check_and_consume(&mut st, at(2026, 1, 31), &p).allowed);
+        assert!(check_and_consume(&mut st, at(2026, 3, 1), &p).allowed);
+    }
+
+    #[test]
+    fn cost_consumes_units() {
+        use crate::ratelimit::calendar::MONTH_MS;
+        let p = sliding(10, 60_000).with_cost(4);
+        let mut st = State::EMPTY;
+        let t = 600_000;
+        let d = check_and_consume(&mut st, t, &p);
+        assert_eq!((d.allowed, d.remaining), (true, 6));
+        let d = check_and_consume(&mut st, t, &p);
+        assert_eq!((d.allowed, d.remaining), (true, 2));
+        let before = st;
+        let d = check_and_consume(&mut st, t + 1, &p);
+        assert_eq!((d.allowed, d.remaining), (false, 2));
+        assert_eq!(st, before, "a rejection consumes nothing");
+        // Four units are back once the eight counted are a period old.
+        assert_eq!(d.retry_after_ms, 60_000 - 1);
+        // Two still fit.
+        let two = p.with_cost(2);
+        let d = check_and_consume(&mut st, t + 1, &two);
+        assert_eq!((d.allowed, d.remaining), (true, 0));
+        refund(&mut st, t + 2, &two);
+        assert_eq!(peek(&st, t + 2, &sliding(10, 60_000)).remaining, 1);
+        // A cost above the limit never fits.
+        let d = check_and_consume(&mut State::default(), t, &p.with_cost(11));
+        assert!(!d.allowed);
+        assert!(check_and_consume(&mut State::default(), t, &p.with_cost(10)).allowed);
+        // 0 counts as 1.
+        assert_eq!(
+            check_and_consume(&mut State::default(), t, &p.with_cost(0)).remaining,
+            9
+        );
+        // Calendar windows count units the same way.
+        let m = sliding(10, MONTH_MS).with_cost(3);
+        let mut st = State::EMPTY;
+        let n = (0..5)
+            .filter(|_| check_and_consume(&mut st, t, &m).allowed)
+            .count();
+        assert_eq!(n, 3);
+        assert_eq!(peek(&st, t, &m.with_cost(1)).remaining, 0);
+        // Token bucket: a cost takes that many emission intervals.
+        let b = bucket(1, 1000, 4).with_cost(3);
+        let mut st = State::EMPTY;
+        let d = check_and_consume(&mut st, t, &b);
+        assert_eq!((d.allowed, d.remaining), (true, 2));
+        let d = check_and_consume(&mut st, t, &b);
+        assert_eq!((d.allowed, d.retry_after_ms), (false, 1000));
+        assert!(check_and_consume(&mut st, t, &b.with_cost(2)).allowed);
+        refund(&mut st, t, &b.with_cost(2));
+        assert_eq!(peek(&st, t, &b.with_cost(1)).remaining, 1);
+        assert!(!check_and_consume(&mut State::default(), t, &b.with_cost(6)).allowed);
+    }
+
+    #[test]
     fn policy_is_the_rate() {
-        assert_eq!(sliding(100, 60_000).policy(), (100, 60));
-        assert_eq!(sliding(5, 1000).policy(), (5, 1));
-        assert_eq!(bucket(2, 3_600_000, 0).policy(), (1, 1800));
-        assert_eq!(bucket(1, 3_600_000, 0).policy(), (1, 3600));
-        assert_eq!(bucket(3, 3_600_000, 2).policy(), (3, 3600));
-        assert_eq!(bucket(10, 3_600_000, 39).policy(), (40, 14_400));
-        assert_eq!(bucket(10, 1000, 0).policy(), (10, 1));
-        assert_eq!(bucket(3000, 1000, 100).policy(), (3000, 1));
-        assert_eq!(bucket(1, 86_400_000, 6).policy(), (7, 7 * 86_400));
+        assert_eq!(sliding(100, 60_000).policy(0), (100, 60));
+        assert_eq!(sliding(5, 1000).policy(0), (5, 1));
+        assert_eq!(bucket(2, 3_600_000, 0).policy(0), (1, 1800));
+        assert_eq!(bucket(1, 3_600_000, 0).policy(0), (1, 3600));
+        assert_eq!(bucket(3, 3_600_000, 2).policy(0), (3, 3600));
+        assert_eq!(bucket(10, 3_600_000, 39).policy(0), (40, 14_400));
+        assert_eq!(bucket(10, 1000, 0).policy(0), (10, 1));
+        assert_eq!(bucket(3000, 1000, 100).policy(0), (3000, 1));
+        assert_eq!(bucket(1, 86_400_000, 6).policy(0), (7, 7 * 86_400));
         // Extreme values neither panic nor overflow.
-        let _ = bucket(u64::MAX, u64::MAX, u64::MAX).policy();
-        let _ = bucket(0, 0, 0).policy();
+        let _ = bucket(u64::MAX, u64::MAX, u64::MAX).policy(0);
+        let _ = bucket(0, 0, 0).policy(0);
     }
 
     #[test]
@@ -1156,6 +1399,8 @@ mod tests {
                 count: rng.next() >> rng.below(64),
                 period_ms: rng.next() >> rng.below(64),
                 burst: rng.next() >> rng.below(64),
+                offset_ms: (rng.next() >> rng.below(64)) as i64,
+                cost: rng.next() >> rng.below(64),
             };
             let now = rng.next() >> rng.below(64);
             let _ = st.is_idle(now);

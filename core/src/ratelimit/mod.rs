@@ -25,6 +25,7 @@
 //! ```
 
 pub mod algo;
+pub mod calendar;
 pub mod sync;
 pub mod table;
 

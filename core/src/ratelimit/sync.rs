@@ -16,8 +16,9 @@
 //! totals only grow, and replies may arrive out of order). A failed exchange puts the claimed
 //! counts back to `pending`, to be pushed by a later one.
 //!
-//! Windows are aligned on multiples of the period on the wall clock (as in [`super::algo`]), so
-//! every node names the same window the same way: the Redis key is
+//! Windows are aligned on the wall clock (multiples of the period, shifted by the zone's UTC
+//! offset; calendar weeks and months, see [`super::calendar`]), so every node configured alike
+//! names the same window the same way: the Redis key is
 //! `gw:{zone}:<key id>:<window start ms>` ([`redis_key`]), where the key id is the first 128
 //! bits of SHA-256 of the key ([`cluster_id`]), the same on every node (the table's own hash is
 //! seeded per node).
@@ -31,8 +32,16 @@
 //! about `L + (N - 1) * min(L, r * 2 * (I + d))` where `r` is the rate at which one node
 //! receives requests of that key. With `I = 100ms` and a client sending 100 r/s to each of
 //! two nodes, that is at most about `L + 20`; when the two exchanges happen to be in phase the
-//! lag is closer to `I + d`. With `N = 1` the zone behaves exactly as a local one. The simulation test
-//! `cluster_over_admission_is_bounded` checks the bound with random arrivals.
+//! lag is closer to `I + d`. With `N = 1` the zone behaves exactly as a local one. The simulation
+//! test `cluster_over_admission_is_bounded` checks the bound with random arrivals.
+//!
+//! # Persistence
+//!
+//! A node that has never pulled a key (new to it, or its memory lost by a restart) does not know
+//! the cluster's count of it. In a `persistent` zone ([`Persist`]) it admits at most an
+//! allowance of `A` units of the key until an exchange has returned the key's totals (the key
+//! is claimed even with nothing to push, [`SyncRec::pulled`]): a restarted node over-admits at
+//! most `A` units per key beyond the lag bound above, and then continues the window's count.
 
 #![deny(
     clippy::indexing_slicing,
@@ -45,6 +54,7 @@
 use bytemuck::{Pod, Zeroable};
 
 use super::algo::{refund, sliding_decide, sliding_window, Algorithm, Decision, Params, State};
+use super::calendar::Windows;
 
 /// Counts of one window as seen by this node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -69,6 +79,8 @@ impl Counts {
 }
 
 const FLAG_ID: u32 = 1;
+/// A sync exchange for this key has returned Redis's totals since the record was reset.
+const FLAG_PULLED: u32 = 2;
 
 /// The sync state of one key: 64 bytes of plain data kept beside its slot in the table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -84,7 +96,7 @@ pub struct SyncRec {
     pub prev: Counts,
     /// Period (ms) of the windows.
     pub period: u32,
-    /// Bit 0: `id` is set.
+    /// Bit 0: `id` is set; bit 1: Redis's totals were pulled since (see [`SyncRec::pulled`]).
     pub flags: u32,
 }
 
@@ -132,6 +144,10 @@ pub struct Claim {
     pub win: u64,
     /// Period (ms).
     pub period: u64,
+    /// The zone's UTC offset (ms): with `period`, where the windows lie.
+    pub offset_ms: i64,
+    /// Start of the window before `win`.
+    pub prev_start: u64,
     /// Admissions pushed to window `win`.
     pub cur: u32,
     /// Admissions pushed to window `win - period`.
@@ -142,7 +158,14 @@ impl Claim {
     /// The previous window's start (0 if the current one is the first).
     #[must_use]
     pub fn prev_win(&self) -> u64 {
-        self.win.saturating_sub(self.period)
+        self.prev_start
+    }
+
+    fn windows(&self) -> Windows {
+        Windows {
+            period_ms: self.period,
+            offset_ms: self.offset_ms,
+        }
     }
 }
 
@@ -151,6 +174,13 @@ impl SyncRec {
     #[must_use]
     pub fn has_id(&self) -> bool {
         self.flags & FLAG_ID != 0
+    }
+
+    /// Whether an exchange has returned Redis's totals for this key since this node started
+    /// counting it (a `persistent` zone admits only a small allowance before that).
+    #[must_use]
+    pub fn pulled(&self) -> bool {
+        self.flags & FLAG_PULLED != 0
     }
 
     /// Resets the record for a new key.
@@ -162,8 +192,9 @@ impl SyncRec {
         };
     }
 
-    /// Brings the record forward to the window starting at `win`.
-    pub fn roll(&mut self, win: u64, period: u64) {
+    /// Brings the record forward to the window starting at `win` (the one before it starts at
+    /// `prev_start`).
+    pub fn roll(&mut self, win: u64, prev_start: u64, period: u64) {
         let period32 = u32::try_from(period).unwrap_or(u32::MAX);
         if self.period != period32 {
             let (id, flags) = (self.id, self.flags);
@@ -179,7 +210,7 @@ impl SyncRec {
         if win <= self.win {
             return; // same window, or a clock that went back: stand still
         }
-        if win == self.win.saturating_add(period) {
+        if prev_start == self.win {
             self.prev = self.cur;
         } else {
             self.prev = Counts::default();
@@ -194,14 +225,21 @@ impl SyncRec {
         self.cur.pending > 0 || self.prev.pending > 0
     }
 
-    /// Starts an exchange at `now_ms`: the pending counts become in flight.
-    pub fn claim(&mut self, now_ms: u64, period: u64) -> Claim {
-        let period = period.max(1);
-        let win = now_ms.saturating_sub(now_ms.checked_rem(period).unwrap_or(0));
-        self.roll(win, period);
+    /// Starts an exchange at `now_ms` on windows `windows`: the pending counts become in
+    /// flight.
+    pub fn claim(&mut self, now_ms: u64, windows: &Windows) -> Claim {
+        let period = windows.period_ms.max(1);
+        let windows = Windows {
+            period_ms: period,
+            offset_ms: windows.offset_ms,
+        };
+        let win = windows.start(now_ms);
+        self.roll(win, windows.prev_start(win), period);
         let c = Claim {
             win: self.win,
             period,
+            offset_ms: windows.offset_ms,
+            prev_start: windows.prev_start(self.win),
             cur: self.cur.pending,
             prev: self.prev.pending,
         };
@@ -213,12 +251,12 @@ impl SyncRec {
     }
 
     /// The counts of window `w` if it is still the current or the previous one.
-    fn window_mut(&mut self, w: u64, period: u64) -> Option<&mut Counts> {
-        if u64::from(self.period) != period {
+    fn window_mut(&mut self, w: u64, windows: &Windows) -> Option<&mut Counts> {
+        if u64::from(self.period) != windows.period_ms {
             None
         } else if w == self.win {
             Some(&mut self.cur)
-        } else if w.saturating_add(period) == self.win {
+        } else if w == windows.prev_start(self.win) {
             Some(&mut self.prev)
         } else {
             None
@@ -233,8 +271,9 @@ impl SyncRec {
             (c.win, c.cur, Some(cur_total)),
             (c.prev_win(), c.prev, prev_total),
         ];
+        self.flags |= FLAG_PULLED;
         for (w, n, total) in parts {
-            if let Some(counts) = self.window_mut(w, c.period) {
+            if let Some(counts) = self.window_mut(w, &c.windows()) {
                 counts.inflight = counts.inflight.saturating_sub(n);
                 counts.acked = counts.acked.saturating_add(n);
                 if let Some(t) = total {
@@ -249,7 +288,7 @@ impl SyncRec {
     /// Ends a failed exchange: the claimed counts are pending again.
     pub fn unclaim(&mut self, c: &Claim) {
         for (w, n) in [(c.win, c.cur), (c.prev_win(), c.prev)] {
-            if let Some(counts) = self.window_mut(w, c.period) {
+            if let Some(counts) = self.window_mut(w, &c.windows()) {
                 counts.inflight = counts.inflight.saturating_sub(n);
                 counts.pending = counts.pending.saturating_add(n);
             }
@@ -257,26 +296,56 @@ impl SyncRec {
     }
 }
 
+/// A `persistent` zone's rule for keys this node has not pulled from Redis yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Persist {
+    /// Units this node admits for such a key before the first exchange returns.
+    pub allowance: u64,
+    /// `Retry-After` (ms) of a request refused meanwhile (about one exchange).
+    pub retry_ms: u64,
+}
+
 /// [`super::algo::check_and_consume`] for a key of a synced zone: the sliding window over this
 /// node's counts plus the other nodes' as last pulled. An admitted request is counted locally
 /// and as pending in `rec`. A token-bucket `params` (refused by configuration for synced zones)
 /// falls back to the local algorithm.
+///
+/// With `persist` (a `persistent` zone), until an exchange has returned Redis's totals for the
+/// key ([`SyncRec::pulled`]) this node admits at most `persist.allowance` units of it (counted
+/// over its current and previous windows); more are refused with `Retry-After` of
+/// `persist.retry_ms`. Nothing waits: the exchange that pulls the totals runs on its own.
 pub fn check_and_consume_synced(
     st: &mut State,
     rec: &mut SyncRec,
     now_ms: u64,
     p: &Params,
+    persist: Option<Persist>,
 ) -> Decision {
     if p.algorithm != Algorithm::Sliding {
         return super::algo::check_and_consume(st, now_ms, p);
     }
-    let period = p.period_ms();
-    let w = sliding_window(st, now_ms, period);
-    rec.roll(w.start, period);
+    let win = p.windows();
+    let period = win.period_ms.max(1);
+    let w = sliding_window(st, now_ms, &win);
+    rec.roll(w.start, win.prev_start(w.start), period);
+    if let Some(persist) = persist.filter(|_| !rec.pulled()) {
+        let mine = w.prev.saturating_add(w.cur);
+        if mine.saturating_add(p.cost()) > persist.allowance {
+            let retry = persist.retry_ms.max(1);
+            return Decision {
+                allowed: false,
+                limit: p.count(),
+                remaining: 0,
+                reset_ms: retry,
+                retry_after_ms: retry,
+            };
+        }
+    }
     let others = (rec.prev.others(), rec.cur.others());
-    let d = sliding_decide(st, w, others, period, p.count());
+    let d = sliding_decide(st, w, others, &win, p.count(), p.cost());
     if d.allowed {
-        rec.cur.pending = rec.cur.pending.saturating_add(1);
+        let cost = u32::try_from(p.cost()).unwrap_or(u32::MAX);
+        rec.cur.pending = rec.cur.pending.saturating_add(cost);
     }
     d
 }
@@ -286,7 +355,8 @@ pub fn check_and_consume_synced(
 pub fn refund_synced(st: &mut State, rec: &mut SyncRec, now_ms: u64, p: &Params) {
     refund(st, now_ms, p);
     if p.algorithm == Algorithm::Sliding {
-        rec.cur.pending = rec.cur.pending.saturating_sub(1);
+        let cost = u32::try_from(p.cost()).unwrap_or(u32::MAX);
+        rec.cur.pending = rec.cur.pending.saturating_sub(cost);
     }
 }
 
@@ -410,6 +480,15 @@ mod tests {
             count,
             period_ms,
             burst: 0,
+            offset_ms: 0,
+            cost: 1,
+        }
+    }
+
+    fn win(period_ms: u64) -> Windows {
+        Windows {
+            period_ms,
+            offset_ms: 0,
         }
     }
 
@@ -434,11 +513,11 @@ mod tests {
 
     /// One exchange against a fake Redis (a map from window to total), as the glue does it.
     fn exchange(n: &mut Node, redis: &mut HashMap<u64, u64>, now: u64, period: u64) {
-        let c = n.rec.claim(now, period);
+        let c = n.rec.claim(now, &win(period));
         let cur = redis.entry(c.win).or_insert(0);
         *cur += u64::from(c.cur);
         let cur = *cur;
-        let prev = if c.win >= period {
+        let prev = if c.win >= c.period {
             let p = redis.entry(c.prev_win()).or_insert(0);
             *p += u64::from(c.prev);
             Some(*p)
@@ -446,6 +525,65 @@ mod tests {
             None
         };
         n.rec.apply(&c, cur, prev);
+    }
+
+    #[test]
+    fn persistent_keys_wait_for_the_cluster_total() {
+        use crate::ratelimit::calendar::MONTH_MS;
+        // A node restarted mid-month with empty memory; Redis holds 95 of the month's 100.
+        let p = sliding(100, MONTH_MS);
+        let now = 1_764_547_200_000 + 86_400_000; // 2025-12-02
+        let w = p.windows();
+        let mut redis = HashMap::new();
+        redis.insert(w.start(now), 95u64);
+        let persist = Some(Persist {
+            allowance: 3,
+            retry_ms: 100,
+        });
+        let mut n = Node::default();
+        n.rec.reset_for([1, 2]);
+        let mut admitted = 0;
+        for _ in 0..10 {
+            let d = check_and_consume_synced(&mut n.st, &mut n.rec, now, &p, persist);
+            if d.allowed {
+                admitted += 1;
+            } else {
+                assert_eq!(d.retry_after_ms, 100);
+            }
+        }
+        assert_eq!(
+            admitted, 3,
+            "the allowance before the first exchange returns"
+        );
+        // The first exchange pushes the 3 and pulls the total: 98.
+        exchange(&mut n, &mut redis, now + 50, MONTH_MS);
+        assert!(n.rec.pulled());
+        let mut more = 0;
+        for _ in 0..10 {
+            let d = check_and_consume_synced(&mut n.st, &mut n.rec, now + 60, &p, persist);
+            more += u32::from(d.allowed);
+        }
+        assert_eq!(more, 2, "the month continues at 98");
+        exchange(&mut n, &mut redis, now + 100, MONTH_MS);
+        assert_eq!(redis[&w.start(now)], 100);
+        // Without `persistent`, a fresh node admits up to the whole limit before it knows.
+        let mut fresh = Node::default();
+        fresh.rec.reset_for([1, 2]);
+        let n = (0..200)
+            .filter(|_| {
+                check_and_consume_synced(&mut fresh.st, &mut fresh.rec, now, &p, None).allowed
+            })
+            .count();
+        assert_eq!(n, 100);
+        // A cost counts in the allowance and in Redis.
+        let mut c = Node::default();
+        c.rec.reset_for([3, 4]);
+        let p4 = p.with_cost(2);
+        assert!(check_and_consume_synced(&mut c.st, &mut c.rec, now, &p4, persist).allowed);
+        assert!(!check_and_consume_synced(&mut c.st, &mut c.rec, now, &p4, persist).allowed);
+        let mut r2 = HashMap::new();
+        exchange(&mut c, &mut r2, now + 10, MONTH_MS);
+        assert_eq!(r2[&w.start(now)], 2);
     }
 
     #[test]
@@ -527,7 +665,7 @@ mod tests {
         for i in 0..5000 {
             now += rng.below(60);
             let a = super::super::algo::check_and_consume(&mut local, now, &p);
-            let b = check_and_consume_synced(&mut n.st, &mut n.rec, now, &p);
+            let b = check_and_consume_synced(&mut n.st, &mut n.rec, now, &p, None);
             assert_eq!(a, b, "request {i} at {now}");
             if i % 7 == 0 {
                 exchange(&mut n, &mut redis, now, 1000);
@@ -542,23 +680,24 @@ mod tests {
         let (mut a, mut b) = (Node::default(), Node::default());
         let now = 120_000;
         for _ in 0..6 {
-            assert!(check_and_consume_synced(&mut a.st, &mut a.rec, now, &p).allowed);
+            assert!(check_and_consume_synced(&mut a.st, &mut a.rec, now, &p, None).allowed);
         }
         exchange(&mut a, &mut redis, now, 60_000);
         exchange(&mut b, &mut redis, now, 60_000);
         let mut admitted = 0;
         for _ in 0..10 {
-            admitted += u32::from(check_and_consume_synced(&mut b.st, &mut b.rec, now, &p).allowed);
+            admitted +=
+                u32::from(check_and_consume_synced(&mut b.st, &mut b.rec, now, &p, None).allowed);
         }
         assert_eq!(admitted, 4);
         exchange(&mut b, &mut redis, now, 60_000);
         exchange(&mut a, &mut redis, now, 60_000);
-        assert!(!check_and_consume_synced(&mut a.st, &mut a.rec, now, &p).allowed);
+        assert!(!check_and_consume_synced(&mut a.st, &mut a.rec, now, &p, None).allowed);
         assert_eq!(a.rec.cur.others(), 4);
         assert_eq!(redis[&120_000], 10);
         // Next window, halfway: the other node's 4 weigh half; this node's own 6 are a period
         // old (it knows when its last one was), so they no longer count.
-        let d = check_and_consume_synced(&mut a.st, &mut a.rec, 180_000 + 30_000, &p);
+        let d = check_and_consume_synced(&mut a.st, &mut a.rec, 180_000 + 30_000, &p, None);
         assert!(d.allowed);
         assert_eq!(d.remaining, 10 - 2 - 1);
     }
@@ -569,14 +708,14 @@ mod tests {
         let mut n = Node::default();
         let mut redis = HashMap::new();
         for _ in 0..5 {
-            check_and_consume_synced(&mut n.st, &mut n.rec, 10_100, &p);
+            check_and_consume_synced(&mut n.st, &mut n.rec, 10_100, &p, None);
         }
-        let c = n.rec.claim(10_200, 1000);
+        let c = n.rec.claim(10_200, &win(1000));
         assert_eq!((c.cur, n.rec.cur.inflight, n.rec.cur.pending), (5, 5, 0));
         n.rec.unclaim(&c);
         assert_eq!((n.rec.cur.inflight, n.rec.cur.pending), (0, 5));
         // The window rolls before the retry: the counts go to the previous window's key.
-        check_and_consume_synced(&mut n.st, &mut n.rec, 11_000, &p);
+        check_and_consume_synced(&mut n.st, &mut n.rec, 11_000, &p, None);
         exchange(&mut n, &mut redis, 11_050, 1000);
         assert_eq!(redis[&10_000], 5);
         assert_eq!(redis[&11_000], 1);
@@ -592,8 +731,8 @@ mod tests {
             let mut st = State::EMPTY;
             let mut rec: SyncRec = bytemuck::cast([rng.next(); 8]);
             let now = rng.next() >> rng.below(64);
-            let _ = check_and_consume_synced(&mut st, &mut rec, now, &p);
-            let c = rec.claim(now, rng.next() >> rng.below(64));
+            let _ = check_and_consume_synced(&mut st, &mut rec, now, &p, None);
+            let c = rec.claim(now, &win(rng.next() >> rng.below(64)));
             rec.apply(&c, rng.next(), Some(rng.next()));
             rec.unclaim(&c);
             refund_synced(&mut st, &mut rec, now, &p);
@@ -640,12 +779,12 @@ mod tests {
                         }
                     }
                     if t >= next_sync[i] && claims[i].is_none() {
-                        claims[i] = Some((t + lag, n.rec.claim(t, period)));
+                        claims[i] = Some((t + lag, n.rec.claim(t, &win(period))));
                         next_sync[i] = t + interval;
                     }
                     // Arrivals: about one per `gap` ms.
                     if rng.below(gap) == 0
-                        && check_and_consume_synced(&mut n.st, &mut n.rec, t, &p).allowed
+                        && check_and_consume_synced(&mut n.st, &mut n.rec, t, &p, None).allowed
                     {
                         *admitted.entry(t - t % period).or_insert(0) += 1;
                     }

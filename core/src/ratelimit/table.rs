@@ -586,10 +586,12 @@ impl<'a> Table<'a> {
 
     /// Starts a sync exchange: walks at most `max_scan` slots from where the last walk ended
     /// and claims (see [`SyncRec::claim`]) the keys that have counts to push or were used in
-    /// their last period (their totals are worth pulling), at most `max_claims` of them.
+    /// their last period (their totals are worth pulling), or were never pulled (a new key of a
+    /// `persistent` zone), at most `max_claims` of them. `offset_ms`: the zone's UTC offset.
     pub fn sync_claims(
         &mut self,
         now_ms: u64,
+        offset_ms: i64,
         max_scan: usize,
         max_claims: usize,
         out: &mut Vec<SlotClaim>,
@@ -611,11 +613,19 @@ impl<'a> Table<'a> {
                 let period = u64::from(rec.period);
                 let recent = slot.last_ms.saturating_add(period) >= now_ms;
                 let sliding = slot.state.algorithm() == Some(super::algo::Algorithm::Sliding);
-                if rec.has_id() && sliding && period > 0 && (recent || rec.has_pending()) {
+                let windows = super::calendar::Windows {
+                    period_ms: period,
+                    offset_ms,
+                };
+                if rec.has_id()
+                    && (sliding || !rec.pulled())
+                    && period > 0
+                    && (recent || rec.has_pending())
+                {
                     out.push(SlotClaim {
                         idx: i as u32,
                         id: rec.id,
-                        claim: rec.claim(now_ms, period),
+                        claim: rec.claim(now_ms, &windows),
                     });
                 }
             }
@@ -943,6 +953,8 @@ mod tests {
         count: 1_000_000,
         period_ms: 3_600_000,
         burst: 0,
+        offset_ms: 0,
+        cost: 1,
     };
 
     /// Region length whose table holds about `cap` slots (exactly `cap` while the minimum
@@ -1054,6 +1066,8 @@ mod tests {
             count: 5,
             period_ms: 1000,
             burst: 0,
+            offset_ms: 0,
+            cost: 1,
         };
         for i in 0..8 {
             let (st, _) = t.lookup_or_insert(&key(i), 1000);
@@ -1311,6 +1325,8 @@ mod tests {
                     count: 1000,
                     period_ms: 1000,
                     burst: 100,
+                    offset_ms: 0,
+                    cost: 1,
                 },
             ),
         ] {
@@ -1370,13 +1386,13 @@ mod tests {
                 let (st, rec, _) = t.lookup_or_insert_synced(b"alice", now);
                 let rec = rec.unwrap();
                 assert_eq!(rec.id, cluster_id(b"alice"));
-                assert!(check_and_consume_synced(st, rec, now, &p).allowed);
+                assert!(check_and_consume_synced(st, rec, now, &p, None).allowed);
             }
             t.verify().unwrap();
         }
         let mut t = Table::attach(r.bytes()).unwrap();
         let mut claims = Vec::new();
-        t.sync_claims(now + 100, 100, 100, &mut claims);
+        t.sync_claims(now + 100, 0, 100, 100, &mut claims);
         assert_eq!(claims.len(), 1);
         assert_eq!(claims[0].claim.cur, 3);
         // Another node admitted 5: the total is 8.
@@ -1385,11 +1401,11 @@ mod tests {
         assert_eq!(o, Outcome::Found);
         let rec = rec.unwrap();
         assert_eq!(rec.cur.others(), 5);
-        let d = check_and_consume_synced(st, rec, now + 200, &p);
+        let d = check_and_consume_synced(st, rec, now + 200, &p, None);
         assert_eq!((d.allowed, d.remaining), (true, 1));
         // A failed exchange gives the counts back.
         claims.clear();
-        t.sync_claims(now + 300, 100, 100, &mut claims);
+        t.sync_claims(now + 300, 0, 100, 100, &mut claims);
         assert_eq!(claims[0].claim.cur, 1);
         t.sync_apply(&claims[0], None);
         assert_eq!(
@@ -1403,7 +1419,7 @@ mod tests {
         let mut t2 = Table::init(r2.bytes(), 1).unwrap();
         assert!(t2.lookup_or_insert_synced(b"x", 1).1.is_none());
         claims.clear();
-        t2.sync_claims(1, 100, 100, &mut claims);
+        t2.sync_claims(1, 0, 100, 100, &mut claims);
         assert!(claims.is_empty());
     }
 }
