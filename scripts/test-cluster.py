@@ -120,6 +120,7 @@ class Redis:
 class Node:
     def __init__(self, name, redis_port, extra="", http_extra="", env=None):
         self.name = name
+        self.env = env
         self.port = free_port()
         self.prefix = os.path.join(ROOT, name)
         shutil.rmtree(self.prefix, ignore_errors=True)
@@ -166,7 +167,7 @@ http {{
         name = self.name
         self.proc = subprocess.Popen([NGINX, "-p", self.prefix + "/", "-c", "conf/nginx.conf"],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     env={**os.environ, **(env or {})})
+                                     env={**os.environ, **(self.env or {})})
         for _ in range(100):
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
