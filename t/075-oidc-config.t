@@ -264,3 +264,22 @@ GET /oidc/callback?code=c&state=s&iss=https%3A%2F%2Fevil.example
 Cookie: gw_session_state=s
 --- error_code: 400
 --- response_body_like: "reason":"issuer_mismatch"
+
+
+
+=== TEST 12: session_store does not speak TLS yet: rediss:// is refused rather than sent in clear
+--- http_config
+    oidc_provider idp {
+        issuer https://idp.example;
+        client_id gateway;
+        discovery_request /_d;
+        keys_request /_k;
+        token_request /_t;
+        redirect_uri /cb;
+        session_store rediss://127.0.0.1:6380;
+    }
+--- config
+    location /t { return 204; }
+--- must_die
+--- error_log eval
+qr/\[emerg\] \d+#\d+: oidc_provider "idp": "session_store" speaks plain redis:\/\/ only/

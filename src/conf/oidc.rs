@@ -365,6 +365,12 @@ fn inner(cf: &mut ngx_conf_t, p: &mut Provider, zone: &mut Option<String>) -> Re
                     p.name
                 )
             })?;
+            if url.tls {
+                return Err(format!(
+                    "oidc_provider \"{}\": \"session_store\" speaks plain redis:// only (TLS is for rate_limit_zone sync= so far)",
+                    p.name
+                ));
+            }
             let (sockaddr, socklen, name) = super::ratelimit::resolve(cf, &url.addr)?;
             p.store = Some(crate::http::redis::Target {
                 url,
