@@ -668,6 +668,24 @@ def scenario_reload():
     check(r.status == 200, f"the session works after a worker was killed ({r.status})")
 
 
+def scenario_two_tabs():
+    section("two tabs send one browser to the provider before either comes back: both logins work")
+    b = Browser("tabs")
+    first = begin(b, "idp", "/app/one")
+    second = begin(b, "idp", "/app/two")
+    check(query(first)["state"] != query(second)["state"], "two different states")
+    cb1 = provider_login(b, first)
+    r1 = b.request("GET", cb1, site="same-site")
+    check(r1.status == 302 and r1.location and r1.location.endswith("/app/one"),
+          f"the first tab's callback signs in and goes back to its page ({r1!r})")
+    cb2 = provider_login(b, second)
+    r2 = b.request("GET", cb2, site="same-site")
+    check(r2.status == 302 and r2.location and r2.location.endswith("/app/two"),
+          f"the second tab's callback too ({r2!r})")
+    r = b.request("GET", cb1, site="same-site")
+    check(is_refusal(r), f"the first callback again: refused ({r.status})")
+
+
 def scenario_api():
     section("API-style requests and what is a navigation")
     b = Browser("api")
@@ -1131,7 +1149,7 @@ def main():
         gateway.start()
         print(f"providers: main {E.main.issuer}, foreign {E.foreign.issuer}, short {E.short.issuer}; "
               f"gateway ports {E.ports}")
-        scenarios = [scenario_main_flow, scenario_reload, scenario_api, scenario_clients, scenario_edges, scenario_logout,
+        scenarios = [scenario_main_flow, scenario_reload, scenario_two_tabs, scenario_api, scenario_clients, scenario_edges, scenario_logout,
                      scenario_attacks, scenario_open_redirect, scenario_mixup, scenario_refresh]
         for s in scenarios:
             try:

@@ -311,6 +311,8 @@ pub struct OidcState {
     pub waiting_since: Option<u64>,
     /// A read of the shared store this request waits for (its result is in LOOKUPS).
     pub lookup: Option<u64>,
+    /// The callback's state (taken off the browser's state cookie at the end).
+    pub state: String,
 }
 
 struct Cached {
@@ -873,9 +875,11 @@ fn login(request: &mut Request, ctx: &mut RequestCtx, p: &Provider) -> ngx_int_t
             ("code_challenge_method", "S256"),
         ],
     );
+    // Other logins of this browser under way (another tab) keep their state.
+    let states = rp::states_with(cookie(request, &p.state_cookie()), &state);
     let state_cookie = rp::set_cookie(
         &p.state_cookie(),
-        &state,
+        &states,
         is_https(request),
         Some(PENDING_TTL),
     );
@@ -998,8 +1002,7 @@ fn callback(request: &mut Request, ctx: &mut RequestCtx, p: &Provider) -> ngx_in
     };
     // The state must be the one this browser was given (its cookie)...
     let bound = cookie(request, &p.state_cookie())
-        .map(|c| c == state.as_bytes())
-        .unwrap_or(false);
+        .is_some_and(|c| rp::cookie_states(c).contains(&state.as_bytes()));
     if !bound {
         return refuse(
             request,
@@ -1027,6 +1030,7 @@ fn callback(request: &mut Request, ctx: &mut RequestCtx, p: &Provider) -> ngx_in
             );
         };
         ctx.oidc.pending = Some(pending);
+        ctx.oidc.state = state.clone();
     }
     // The discovery document and the keys, then the exchange.
     let d = match discovery(request, ctx, p) {
@@ -1256,9 +1260,18 @@ fn finish_login(
         v.sub().unwrap_or_default().escape_default()
     );
     let secure = is_https(request);
+    // This login's state goes; another tab's stays until its own callback.
+    let rest = cookie(request, &p.state_cookie())
+        .map(|c| rp::states_without(c, &ctx.oidc.state))
+        .unwrap_or_default();
+    let state_cookie = if rest.is_empty() {
+        rp::set_cookie(&p.state_cookie(), "", secure, Some(0))
+    } else {
+        rp::set_cookie(&p.state_cookie(), &rest, secure, Some(PENDING_TTL))
+    };
     let cookies = [
         rp::set_cookie(&session_cookie(request, p), &id, secure, None),
-        rp::set_cookie(&p.state_cookie(), "", secure, Some(0)),
+        state_cookie,
     ];
     let target = pending.return_to.clone();
     redirect(request, &target, &cookies)

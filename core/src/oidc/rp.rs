@@ -356,6 +356,46 @@ pub fn cookie<'a>(header: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
     })
 }
 
+/// Logins under way in one browser at most (two tabs that both send the browser to the
+/// provider before either comes back).
+pub const MAX_STATES: usize = 3;
+
+/// The states a state cookie holds (dot-separated base64url values; anything else dropped).
+pub fn cookie_states(value: &[u8]) -> Vec<&[u8]> {
+    value
+        .split(|&b| b == b'.')
+        .filter(|s| {
+            !s.is_empty()
+                && s.len() <= 64
+                && s.iter()
+                    .all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+        .collect()
+}
+
+/// The state cookie's value with `state` added (the oldest dropped beyond [`MAX_STATES`]).
+pub fn states_with(old: Option<&[u8]>, state: &str) -> String {
+    let mut v: Vec<String> = old
+        .map(cookie_states)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect();
+    v.push(state.to_string());
+    let skip = v.len().saturating_sub(MAX_STATES);
+    v[skip..].join(".")
+}
+
+/// The state cookie's value without `state` (empty when none is left).
+pub fn states_without(old: &[u8], state: &str) -> String {
+    cookie_states(old)
+        .into_iter()
+        .filter(|s| *s != state.as_bytes())
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
 /// Whether a request looks like a browser navigation (so a missing session earns a redirect
 /// to the provider rather than 401): GET or HEAD, and `Sec-Fetch-Mode: navigate`, or no
 /// `Sec-Fetch-Mode` and an `Accept` that names `text/html`.
@@ -472,6 +512,18 @@ mod tests {
         ));
         assert!(!is_navigation(b"GET", None, Some(b"application/json")));
         assert!(!is_navigation(b"POST", Some(b"navigate"), None));
+    }
+
+    #[test]
+    fn state_cookie_holds_a_few_logins() {
+        assert_eq!(states_with(None, "a"), "a");
+        assert_eq!(states_with(Some(b"a.b"), "c"), "a.b.c");
+        assert_eq!(states_with(Some(b"a.b.c"), "d"), "b.c.d");
+        assert_eq!(states_with(Some(b"a.<x>.b"), "c"), "a.b.c");
+        assert_eq!(states_without(b"a.b.c", "b"), "a.c");
+        assert_eq!(states_without(b"a", "a"), "");
+        assert!(cookie_states(b"a.b").contains(&&b"b"[..]));
+        assert!(!cookie_states(b"ab").contains(&&b"a"[..]));
     }
 
     #[test]
