@@ -51,6 +51,8 @@ pub struct Provider {
     pub session_idle_timeout: u64,
     pub refresh_before: u64,
     pub cookie_name: String,
+    /// `__Host-` + cookie_name: the session cookie's name on https (made once here).
+    pub host_cookie_name: String,
     pub pass_access_token: bool,
     pub zone: *mut ngx_shm_zone_t,
     /// `session_store redis://...`: sessions shared by the nodes through Redis.
@@ -90,6 +92,7 @@ fn new_provider(name: &str) -> Provider {
         session_idle_timeout: 3600,
         refresh_before: 30,
         cookie_name: "gw_session".into(),
+        host_cookie_name: String::new(),
         pass_access_token: false,
         zone: ptr::null_mut(),
         store: None,
@@ -183,6 +186,7 @@ pub fn set_provider(cf: &mut ngx_conf_t, mcf: &mut MainConf) -> Result<(), Strin
         (_, None) => pr.client_auth = ClientAuth::None,
         _ => {}
     }
+    pr.host_cookie_name = format!("__Host-{}", pr.cookie_name);
     if !pr.scope.split(' ').any(|s| s == "openid") {
         return Err(format!(
             "oidc_provider \"{pname}\": \"scope\" must include \"openid\""

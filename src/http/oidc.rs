@@ -340,6 +340,16 @@ type StoreAnswer = Result<Option<Vec<u8>>, ()>;
 /// logout or a refresh on another node is seen within this).
 const REVALIDATE: u64 = 10;
 
+/// Results waiting for their request (an exchange, a store read). A request that went away
+/// never takes its result: past a few hundred entries, those of jobs far older than any wait
+/// (job ids grow by one per job) are dropped, so abandoned results cannot pile up.
+fn bounded_insert<T>(m: &mut HashMap<u64, T>, job: u64, v: T) {
+    if m.len() >= 256 {
+        m.retain(|&k, _| k + 65_536 > job);
+    }
+    m.insert(job, v);
+}
+
 fn next_job() -> u64 {
     NEXT_EXCHANGE.with(|n| {
         let mut n = n.borrow_mut();
@@ -412,11 +422,11 @@ fn is_https(request: &Request) -> bool {
 
 /// The session cookie's name: `__Host-` prefixed on https (the browser then refuses it from
 /// any other origin or path).
-fn session_cookie(request: &Request, p: &Provider) -> String {
+fn session_cookie<'p>(request: &Request, p: &'p Provider) -> &'p str {
     if is_https(request) {
-        format!("__Host-{}", p.cookie_name)
+        &p.host_cookie_name
     } else {
-        p.cookie_name.clone()
+        &p.cookie_name
     }
 }
 
@@ -578,7 +588,7 @@ fn pull(
                     Ok(gateway_core::resp::Reply::Bulk(b)) => Ok(b),
                     _ => Err(()),
                 };
-                LOOKUPS.with(|l| l.borrow_mut().insert(job, answer));
+                LOOKUPS.with(|l| bounded_insert(&mut l.borrow_mut(), job, answer));
                 jwks::wake_waiters();
             },
         )),
@@ -602,7 +612,13 @@ fn pull(
 /// and a refresh starts when the access token is about to expire.
 fn session(request: &mut Request, ctx: &mut RequestCtx, p: &Provider) -> SessionState {
     let name = session_cookie(request, p);
-    let Some(id) = cookie(request, &name) else {
+    // Only what this gateway issues (32 bytes, base64url) is looked up: a made-up cookie costs
+    // neither a probe of the zone nor a read of the shared store.
+    let Some(id) = cookie(request, name).filter(|c| {
+        c.len() == 43
+            && c.iter()
+                .all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    }) else {
         return SessionState::None;
     };
     let key = key_of(b"s:", id);
@@ -1067,7 +1083,7 @@ fn callback(request: &mut Request, ctx: &mut RequestCtx, p: &Provider) -> ngx_in
         post,
         Box::new(move |a: &fetch::Answer| {
             let r = exchange_result(a);
-            EXCHANGES.with(|e| e.borrow_mut().insert(job, r));
+            EXCHANGES.with(|e| bounded_insert(&mut e.borrow_mut(), job, r));
             jwks::wake_waiters();
         }),
     );
@@ -1270,7 +1286,7 @@ fn finish_login(
         rp::set_cookie(&p.state_cookie(), &rest, secure, Some(PENDING_TTL))
     };
     let cookies = [
-        rp::set_cookie(&session_cookie(request, p), &id, secure, None),
+        rp::set_cookie(session_cookie(request, p), &id, secure, None),
         state_cookie,
     ];
     let target = pending.return_to.clone();
@@ -1396,7 +1412,7 @@ fn logout(request: &mut Request, p: &Provider) -> ngx_int_t {
     }
     let name = session_cookie(request, p);
     let mut id_token = None;
-    if let Some(id) = cookie(request, &name) {
+    if let Some(id) = cookie(request, name) {
         let key = key_of(b"s:", id);
         let now = now_s();
         id_token = with_store(p, |st| {
@@ -1410,7 +1426,7 @@ fn logout(request: &mut Request, p: &Provider) -> ngx_int_t {
         store_del(p, &key);
     }
     let secure = is_https(request);
-    let cookies = [rp::set_cookie(&name, "", secure, Some(0))];
+    let cookies = [rp::set_cookie(name, "", secure, Some(0))];
     let end_session =
         jwks::discovery(&p.remote, request.log()).and_then(|d| d.end_session_endpoint);
     let after = p.post_logout_uri.clone().unwrap_or_else(|| "/".into());
