@@ -600,3 +600,32 @@ id=[] user=[] groups=[] cred=[] anon=[] key=[] cookie=[] args=[]
 [200, 403]
 --- response_body_like eval
 [qr/^id=\[acme\] groups=\[partners, orders-read\]$/, qr/"reason":"group_forbidden"/]
+
+
+
+=== TEST 23: SECURITY-CASES 15: a valid, unregistered token whose sub and group claim hold CR/LF never puts them on a header line: no X-Consumer-ID, the bad group dropped, $gateway_consumer withheld
+--- http_config
+    gateway_policy file=$TEST_NGINX_POLICY/basic.json;
+    server { listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1; include $TEST_NGINX_POLICY/echo-identity.conf; }
+--- config
+    location /t {
+        auth_jwt "api";
+        auth_jwt_key_file $TEST_NGINX_KEYS/hs256.jwk;
+        auth_consumer on;
+        auth_consumer_groups_claim groups;
+        proxy_set_header X-Who $gateway_consumer;
+        add_header X-Who-Out "[$gateway_consumer]" always;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+    }
+--- request
+GET /t
+--- more_headers
+Authorization: Bearer eyJhbGciOiJIUzI1NiIsImtpZCI6ImhzMjU2IiwidHlwIjoiSldUIn0.eyJzdWIiOiJNXHJYLUluamVjdGVkOiAxIiwiZ3JvdXBzIjpbIm9rIiwiYmFkXHJcblgtRXZpbDogMSJdLCJleHAiOjQxMDI0NDQ4MDB9.J-45v1lzt6MxvriNRnCBpIlIodj4ieJxUX1o-XeOkHs
+--- response_body
+id=[] user=[] groups=[ok] cred=[] anon=[] key=[] cookie=[] args=[]
+--- response_headers
+X-Who-Out: []
+X-Injected:
+X-Evil:
+--- error_log
+variable value withheld: it holds the control byte 0x0d

@@ -272,3 +272,51 @@ qr/\[error\] .*policy from url "\/_policy": "\/_policy" answered 404; no policy 
 [204, 204]
 --- response_headers eval
 ["X-Version: t-1", "X-Version: other-1"]
+
+
+
+=== TEST 14: SECURITY-CASES 17: the client whose request triggers the policy fetch does not shape it (its Range, If-None-Match, Accept-Encoding, Authorization, Cookie never reach the control plane)
+--- http_config
+    gateway_policy url=/_policy interval=1s;
+    server { listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1; include $TEST_NGINX_POLICY/echo-identity.conf; }
+--- config
+    location = /_policy {
+        internal;
+        if ($http_range) { return 416; }
+        if ($http_authorization) { return 403; }
+        if ($http_cookie) { return 403; }
+        if ($http_accept_encoding) { return 406; }
+        if ($http_if_none_match) { return 304; }
+        alias $TEST_NGINX_POLICY/basic.json;
+    }
+    location /t {
+        auth_api_key header=X-API-Key;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+    }
+--- request
+GET /t
+--- more_headers
+X-API-Key: key-acme
+Range: bytes=0-10
+If-None-Match: "x"
+Accept-Encoding: gzip
+Authorization: Bearer forged
+Cookie: session=1
+--- response_body_like: ^id=\[acme\]
+--- error_log eval
+qr/\[notice\] .*policy version "t-1" from url "\/_policy" in force/
+
+
+
+=== TEST 15: SECURITY-CASES 21: the API key's variable is a credential: gateway_log_field may not log it
+--- http_config
+    gateway_policy file=$TEST_NGINX_POLICY/basic.json;
+--- config
+    location /t {
+        gateway_log_field key $http_x_api_key;
+        auth_api_key header=X-API-Key;
+        return 204;
+    }
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*x_api_key/

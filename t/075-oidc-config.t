@@ -283,3 +283,34 @@ Cookie: gw_session_state=s
 --- must_die
 --- error_log eval
 qr/\[emerg\] \d+#\d+: oidc_provider "idp": "session_store" speaks plain redis:\/\/ only/
+
+
+
+=== TEST 13: SECURITY-CASES 16: the discovery document cannot be had: a browser gets 500, never a redirect built without it
+--- http_config
+    oidc_provider idp {
+        issuer http://127.0.0.1:1;
+        client_id gateway;
+        discovery_request /_oidc/discovery;
+        keys_request /_oidc/keys;
+        token_request /_oidc/token;
+        redirect_uri /oidc/callback;
+        allow_http;
+    }
+--- config
+    location = /_oidc/discovery { internal; return 404; }
+    location = /_oidc/keys { internal; return 404; }
+    location /api {
+        auth_oidc idp;
+        proxy_pass http://127.0.0.1:1;
+    }
+--- request
+GET /api/page
+--- more_headers
+Accept: text/html
+--- error_code: 500
+--- response_headers
+Location:
+Set-Cookie:
+--- error_log eval
+qr/oidc: no usable discovery document/
