@@ -244,6 +244,9 @@ impl Store {
                 oldest = (end, i);
             }
         }
+        if target.is_none() {
+            EVICTED.with(|e| e.set(true));
+        }
         let i = target.unwrap_or(oldest.1);
         self.free(i);
         // SAFETY: the mutex is held; on failure the oldest slots elsewhere are freed first.
@@ -327,6 +330,10 @@ thread_local! {
     static SESSIONS: RefCell<HashMap<[u8; 32], Cached>> = RefCell::new(HashMap::new());
     static EXCHANGES: RefCell<HashMap<u64, Result<rp::Tokens, String>>> = RefCell::new(HashMap::new());
     static NEXT_EXCHANGE: RefCell<u64> = const { RefCell::new(1) };
+    /// A store of this worker evicted a live entry (reported by `report_eviction`).
+    static EVICTED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// When this worker last reported an eviction.
+    static EVICTION_LOGGED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
     /// Answers of the shared store: the record, none (`Ok(None)`), or the store is down.
     static LOOKUPS: RefCell<HashMap<u64, StoreAnswer>> = RefCell::new(HashMap::new());
     /// This worker's connection to each provider's shared store.
@@ -348,6 +355,25 @@ fn bounded_insert<T>(m: &mut HashMap<u64, T>, job: u64, v: T) {
         m.retain(|&k, _| k + 65_536 > job);
     }
     m.insert(job, v);
+}
+
+/// A full session zone says so (at most once a minute per worker): making room evicted the
+/// login or session closest to its end.
+fn report_eviction(p: &Provider, log: *mut nginx_sys::ngx_log_t) {
+    if !EVICTED.with(|e| e.replace(false)) {
+        return;
+    }
+    let now = now_ms();
+    if now.saturating_sub(EVICTION_LOGGED.with(|l| l.get())) < 60_000 {
+        return;
+    }
+    EVICTION_LOGGED.with(|l| l.set(now));
+    gw_log!(
+        NGX_LOG_ERR,
+        log,
+        "oidc_provider \"{}\": the session zone is full, the login or session closest to its end was evicted; raise session_zone (logged at most once a minute)",
+        p.name
+    );
 }
 
 fn next_job() -> u64 {
@@ -868,6 +894,7 @@ fn login(request: &mut Request, ctx: &mut RequestCtx, p: &Provider) -> ngx_int_t
         )
     })
     .unwrap_or(false);
+    report_eviction(p, request.log());
     if !stored {
         gw_log!(
             NGX_LOG_ERR,
@@ -1252,6 +1279,7 @@ fn finish_login(
         )
     })
     .unwrap_or(false);
+    report_eviction(p, request.log());
     if stored {
         store_put(
             p,
