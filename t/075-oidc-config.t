@@ -314,3 +314,44 @@ Location:
 Set-Cookie:
 --- error_log eval
 qr/oidc: no usable discovery document/
+
+
+
+=== TEST 14: SECURITY-CASES 20: logins under way are bounded by the session zone; when it is full, the entry closest to its end goes and the log says so, never a silent 5xx
+--- http_config
+    oidc_provider idp {
+        issuer http://127.0.0.1:1;
+        client_id gateway;
+        discovery_request /_oidc/discovery;
+        keys_request /_oidc/keys;
+        token_request /_oidc/token;
+        redirect_uri /oidc/callback;
+        session_zone tiny:64k;
+        allow_http;
+    }
+--- config
+    location = /_oidc/discovery { internal; default_type application/json; alias $TEST_NGINX_SERVER_ROOT/html/discovery.json; }
+    location = /_oidc/keys { internal; default_type application/json; alias $TEST_NGINX_SERVER_ROOT/html/jwks.json; }
+    location /api {
+        auth_oidc idp;
+        proxy_pass http://127.0.0.1:1;
+    }
+--- user_files
+>>> discovery.json
+{"issuer":"http://127.0.0.1:1","jwks_uri":"http://127.0.0.1:1/jwks","authorization_endpoint":"http://127.0.0.1:1/auth","token_endpoint":"http://127.0.0.1:1/token"}
+>>> jwks.json
+{"keys":[]}
+--- project_only: concurrent phase
+--- concurrent_request
+GET /api/page{i}
+--- more_headers
+Accept: text/html
+--- concurrent_requests: 300
+--- concurrency: 10
+--- status_counts
+302: 300
+--- request
+GET /api/last
+--- error_code: 302
+--- error_log eval
+qr/\[error\] .*oidc_provider "idp": the session zone is full, the login or session closest to its end was evicted; raise session_zone/
