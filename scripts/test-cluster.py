@@ -15,6 +15,14 @@ Scenarios (each prints what it measured; any failed check exits non-zero):
              ACL user whose password comes from password_file= on one node, password_env= on
              the other: exact totals; a certificate from another CA and a wrong sync_tls_name
              are refused (logged, counted, local limits, no 5xx)
+  sentinel   redis-sentinel:// to a master, a replica and three sentinels: exact totals, then
+             a forced failover (SENTINEL FAILOVER) under load: no 5xx, the nodes follow the new
+             master within seconds (measured), never write to the demoted one, and Redis loses
+             no more than the admissions of the switch-over (measured)
+  cluster    redis-cluster:// to a three-master Redis Cluster and three nginx nodes: the
+             over-admission bound with 3 nodes, exact totals on the shard that owns the zone's
+             slot, the slot migrated to another master under load (ASK, then MOVED followed),
+             the shard stopped (local limits, no 5xx) and back
   restart    a monthly quota (r/M, cost=) on a persistent zone: a node restarted in the middle
              of the month continues the count (exactly the rest of the month is admitted), and
              the Redis total equals the units admitted before and after the restart
@@ -43,6 +51,22 @@ def free_port():
     p = s.getsockname()[1]
     s.close()
     return p
+
+
+def free_cluster_port():
+    """A free port P with P + 10000 (the cluster bus) free too."""
+    import random
+    for _ in range(200):
+        p = random.randint(20000, 30000)
+        try:
+            for q in (p, p + 10000):
+                t = socket.socket()
+                t.bind(("127.0.0.1", q))
+                t.close()
+            return p
+        except OSError:
+            continue
+    raise SystemExit("no free port pair for a cluster node")
 
 
 def check(cond, what):
@@ -320,11 +344,270 @@ def tls_scenarios():
     return (c, d)
 
 
+class Server:
+    """A redis-server (or sentinel) on a free port with its own directory; password s3cret."""
+
+    def __init__(self, name, *args, sentinel_conf=None):
+        self.port = free_cluster_port() if "--cluster-enabled" in args else free_port()
+        self.dir = os.path.join(ROOT, name)
+        os.makedirs(self.dir, exist_ok=True)
+        self.args = list(args)
+        self.sentinel_conf = sentinel_conf
+        self.proc = None
+        self.start()
+
+    def start(self):
+        if self.sentinel_conf is not None:
+            path = os.path.join(self.dir, "sentinel.conf")
+            with open(path, "w") as f:
+                f.write(f"port {self.port}\nbind 127.0.0.1\ndir {self.dir}\n{self.sentinel_conf}")
+            argv = ["redis-server", path, "--sentinel"]
+        else:
+            argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                    "--appendonly", "no", "--dir", self.dir, "--requirepass", "s3cret",
+                    "--masterauth", "s3cret", *self.args]
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(100):
+            if self.cli("PING").strip() == "PONG":
+                return
+            time.sleep(0.05)
+        raise SystemExit(f"{argv[0]} in {self.dir} did not start")
+
+    def stop(self):
+        if self.proc:
+            self.proc.terminate()
+            self.proc.wait()
+            self.proc = None
+
+    def cli(self, *args):
+        auth = [] if self.sentinel_conf is not None else ["-a", "s3cret", "--no-auth-warning"]
+        r = subprocess.run(["redis-cli", "-p", str(self.port), *auth, *args],
+                           capture_output=True, text=True)
+        return r.stdout
+
+
+def wait_for(cond, seconds, what):
+    end = time.time() + seconds
+    while time.time() < end:
+        if cond():
+            return True
+        time.sleep(0.1)
+    check(False, f"{what} (waited {seconds} s)")
+    return False
+
+
+def zone_total(servers, zone, key, period_ms=60_000, db=None):
+    """key_total summed over several servers (the cluster's shards)."""
+    kid = hashlib.sha256(key.encode() + period_ms.to_bytes(8, "big")).hexdigest()[:32]
+    total = 0
+    for srv in servers:
+        if srv.proc is None:
+            continue
+        sel = ["-n", str(db)] if db is not None else []
+        for k in srv.cli(*sel, "KEYS", f"gw:{{{zone}}}:{kid}:*").split():
+            total += int(srv.cli(*sel, "GET", k).strip() or 0)
+    return total
+
+
+def sentinel_scenarios():
+    print("sentinel: a master, a replica, three sentinels")
+    master = Server("sentinel-master")
+    replica = Server("sentinel-replica", "--replicaof", "127.0.0.1", str(master.port))
+    conf = (f"sentinel monitor gwm 127.0.0.1 {master.port} 2\n"
+            "sentinel auth-pass gwm s3cret\n"
+            "sentinel down-after-milliseconds gwm 1000\n"
+            "sentinel failover-timeout gwm 4000\n")
+    sentinels = [Server(f"sentinel-{i}", sentinel_conf=conf) for i in range(3)]
+    servers = [master, replica, *sentinels]
+    nodes = []
+    try:
+        wait_for(lambda: all("gwm" in s.cli("SENTINEL", "masters") and
+                             s.cli("SENTINEL", "replicas", "gwm").count(str(replica.port)) > 0
+                             for s in sentinels), 20, "the sentinels know the master and the replica")
+        wait_for(lambda: all(s.cli("SENTINEL", "sentinels", "gwm").count("127.0.0.1") >= 2
+                             for s in sentinels), 20, "the sentinels know each other")
+        url = ("redis-sentinel://:s3cret@"
+               + ",".join(f"127.0.0.1:{s.port}" for s in sentinels) + "/gwm/3")
+        zone = (f"rate_limit_zone $arg_k zone=s:1m sync={url} sync_interval={INTERVAL_MS}ms"
+                " sync_timeout=300ms;")
+        loc = "location /s { rate_limit zone=s rate=$arg_rate; try_files /ok.txt =404; }"
+        nodes = [Node(f"node-s{i}", master.port, loc, zone) for i in range(2)]
+        L, gap = 100, 0.02
+        counts, _ = run_clients(nodes, f"/s?k=sen&rate={L}r/m", 3.0, 2, gap)
+        total = passed(counts)
+        bound = L + int(2 / gap * 2 * (INTERVAL_MS + 10) / 1000.0 + 0.999)
+        check(L <= total <= bound, f"combined admitted {total} within [{L}, {bound}]")
+        time.sleep(0.5)
+        got = zone_total([master], "s", "sen", db=3)
+        check(got == total, f"the master counted what both nodes admitted: {got} == {total}")
+        check(zone_total([replica], "s", "sen", db=3) == total, "the replica has the same count")
+        check(all(f"names 127.0.0.1:{master.port} as the master" in n.log() for n in nodes),
+              "each node logged the master the sentinels named")
+
+        print("sentinel: SENTINEL FAILOVER under load")
+        result = {}
+
+        def failover():
+            time.sleep(1.0)
+            result["t0"] = time.time()
+            result["reply"] = sentinels[0].cli("SENTINEL", "FAILOVER", "gwm").strip()
+
+        t = threading.Thread(target=failover)
+        t.start()
+        counts, _ = run_clients(nodes, "/s?k=fo&rate=1000000r/m", 8.0, 1, 0.01)
+        t.join()
+        check(result.get("reply") == "OK", f"failover started: {result.get('reply')}")
+        bad = {k: v for k, v in counts.items() if k[1] != 200}
+        check(not bad, f"no 5xx or refusal during the failover ({passed(counts)} admitted): {bad}")
+        check(wait_for(lambda: "role:master" in replica.cli("INFO", "replication"), 10,
+                       "the replica is promoted"), "the replica is the master now")
+        for n in nodes:
+            lines = [l for l in n.log().splitlines() if f"names 127.0.0.1:{replica.port} as the master" in l]
+            if not lines:
+                check(False, f"{n.name} follows the new master")
+                continue
+            ts = time.mktime(time.strptime(lines[0][:19], "%Y/%m/%d %H:%M:%S"))
+            follow = ts - int(result["t0"])
+            print(f"  {n.name}: writing to the new master {follow:.0f} s after SENTINEL FAILOVER (log time, 1 s resolution)")
+            check(follow <= 5, f"{n.name} followed the failover within 5 s")
+        # The demoted master must not take our writes: it is a replica now (READONLY).
+        time.sleep(1.0)
+        admitted = passed(counts)
+        got = zone_total([replica], "s", "fo", db=3)
+        lost = admitted - got
+        rate = admitted / 8.0
+        print(f"  admitted {admitted} during the failover run; the new master holds {got}; lost in the"
+              f" switch {lost} ({lost / rate:.2f} s of traffic at {rate:.0f} r/s)")
+        # Documented (README, "Sentinel"): what the nodes pushed to the old master between the
+        # promotion and their next question to the sentinels (each second) is lost.
+        check(0 <= lost <= rate * 2.5,
+              f"redis never counts more than admitted, and loses at most ~2.5 s of traffic: {lost}")
+        res = [nodes[0].get(f"/s?k=after-fo&rate=5r/m")[0] for _ in range(8)]
+        time.sleep(0.5)
+        check(res.count(200) == 5 and zone_total([replica], "s", "after-fo", db=3) == 5,
+              f"after the failover limits are enforced and counted on the new master: {res}")
+    finally:
+        for n in nodes:
+            n.stop()
+        for s in servers:
+            s.stop()
+    return nodes
+
+
+def cluster_scenarios():
+    print("cluster: three masters (redis-cli --cluster create), three nginx nodes")
+    masters = [Server(f"cluster-{i}", "--cluster-enabled", "yes", "--cluster-config-file",
+                      "nodes.conf", "--cluster-node-timeout", "2000") for i in range(3)]
+    nodes = []
+    try:
+        out = subprocess.run(["redis-cli", "-a", "s3cret", "--no-auth-warning", "--cluster",
+                              "create", *[f"127.0.0.1:{m.port}" for m in masters],
+                              "--cluster-yes"], capture_output=True, text=True)
+        check(out.returncode == 0, "cluster created")
+        wait_for(lambda: all("cluster_state:ok" in m.cli("CLUSTER", "INFO") for m in masters), 20,
+                 "the cluster is up")
+        slot = int(masters[0].cli("CLUSTER", "KEYSLOT", "{k1}").strip())
+
+        def owner():
+            for m in masters:
+                if m.proc is None:
+                    continue
+                for line in m.cli("CLUSTER", "NODES").splitlines():
+                    f = line.split()
+                    if "myself" in f[2] and "master" in f[2]:
+                        for r in f[8:]:
+                            lo, _, hi = r.partition("-")
+                            if r[0].isdigit() and int(lo) <= slot <= int(hi or lo):
+                                return m, f[0]
+            return None, None
+
+        url = ("redis-cluster://:s3cret@" + ",".join(f"127.0.0.1:{m.port}" for m in masters))
+        zone = (f"rate_limit_zone $arg_k zone=k1:1m sync={url} sync_interval={INTERVAL_MS}ms"
+                " sync_timeout=300ms;")
+        loc = "location /k1 { rate_limit zone=k1 rate=$arg_rate; try_files /ok.txt =404; }"
+        nodes = [Node(f"node-k{i}", masters[0].port, loc, zone) for i in range(3)]
+        L, gap, clients = 150, 0.02, 2
+        counts, _ = run_clients(nodes, f"/k1?k=cl&rate={L}r/m", 3.0, clients, gap)
+        total = passed(counts)
+        # Each node learns the other two nodes' admissions at most 2 * (I + d) late.
+        bound = L + 2 * int(clients / gap * 2 * (INTERVAL_MS + 10) / 1000.0 + 0.999)
+        print(f"  admitted {[passed(counts, n.name) for n in nodes]} = {total} (limit {L}, bound {bound}, 3 nodes)")
+        check(L <= total <= bound, f"3 nginx nodes: combined admitted {total} within [{L}, {bound}]")
+        time.sleep(0.5)
+        src, src_id = owner()
+        got = zone_total([src], "k1", "cl")
+        check(got == total, f"the shard serving slot {slot} counted what the nodes admitted: {got} == {total}")
+        check(zone_total([m for m in masters if m is not src], "k1", "cl") == 0,
+              "the other shards hold none of the zone's keys")
+
+        print(f"cluster: slot {slot} migrated to another master under load")
+        dst = next(m for m in masters if m is not src)
+        dst_id = dst.cli("CLUSTER", "MYID").strip()
+        mig = {}
+
+        def migrate():
+            time.sleep(1.0)
+            dst.cli("CLUSTER", "SETSLOT", str(slot), "IMPORTING", src_id)
+            src.cli("CLUSTER", "SETSLOT", str(slot), "MIGRATING", dst_id)
+            time.sleep(0.5)  # keys on both sides: ASK for the moved ones
+            while True:
+                keys = src.cli("CLUSTER", "GETKEYSINSLOT", str(slot), "100").split()
+                if not keys:
+                    break
+                src.cli("MIGRATE", "127.0.0.1", str(dst.port), "", "0", "5000", "AUTH", "s3cret",
+                        "KEYS", *keys)
+            for m in masters:
+                m.cli("CLUSTER", "SETSLOT", str(slot), "NODE", dst_id)
+            mig["done"] = True
+
+        t = threading.Thread(target=migrate)
+        t.start()
+        counts, _ = run_clients(nodes, "/k1?k=mig&rate=1000000r/m", 4.0, 1, 0.01)
+        t.join()
+        bad = {k: v for k, v in counts.items() if k[1] != 200}
+        check(not bad, f"no 5xx during the migration ({passed(counts)} admitted): {bad}")
+        check(any("the zone's hash slot moved to" in n.log() for n in nodes), "MOVED followed (logged)")
+        time.sleep(1.0)
+        admitted = passed(counts)
+        got = zone_total(masters, "k1", "mig")
+        on_dst = zone_total([dst], "k1", "mig")
+        print(f"  admitted {admitted}; redis holds {got} ({on_dst} on the new owner)")
+        # A migration that lands inside one exchange can count that exchange twice (never
+        # fewer): see README, "Redis Cluster".
+        check(admitted <= got <= admitted + 3 * 2, f"redis total {got} vs admitted {admitted}")
+        check(on_dst == got, "every count is on the slot's new owner")
+
+        print("cluster: the shard that owns the zone stopped, then back")
+        dst.stop()
+        counts, _ = run_clients(nodes, "/k1?k=down&rate=30r/m", 2.0, 1, 0.02)
+        five = sum(v for (n, st), v in counts.items() if st not in (200, 429))
+        check(five == 0, f"no 5xx while the shard is down: {counts}")
+        check(all(passed(counts, n.name) <= 30 for n in nodes), "local limits enforced on each node")
+        dst.start()
+        wait_for(lambda: all("cluster_state:ok" in m.cli("CLUSTER", "INFO") for m in masters), 20,
+                 "the cluster is up again")
+        time.sleep(2.0)
+        for n in nodes:
+            n.get("/k1?k=wake&rate=1000r/m")
+        time.sleep(1.0)
+        counts, _ = run_clients(nodes, "/k1?k=back&rate=1000r/m", 1.0, 1, 0.02)
+        time.sleep(1.0)
+        check(zone_total([dst], "k1", "back") == passed(counts),
+              f"sync resumed on the restarted shard: {zone_total([dst], 'k1', 'back')} == {passed(counts)}")
+    finally:
+        for n in nodes:
+            n.stop()
+        for m in masters:
+            m.stop()
+    return nodes
+
+
 def main():
     shutil.rmtree(ROOT, ignore_errors=True)
     os.makedirs(ROOT)
     if ONLY:
-        finish({"tls": tls_scenarios}[ONLY]())
+        finish({"tls": tls_scenarios, "sentinel": sentinel_scenarios,
+                "cluster": cluster_scenarios}[ONLY]())
         return
     redis = Redis()
     redis.start()
@@ -443,7 +726,7 @@ def main():
         a.stop()
         b.stop()
         redis.stop()
-    finish([a, b, *tls_scenarios()])
+    finish([a, b, *tls_scenarios(), *sentinel_scenarios(), *cluster_scenarios()])
 
 
 def finish(nodes):

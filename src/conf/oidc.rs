@@ -369,9 +369,9 @@ fn inner(cf: &mut ngx_conf_t, p: &mut Provider, zone: &mut Option<String>) -> Re
                     p.name
                 )
             })?;
-            if url.tls {
+            if url.tls || url.topology != gateway_core::ratelimit::sync::Topology::Direct {
                 return Err(format!(
-                    "oidc_provider \"{}\": \"session_store\" speaks plain redis:// only (TLS is for rate_limit_zone sync= so far)",
+                    "oidc_provider \"{}\": \"session_store\" speaks plain redis:// only, to one server (TLS, Sentinel and Cluster are for rate_limit_zone sync= so far)",
                     p.name
                 ));
             }

@@ -47,10 +47,11 @@ pub struct Zone {
 #[derive(Debug)]
 pub struct SyncConf {
     pub url: RedisUrl,
-    /// The server's address, resolved when the configuration is read (configuration pool).
-    pub sockaddr: *mut nginx_sys::sockaddr,
-    pub socklen: nginx_sys::socklen_t,
-    pub name: *mut ngx_str_t,
+    /// The URL's servers (the one server, the sentinels or the cluster seeds), resolved when
+    /// the configuration is read (configuration pool), in the URL's order.
+    pub seeds: Vec<SyncAddr>,
+    /// `redis-cluster://`: the hash slot of the zone's keys (all share the tag `{zone}`).
+    pub slot: u16,
     pub interval_ms: u64,
     pub timeout_ms: u64,
     /// `sync_fail=closed`: reject while Redis is unreachable (default: open, local limits).
@@ -59,6 +60,14 @@ pub struct SyncConf {
     pub errors_slot: usize,
     /// `rediss://`: the TLS settings.
     pub tls: Option<SyncTls>,
+}
+
+/// One server address of a `sync=` URL.
+#[derive(Debug)]
+pub struct SyncAddr {
+    pub sockaddr: *mut nginx_sys::sockaddr,
+    pub socklen: nginx_sys::socklen_t,
+    pub name: *mut ngx_str_t,
 }
 
 /// The TLS side of a `rediss://` sync: an OpenSSL context of nginx's own (configuration pool,
@@ -380,7 +389,18 @@ pub fn set_zone(cf: &mut ngx_conf_t, mcf: &mut MainConf) -> Result<(), String> {
                     )
                 })?;
             }
-            let (sockaddr, socklen, sname) = resolve(cf, &url.addr)?;
+            let mut seeds = Vec::with_capacity(url.seeds.len());
+            for addr in &url.seeds {
+                let (sockaddr, socklen, name) = resolve(cf, addr)?;
+                seeds.push(SyncAddr {
+                    sockaddr,
+                    socklen,
+                    name,
+                });
+            }
+            let slot = gateway_core::ratelimit::topology::key_slot(
+                gateway_core::ratelimit::sync::redis_key(&zname, [0, 0], 0).as_bytes(),
+            );
             let tls = if url.tls {
                 let name_text = tls_name.unwrap_or_else(|| url.host.clone());
                 Some(tls_context(
@@ -404,9 +424,8 @@ pub fn set_zone(cf: &mut ngx_conf_t, mcf: &mut MainConf) -> Result<(), String> {
                 .slot("gateway_rate_limit_sync_errors_total", &[("zone", &zname)]);
             Some(SyncConf {
                 url,
-                sockaddr,
-                socklen,
-                name: sname,
+                seeds,
+                slot,
                 interval_ms: interval.unwrap_or(DEFAULT_SYNC_INTERVAL_MS),
                 timeout_ms: timeout.unwrap_or(DEFAULT_SYNC_TIMEOUT_MS),
                 fail_closed,

@@ -17,8 +17,9 @@ use super::now_ms;
 use core::ptr;
 use std::cell::RefCell;
 
-use gateway_core::ratelimit::sync::redis_key;
+use gateway_core::ratelimit::sync::{redis_key, Topology};
 use gateway_core::ratelimit::table::{SlotClaim, Table};
+use gateway_core::ratelimit::topology::{self, Addr};
 use gateway_core::resp::{self, Reply};
 use nginx_sys::{
     ngx_close_connection, ngx_connection_t, ngx_cycle_t, ngx_event_connect_peer,
@@ -35,6 +36,13 @@ const MAX_CLAIMS: usize = 2000;
 const MAX_SCAN: usize = 20_000;
 /// Longest wait before reconnecting after failures.
 const MAX_BACKOFF_MS: u64 = 5000;
+/// The same with sentinels or a cluster to ask: a failover is followed within about a second
+/// of the sentinels or the cluster naming the new master.
+const MAX_BACKOFF_HA_MS: u64 = 1000;
+/// How often the sentinels are asked again which server is the master: a forced failover
+/// leaves the old master up (and taking writes that will be lost) until the sentinels demote
+/// it, so the syncer does not wait for an error to notice the switch.
+const SENTINEL_RECHECK_MS: u64 = 1000;
 /// At most one error line per zone this often.
 const LOG_EVERY_MS: u64 = 10_000;
 
@@ -47,8 +55,56 @@ enum Expect {
     Cur(usize),
     /// The previous window's total of claim `i`.
     Prev(usize),
-    /// `PEXPIRE`: checked only for errors.
-    Ignore,
+    /// `PEXPIRE` of claim `i`: checked only for errors.
+    Expire(usize),
+    /// `ROLE` (sentinel mode): the server must be a master.
+    Role,
+    /// `SENTINEL get-master-addr-by-name`: where the master is.
+    Master,
+    /// `CLUSTER SLOTS`: which node serves the zone's slot.
+    Slots,
+}
+
+/// An address learnt from a server (the master a sentinel names, the node a cluster names):
+/// boxed, as the connection's `name` points into it.
+struct Peer {
+    sa: nginx_sys::ngx_sockaddr_t,
+    len: nginx_sys::socklen_t,
+    text: String,
+    name: nginx_sys::ngx_str_t,
+}
+
+impl Peer {
+    fn new(a: std::net::SocketAddr) -> Box<Peer> {
+        // SAFETY: an all-zero socket address is a valid starting point; the family's fields
+        // are filled below.
+        let mut sa: nginx_sys::ngx_sockaddr_t = unsafe { core::mem::zeroed() };
+        let len = match a {
+            std::net::SocketAddr::V4(v4) => {
+                sa.sockaddr_in.sin_family = nginx_sys::AF_INET as _;
+                sa.sockaddr_in.sin_port = v4.port().to_be();
+                sa.sockaddr_in.sin_addr.s_addr = u32::from_ne_bytes(v4.ip().octets());
+                core::mem::size_of::<nginx_sys::sockaddr_in>()
+            }
+            std::net::SocketAddr::V6(v6) => {
+                sa.sockaddr_in6.sin6_family = nginx_sys::AF_INET6 as _;
+                sa.sockaddr_in6.sin6_port = v6.port().to_be();
+                sa.sockaddr_in6.sin6_addr.__in6_u.__u6_addr8 = v6.ip().octets();
+                core::mem::size_of::<nginx_sys::sockaddr_in6>()
+            }
+        };
+        let mut p = Box::new(Peer {
+            sa,
+            len: len as nginx_sys::socklen_t,
+            text: a.to_string(),
+            name: nginx_sys::ngx_str_t::default(),
+        });
+        p.name = nginx_sys::ngx_str_t {
+            len: p.text.len(),
+            data: p.text.as_ptr().cast_mut(),
+        };
+        p
+    }
 }
 
 struct Syncer {
@@ -76,6 +132,24 @@ struct Syncer {
     last_log_ms: u64,
     /// Errors since the last log line.
     unlogged: u64,
+    /// Sentinel or cluster: the server that takes the writes, once learnt (`None`: ask).
+    peer: Option<Box<Peer>>,
+    /// Sentinel or cluster: the URL's server to ask next (rotates on failures).
+    seed: usize,
+    /// The connection is to a sentinel or a cluster seed, asking where to write.
+    discovering: bool,
+    /// What the asking found.
+    found: Option<Addr>,
+    /// Per claim, whether the current and the previous window's command was redirected by the
+    /// cluster (`ASK` during a slot migration, `MOVED` after it): that part is given back and
+    /// pushed again later.
+    redirected: Vec<(bool, bool)>,
+    /// A `MOVED` redirection: the node that serves the zone's slot from now on.
+    moved_to: Option<Addr>,
+    /// When the sentinels last named the master.
+    asked_ms: u64,
+    /// The server last named (logged when it changes).
+    named: String,
 }
 
 thread_local! {
@@ -145,16 +219,41 @@ impl Syncer {
         if self.claims.is_empty() {
             return;
         }
-        self.build();
         self.busy = true;
+        self.start();
+    }
+
+    /// Sends the claimed batch, connecting first if there is no connection: to the one server
+    /// (`redis://`), to the master or node learnt, or to a sentinel or seed to ask where to
+    /// write (`redis-sentinel://`, `redis-cluster://`), then to the answer (`discovered`).
+    fn start(&mut self) {
         if self.conn.is_null() {
-            if let Err(e) = self.connect() {
+            let ask = self.conf().url.topology != Topology::Direct && self.peer.is_none();
+            let r = if ask {
+                let conf = self.conf();
+                let a = &conf.seeds[self.seed % conf.seeds.len()];
+                self.connect(a.sockaddr, a.socklen, a.name)
+            } else if let Some(p) = self.peer.as_mut() {
+                let (sa, len, name) = (
+                    ptr::addr_of_mut!(p.sa.sockaddr),
+                    p.len,
+                    &mut p.name as *mut _,
+                );
+                self.connect(sa, len, name)
+            } else {
+                let a = &self.conf().seeds[0];
+                self.connect(a.sockaddr, a.socklen, a.name)
+            };
+            if let Err(e) = r {
                 self.fail(&e);
                 return;
             }
-            if self.conn.is_null() {
-                return;
-            }
+            self.discovering = ask;
+        }
+        if self.discovering {
+            self.build_discovery();
+        } else {
+            self.build();
         }
         let timeout = self.conf().timeout_ms;
         // SAFETY: `conn` is our open connection; its events are valid.
@@ -162,8 +261,27 @@ impl Syncer {
         self.connected();
     }
 
-    /// Encodes the batch for `self.claims`.
-    fn build(&mut self) {
+    /// The batch that asks a sentinel for the master, or a cluster node for the slot map.
+    fn build_discovery(&mut self) {
+        self.reset_batch();
+        let conf = self.conf();
+        match &conf.url.topology {
+            Topology::Sentinel(master) => {
+                resp::encode(
+                    &mut self.out,
+                    &[b"SENTINEL", b"get-master-addr-by-name", master.as_bytes()],
+                );
+                self.expect.push(Expect::Master);
+            }
+            _ => {
+                self.encode_auth();
+                resp::encode(&mut self.out, &[b"CLUSTER", b"SLOTS"]);
+                self.expect.push(Expect::Slots);
+            }
+        }
+    }
+
+    fn reset_batch(&mut self) {
         self.out.clear();
         self.sent = 0;
         self.inbuf.clear();
@@ -171,16 +289,89 @@ impl Syncer {
         self.got = 0;
         self.totals.clear();
         self.totals.resize(self.claims.len(), (None, None));
+        self.redirected.clear();
+        self.redirected.resize(self.claims.len(), (false, false));
+        self.found = None;
+        self.moved_to = None;
+    }
+
+    /// `AUTH` with the URL's credentials, if any.
+    fn encode_auth(&mut self) {
+        let url = &self.conf().url;
+        if let Some(pw) = &url.password {
+            match &url.user {
+                Some(u) => resp::encode(&mut self.out, &[b"AUTH", u.as_bytes(), pw.as_bytes()]),
+                None => resp::encode(&mut self.out, &[b"AUTH", pw.as_bytes()]),
+            }
+            self.expect.push(Expect::Handshake);
+        }
+    }
+
+    /// The address asked for has come: connect to it and send the batch.
+    fn discovered(&mut self) {
+        let Some(a) = self.found.take() else {
+            self.fail("no address in the answer");
+            return;
+        };
+        let Some(sa) = topology::socket_addr(&a) else {
+            self.fail(&format!(
+                "the server to write to is announced as \"{}\", not an IP address",
+                a.0
+            ));
+            return;
+        };
+        let from = self.target_text();
+        self.close();
+        let peer = Peer::new(sa);
+        if peer.text != self.named {
+            gw_log!(
+                NGX_LOG_NOTICE,
+                self.log,
+                "rate_limit_zone \"{}\": {from} names {} as the {}",
+                self.zone().name,
+                peer.text,
+                match self.conf().url.topology {
+                    Topology::Sentinel(_) => "master",
+                    _ => "node serving the zone's keys",
+                }
+            );
+            self.named.clone_from(&peer.text);
+        }
+        self.asked_ms = now_ms();
+        self.peer = Some(peer);
+        self.start();
+    }
+
+    /// The server the connection goes (or went) to, for log lines.
+    fn target_text(&self) -> String {
+        let conf = self.conf();
+        match (&conf.url.topology, &self.peer) {
+            (Topology::Direct, _) => conf.url.addr.clone(),
+            (_, Some(p)) if !self.discovering => p.text.clone(),
+            (Topology::Sentinel(_), _) => format!(
+                "sentinel {}",
+                conf.url.seeds[self.seed % conf.url.seeds.len()]
+            ),
+            _ => format!(
+                "cluster node {}",
+                conf.url.seeds[self.seed % conf.url.seeds.len()]
+            ),
+        }
+    }
+
+    /// Encodes the batch for `self.claims`.
+    fn build(&mut self) {
+        self.reset_batch();
         // SAFETY: zones live in the configuration pool (not borrowed from `self`).
         let zone = unsafe { &*self.zone };
         let conf = zone.sync.as_ref().expect("synced zone");
         if !self.ready {
-            if let Some(pw) = &conf.url.password {
-                match &conf.url.user {
-                    Some(u) => resp::encode(&mut self.out, &[b"AUTH", u.as_bytes(), pw.as_bytes()]),
-                    None => resp::encode(&mut self.out, &[b"AUTH", pw.as_bytes()]),
-                }
-                self.expect.push(Expect::Handshake);
+            self.encode_auth();
+            if matches!(conf.url.topology, Topology::Sentinel(_)) {
+                // Never write to a replica: the server the sentinels named must say it is
+                // the master (a failover may have happened since).
+                resp::encode(&mut self.out, &[b"ROLE"]);
+                self.expect.push(Expect::Role);
             }
             if conf.url.db != 0 {
                 let db = conf.url.db.to_string();
@@ -198,7 +389,7 @@ impl Syncer {
                     resp::encode(&mut self.out, &[b"INCRBY", key.as_bytes(), n.as_bytes()]);
                     self.expect.push(e);
                     resp::encode(&mut self.out, &[b"PEXPIRE", key.as_bytes(), ttl.as_bytes()]);
-                    self.expect.push(Expect::Ignore);
+                    self.expect.push(Expect::Expire(i));
                 } else {
                     resp::encode(&mut self.out, &[b"GET", key.as_bytes()]);
                     self.expect.push(e);
@@ -211,15 +402,21 @@ impl Syncer {
         }
     }
 
-    fn connect(&mut self) -> Result<(), String> {
+    fn connect(
+        &mut self,
+        sockaddr: *mut nginx_sys::sockaddr,
+        socklen: nginx_sys::socklen_t,
+        name: *mut nginx_sys::ngx_str_t,
+    ) -> Result<(), String> {
         let conf = self.conf();
         // SAFETY: a zeroed peer connection is nginx's initial state; the address lives in the
-        // configuration pool; the connection's handlers get this boxed syncer as data.
+        // configuration pool or in the boxed peer, which is replaced only once the connection
+        // is closed; the connection's handlers get this boxed syncer as data.
         unsafe {
             let mut pc: ngx_peer_connection_t = core::mem::zeroed();
-            pc.sockaddr = conf.sockaddr;
-            pc.socklen = conf.socklen;
-            pc.name = conf.name;
+            pc.sockaddr = sockaddr;
+            pc.socklen = socklen;
+            pc.name = name;
             pc.get = Some(ngx_event_get_peer);
             pc.log = self.log;
             pc.set_log_error(nginx_sys::ngx_connection_log_error_e_NGX_ERROR_ERR as _);
@@ -415,8 +612,8 @@ impl Syncer {
                 self.fail(&e);
                 return;
             }
-            if !self.busy {
-                return; // exchange complete
+            if !self.busy || self.conn != c {
+                return; // exchange complete, or moved on to the server asked for
             }
         }
         // SAFETY: `c` is open.
@@ -437,10 +634,56 @@ impl Syncer {
             let e = self.expect[self.got];
             self.got += 1;
             if let Reply::Error(msg) = &reply {
-                return Err(format!("server error: {}", String::from_utf8_lossy(msg)));
+                if let (Expect::Cur(i) | Expect::Prev(i) | Expect::Expire(i), Some(r)) =
+                    (e, topology::redirect(msg))
+                {
+                    // A cluster slot moving (MOVED) or being moved (ASK): what did not reach
+                    // Redis is given back and pushed again, to the right node. (A `PEXPIRE`
+                    // follows its `INCRBY`, which did reach it.)
+                    if let Some(x) = self.redirected.get_mut(i) {
+                        match e {
+                            Expect::Cur(_) => x.0 = true,
+                            Expect::Prev(_) => x.1 = true,
+                            _ => {}
+                        }
+                    }
+                    if r.moved {
+                        self.moved_to = Some(r.to);
+                    }
+                    continue;
+                }
+                if !matches!(e, Expect::Master) {
+                    return Err(format!("server error: {}", String::from_utf8_lossy(msg)));
+                }
             }
             match e {
-                Expect::Handshake | Expect::Ignore => {}
+                Expect::Handshake | Expect::Expire(_) => {}
+                Expect::Role => {
+                    if !topology::is_master(&reply) {
+                        return Err(
+                            "the server is not the master (a replica after a failover?)".into()
+                        );
+                    }
+                }
+                Expect::Master => self.found = Some(topology::master_addr(&reply)?),
+                Expect::Slots => {
+                    let conf = self.conf();
+                    let seed_text = &conf.url.seeds[self.seed % conf.url.seeds.len()];
+                    let seed_host = seed_text
+                        .rsplit_once(':')
+                        .map(|(h, _)| h.trim_start_matches('[').trim_end_matches(']'))
+                        .unwrap_or("")
+                        .to_string();
+                    match topology::slot_owner(&reply, conf.slot, &(seed_host, 0))? {
+                        Some(a) => self.found = Some(a),
+                        None => {
+                            return Err(format!(
+                                "no cluster node serves the zone's hash slot {}",
+                                conf.slot
+                            ))
+                        }
+                    }
+                }
                 Expect::Cur(i) | Expect::Prev(i) => {
                     let v = reply.as_count().ok_or("unexpected reply")?;
                     if let Some(t) = self.totals.get_mut(i) {
@@ -454,7 +697,11 @@ impl Syncer {
         }
         self.inbuf.drain(..at);
         if self.got == self.expect.len() {
-            self.complete();
+            if self.discovering {
+                self.discovered();
+            } else {
+                self.complete();
+            }
         }
         Ok(())
     }
@@ -462,16 +709,32 @@ impl Syncer {
     fn complete(&mut self) {
         let claims = std::mem::take(&mut self.claims);
         let totals = std::mem::take(&mut self.totals);
+        let redirected = std::mem::take(&mut self.redirected);
         let was_down = self
             .with_table(|t| {
-                for (c, (cur, prev)) in claims.iter().zip(totals.iter()) {
-                    t.sync_apply(c, cur.map(|cur| (cur, *prev)));
+                for ((c, (cur, prev)), r) in claims.iter().zip(totals.iter()).zip(&redirected) {
+                    match *r {
+                        (false, false) => t.sync_apply(c, cur.map(|cur| (cur, *prev))),
+                        (false, true) => {
+                            // The current window reached Redis, the previous one did not.
+                            let mut done = *c;
+                            done.claim.prev = 0;
+                            t.sync_apply(&done, cur.map(|cur| (cur, None)));
+                            let mut back = *c;
+                            back.claim.cur = 0;
+                            t.sync_apply(&back, None);
+                        }
+                        // The current window did not reach Redis: all of it again (a previous
+                        // window's push that did reach it is then counted twice, never less).
+                        (true, _) => t.sync_apply(c, None),
+                    }
                 }
                 t.set_sync_down(false)
             })
             .unwrap_or(false);
         self.claims = claims;
         self.totals = totals;
+        self.redirected = redirected;
         self.busy = false;
         self.ready = true;
         self.failures = 0;
@@ -482,6 +745,27 @@ impl Syncer {
             if (*rev).timer_set() != 0 {
                 nginx_sys::ngx_del_timer(rev);
             }
+        }
+        if let Some(to) = self.moved_to.take() {
+            gw_log!(
+                NGX_LOG_NOTICE,
+                self.log,
+                "rate_limit_zone \"{}\": the zone's hash slot moved to {}:{}, following it",
+                self.zone().name,
+                to.0,
+                to.1
+            );
+            self.close();
+            match topology::socket_addr(&to) {
+                Some(sa) => self.peer = Some(Peer::new(sa)),
+                None => self.peer = None, // a name: ask the seeds
+            }
+        } else if matches!(self.conf().url.topology, Topology::Sentinel(_))
+            && now_ms().saturating_sub(self.asked_ms) >= SENTINEL_RECHECK_MS
+        {
+            // Ask the sentinels again before the next exchange (see SENTINEL_RECHECK_MS).
+            self.close();
+            self.peer = None;
         }
         if was_down {
             gw_log!(
@@ -533,10 +817,23 @@ impl Syncer {
         self.busy = false;
         let now = now_ms();
         let conf = self.conf();
+        let target = self.target_text();
+        let max_backoff = if conf.url.topology == Topology::Direct {
+            MAX_BACKOFF_MS
+        } else {
+            // Ask again where to write: a failover may be under way. The next question goes
+            // to the next sentinel or seed if this one failed.
+            if self.discovering || self.peer.is_none() {
+                self.seed = self.seed.wrapping_add(1);
+            }
+            self.peer = None;
+            self.discovering = false;
+            MAX_BACKOFF_HA_MS
+        };
         let backoff = conf
             .interval_ms
             .saturating_mul(1u64 << self.failures.min(10))
-            .min(MAX_BACKOFF_MS);
+            .min(max_backoff);
         self.next_try_ms = now + backoff;
         self.failures = self.failures.saturating_add(1);
         super::metrics::inc(conf.errors_slot);
@@ -550,9 +847,8 @@ impl Syncer {
             gw_log!(
                 NGX_LOG_ERR,
                 self.log,
-                "rate_limit_zone \"{}\": redis sync with {} failed: {why} ({} error{} since the last report); {mode} until it recovers",
+                "rate_limit_zone \"{}\": redis sync with {target} failed: {why} ({} error{} since the last report); {mode} until it recovers",
                 self.zone().name,
-                conf.url.addr,
                 self.unlogged,
                 if self.unlogged == 1 { "" } else { "s" }
             );
@@ -674,6 +970,14 @@ pub fn init_process(cycle: &ngx_cycle_t, mcf: &MainConf) {
                 next_try_ms: 0,
                 last_log_ms: 0,
                 unlogged: 0,
+                peer: None,
+                seed: 0,
+                discovering: false,
+                found: None,
+                redirected: Vec::new(),
+                moved_to: None,
+                asked_ms: 0,
+                named: String::new(),
             });
             let sp: *mut Syncer = &mut *s;
             s.timer.handler = Some(timer_handler);

@@ -28,6 +28,7 @@ pub mod algo;
 pub mod calendar;
 pub mod sync;
 pub mod table;
+pub mod topology;
 
 /// The table key of a limit's counter: the zone's key and the limit's period.
 ///

@@ -360,14 +360,21 @@ pub fn refund_synced(st: &mut State, rec: &mut SyncRec, now_ms: u64, p: &Params)
     }
 }
 
-/// A parsed `sync=redis[s]://[[user]:password@]host[:port][/db]` value.
+/// A parsed `sync=` URL: `redis[s]://[[user]:password@]host[:port][/db]`, or, for the
+/// high-availability deployments, `redis[s]-sentinel://[auth@]host[:port],.../master[/db]` and
+/// `redis[s]-cluster://[auth@]host[:port],...` ([`Topology`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisUrl {
-    /// `rediss://`: the connection is TLS.
+    /// `rediss://` (or `rediss-sentinel://`, `rediss-cluster://`): the connections are TLS.
     pub tls: bool,
-    /// `host:port` (the port defaults to 6379; an IPv6 address keeps its brackets).
+    /// How the server to write to is found.
+    pub topology: Topology,
+    /// The first server of the URL as `host:port` (the port defaults to 6379, 26379 for
+    /// sentinels; an IPv6 address keeps its brackets).
     pub addr: String,
-    /// The host alone (no port, no brackets): the default TLS name.
+    /// Every server of the URL, as `addr` (one for `redis://`; sentinels or cluster seeds).
+    pub seeds: Vec<String>,
+    /// The first server's host alone (no port, no brackets): the default TLS name.
     pub host: String,
     /// The user part had no colon (`redis://word@host`): `word` is the password, or the user
     /// name when the password comes from elsewhere ([`RedisUrl::with_password`]).
@@ -376,8 +383,21 @@ pub struct RedisUrl {
     pub user: Option<String>,
     /// Password (`AUTH password`), if any.
     pub password: Option<String>,
-    /// Database number (`SELECT db`), 0 by default.
+    /// Database number (`SELECT db`), 0 by default (always 0 in a cluster).
     pub db: u32,
+}
+
+/// How the Redis server that takes the writes is found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Topology {
+    /// `redis://`: the one server named.
+    Direct,
+    /// `redis-sentinel://`: the servers named are sentinels; the master of this name is asked
+    /// from them (`SENTINEL get-master-addr-by-name`) and checked with `ROLE`.
+    Sentinel(String),
+    /// `redis-cluster://`: the servers named are cluster nodes; the node that serves the zone's
+    /// hash slot is found with `CLUSTER SLOTS` and followed on `MOVED`.
+    Cluster,
 }
 
 impl RedisUrl {
@@ -395,54 +415,108 @@ impl RedisUrl {
     }
 }
 
-/// Parses a `redis://` or `rediss://` (TLS) URL.
+/// `host[:port]` with the default port, and the host alone (brackets of IPv6 removed).
+fn host_port(hp: &str, default_port: u16) -> Result<(String, String), String> {
+    if hp.is_empty() {
+        return Err("no host".into());
+    }
+    let has_port = match hp.rfind(']') {
+        Some(b) => hp.get(b..).is_some_and(|t| t.contains(':')),
+        None => hp.contains(':'),
+    };
+    let addr = if has_port {
+        let port = hp.rsplit_once(':').map(|(_, p)| p).unwrap_or("");
+        match port.parse::<u16>() {
+            Ok(p) if p > 0 => hp.to_string(),
+            _ => return Err(format!("bad port \"{port}\"")),
+        }
+    } else {
+        format!("{hp}:{default_port}")
+    };
+    let host = match hp.rfind(']') {
+        Some(_) => hp.trim_start_matches('[').split(']').next().unwrap_or(""),
+        None => hp.split(':').next().unwrap_or(""),
+    };
+    if host.is_empty() {
+        return Err("no host".into());
+    }
+    Ok((addr, host.to_string()))
+}
+
+fn parse_db(d: &str) -> Result<u32, String> {
+    if d.is_empty() {
+        return Ok(0);
+    }
+    d.parse::<u32>()
+        .map_err(|_| format!("bad database number \"{d}\""))
+}
+
+/// Parses a `sync=` URL (see [`RedisUrl`]).
 pub fn parse_redis_url(s: &str) -> Result<RedisUrl, String> {
-    let (tls, rest) = match s.strip_prefix("rediss://") {
-        Some(r) => (true, r),
-        None => (
-            false,
-            s.strip_prefix("redis://")
-                .ok_or("must start with \"redis://\" or \"rediss://\"")?,
-        ),
+    let (scheme, rest) = s
+        .split_once("://")
+        .ok_or("must start with \"redis://\" or \"rediss://\"")?;
+    let (tls, kind) = match scheme {
+        "redis" => (false, 0),
+        "rediss" => (true, 0),
+        "redis-sentinel" => (false, 1),
+        "rediss-sentinel" => (true, 1),
+        "redis-cluster" => (false, 2),
+        "rediss-cluster" => (true, 2),
+        _ => {
+            return Err(
+                "must start with \"redis://\", \"rediss://\", \"redis-sentinel://\" \
+                        or \"redis-cluster://\""
+                    .into(),
+            )
+        }
     };
     let (auth, hostpart) = match rest.rsplit_once('@') {
         Some((a, h)) => (Some(a), h),
         None => (None, rest),
     };
-    let (hostport, db) = match hostpart.split_once('/') {
-        Some((h, "")) => (h, 0),
-        Some((h, d)) => (
-            h,
-            d.parse::<u32>()
-                .map_err(|_| format!("bad database number \"{d}\""))?,
-        ),
-        None => (hostpart, 0),
-    };
-    if hostport.is_empty() {
-        return Err("no host".into());
-    }
-    let has_port = match hostport.rfind(']') {
-        Some(b) => hostport.get(b..).is_some_and(|t| t.contains(':')),
-        None => hostport.contains(':'),
-    };
-    let addr = if has_port {
-        let port = hostport.rsplit_once(':').map(|(_, p)| p).unwrap_or("");
-        match port.parse::<u16>() {
-            Ok(p) if p > 0 => hostport.to_string(),
-            _ => return Err(format!("bad port \"{port}\"")),
+    let (hosts, path) = hostpart.split_once('/').unwrap_or((hostpart, ""));
+    let default_port = if kind == 1 { 26379 } else { 6379 };
+    let mut seeds = Vec::new();
+    let mut first_host = String::new();
+    for hp in hosts.split(',') {
+        let (addr, host) = host_port(hp, default_port)?;
+        if seeds.is_empty() {
+            first_host = host;
         }
-    } else {
-        format!("{hostport}:6379")
-    };
-    let host = match hostport.rfind(']') {
-        Some(_) => hostport
-            .trim_start_matches('[')
-            .split(']')
-            .next()
-            .unwrap_or(""),
-        None => hostport.split(':').next().unwrap_or(""),
+        seeds.push(addr);
     }
-    .to_string();
+    if kind == 0 && seeds.len() > 1 {
+        return Err(
+            "one server only (several are for \"redis-sentinel://\" or \"redis-cluster://\")"
+                .into(),
+        );
+    }
+    if seeds.len() > 16 {
+        return Err("at most 16 servers".into());
+    }
+    let (topology, db) = match kind {
+        0 => (Topology::Direct, parse_db(path)?),
+        1 => {
+            let (master, db) = path.split_once('/').unwrap_or((path, ""));
+            if master.is_empty() {
+                return Err("the sentinel URL must name the master: .../name".into());
+            }
+            if !master
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            {
+                return Err(format!("bad master name \"{master}\""));
+            }
+            (Topology::Sentinel(master.to_string()), parse_db(db)?)
+        }
+        _ => {
+            if parse_db(path)? != 0 {
+                return Err("a Redis Cluster has database 0 only".into());
+            }
+            (Topology::Cluster, 0)
+        }
+    };
     let bare_auth = auth.is_some_and(|a| !a.is_empty() && !a.contains(':'));
     let (user, password) = match auth {
         None | Some("") => (None, None),
@@ -454,8 +528,10 @@ pub fn parse_redis_url(s: &str) -> Result<RedisUrl, String> {
     };
     Ok(RedisUrl {
         tls,
-        addr,
-        host,
+        topology,
+        addr: seeds.first().cloned().unwrap_or_default(),
+        seeds,
+        host: first_host,
         bare_auth,
         user,
         password,
@@ -620,6 +696,38 @@ mod tests {
         );
         assert_eq!(parse_redis_url("rediss://[::1]:7000").unwrap().host, "::1");
         assert!(!parse_redis_url("redis://h").unwrap().tls);
+        assert!(parse_redis_url("redis://a,b").is_err());
+    }
+
+    #[test]
+    fn sentinel_and_cluster_urls() {
+        let u =
+            parse_redis_url("redis-sentinel://gw:pw@10.0.0.1,10.0.0.2:26380/mymaster/3").unwrap();
+        assert_eq!(u.topology, Topology::Sentinel("mymaster".into()));
+        assert_eq!(u.seeds, ["10.0.0.1:26379", "10.0.0.2:26380"]);
+        assert_eq!((u.db, u.user.as_deref()), (3, Some("gw")));
+        assert!(!u.tls);
+        let u = parse_redis_url("rediss-sentinel://s1.example/m").unwrap();
+        assert!(u.tls);
+        assert_eq!(
+            (u.host.as_str(), u.addr.as_str()),
+            ("s1.example", "s1.example:26379")
+        );
+        let u = parse_redis_url("redis-cluster://[::1]:7000,127.0.0.1:7001").unwrap();
+        assert_eq!(u.topology, Topology::Cluster);
+        assert_eq!(u.seeds, ["[::1]:7000", "127.0.0.1:7001"]);
+        assert!(parse_redis_url("rediss-cluster://n1/").unwrap().tls);
+        for bad in [
+            "redis-sentinel://h",
+            "redis-sentinel://h/",
+            "redis-sentinel://h/a b",
+            "redis-sentinel://h,/m",
+            "redis-cluster://h/1",
+            "redis-cluster://h:0",
+            "redis-cluster://",
+        ] {
+            assert!(parse_redis_url(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
@@ -751,6 +859,10 @@ mod tests {
             (2, 50, 1_000, 100, 10, 3),
             (4, 1000, 60_000, 250, 20, 1),
             (2, 20, 60_000, 100, 1, 20),
+            // Ten nodes (issue 15): the bound holds as the nodes multiply.
+            (10, 1000, 60_000, 100, 5, 5),
+            (10, 100, 10_000, 100, 10, 10),
+            (10, 5000, 60_000, 200, 20, 2),
         ];
         for (nodes, limit, period, interval, lag, gap) in cases {
             let p = sliding(limit, period);
