@@ -23,6 +23,9 @@ Scenarios (each prints what it measured; any failed check exits non-zero):
              over-admission bound with 3 nodes, exact totals on the shard that owns the zone's
              slot, the slot migrated to another master under load (ASK, then MOVED followed),
              the shard stopped (local limits, no 5xx) and back
+  resolve    a host name re-resolved through nginx's resolver (a DNS stub here answering A
+             records) every sync_resolve: when the answer changes, the counts go to the new
+             server
   restart    a monthly quota (r/M, cost=) on a persistent zone: a node restarted in the middle
              of the month continues the count (exactly the rest of the month is admitted), and
              the Redis total equals the units admitted before and after the restart
@@ -96,10 +99,46 @@ def make_certs(d):
     return d
 
 
+class DnsStub:
+    """Answers every A query with `self.ip` (TTL 1 s), other types with no answer."""
+
+    def __init__(self, ip):
+        self.ip = ip
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.queries = 0
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        while True:
+            try:
+                q, peer = self.sock.recvfrom(512)
+            except OSError:
+                return
+            end = 12
+            while end < len(q) and q[end]:
+                end += q[end] + 1
+            question = q[12:end + 5]
+            qtype = int.from_bytes(q[end + 1:end + 3], "big")
+            self.queries += 1
+            answer = b""
+            if qtype == 1:
+                answer = (b"\xc0\x0c\x00\x01\x00\x01" + (1).to_bytes(4, "big") + b"\x00\x04"
+                          + socket.inet_aton(self.ip))
+            head = (q[:2] + b"\x81\x80" + b"\x00\x01" + (1 if answer else 0).to_bytes(2, "big")
+                    + b"\x00\x00\x00\x00")
+            self.sock.sendto(head + question + answer, peer)
+
+    def close(self):
+        self.sock.close()
+
+
 class Redis:
-    def __init__(self, name="redis", tls=None):
+    def __init__(self, name="redis", tls=None, host="127.0.0.1", port=None):
         """tls: (certificate directory, "ca" or "rogue"): the server speaks TLS only."""
-        self.port = free_port()
+        self.host = host
+        self.port = port or free_port()
         self.dir = os.path.join(ROOT, name)
         self.tls = tls
         os.makedirs(self.dir, exist_ok=True)
@@ -116,7 +155,7 @@ class Redis:
         else:
             listen = ["--port", str(self.port)]
         self.proc = subprocess.Popen(
-            ["redis-server", *listen, "--bind", "127.0.0.1", "--save", "",
+            ["redis-server", *listen, "--bind", self.host, "--save", "",
              "--appendonly", "no", "--dir", self.dir, "--requirepass", "s3cret"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for _ in range(100):
@@ -136,7 +175,7 @@ class Redis:
         if self.tls:
             d, ca = self.tls
             tls = ["--tls", "--cacert", os.path.join(d, ca + ".pem")]
-        r = subprocess.run(["redis-cli", *tls, "-p", str(self.port), "-a", "s3cret",
+        r = subprocess.run(["redis-cli", *tls, "-h", self.host, "-p", str(self.port), "-a", "s3cret",
                             "--no-auth-warning", "-n", "3", *args], capture_output=True, text=True)
         return r.stdout
 
@@ -602,12 +641,62 @@ def cluster_scenarios():
     return nodes
 
 
+def resolve_scenarios():
+    """sync=redis://localhost:P with `resolver` (a DNS stub) and sync_resolve=1s: the stub's
+    answer moves from 127.0.0.1 to 127.0.0.3, where a second redis-server listens on the same
+    port; the next exchanges go there. Then the first server stops and the answer moves back
+    to it while it is down: the failure makes the node resolve again."""
+    print("resolve: a host name re-resolved through nginx's resolver")
+    first = Redis("redis-first")
+    second = Redis("redis-second", host="127.0.0.3", port=first.port)
+    first.start()
+    second.start()
+    dns = DnsStub("127.0.0.1")
+    e = Node("node-e", first.port, """
+        location /r { rate_limit zone=r rate=$arg_rate; try_files /ok.txt =404; }""", f"""
+    resolver 127.0.0.1:{dns.port} ipv6=off valid=1s;
+    rate_limit_zone $arg_k zone=r:1m sync=redis://:s3cret@localhost:{first.port}/3
+        sync_interval={INTERVAL_MS}ms sync_resolve=1s;""")
+    try:
+        for _ in range(10):
+            e.get("/r?k=before&rate=1000r/m")
+        time.sleep(0.5)
+        got, _ = key_total(first, "r", "before", 60_000)
+        check(got == 10, f"before: the first server counted 10: {got}")
+        dns.ip = "127.0.0.3"
+        time.sleep(2.5)
+        for _ in range(10):
+            e.get("/r?k=after&rate=1000r/m")
+        time.sleep(0.5)
+        got2, _ = key_total(second, "r", "after", 60_000)
+        got1, _ = key_total(first, "r", "after", 60_000)
+        check(got2 == 10 and got1 == 0, f"after the answer changed: second {got2} == 10, first {got1} == 0")
+        check("resolved to a new address" in e.log(), "the move is logged")
+        check(dns.queries > 0, f"queries went through the resolver: {dns.queries}")
+        print("resolve: a reload keeps re-resolving (the resolver is the new cycle's)")
+        e.proc.send_signal(signal.SIGHUP)
+        time.sleep(1.0)
+        dns.ip = "127.0.0.1"
+        time.sleep(2.5)
+        for _ in range(10):
+            e.get("/r?k=reloaded&rate=1000r/m")
+        time.sleep(0.5)
+        got1, _ = key_total(first, "r", "reloaded", 60_000)
+        check(got1 == 10, f"after a reload and a new answer, the first server counted 10: {got1}")
+    finally:
+        e.stop()
+        first.stop()
+        second.stop()
+        dns.close()
+    return (e,)
+
+
 def main():
     shutil.rmtree(ROOT, ignore_errors=True)
     os.makedirs(ROOT)
     if ONLY:
         finish({"tls": tls_scenarios, "sentinel": sentinel_scenarios,
-                "cluster": cluster_scenarios}[ONLY]())
+                "cluster": cluster_scenarios, "resolve": resolve_scenarios}[ONLY]())
         return
     redis = Redis()
     redis.start()
@@ -726,7 +815,8 @@ def main():
         a.stop()
         b.stop()
         redis.stop()
-    finish([a, b, *tls_scenarios(), *sentinel_scenarios(), *cluster_scenarios()])
+    finish([a, b, *tls_scenarios(), *resolve_scenarios(), *sentinel_scenarios(),
+            *cluster_scenarios()])
 
 
 def finish(nodes):

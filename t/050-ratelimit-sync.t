@@ -307,3 +307,119 @@ GET /t
 --- no_error_log
 from-the-file
 [emerg]
+
+
+
+=== TEST 20: unreachable sentinels: limits stay local and enforced, the sentinel is named in the log
+--- http_config
+    rate_limit_zone $host zone=s:1m sync=redis-sentinel://127.0.0.1:$TEST_NGINX_RAND_PORT_1,127.0.0.1:$TEST_NGINX_RAND_PORT_2/mymaster sync_interval=50ms sync_timeout=100ms;
+--- config
+    location /t {
+        rate_limit zone=s rate=3r/m;
+        alias html/index.html;
+    }
+--- user_files
+>>> index.html
+--- request eval
+["GET /t", "GET /t", "GET /t", "GET /t"]
+--- error_code eval
+[200, 200, 200, 429]
+--- wait: 0.3
+--- error_log eval
+qr/\[error\] .*rate_limit_zone "s": redis sync with sentinel 127\.0\.0\.1:\d+ failed: .*limits are local to this node/
+--- no_error_log
+[crit]
+
+
+
+=== TEST 21: unreachable cluster nodes: limits stay local and enforced, the node is named in the log
+--- http_config
+    rate_limit_zone $host zone=s:1m sync=redis-cluster://127.0.0.1:$TEST_NGINX_RAND_PORT_1 sync_interval=50ms sync_timeout=100ms;
+--- config
+    location /t {
+        rate_limit zone=s rate=3r/m;
+        alias html/index.html;
+    }
+--- user_files
+>>> index.html
+--- request eval
+["GET /t", "GET /t", "GET /t", "GET /t"]
+--- error_code eval
+[200, 200, 200, 429]
+--- wait: 0.3
+--- error_log eval
+qr/\[error\] .*rate_limit_zone "s": redis sync with cluster node 127\.0\.0\.1:\d+ failed: .*limits are local to this node/
+--- no_error_log
+[crit]
+
+
+
+=== TEST 22: nginx -t: a sentinel URL must name the master
+--- http_config
+    rate_limit_zone $host zone=s:1m sync=redis-sentinel://127.0.0.1:26379,127.0.0.1:26380;
+--- config
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*invalid "sync" parameter in "rate_limit_zone" directive, the sentinel URL must name the master: \.\.\.\/name/
+
+
+
+=== TEST 23: nginx -t: a Redis Cluster has database 0 only; one server only for redis://
+--- http_config
+    rate_limit_zone $host zone=s:1m sync=redis-cluster://127.0.0.1:7000/2;
+--- config
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*invalid "sync" parameter in "rate_limit_zone" directive, a Redis Cluster has database 0 only/
+
+
+
+=== TEST 24: nginx -t: several servers need a sentinel or cluster URL
+--- http_config
+    rate_limit_zone $host zone=s:1m sync=redis://127.0.0.1:7000,127.0.0.1:7001;
+--- config
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*invalid "sync" parameter in "rate_limit_zone" directive, one server only/
+
+
+
+=== TEST 25: nginx -t: sync_resolve is for redis:// and rediss://, and at least a second
+--- http_config
+    rate_limit_zone $host zone=s:1m sync=redis-cluster://127.0.0.1:7000 sync_resolve=10s;
+--- config
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*"sync_resolve" is for "sync=redis:\/\/" and "sync=rediss:\/\/"/
+
+
+
+=== TEST 26: nginx -t: sync_resolve below a second
+--- http_config
+    rate_limit_zone $host zone=s:1m sync=redis://localhost sync_resolve=100ms;
+--- config
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*invalid value "sync_resolve=100ms" in "rate_limit_zone" directive, must be "off" or between 1s and 1d/
+
+
+
+=== TEST 27: a host name with sync_resolve and a resolver: nginx starts and limits work
+--- http_config
+    resolver 127.0.0.1:$TEST_NGINX_RAND_PORT_2 ipv6=off;
+    resolver_timeout 1s;
+    rate_limit_zone $host zone=s:1m sync=redis://localhost:$TEST_NGINX_RAND_PORT_1 sync_resolve=1s sync_interval=50ms sync_timeout=100ms;
+--- config
+    location /t {
+        rate_limit zone=s rate=3r/m;
+        alias html/index.html;
+    }
+--- user_files
+>>> index.html
+--- request eval
+["GET /t", "GET /t", "GET /t", "GET /t"]
+--- error_code eval
+[200, 200, 200, 429]
+--- no_error_log
+[crit]
+[alert]

@@ -52,6 +52,14 @@ pub struct SyncConf {
     pub seeds: Vec<SyncAddr>,
     /// `redis-cluster://`: the hash slot of the zone's keys (all share the tag `{zone}`).
     pub slot: u16,
+    /// `sync_resolve` (ms; 0 = off): how often the host name of a `redis://` URL is resolved
+    /// again through nginx's `resolver` (also after each failure).
+    pub resolve_ms: u64,
+    /// The host name to resolve again (`None`: an IP address, or not `redis://`).
+    pub resolve_name: Option<std::ffi::CString>,
+    /// The http block's core location configuration: its `resolver`, read at run time (the
+    /// directive may come after `rate_limit_zone`).
+    pub clcf: *mut nginx_sys::ngx_http_core_loc_conf_t,
     pub interval_ms: u64,
     pub timeout_ms: u64,
     /// `sync_fail=closed`: reject while Redis is unreachable (default: open, local limits).
@@ -83,6 +91,9 @@ pub struct SyncTls {
 
 /// The trusted CAs of `rediss://` without `sync_tls_ca`.
 pub const SYSTEM_CA_FILE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// Default `sync_resolve`.
+pub const DEFAULT_SYNC_RESOLVE_MS: u64 = 30_000;
 
 /// Default `sync_interval`.
 pub const DEFAULT_SYNC_INTERVAL_MS: u64 = 100;
@@ -237,6 +248,7 @@ pub fn set_zone(cf: &mut ngx_conf_t, mcf: &mut MainConf) -> Result<(), String> {
     let mut fail_closed = false;
     let mut tz_offset_ms = 0;
     let mut persistent = None;
+    let mut resolve_ms = None;
     for v in &a[2..] {
         let s = arg_str(v)?;
         if s == "persistent" {
@@ -297,6 +309,14 @@ pub fn set_zone(cf: &mut ngx_conf_t, mcf: &mut MainConf) -> Result<(), String> {
             Ok((b"sync_tls_verify", b"on")) => tls_verify = true,
             Ok((b"sync_tls_verify", b"off")) => tls_verify = false,
             Ok((b"sync_tls_verify", _)) => return Err(invalid(cf, s, "must be \"on\" or \"off\"")),
+            Ok((b"sync_resolve", b"off")) => resolve_ms = Some(0),
+            Ok((b"sync_resolve", t)) => {
+                let ms = parse_duration_ms(t).map_err(|e| invalid(cf, s, &e.to_string()))?;
+                if !(1000..=86_400_000).contains(&ms) {
+                    return Err(invalid(cf, s, "must be \"off\" or between 1s and 1d"));
+                }
+                resolve_ms = Some(ms)
+            }
             Ok((b"sync_fail", b"open")) => fail_closed = false,
             Ok((b"sync_fail", b"closed")) => fail_closed = true,
             Ok((b"sync_fail", _)) => return Err(invalid(cf, s, "must be \"open\" or \"closed\"")),
@@ -334,6 +354,16 @@ pub fn set_zone(cf: &mut ngx_conf_t, mcf: &mut MainConf) -> Result<(), String> {
     if password.is_some() && password_from.is_some() {
         return Err(format!(
             "\"{}\": one of \"password\", \"password_file\" and \"password_env\"",
+            name(cf)
+        ));
+    }
+    if resolve_ms.is_some()
+        && !sync_url
+            .as_ref()
+            .is_some_and(|u| u.topology == gateway_core::ratelimit::sync::Topology::Direct)
+    {
+        return Err(format!(
+            "\"{}\": \"sync_resolve\" is for \"sync=redis://\" and \"sync=rediss://\" (sentinels and cluster nodes name their servers by address)",
             name(cf)
         ));
     }
@@ -398,6 +428,19 @@ pub fn set_zone(cf: &mut ngx_conf_t, mcf: &mut MainConf) -> Result<(), String> {
                     name,
                 });
             }
+            let resolve_name = (url.topology == gateway_core::ratelimit::sync::Topology::Direct
+                && url.host.parse::<std::net::IpAddr>().is_err())
+            .then(|| std::ffi::CString::new(url.host.clone()).ok())
+            .flatten();
+            // SAFETY: in the http block `cf.ctx` is its ngx_http_conf_ctx_t; the core module's
+            // slot of its loc_conf array is the http-level core location configuration.
+            let clcf = unsafe {
+                let ctx = cf.ctx.cast::<nginx_sys::ngx_http_conf_ctx_t>();
+                (*(*ctx)
+                    .loc_conf
+                    .add(nginx_sys::ngx_http_core_module.ctx_index))
+                .cast::<nginx_sys::ngx_http_core_loc_conf_t>()
+            };
             let slot = gateway_core::ratelimit::topology::key_slot(
                 gateway_core::ratelimit::sync::redis_key(&zname, [0, 0], 0).as_bytes(),
             );
@@ -426,6 +469,9 @@ pub fn set_zone(cf: &mut ngx_conf_t, mcf: &mut MainConf) -> Result<(), String> {
                 url,
                 seeds,
                 slot,
+                resolve_ms: resolve_ms.unwrap_or(DEFAULT_SYNC_RESOLVE_MS),
+                resolve_name,
+                clcf,
                 interval_ms: interval.unwrap_or(DEFAULT_SYNC_INTERVAL_MS),
                 timeout_ms: timeout.unwrap_or(DEFAULT_SYNC_TIMEOUT_MS),
                 fail_closed,

@@ -17,7 +17,7 @@ use super::now_ms;
 use core::ptr;
 use std::cell::RefCell;
 
-use gateway_core::ratelimit::sync::{redis_key, Topology};
+use gateway_core::ratelimit::sync::{redis_key, Part, Topology};
 use gateway_core::ratelimit::table::{SlotClaim, Table};
 use gateway_core::ratelimit::topology::{self, Addr};
 use gateway_core::resp::{self, Reply};
@@ -25,7 +25,7 @@ use nginx_sys::{
     ngx_close_connection, ngx_connection_t, ngx_cycle_t, ngx_event_connect_peer,
     ngx_event_get_peer, ngx_event_t, ngx_handle_read_event, ngx_handle_write_event, ngx_int_t,
     ngx_log_t, ngx_peer_connection_t, ngx_shmtx_lock, ngx_shmtx_unlock, NGX_AGAIN, NGX_LOG_ERR,
-    NGX_LOG_NOTICE, NGX_OK,
+    NGX_LOG_NOTICE, NGX_LOG_WARN, NGX_OK,
 };
 
 use crate::conf::ratelimit::{SyncConf, Zone};
@@ -150,6 +150,12 @@ struct Syncer {
     asked_ms: u64,
     /// The server last named (logged when it changes).
     named: String,
+    /// `redis://host`: the address the resolver answered last, to use from the next connection
+    /// (the exchange in flight finishes first).
+    next_peer: Option<Box<Peer>>,
+    /// The resolution in flight, if any.
+    resolving: *mut nginx_sys::ngx_resolver_ctx_t,
+    next_resolve_ms: u64,
 }
 
 thread_local! {
@@ -197,6 +203,7 @@ impl Syncer {
         // SAFETY: plain reads of nginx's process flags.
         let exiting = unsafe { nginx_sys::ngx_exiting != 0 || nginx_sys::ngx_quit != 0 };
         if exiting {
+            self.cancel_resolve();
             if !self.busy {
                 self.close();
             }
@@ -204,10 +211,13 @@ impl Syncer {
         }
         let interval = self.conf().interval_ms;
         self.arm(interval);
+        let now = now_ms();
+        if now >= self.next_resolve_ms {
+            self.resolve(now);
+        }
         if self.busy {
             return;
         }
-        let now = now_ms();
         if self.conn.is_null() && now < self.next_try_ms {
             return;
         }
@@ -713,20 +723,18 @@ impl Syncer {
         let was_down = self
             .with_table(|t| {
                 for ((c, (cur, prev)), r) in claims.iter().zip(totals.iter()).zip(&redirected) {
-                    match *r {
-                        (false, false) => t.sync_apply(c, cur.map(|cur| (cur, *prev))),
-                        (false, true) => {
-                            // The current window reached Redis, the previous one did not.
-                            let mut done = *c;
-                            done.claim.prev = 0;
-                            t.sync_apply(&done, cur.map(|cur| (cur, None)));
-                            let mut back = *c;
-                            back.claim.cur = 0;
-                            t.sync_apply(&back, None);
-                        }
-                        // The current window did not reach Redis: all of it again (a previous
-                        // window's push that did reach it is then counted twice, never less).
-                        (true, _) => t.sync_apply(c, None),
+                    if *r == (false, false) {
+                        t.sync_apply(c, cur.map(|cur| (cur, *prev)));
+                    } else {
+                        // What a cluster redirected did not reach Redis: pending again.
+                        let part = |redirected: bool, total: Option<u64>| {
+                            if redirected {
+                                Part::Back
+                            } else {
+                                Part::Done(total)
+                            }
+                        };
+                        t.sync_finish(c, part(r.0, *cur), part(r.1, *prev));
                     }
                 }
                 t.set_sync_down(false)
@@ -746,7 +754,10 @@ impl Syncer {
                 nginx_sys::ngx_del_timer(rev);
             }
         }
-        if let Some(to) = self.moved_to.take() {
+        if let Some(p) = self.next_peer.take() {
+            self.close();
+            self.peer = Some(p);
+        } else if let Some(to) = self.moved_to.take() {
             gw_log!(
                 NGX_LOG_NOTICE,
                 self.log,
@@ -804,6 +815,11 @@ impl Syncer {
 
     fn fail(&mut self, why: &str) {
         self.close();
+        if let Some(p) = self.next_peer.take() {
+            self.peer = Some(p);
+        }
+        // A managed endpoint may have moved: resolve its name again before the next try.
+        self.next_resolve_ms = 0;
         let claims = std::mem::take(&mut self.claims);
         let was_down = self
             .with_table(|t| {
@@ -893,6 +909,157 @@ unsafe extern "C" fn tls_handshake_handler(c: *mut ngx_connection_t) {
     })
 }
 
+impl Syncer {
+    /// Starts resolving the `redis://` host name through the http block's `resolver` (when
+    /// there is a name, a `resolver` with servers, and `sync_resolve` is not off); `resolved`
+    /// completes it.
+    fn resolve(&mut self, now: u64) {
+        let conf = self.conf();
+        let Some(name) = conf.resolve_name.as_ref().filter(|_| conf.resolve_ms > 0) else {
+            self.next_resolve_ms = u64::MAX;
+            return;
+        };
+        if !self.resolving.is_null() {
+            return;
+        }
+        self.next_resolve_ms = now.saturating_add(conf.resolve_ms);
+        // SAFETY: `clcf` is the http block's core location configuration (configuration
+        // pool); its resolver is NULL, or nginx's dummy one without servers, when none is
+        // configured there. The context is nginx's until ngx_resolve_name_done; its handler
+        // gets this boxed syncer.
+        unsafe {
+            let clcf = conf.clcf;
+            let r = (*clcf).resolver;
+            if r.is_null() || (*r).connections.nelts == 0 {
+                self.next_resolve_ms = u64::MAX; // no resolver: the address from configuration
+                return;
+            }
+            let ctx = nginx_sys::ngx_resolve_start(r, ptr::null_mut());
+            if ctx.is_null() || ctx as isize == -1 {
+                return;
+            }
+            (*ctx).name = nginx_sys::ngx_str_t {
+                len: name.to_bytes().len(),
+                data: name.as_ptr().cast_mut().cast(),
+            };
+            (*ctx).handler = Some(resolve_handler);
+            (*ctx).data = (self as *mut Syncer).cast();
+            // The http block's own configuration is never merged: an unset resolver_timeout
+            // is NGX_CONF_UNSET_MSEC there; nginx's default is 30 s.
+            let t = (*clcf).resolver_timeout;
+            (*ctx).timeout = if t == nginx_sys::ngx_msec_t::MAX {
+                30_000
+            } else {
+                t
+            };
+            self.resolving = ctx;
+            if nginx_sys::ngx_resolve_name(ctx) != NGX_OK as ngx_int_t {
+                // nginx has freed the context.
+                self.resolving = ptr::null_mut();
+            }
+        }
+    }
+
+    /// A resolution ended: a new address is used from the next connection.
+    fn resolved(&mut self, ctx: *mut nginx_sys::ngx_resolver_ctx_t) {
+        self.resolving = ptr::null_mut();
+        let conf = self.conf();
+        let port = conf
+            .url
+            .addr
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse::<u16>().ok())
+            .unwrap_or(6379);
+        // SAFETY: nginx hands the context back with its answer, read before it is freed.
+        let (answer, state) = unsafe {
+            let answer = ((*ctx).state == 0 && (*ctx).naddrs > 0)
+                .then(|| std_addr((*(*ctx).addrs).sockaddr))
+                .flatten();
+            (answer, (*ctx).state)
+        };
+        // SAFETY: the context is ours to end.
+        unsafe { nginx_sys::ngx_resolve_name_done(ctx) };
+        let Some(mut a) = answer else {
+            // SAFETY: nginx's static error strings.
+            let why = unsafe {
+                core::ffi::CStr::from_ptr(nginx_sys::ngx_resolver_strerror(state))
+                    .to_string_lossy()
+                    .into_owned()
+            };
+            gw_log!(
+                NGX_LOG_WARN,
+                self.log,
+                "rate_limit_zone \"{}\": cannot resolve \"{}\" ({why}), keeping its last address",
+                self.zone().name,
+                conf.url.host
+            );
+            return;
+        };
+        a.set_port(port);
+        let current = match self.next_peer.as_ref().or(self.peer.as_ref()) {
+            // SAFETY: the peer's socket address is ours.
+            Some(p) => unsafe { std_addr(ptr::addr_of!(p.sa.sockaddr).cast_mut()) },
+            // SAFETY: the configuration's address lives in the configuration pool.
+            None => unsafe { std_addr(conf.seeds[0].sockaddr) },
+        };
+        if current == Some(a) {
+            return;
+        }
+        gw_log!(
+            NGX_LOG_NOTICE,
+            self.log,
+            "rate_limit_zone \"{}\": \"{}\" resolved to a new address {a}, reconnecting",
+            self.zone().name,
+            conf.url.host
+        );
+        if self.busy {
+            self.next_peer = Some(Peer::new(a)); // after the exchange in flight
+        } else {
+            self.close();
+            self.peer = Some(Peer::new(a));
+        }
+    }
+
+    fn cancel_resolve(&mut self) {
+        if !self.resolving.is_null() {
+            // SAFETY: the resolution in flight is ours; ending it cancels it.
+            unsafe { nginx_sys::ngx_resolve_name_done(self.resolving) };
+            self.resolving = ptr::null_mut();
+        }
+    }
+}
+
+/// A socket address of nginx's as a standard one (IPv4 and IPv6 only).
+///
+/// # Safety
+/// `sa` points at a valid socket address of its family's size.
+unsafe fn std_addr(sa: *mut nginx_sys::sockaddr) -> Option<std::net::SocketAddr> {
+    // SAFETY: per the function's contract.
+    unsafe {
+        match u32::from((*sa).sa_family) {
+            nginx_sys::AF_INET => {
+                let v4 = &*sa.cast::<nginx_sys::sockaddr_in>();
+                let ip = std::net::Ipv4Addr::from(v4.sin_addr.s_addr.to_ne_bytes());
+                Some(std::net::SocketAddr::from((ip, u16::from_be(v4.sin_port))))
+            }
+            nginx_sys::AF_INET6 => {
+                let v6 = &*sa.cast::<nginx_sys::sockaddr_in6>();
+                let ip = std::net::Ipv6Addr::from(v6.sin6_addr.__in6_u.__u6_addr8);
+                Some(std::net::SocketAddr::from((ip, u16::from_be(v6.sin6_port))))
+            }
+            _ => None,
+        }
+    }
+}
+
+unsafe extern "C" fn resolve_handler(ctx: *mut nginx_sys::ngx_resolver_ctx_t) {
+    super::guard_conf((), || {
+        // SAFETY: the context's data is its boxed syncer.
+        let s = unsafe { &mut *(*ctx).data.cast::<Syncer>() };
+        s.resolved(ctx);
+    })
+}
+
 fn syncer_of(ev: *mut ngx_event_t) -> *mut Syncer {
     // SAFETY: our connection events carry the connection, whose data is the syncer.
     unsafe { (*(*ev).data.cast::<ngx_connection_t>()).data.cast() }
@@ -978,6 +1145,9 @@ pub fn init_process(cycle: &ngx_cycle_t, mcf: &MainConf) {
                 moved_to: None,
                 asked_ms: 0,
                 named: String::new(),
+                next_peer: None,
+                resolving: ptr::null_mut(),
+                next_resolve_ms: now_ms().saturating_add(conf.resolve_ms),
             });
             let sp: *mut Syncer = &mut *s;
             s.timer.handler = Some(timer_handler);
@@ -999,6 +1169,9 @@ pub fn exit_process() {
                 // SAFETY: the timer was armed by `arm`.
                 unsafe { nginx_sys::ngx_del_timer(&mut s.timer) };
             }
+        }
+        for s in list.borrow_mut().iter_mut() {
+            s.cancel_resolve();
         }
         list.borrow_mut().clear();
     });

@@ -266,34 +266,48 @@ impl SyncRec {
     /// Ends an exchange: Redis answered `cur_total` for the claim's window and `prev_total`
     /// for the one before (`None` when not asked).
     pub fn apply(&mut self, c: &Claim, cur_total: u64, prev_total: Option<u64>) {
-        let clamp = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
-        let parts = [
-            (c.win, c.cur, Some(cur_total)),
-            (c.prev_win(), c.prev, prev_total),
-        ];
-        self.flags |= FLAG_PULLED;
-        for (w, n, total) in parts {
-            if let Some(counts) = self.window_mut(w, &c.windows()) {
-                counts.inflight = counts.inflight.saturating_sub(n);
-                counts.acked = counts.acked.saturating_add(n);
-                if let Some(t) = total {
-                    counts.remote = counts.remote.max(clamp(t));
-                }
-                // Redis's total includes every acknowledged push of ours.
-                counts.remote = counts.remote.max(counts.acked);
-            }
-        }
+        self.finish(c, Part::Done(Some(cur_total)), Part::Done(prev_total));
     }
 
     /// Ends a failed exchange: the claimed counts are pending again.
     pub fn unclaim(&mut self, c: &Claim) {
-        for (w, n) in [(c.win, c.cur), (c.prev_win(), c.prev)] {
-            if let Some(counts) = self.window_mut(w, &c.windows()) {
-                counts.inflight = counts.inflight.saturating_sub(n);
-                counts.pending = counts.pending.saturating_add(n);
+        self.finish(c, Part::Back, Part::Back);
+    }
+
+    /// Ends an exchange window by window (a cluster may redirect one window's command and not
+    /// the other's). The key counts as pulled when the current window's total was read.
+    pub fn finish(&mut self, c: &Claim, cur: Part, prev: Part) {
+        let clamp = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
+        if matches!(cur, Part::Done(Some(_))) {
+            self.flags |= FLAG_PULLED;
+        }
+        for (w, n, part) in [(c.win, c.cur, cur), (c.prev_win(), c.prev, prev)] {
+            let Some(counts) = self.window_mut(w, &c.windows()) else {
+                continue;
+            };
+            counts.inflight = counts.inflight.saturating_sub(n);
+            match part {
+                Part::Done(total) => {
+                    counts.acked = counts.acked.saturating_add(n);
+                    if let Some(t) = total {
+                        counts.remote = counts.remote.max(clamp(t));
+                    }
+                    // Redis's total includes every acknowledged push of ours.
+                    counts.remote = counts.remote.max(counts.acked);
+                }
+                Part::Back => counts.pending = counts.pending.saturating_add(n),
             }
         }
     }
+}
+
+/// How one window of a claim ended ([`SyncRec::finish`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// The push (if any) reached Redis; its total, if it was read.
+    Done(Option<u64>),
+    /// The push did not reach Redis: pending again.
+    Back,
 }
 
 /// A `persistent` zone's rule for keys this node has not pulled from Redis yet.
@@ -697,6 +711,38 @@ mod tests {
         assert_eq!(parse_redis_url("rediss://[::1]:7000").unwrap().host, "::1");
         assert!(!parse_redis_url("redis://h").unwrap().tls);
         assert!(parse_redis_url("redis://a,b").is_err());
+    }
+
+    #[test]
+    fn finish_window_by_window() {
+        let w = win(60_000);
+        let mut rec = SyncRec::default();
+        rec.reset_for([1, 2]);
+        rec.claim(60_000, &w);
+        rec.cur.pending = 5;
+        rec.prev.pending = 3;
+        let c = rec.claim(60_010, &w);
+        assert_eq!((c.cur, c.prev), (5, 3));
+        // The current window was redirected, the previous one reached Redis.
+        rec.finish(&c, Part::Back, Part::Done(Some(10)));
+        assert_eq!(
+            (rec.cur.pending, rec.cur.inflight, rec.cur.acked),
+            (5, 0, 0)
+        );
+        assert_eq!(
+            (rec.prev.pending, rec.prev.acked, rec.prev.remote),
+            (0, 3, 10)
+        );
+        assert!(!rec.pulled(), "the current total was not read");
+        let c = rec.claim(60_020, &w);
+        assert_eq!(
+            (c.cur, c.prev),
+            (5, 0),
+            "only what did not reach Redis is pushed again"
+        );
+        rec.finish(&c, Part::Done(Some(7)), Part::Done(None));
+        assert_eq!((rec.cur.acked, rec.cur.remote), (5, 7));
+        assert!(rec.pulled());
     }
 
     #[test]

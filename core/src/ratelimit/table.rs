@@ -55,7 +55,7 @@ use bytemuck::{Pod, Zeroable};
 use siphasher::sip128::SipHasher13;
 
 use super::algo::State;
-use super::sync::{cluster_id, Claim, SyncRec};
+use super::sync::{cluster_id, Claim, Part, SyncRec};
 
 /// First 8 bytes of a formatted region.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"NGXGWRL\x01");
@@ -653,6 +653,19 @@ impl<'a> Table<'a> {
         match totals {
             Some((cur, prev)) => rec.apply(&c.claim, cur, prev),
             None => rec.unclaim(&c.claim),
+        }
+    }
+
+    /// [`Table::sync_apply`] window by window ([`SyncRec::finish`]).
+    pub fn sync_finish(&mut self, c: &SlotClaim, cur: Part, prev: Part) {
+        if c.idx >= self.hdr.used {
+            return;
+        }
+        let Some(rec) = self.exts.get_mut(c.idx as usize) else {
+            return;
+        };
+        if rec.has_id() && rec.id == c.id {
+            rec.finish(&c.claim, cur, prev);
         }
     }
 
