@@ -17,13 +17,49 @@ pub const MAX_ARRAY: usize = 1 << 16;
 /// Deepest nesting of arrays accepted.
 pub const MAX_DEPTH: usize = 4;
 
-/// Appends a command as an array of bulk strings.
+/// Appends a command as an array of bulk strings (no allocation beyond `out`'s growth: the
+/// rate-limit sync encodes thousands of commands per exchange).
 pub fn encode(out: &mut Vec<u8>, args: &[&[u8]]) {
-    out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
+    out.push(b'*');
+    out.extend_from_slice(Digits::new(args.len() as u64).as_bytes());
+    out.extend_from_slice(b"\r\n");
     for a in args {
-        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        out.push(b'$');
+        out.extend_from_slice(Digits::new(a.len() as u64).as_bytes());
+        out.extend_from_slice(b"\r\n");
         out.extend_from_slice(a);
         out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// The decimal digits of a number, on the stack.
+#[derive(Debug, Clone, Copy)]
+pub struct Digits {
+    buf: [u8; 20],
+    at: usize,
+}
+
+impl Digits {
+    #[must_use]
+    pub fn new(mut n: u64) -> Digits {
+        let mut buf = [0u8; 20];
+        let mut at = buf.len();
+        loop {
+            at = at.saturating_sub(1);
+            if let Some(d) = buf.get_mut(at) {
+                *d = b'0'.saturating_add((n % 10) as u8);
+            }
+            n /= 10;
+            if n == 0 || at == 0 {
+                break;
+            }
+        }
+        Digits { buf, at }
+    }
+
+    #[must_use]
+    pub fn as_bytes(&self) -> &[u8] {
+        self.buf.get(self.at..).unwrap_or_default()
     }
 }
 
@@ -148,6 +184,13 @@ fn parse_at(buf: &[u8], depth: usize) -> Result<Option<(Reply, usize)>, Protocol
 #[allow(clippy::indexing_slicing, clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn digits() {
+        for n in [0u64, 7, 10, 99, 100, 12_345, u64::MAX] {
+            assert_eq!(Digits::new(n).as_bytes(), n.to_string().as_bytes());
+        }
+    }
 
     #[test]
     fn encodes_commands() {

@@ -17,7 +17,7 @@ use super::now_ms;
 use core::ptr;
 use std::cell::RefCell;
 
-use gateway_core::ratelimit::sync::{redis_key, Part, Topology};
+use gateway_core::ratelimit::sync::{redis_key_into, Part, Topology};
 use gateway_core::ratelimit::table::{SlotClaim, Table};
 use gateway_core::ratelimit::topology::{self, Addr};
 use gateway_core::resp::{self, Reply};
@@ -150,6 +150,8 @@ struct Syncer {
     asked_ms: u64,
     /// The server last named (logged when it changes).
     named: String,
+    /// A Redis key being encoded (reused).
+    key: Vec<u8>,
     /// `redis://host`: the address the resolver answered last, to use from the next connection
     /// (the exchange in flight finishes first).
     next_peer: Option<Box<Peer>>,
@@ -224,7 +226,14 @@ impl Syncer {
         let mut claims = std::mem::take(&mut self.claims);
         claims.clear();
         let offset = self.zone().tz_offset_ms;
-        self.with_table(|t| t.sync_claims(now, offset, MAX_SCAN, MAX_CLAIMS, &mut claims));
+        // Every node pushes a window's admissions within two intervals and a timeout of its
+        // end (SyncRec::claim_settled).
+        let settle = self
+            .conf()
+            .interval_ms
+            .saturating_mul(2)
+            .saturating_add(self.conf().timeout_ms);
+        self.with_table(|t| t.sync_claims(now, offset, settle, MAX_SCAN, MAX_CLAIMS, &mut claims));
         self.claims = claims;
         if self.claims.is_empty() {
             return;
@@ -389,27 +398,30 @@ impl Syncer {
                 self.expect.push(Expect::Handshake);
             }
         }
+        let mut key = std::mem::take(&mut self.key);
         for (i, sc) in self.claims.iter().enumerate() {
             let c = &sc.claim;
-            let ttl = (2 * c.period).to_string();
+            let ttl = resp::Digits::new(2 * c.period);
             let mut one = |win: u64, n: u32, e: Expect| {
-                let key = redis_key(&zone.name, sc.id, win);
+                key.clear();
+                redis_key_into(&mut key, &zone.name, sc.id, win);
                 if n > 0 {
-                    let n = n.to_string();
-                    resp::encode(&mut self.out, &[b"INCRBY", key.as_bytes(), n.as_bytes()]);
+                    let n = resp::Digits::new(u64::from(n));
+                    resp::encode(&mut self.out, &[b"INCRBY", &key, n.as_bytes()]);
                     self.expect.push(e);
-                    resp::encode(&mut self.out, &[b"PEXPIRE", key.as_bytes(), ttl.as_bytes()]);
+                    resp::encode(&mut self.out, &[b"PEXPIRE", &key, ttl.as_bytes()]);
                     self.expect.push(Expect::Expire(i));
                 } else {
-                    resp::encode(&mut self.out, &[b"GET", key.as_bytes()]);
+                    resp::encode(&mut self.out, &[b"GET", &key]);
                     self.expect.push(e);
                 }
             };
             one(c.win, c.cur, Expect::Cur(i));
-            if c.win >= c.period {
+            if c.win >= c.period && (c.prev > 0 || c.pull_prev) {
                 one(c.prev_win(), c.prev, Expect::Prev(i));
             }
         }
+        self.key = key;
     }
 
     fn connect(
@@ -1145,6 +1157,7 @@ pub fn init_process(cycle: &ngx_cycle_t, mcf: &MainConf) {
                 moved_to: None,
                 asked_ms: 0,
                 named: String::new(),
+                key: Vec::new(),
                 next_peer: None,
                 resolving: ptr::null_mut(),
                 next_resolve_ms: now_ms().saturating_add(conf.resolve_ms),

@@ -81,6 +81,9 @@ impl Counts {
 const FLAG_ID: u32 = 1;
 /// A sync exchange for this key has returned Redis's totals since the record was reset.
 const FLAG_PULLED: u32 = 2;
+/// The previous window's total was read after every node had pushed to it (see
+/// [`SyncRec::claim_settled`]): it is not read again.
+const FLAG_PREV_FINAL: u32 = 4;
 
 /// The sync state of one key: 64 bytes of plain data kept beside its slot in the table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -134,7 +137,25 @@ pub fn cluster_id(key: &[u8]) -> [u64; 2] {
 /// the zone a Redis Cluster hash tag (all keys of a zone on one shard, one pipeline).
 #[must_use]
 pub fn redis_key(zone: &str, id: [u64; 2], win: u64) -> String {
-    format!("gw:{{{zone}}}:{:016x}{:016x}:{win}", id[0], id[1])
+    let mut out = Vec::with_capacity(zone.len().saturating_add(60));
+    redis_key_into(&mut out, zone, id, win);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// [`redis_key`] appended to `out` (no allocation beyond `out`'s growth).
+pub fn redis_key_into(out: &mut Vec<u8>, zone: &str, id: [u64; 2], win: u64) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.extend_from_slice(b"gw:{");
+    out.extend_from_slice(zone.as_bytes());
+    out.extend_from_slice(b"}:");
+    for half in id {
+        for shift in (0..16u32).rev() {
+            let nibble = (half >> shift.saturating_mul(4)) & 0xf;
+            out.push(HEX.get(nibble as usize).copied().unwrap_or(b'0'));
+        }
+    }
+    out.push(b':');
+    out.extend_from_slice(crate::resp::Digits::new(win).as_bytes());
 }
 
 /// What one sync exchange pushes for a key ([`SyncRec::claim`]).
@@ -152,6 +173,10 @@ pub struct Claim {
     pub cur: u32,
     /// Admissions pushed to window `win - period`.
     pub prev: u32,
+    /// Whether the previous window's total is to be read (when nothing is pushed to it).
+    pub pull_prev: bool,
+    /// Claimed late enough in the window that every node has pushed to the previous one.
+    pub settled: bool,
 }
 
 impl Claim {
@@ -197,7 +222,7 @@ impl SyncRec {
     pub fn roll(&mut self, win: u64, prev_start: u64, period: u64) {
         let period32 = u32::try_from(period).unwrap_or(u32::MAX);
         if self.period != period32 {
-            let (id, flags) = (self.id, self.flags);
+            let (id, flags) = (self.id, self.flags & !FLAG_PREV_FINAL);
             *self = SyncRec {
                 id,
                 flags,
@@ -217,6 +242,7 @@ impl SyncRec {
         }
         self.cur = Counts::default();
         self.win = win;
+        self.flags &= !FLAG_PREV_FINAL;
     }
 
     /// Whether this record has counts to push.
@@ -228,6 +254,17 @@ impl SyncRec {
     /// Starts an exchange at `now_ms` on windows `windows`: the pending counts become in
     /// flight.
     pub fn claim(&mut self, now_ms: u64, windows: &Windows) -> Claim {
+        self.claim_settled(now_ms, windows, u64::MAX)
+    }
+
+    /// [`SyncRec::claim`], knowing that every node pushes what it admitted in a window within
+    /// `settle_ms` of the window's end (two sync intervals plus the exchange timeout): once the
+    /// previous window's total has been read after that, it is final and is not read again
+    /// for the rest of the window (one `GET` less per key and exchange, most of the time). A
+    /// node that could not reach Redis for longer pushes its share of that window later than
+    /// this; the others then under-count it in the previous window's (decreasing) share of
+    /// the sliding estimate until the window ends.
+    pub fn claim_settled(&mut self, now_ms: u64, windows: &Windows, settle_ms: u64) -> Claim {
         let period = windows.period_ms.max(1);
         let windows = Windows {
             period_ms: period,
@@ -242,6 +279,8 @@ impl SyncRec {
             prev_start: windows.prev_start(self.win),
             cur: self.cur.pending,
             prev: self.prev.pending,
+            pull_prev: self.flags & FLAG_PREV_FINAL == 0,
+            settled: now_ms >= self.win.saturating_add(settle_ms),
         };
         self.cur.inflight = self.cur.inflight.saturating_add(c.cur);
         self.cur.pending = 0;
@@ -280,6 +319,9 @@ impl SyncRec {
         let clamp = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
         if matches!(cur, Part::Done(Some(_))) {
             self.flags |= FLAG_PULLED;
+        }
+        if c.settled && c.win == self.win && matches!(prev, Part::Done(Some(_))) {
+            self.flags |= FLAG_PREV_FINAL;
         }
         for (w, n, part) in [(c.win, c.cur, cur), (c.prev_win(), c.prev, prev)] {
             let Some(counts) = self.window_mut(w, &c.windows()) else {
@@ -711,6 +753,45 @@ mod tests {
         assert_eq!(parse_redis_url("rediss://[::1]:7000").unwrap().host, "::1");
         assert!(!parse_redis_url("redis://h").unwrap().tls);
         assert!(parse_redis_url("redis://a,b").is_err());
+    }
+
+    #[test]
+    fn redis_keys() {
+        assert_eq!(
+            redis_key("api", [0x0123_4567_89ab_cdef, 0xf], 1_700_000_000_000),
+            "gw:{api}:0123456789abcdef000000000000000f:1700000000000"
+        );
+        let mut out = b"x".to_vec();
+        redis_key_into(&mut out, "z", [u64::MAX, 0], 0);
+        assert_eq!(out, b"xgw:{z}:ffffffffffffffff0000000000000000:0");
+    }
+
+    #[test]
+    fn a_settled_previous_window_is_read_once() {
+        let w = win(1000);
+        let mut rec = SyncRec::default();
+        rec.reset_for([1, 2]);
+        // Early in the window: the previous total is read, and read again next time.
+        let c = rec.claim_settled(10_050, &w, 300);
+        assert!(c.pull_prev && !c.settled);
+        rec.apply(&c, 1, Some(5));
+        let c = rec.claim_settled(10_400, &w, 300);
+        assert!(c.pull_prev && c.settled);
+        rec.apply(&c, 1, Some(7));
+        assert_eq!(rec.prev.remote, 7);
+        // Read after the settle time: final for the rest of the window.
+        let c = rec.claim_settled(10_500, &w, 300);
+        assert!(!c.pull_prev);
+        rec.apply(&c, 1, None);
+        // The next window reads its previous one (this one) again.
+        let c = rec.claim_settled(11_010, &w, 300);
+        assert!(c.pull_prev);
+        // A failed read does not make it final.
+        let mut rec2 = SyncRec::default();
+        rec2.reset_for([3, 4]);
+        let c = rec2.claim_settled(10_500, &w, 300);
+        rec2.unclaim(&c);
+        assert!(rec2.claim_settled(10_600, &w, 300).pull_prev);
     }
 
     #[test]

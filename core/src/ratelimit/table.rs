@@ -592,6 +592,7 @@ impl<'a> Table<'a> {
         &mut self,
         now_ms: u64,
         offset_ms: i64,
+        settle_ms: u64,
         max_scan: usize,
         max_claims: usize,
         out: &mut Vec<SlotClaim>,
@@ -625,7 +626,7 @@ impl<'a> Table<'a> {
                     out.push(SlotClaim {
                         idx: i as u32,
                         id: rec.id,
-                        claim: rec.claim(now_ms, &windows),
+                        claim: rec.claim_settled(now_ms, &windows, settle_ms),
                     });
                 }
             }
@@ -1405,7 +1406,7 @@ mod tests {
         }
         let mut t = Table::attach(r.bytes()).unwrap();
         let mut claims = Vec::new();
-        t.sync_claims(now + 100, 0, 100, 100, &mut claims);
+        t.sync_claims(now + 100, 0, u64::MAX, 100, 100, &mut claims);
         assert_eq!(claims.len(), 1);
         assert_eq!(claims[0].claim.cur, 3);
         // Another node admitted 5: the total is 8.
@@ -1418,7 +1419,7 @@ mod tests {
         assert_eq!((d.allowed, d.remaining), (true, 1));
         // A failed exchange gives the counts back.
         claims.clear();
-        t.sync_claims(now + 300, 0, 100, 100, &mut claims);
+        t.sync_claims(now + 300, 0, u64::MAX, 100, 100, &mut claims);
         assert_eq!(claims[0].claim.cur, 1);
         t.sync_apply(&claims[0], None);
         assert_eq!(
@@ -1432,7 +1433,7 @@ mod tests {
         let mut t2 = Table::init(r2.bytes(), 1).unwrap();
         assert!(t2.lookup_or_insert_synced(b"x", 1).1.is_none());
         claims.clear();
-        t2.sync_claims(1, 0, 100, 100, &mut claims);
+        t2.sync_claims(1, 0, u64::MAX, 100, 100, &mut claims);
         assert!(claims.is_empty());
     }
 }
