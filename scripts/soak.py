@@ -17,8 +17,11 @@ Checks (each failure is printed and makes the exit status 1):
              and so is every status in nginx's access_log;
   crashes    error.log has exactly one "exited on signal", the SIGKILL we sent, and no
              [alert]/[crit]/[emerg];
-  exact      a dedicated key limited to K per day, hit K+500 times over parallel fresh
-             connections during the reloads: exactly K are admitted, the rest are 429;
+  exact      a dedicated key limited to K per day (a zone synced through a Redis started
+             here), hit K+500 times over parallel fresh connections during the reloads:
+             exactly K are admitted, the rest are 429; after the load, a fresh key: exactly
+             K admitted and Redis holds exactly K for it (during the load Redis's count is
+             printed: a killed worker 0 can take an exchange in flight with it);
   log        every gateway_log line (all rotated files) is a JSON object, every file ends
              with a newline, and per worker pid the JSON lines equal nginx's own access_log
              lines (both are written in the log phase of the same request by the same
@@ -108,7 +111,9 @@ http {{
     keepalive_requests 1000000;
     rate_limit_zone $jwt_claim_sub zone=subs:1m;
     rate_limit_zone $http_x_key zone=keys:16m;
-    rate_limit_zone $http_x_exact zone=exact:1m;
+    # Synced through a Redis of the soak's own: one node, so still exact; Redis must end up
+    # with exactly what was admitted (pushed once, across reloads).
+    rate_limit_zone $http_x_exact zone=exact:1m sync=redis://127.0.0.1:{rport}/0 sync_interval=100ms;
     gateway_log logs/gw.json buffer=64k flush=1s;
     gateway_log_field pid $pid;
     # Browser sessions: one sign-in before the load; its cookie is used throughout.
@@ -264,6 +269,17 @@ def rss(master):
     }
 
 
+def redis_total(rport, key, period_ms):
+    """The Redis total of a synced zone's key (all its windows; see counter_key)."""
+    import hashlib
+    kid = hashlib.sha256(key.encode() + period_ms.to_bytes(8, "big")).hexdigest()[:32]
+    cli = ["redis-cli", "-p", str(rport)]
+    keys = subprocess.run(cli + ["KEYS", f"gw:{{exact}}:{kid}:*"], capture_output=True,
+                          text=True).stdout.split()
+    return sum(int(subprocess.run(cli + ["GET", k], capture_output=True, text=True).stdout.strip()
+                   or 0) for k in keys)
+
+
 def exact_check(port, key, n, threads=8):
     """n GETs of /exact with one key over `threads` parallel fresh connections."""
     results = collections.Counter()
@@ -312,8 +328,15 @@ def main():
     warmup = 10.0
 
     work = tempfile.mkdtemp(prefix="gw-soak-")
-    for d in ("conf", "logs"):
+    for d in ("conf", "logs", "redis"):
         os.makedirs(os.path.join(work, d))
+    rport = free_port()
+    redis = subprocess.Popen(["redis-server", "--port", str(rport), "--bind", "127.0.0.1",
+                              "--save", "", "--appendonly", "no", "--dir",
+                              os.path.join(work, "redis")],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    import atexit
+    atexit.register(redis.terminate)
     port = free_port()
     user = "user root;" if os.geteuid() == 0 else ""
     oport = free_port()
@@ -327,7 +350,8 @@ def main():
         sys.exit("the OpenID provider did not start")
     with open(os.path.join(work, "conf/nginx.conf"), "w") as f:
         f.write(CONF.format(module=args.module, workers=WORKERS, user=user, root=ROOT,
-                            port=port, pport=free_port(), work=work, k=EXACT_K, oport=oport))
+                            port=port, pport=free_port(), work=work, k=EXACT_K, oport=oport,
+                            rport=rport))
     policy_n = 0
     write_policy(work, policy_n)
     tokens = [mint(args.gwjwt, f"user-{i}", "read") for i in range(20)]
@@ -595,6 +619,14 @@ def main():
         if res != collections.Counter({200: EXACT_K, 429: EXACT_EXTRA}):
             problems.append(f"exact: {label}: {dict(res) if res else None}, want "
                             f"{{200: {EXACT_K}, 429: {EXACT_EXTRA}}}")
+    time.sleep(0.5)  # one sync interval and more
+    for label, key in (("during the load and the reloads", "exact-during-load"),
+                       ("after the load", "exact-after-load")):
+        got = redis_total(rport, key, 86_400_000)
+        print(f"  redis holds for the key {label}: {got}")
+        if label == "after the load" and got != EXACT_K:
+            problems.append(f"exact: redis holds {got} for the key {label}, want {EXACT_K}")
+    redis.terminate()
 
     print(f"\nworkers after the load: {len(live)} running {live}, {len(lingering)} still shutting down")
     if len(live) != WORKERS or lingering:
