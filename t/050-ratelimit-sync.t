@@ -423,3 +423,23 @@ qr/\[emerg\] .*invalid value "sync_resolve=100ms" in "rate_limit_zone" directive
 --- no_error_log
 [crit]
 [alert]
+
+
+
+=== TEST 28: nginx -t: sentinel_password_env is for redis-sentinel://, and must be set
+--- http_config
+    rate_limit_zone $host zone=s:1m sync=redis://127.0.0.1 sentinel_password_env=PATH;
+--- config
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*"sentinel_password_file" and "sentinel_password_env" are for "sync=redis-sentinel:\/\/"/
+
+
+
+=== TEST 29: nginx -t: an unset sentinel_password_env variable
+--- http_config
+    rate_limit_zone $host zone=s:1m sync=redis-sentinel://127.0.0.1/m sentinel_password_env=GW_NO_SUCH_VARIABLE_X;
+--- config
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*"sentinel_password_env": environment variable "GW_NO_SUCH_VARIABLE_X" is not set or empty/

@@ -57,6 +57,9 @@ pub struct SyncConf {
     pub resolve_ms: u64,
     /// The host name to resolve again (`None`: an IP address, or not `redis://`).
     pub resolve_name: Option<std::ffi::CString>,
+    /// `sentinel_password_file` / `sentinel_password_env`: `AUTH` for the sentinels (their
+    /// `requirepass`), which is not the data servers' password.
+    pub sentinel_password: Option<String>,
     /// The http block's core location configuration: its `resolver`, read at run time (the
     /// directive may come after `rate_limit_zone`).
     pub clcf: *mut nginx_sys::ngx_http_core_loc_conf_t,
@@ -240,6 +243,7 @@ pub fn set_zone(cf: &mut ngx_conf_t, mcf: &mut MainConf) -> Result<(), String> {
     let mut timeout = None;
     let mut password = None;
     let mut password_from = None;
+    let mut sentinel_password = None;
     let mut tls_ca = None;
     let mut tls_verify = true;
     let mut tls_name = None;
@@ -297,10 +301,16 @@ pub fn set_zone(cf: &mut ngx_conf_t, mcf: &mut MainConf) -> Result<(), String> {
             }
             Ok((b"password", p)) if !p.is_empty() => password = Some(utf8(p)),
             Ok((b"password_file", p)) if !p.is_empty() => {
-                password_from = Some(password_from_file(cf, p)?)
+                password_from = Some(password_from_file(cf, p, "password_file")?)
             }
             Ok((b"password_env", p)) if !p.is_empty() => {
-                password_from = Some(password_from_env(&utf8(p))?)
+                password_from = Some(password_from_env(&utf8(p), "password_env")?)
+            }
+            Ok((b"sentinel_password_file", p)) if !p.is_empty() => {
+                sentinel_password = Some(password_from_file(cf, p, "sentinel_password_file")?)
+            }
+            Ok((b"sentinel_password_env", p)) if !p.is_empty() => {
+                sentinel_password = Some(password_from_env(&utf8(p), "sentinel_password_env")?)
             }
             Ok((b"sync_tls_ca", p)) if !p.is_empty() => tls_ca = Some(utf8(p)),
             Ok((b"sync_tls_cert", p)) if !p.is_empty() => tls_cert = Some(utf8(p)),
@@ -364,6 +374,19 @@ pub fn set_zone(cf: &mut ngx_conf_t, mcf: &mut MainConf) -> Result<(), String> {
     {
         return Err(format!(
             "\"{}\": \"sync_resolve\" is for \"sync=redis://\" and \"sync=rediss://\" (sentinels and cluster nodes name their servers by address)",
+            name(cf)
+        ));
+    }
+    if sentinel_password.is_some()
+        && !sync_url.as_ref().is_some_and(|u| {
+            matches!(
+                u.topology,
+                gateway_core::ratelimit::sync::Topology::Sentinel(_)
+            )
+        })
+    {
+        return Err(format!(
+            "\"{}\": \"sentinel_password_file\" and \"sentinel_password_env\" are for \"sync=redis-sentinel://\"",
             name(cf)
         ));
     }
@@ -470,6 +493,7 @@ pub fn set_zone(cf: &mut ngx_conf_t, mcf: &mut MainConf) -> Result<(), String> {
                 seeds,
                 slot,
                 resolve_ms: resolve_ms.unwrap_or(DEFAULT_SYNC_RESOLVE_MS),
+                sentinel_password,
                 resolve_name,
                 clcf,
                 interval_ms: interval.unwrap_or(DEFAULT_SYNC_INTERVAL_MS),
@@ -908,32 +932,25 @@ pub(crate) fn resolve(
 
 /// `password_file=PATH`: the file's first line (relative paths from nginx's prefix, as nginx
 /// does for its files). Its content is never logged.
-fn password_from_file(cf: &mut ngx_conf_t, path: &[u8]) -> Result<String, String> {
+fn password_from_file(cf: &mut ngx_conf_t, path: &[u8], param: &str) -> Result<String, String> {
     let v = cstr_in_pool(cf, &utf8(path))?;
     let full = super::util::full_path(cf, &v)?;
-    let text = std::fs::read_to_string(&full).map_err(|e| {
-        format!(
-            "\"{}\": cannot read \"password_file\" \"{full}\": {e}",
-            name(cf)
-        )
-    })?;
+    let text = std::fs::read_to_string(&full)
+        .map_err(|e| format!("\"{}\": cannot read \"{param}\" \"{full}\": {e}", name(cf)))?;
     let line = text.lines().next().unwrap_or("").trim_end_matches('\r');
     if line.is_empty() {
-        return Err(format!(
-            "\"{}\": \"password_file\" \"{full}\" is empty",
-            name(cf)
-        ));
+        return Err(format!("\"{}\": \"{param}\" \"{full}\" is empty", name(cf)));
     }
     Ok(line.to_string())
 }
 
 /// `password_env=NAME`: read when the configuration is read, in the master process (which has
 /// the environment nginx was started with). Its value is never logged.
-fn password_from_env(var: &str) -> Result<String, String> {
+fn password_from_env(var: &str, param: &str) -> Result<String, String> {
     match std::env::var(var) {
         Ok(v) if !v.is_empty() => Ok(v),
         _ => Err(format!(
-            "\"password_env\": environment variable \"{var}\" is not set or empty"
+            "\"{param}\": environment variable \"{var}\" is not set or empty"
         )),
     }
 }

@@ -286,6 +286,10 @@ impl Syncer {
         let conf = self.conf();
         match &conf.url.topology {
             Topology::Sentinel(master) => {
+                if let Some(pw) = &conf.sentinel_password {
+                    resp::encode(&mut self.out, &[b"AUTH", pw.as_bytes()]);
+                    self.expect.push(Expect::Handshake);
+                }
                 resp::encode(
                     &mut self.out,
                     &[b"SENTINEL", b"get-master-addr-by-name", master.as_bytes()],
