@@ -527,6 +527,8 @@ def sentinel_scenarios():
         # (they switch about a second after the promotion; the nodes ask each second) is lost.
         check(0 <= lost <= rate * 4.0,
               f"redis never counts more than admitted, and loses at most ~4 s of traffic: {lost}")
+        check(all("sentinel-pw" not in n.log() and "s3cret" not in n.log() for n in nodes),
+              "neither password is ever logged")
         res = [nodes[0].get(f"/s?k=after-fo&rate=5r/m")[0] for _ in range(8)]
         time.sleep(0.5)
         check(res.count(200) == 5 and zone_total([replica], "s", "after-fo", db=3) == 5,
