@@ -4,7 +4,8 @@ session_store redis://`), against a real OpenID provider (scripts/oidc) and a re
 redis-server on loopback:
 
   - a browser signs in on node A; node B, which never saw that login, accepts its cookie
-    (it reads the session from Redis) and the upstream sees the user;
+    (it reads the session from Redis, over TLS: `session_store rediss://... tls_ca=`, the
+    same redis-server's TLS port with a certificate made here) and the upstream sees the user;
   - the session lives in Redis under a hashed key (never the cookie's value);
   - after logout on A, node B refuses the cookie within the revalidation interval (10 s);
   - with Redis down, a node keeps serving the sessions it holds, and logs the failure.
@@ -40,7 +41,24 @@ def redis_cmd(port, *args):
         return s.recv(65536).decode(errors="replace")
 
 
-def node_conf(name, port, backend, provider, redis_port):
+def make_ca_and_cert(d):
+    """A CA and a server certificate for 127.0.0.1 signed by it (openssl)."""
+    os.makedirs(d, exist_ok=True)
+    run = lambda *a: subprocess.run(["openssl", *a], check=True, capture_output=True)
+    ext = os.path.join(d, "san.ext")
+    with open(ext, "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1\n")
+    ca, srv = os.path.join(d, "ca"), os.path.join(d, "server")
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=test ca",
+        "-keyout", ca + ".key", "-out", ca + ".pem")
+    run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=redis", "-keyout", srv + ".key",
+        "-out", srv + ".csr")
+    run("x509", "-req", "-in", srv + ".csr", "-CA", ca + ".pem", "-CAkey", ca + ".key",
+        "-CAcreateserial", "-days", "2", "-extfile", ext, "-out", srv + ".pem")
+    return ca + ".pem", srv + ".pem", srv + ".key"
+
+
+def node_conf(name, port, backend, provider, store):
     return f"""
 worker_processes 2;
 error_log logs/error.log info;
@@ -60,7 +78,7 @@ http {{
         post_logout_uri   http://127.0.0.1:{port}/;
         scope             "openid profile email";
         session_zone      oidc_{name}:1m;
-        session_store     redis://127.0.0.1:{redis_port};
+        session_store     {store};
         allow_http;
     }}
     server {{
@@ -82,12 +100,12 @@ http {{
 """
 
 
-def start_node(name, port, provider, redis_port):
+def start_node(name, port, provider, store):
     prefix = os.path.join(ROOT, name)
     os.makedirs(os.path.join(prefix, "conf"), exist_ok=True)
     os.makedirs(os.path.join(prefix, "logs"), exist_ok=True)
     with open(os.path.join(prefix, "conf", "nginx.conf"), "w") as f:
-        f.write(node_conf(name, port, t.free_port(), provider, redis_port))
+        f.write(node_conf(name, port, t.free_port(), provider, store))
     p = subprocess.Popen([t.NGINX, "-p", prefix + "/", "-c", "conf/nginx.conf",
                           "-g", f"load_module {t.MODULE}; daemon off;"],
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -106,16 +124,20 @@ def start_node(name, port, provider, redis_port):
 def main():
     shutil.rmtree(ROOT, ignore_errors=True)
     os.makedirs(ROOT)
-    redis_port = t.free_port()
+    redis_port, tls_port = t.free_port(), t.free_port()
+    ca, cert, key = make_ca_and_cert(os.path.join(ROOT, "certs"))
     redis = subprocess.Popen(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1",
-                              "--save", "", "--appendonly", "no"],
+                              "--tls-port", str(tls_port), "--tls-cert-file", cert,
+                              "--tls-key-file", key, "--tls-ca-cert-file", ca,
+                              "--tls-auth-clients", "no", "--save", "", "--appendonly", "no"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     pa, pb = t.free_port(), t.free_port()
     provider = t.Provider("shared", [pa, pb])
     nodes = []
     started = time.monotonic()
     try:
-        nodes = [start_node("a", pa, provider, redis_port), start_node("b", pb, provider, redis_port)]
+        nodes = [start_node("a", pa, provider, f"redis://127.0.0.1:{redis_port}"),
+                 start_node("b", pb, provider, f"rediss://127.0.0.1:{tls_port} tls_ca={ca}")]
         b = t.Browser("shared")
         t.section("a session made on node A, used on node B")
         r = b.request("GET", f"http://127.0.0.1:{pa}/page")
@@ -129,7 +151,9 @@ def main():
         t.check(r.status == 200 and "user=[alice]" in r.body, f"A serves the session ({r.status} {r.body.strip()})")
         r = b.request("GET", f"http://127.0.0.1:{pb}/page")
         t.check(r.status == 200 and "node=b user=[alice]" in r.body,
-                f"B, which never saw the login, accepts the cookie ({r.status} {r.body.strip()})")
+                f"B, which never saw the login, accepts the cookie read over TLS ({r.status} {r.body.strip()})")
+        errb = open(os.path.join(ROOT, "b", "logs", "error.log")).read()
+        t.check("session_store: redis" not in errb, "B's TLS session store works without errors")
         keys = redis_cmd(redis_port, "KEYS", "gw:oidc:idp:*")
         t.check("gw:oidc:idp:" in keys and cookie not in keys,
                 "Redis holds the session under a hashed key, never the cookie's value")

@@ -267,7 +267,7 @@ Cookie: gw_session_state=s
 
 
 
-=== TEST 12: session_store does not speak TLS yet: rediss:// is refused rather than sent in clear
+=== TEST 12: session_store: Sentinel and Cluster URLs are refused; tls_* parameters need rediss://
 --- http_config
     oidc_provider idp {
         issuer https://idp.example;
@@ -276,13 +276,51 @@ Cookie: gw_session_state=s
         keys_request /_k;
         token_request /_t;
         redirect_uri /cb;
-        session_store rediss://127.0.0.1:6380;
+        session_store redis-sentinel://127.0.0.1:26379/m;
     }
 --- config
     location /t { return 204; }
 --- must_die
 --- error_log eval
-qr/\[emerg\] \d+#\d+: oidc_provider "idp": "session_store" speaks plain redis:\/\/ only/
+qr/\[emerg\] \d+#\d+: oidc_provider "idp": "session_store" speaks to one server only/
+
+
+
+=== TEST 12b: session_store: tls_* parameters need rediss://, the CA file must load
+--- http_config
+    oidc_provider idp {
+        issuer https://idp.example;
+        client_id gateway;
+        discovery_request /_d;
+        keys_request /_k;
+        token_request /_t;
+        redirect_uri /cb;
+        session_store redis://127.0.0.1:6380 tls_ca=/etc/ssl/certs/ca-certificates.crt;
+    }
+--- config
+    location /t { return 204; }
+--- must_die
+--- error_log eval
+qr/\[emerg\] \d+#\d+: oidc_provider "idp": the "tls_\*" parameters of "session_store" need "rediss:\/\/"/
+
+
+
+=== TEST 12c: session_store rediss:// with a CA that cannot be read
+--- http_config
+    oidc_provider idp {
+        issuer https://idp.example;
+        client_id gateway;
+        discovery_request /_d;
+        keys_request /_k;
+        token_request /_t;
+        redirect_uri /cb;
+        session_store rediss://127.0.0.1:6380 tls_ca=/nonexistent/ca.pem;
+    }
+--- config
+    location /t { return 204; }
+--- must_die
+--- error_log eval
+qr/\[emerg\] \d+#\d+: oidc_provider "idp" session_store: cannot load the trusted CAs "\/nonexistent\/ca\.pem" \(tls_ca\)/
 
 
 

@@ -275,6 +275,95 @@ fn seconds(cf: &ngx_conf_t) -> Result<u64, String> {
     Ok(ms / 1000)
 }
 
+/// `session_store redis[s]://... [password_file=path | password_env=NAME] [tls_ca=path]
+/// [tls_name=name] [tls_verify=on|off] [tls_cert=path tls_key=path]`.
+fn session_store(
+    cf: &mut ngx_conf_t,
+    provider: &str,
+) -> Result<crate::http::redis::Target, String> {
+    use super::ratelimit::{password_from_env, password_from_file, tls_context, SYSTEM_CA_FILE};
+    let a: Vec<String> = args(cf)
+        .iter()
+        .map(|v| arg_str(v).map(str::to_string))
+        .collect::<Result<_, _>>()?;
+    let Some(v) = a.get(1) else {
+        return Err(format!(
+            "invalid number of arguments in \"session_store\" of oidc_provider \"{provider}\""
+        ));
+    };
+    let mut url = gateway_core::ratelimit::sync::parse_redis_url(v).map_err(|e| {
+        // Not the value itself: it may hold a password.
+        format!("invalid \"session_store\" in oidc_provider \"{provider}\": {e}")
+    })?;
+    if url.topology != gateway_core::ratelimit::sync::Topology::Direct {
+        return Err(format!(
+            "oidc_provider \"{provider}\": \"session_store\" speaks to one server only (Sentinel and Cluster are for rate_limit_zone sync= so far)"
+        ));
+    }
+    let (mut ca, mut tname, mut verify, mut cert, mut key) = (None, None, true, None, None);
+    let mut tls_params = false;
+    for s in &a[2..] {
+        let (k, val) = s.split_once('=').unwrap_or((s.as_str(), ""));
+        match (k, val) {
+            ("password_file", p) if !p.is_empty() => {
+                let pw = password_from_file(cf, p.as_bytes(), "password_file")?;
+                url = url.with_password(pw).map_err(|e| {
+                    format!("oidc_provider \"{provider}\": \"password_file\" given and {e}")
+                })?;
+            }
+            ("password_env", p) if !p.is_empty() => {
+                let pw = password_from_env(p, "password_env")?;
+                url = url.with_password(pw).map_err(|e| {
+                    format!("oidc_provider \"{provider}\": \"password_env\" given and {e}")
+                })?;
+            }
+            ("tls_ca", p) if !p.is_empty() => (ca, tls_params) = (Some(p.to_string()), true),
+            ("tls_name", p) if !p.is_empty() => (tname, tls_params) = (Some(p.to_string()), true),
+            ("tls_cert", p) if !p.is_empty() => (cert, tls_params) = (Some(p.to_string()), true),
+            ("tls_key", p) if !p.is_empty() => (key, tls_params) = (Some(p.to_string()), true),
+            ("tls_verify", "on") => verify = true,
+            ("tls_verify", "off") => (verify, tls_params) = (false, true),
+            _ => {
+                return Err(format!(
+                    "invalid parameter \"{k}\" of \"session_store\" in oidc_provider \"{provider}\""
+                ))
+            }
+        }
+    }
+    if tls_params && !url.tls {
+        return Err(format!(
+            "oidc_provider \"{provider}\": the \"tls_*\" parameters of \"session_store\" need \"rediss://\""
+        ));
+    }
+    if cert.is_some() != key.is_some() {
+        return Err(format!(
+            "oidc_provider \"{provider}\": \"tls_cert\" and \"tls_key\" go together"
+        ));
+    }
+    let tls = if url.tls {
+        Some(tls_context(
+            cf,
+            &format!("oidc_provider \"{provider}\" session_store"),
+            "",
+            tname.unwrap_or_else(|| url.host.clone()),
+            verify,
+            ca.as_deref().unwrap_or(SYSTEM_CA_FILE),
+            cert.zip(key),
+        )?)
+    } else {
+        None
+    };
+    let (sockaddr, socklen, name) = super::ratelimit::resolve(cf, &url.addr)?;
+    Ok(crate::http::redis::Target {
+        url,
+        sockaddr,
+        socklen,
+        name,
+        timeout_ms: 1000,
+        tls,
+    })
+}
+
 fn inner(cf: &mut ngx_conf_t, p: &mut Provider, zone: &mut Option<String>) -> Result<(), String> {
     let dname = name(cf);
     match dname.as_str() {
@@ -360,30 +449,7 @@ fn inner(cf: &mut ngx_conf_t, p: &mut Provider, zone: &mut Option<String>) -> Re
         }
         "scope" => p.scope = one(cf)?,
         "session_zone" => *zone = Some(one(cf)?),
-        "session_store" => {
-            let v = one(cf)?;
-            let url = gateway_core::ratelimit::sync::parse_redis_url(&v).map_err(|e| {
-                // Not the value itself: it may hold a password.
-                format!(
-                    "invalid \"session_store\" in oidc_provider \"{}\": {e}",
-                    p.name
-                )
-            })?;
-            if url.tls || url.topology != gateway_core::ratelimit::sync::Topology::Direct {
-                return Err(format!(
-                    "oidc_provider \"{}\": \"session_store\" speaks plain redis:// only, to one server (TLS, Sentinel and Cluster are for rate_limit_zone sync= so far)",
-                    p.name
-                ));
-            }
-            let (sockaddr, socklen, name) = super::ratelimit::resolve(cf, &url.addr)?;
-            p.store = Some(crate::http::redis::Target {
-                url,
-                sockaddr,
-                socklen,
-                name,
-                timeout_ms: 1000,
-            });
-        }
+        "session_store" => p.store = Some(session_store(cf, &p.name)?),
         "session_timeout" => p.session_timeout = seconds(cf)?.max(60),
         "session_idle_timeout" => p.session_idle_timeout = seconds(cf)?.max(60),
         "refresh_before" => p.refresh_before = seconds(cf)?,

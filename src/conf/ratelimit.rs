@@ -90,6 +90,8 @@ pub struct SyncTls {
     pub name: std::ffi::CString,
     /// `sync_tls_verify` (on by default).
     pub verify: bool,
+    /// The parameter that sets `name` (for log lines).
+    pub name_param: &'static str,
 }
 
 /// The trusted CAs of `rediss://` without `sync_tls_ca`.
@@ -471,7 +473,8 @@ pub fn set_zone(cf: &mut ngx_conf_t, mcf: &mut MainConf) -> Result<(), String> {
                 let name_text = tls_name.unwrap_or_else(|| url.host.clone());
                 Some(tls_context(
                     cf,
-                    &zname,
+                    &format!("rate_limit_zone \"{zname}\""),
+                    "sync_",
                     name_text,
                     tls_verify,
                     tls_ca.as_deref().unwrap_or(SYSTEM_CA_FILE),
@@ -932,7 +935,11 @@ pub(crate) fn resolve(
 
 /// `password_file=PATH`: the file's first line (relative paths from nginx's prefix, as nginx
 /// does for its files). Its content is never logged.
-fn password_from_file(cf: &mut ngx_conf_t, path: &[u8], param: &str) -> Result<String, String> {
+pub(crate) fn password_from_file(
+    cf: &mut ngx_conf_t,
+    path: &[u8],
+    param: &str,
+) -> Result<String, String> {
     let v = cstr_in_pool(cf, &utf8(path))?;
     let full = super::util::full_path(cf, &v)?;
     let text = std::fs::read_to_string(&full)
@@ -946,7 +953,7 @@ fn password_from_file(cf: &mut ngx_conf_t, path: &[u8], param: &str) -> Result<S
 
 /// `password_env=NAME`: read when the configuration is read, in the master process (which has
 /// the environment nginx was started with). Its value is never logged.
-fn password_from_env(var: &str, param: &str) -> Result<String, String> {
+pub(crate) fn password_from_env(var: &str, param: &str) -> Result<String, String> {
     match std::env::var(var) {
         Ok(v) if !v.is_empty() => Ok(v),
         _ => Err(format!(
@@ -975,17 +982,26 @@ fn cstr_in_pool(cf: &mut ngx_conf_t, s: &str) -> Result<ngx_str_t, String> {
 /// The OpenSSL context of a `rediss://` sync, made as nginx makes `proxy_ssl`'s: TLS 1.2 and
 /// 1.3, the trusted CAs (unless `sync_tls_verify=off`), an optional client certificate. It
 /// belongs to the configuration cycle: a pool cleanup frees it with the pool.
-fn tls_context(
+/// `owner` names the configuration in messages (`rate_limit_zone "api"`), `prefix` the
+/// parameters (`sync_` for `sync_tls_ca`, empty for `session_store`'s `tls_ca`).
+pub(crate) fn tls_context(
     cf: &mut ngx_conf_t,
-    zone: &str,
+    owner: &str,
+    prefix: &'static str,
     name_text: String,
     verify: bool,
     ca: &str,
     cert_key: Option<(String, String)>,
 ) -> Result<SyncTls, String> {
     use nginx_sys::{ngx_pcalloc, ngx_pool_cleanup_add, ngx_ssl_cleanup_ctx, ngx_ssl_t};
+    let name_param = if prefix.is_empty() {
+        "tls_name"
+    } else {
+        "sync_tls_name"
+    };
     let cname = std::ffi::CString::new(name_text)
-        .map_err(|_| format!("\"{}\": bad \"sync_tls_name\"", name(cf)))?;
+        .map_err(|_| format!("\"{}\": bad \"{name_param}\"", name(cf)))?;
+    let zone = owner;
     // SAFETY: `cf.pool` is the configuration pool; a zeroed ngx_ssl_t is what nginx's
     // ngx_pcalloc gives proxy_ssl; ngx_ssl_create fills it; the cleanup frees its SSL_CTX with
     // the pool. The path strings are NUL-terminated pool copies.
@@ -997,7 +1013,7 @@ fn tls_context(
         (*ssl).log = cf.log;
         let protocols = (nginx_sys::NGX_SSL_TLSv1_2 | nginx_sys::NGX_SSL_TLSv1_3) as usize;
         if nginx_sys::ngx_ssl_create(ssl, protocols, ptr::null_mut()) != NGX_OK as ngx_int_t {
-            return Err(format!("zone \"{zone}\": cannot create the TLS context"));
+            return Err(format!("{zone}: cannot create the TLS context"));
         }
         let cln = ngx_pool_cleanup_add(cf.pool, 0);
         if cln.is_null() {
@@ -1013,7 +1029,7 @@ fn tls_context(
                 != NGX_OK as ngx_int_t
             {
                 return Err(format!(
-                    "zone \"{zone}\": cannot load \"sync_tls_cert\" \"{cert}\" or \"sync_tls_key\" \"{key}\""
+                    "{zone}: cannot load \"{prefix}tls_cert\" \"{cert}\" or \"{prefix}tls_key\" \"{key}\""
                 ));
             }
         }
@@ -1021,20 +1037,21 @@ fn tls_context(
             let mut c = cstr_in_pool(cf, ca)?;
             if nginx_sys::ngx_ssl_trusted_certificate(cf, ssl, &mut c, 9) != NGX_OK as ngx_int_t {
                 return Err(format!(
-                    "zone \"{zone}\": cannot load the trusted CAs \"{ca}\" (sync_tls_ca)"
+                    "{zone}: cannot load the trusted CAs \"{ca}\" ({prefix}tls_ca)"
                 ));
             }
         } else {
             ngx::ngx_conf_log_error!(
                 nginx_sys::NGX_LOG_WARN,
                 cf,
-                "gateway: rate_limit_zone \"{zone}\": sync_tls_verify=off, the Redis server's certificate is not verified"
+                "gateway: {zone}: {prefix}tls_verify=off, the Redis server's certificate is not verified"
             );
         }
         Ok(SyncTls {
             ssl,
             name: cname,
             verify,
+            name_param,
         })
     }
 }

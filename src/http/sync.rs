@@ -22,12 +22,11 @@ use gateway_core::ratelimit::table::{SlotClaim, Table};
 use gateway_core::ratelimit::topology::{self, Addr};
 use gateway_core::resp::{self, Reply};
 use nginx_sys::{
-    ngx_close_connection, ngx_connection_t, ngx_cycle_t, ngx_event_connect_peer,
-    ngx_event_get_peer, ngx_event_t, ngx_handle_read_event, ngx_handle_write_event, ngx_int_t,
-    ngx_log_t, ngx_peer_connection_t, ngx_shmtx_lock, ngx_shmtx_unlock, NGX_AGAIN, NGX_LOG_ERR,
-    NGX_LOG_NOTICE, NGX_LOG_WARN, NGX_OK,
+    ngx_connection_t, ngx_cycle_t, ngx_event_t, ngx_int_t, ngx_log_t, ngx_shmtx_lock,
+    ngx_shmtx_unlock, NGX_LOG_ERR, NGX_LOG_NOTICE, NGX_LOG_WARN, NGX_OK,
 };
 
+use super::redis::{Link, Recv};
 use crate::conf::ratelimit::{SyncConf, Zone};
 use crate::conf::MainConf;
 
@@ -111,18 +110,12 @@ struct Syncer {
     zone: *const Zone,
     log: *mut ngx_log_t,
     timer: ngx_event_t,
-    conn: *mut ngx_connection_t,
+    /// The connection, its buffers and its TLS (shared with the session store's client).
+    link: Link,
     /// The connection has been authenticated and has its database selected.
     ready: bool,
     /// An exchange is in flight.
     busy: bool,
-    /// The connection is being established (write when it becomes writable).
-    connecting: bool,
-    /// `rediss://`: the TLS handshake is under way.
-    handshaking: bool,
-    out: Vec<u8>,
-    sent: usize,
-    inbuf: Vec<u8>,
     expect: Vec<Expect>,
     got: usize,
     claims: Vec<SlotClaim>,
@@ -220,7 +213,7 @@ impl Syncer {
         if self.busy {
             return;
         }
-        if self.conn.is_null() && now < self.next_try_ms {
+        if self.link.conn.is_null() && now < self.next_try_ms {
             return;
         }
         let mut claims = std::mem::take(&mut self.claims);
@@ -246,7 +239,7 @@ impl Syncer {
     /// (`redis://`), to the master or node learnt, or to a sentinel or seed to ask where to
     /// write (`redis-sentinel://`, `redis-cluster://`), then to the answer (`discovered`).
     fn start(&mut self) {
-        if self.conn.is_null() {
+        if self.link.conn.is_null() {
             let ask = self.conf().url.topology != Topology::Direct && self.peer.is_none();
             let r = if ask {
                 let conf = self.conf();
@@ -274,9 +267,7 @@ impl Syncer {
         } else {
             self.build();
         }
-        let timeout = self.conf().timeout_ms;
-        // SAFETY: `conn` is our open connection; its events are valid.
-        unsafe { nginx_sys::ngx_add_timer((*self.conn).read, timeout as nginx_sys::ngx_msec_t) };
+        self.link.arm_timeout(self.conf().timeout_ms);
         self.connected();
     }
 
@@ -287,27 +278,27 @@ impl Syncer {
         match &conf.url.topology {
             Topology::Sentinel(master) => {
                 if let Some(pw) = &conf.sentinel_password {
-                    resp::encode(&mut self.out, &[b"AUTH", pw.as_bytes()]);
+                    resp::encode(&mut self.link.out, &[b"AUTH", pw.as_bytes()]);
                     self.expect.push(Expect::Handshake);
                 }
                 resp::encode(
-                    &mut self.out,
+                    &mut self.link.out,
                     &[b"SENTINEL", b"get-master-addr-by-name", master.as_bytes()],
                 );
                 self.expect.push(Expect::Master);
             }
             _ => {
                 self.encode_auth();
-                resp::encode(&mut self.out, &[b"CLUSTER", b"SLOTS"]);
+                resp::encode(&mut self.link.out, &[b"CLUSTER", b"SLOTS"]);
                 self.expect.push(Expect::Slots);
             }
         }
     }
 
     fn reset_batch(&mut self) {
-        self.out.clear();
-        self.sent = 0;
-        self.inbuf.clear();
+        self.link.out.clear();
+        self.link.sent = 0;
+        self.link.inbuf.clear();
         self.expect.clear();
         self.got = 0;
         self.totals.clear();
@@ -323,8 +314,10 @@ impl Syncer {
         let url = &self.conf().url;
         if let Some(pw) = &url.password {
             match &url.user {
-                Some(u) => resp::encode(&mut self.out, &[b"AUTH", u.as_bytes(), pw.as_bytes()]),
-                None => resp::encode(&mut self.out, &[b"AUTH", pw.as_bytes()]),
+                Some(u) => {
+                    resp::encode(&mut self.link.out, &[b"AUTH", u.as_bytes(), pw.as_bytes()])
+                }
+                None => resp::encode(&mut self.link.out, &[b"AUTH", pw.as_bytes()]),
             }
             self.expect.push(Expect::Handshake);
         }
@@ -393,12 +386,12 @@ impl Syncer {
             if matches!(conf.url.topology, Topology::Sentinel(_)) {
                 // Never write to a replica: the server the sentinels named must say it is
                 // the master (a failover may have happened since).
-                resp::encode(&mut self.out, &[b"ROLE"]);
+                resp::encode(&mut self.link.out, &[b"ROLE"]);
                 self.expect.push(Expect::Role);
             }
             if conf.url.db != 0 {
                 let db = conf.url.db.to_string();
-                resp::encode(&mut self.out, &[b"SELECT", db.as_bytes()]);
+                resp::encode(&mut self.link.out, &[b"SELECT", db.as_bytes()]);
                 self.expect.push(Expect::Handshake);
             }
         }
@@ -411,12 +404,12 @@ impl Syncer {
                 redis_key_into(&mut key, &zone.name, sc.id, win);
                 if n > 0 {
                     let n = resp::Digits::new(u64::from(n));
-                    resp::encode(&mut self.out, &[b"INCRBY", &key, n.as_bytes()]);
+                    resp::encode(&mut self.link.out, &[b"INCRBY", &key, n.as_bytes()]);
                     self.expect.push(e);
-                    resp::encode(&mut self.out, &[b"PEXPIRE", &key, ttl.as_bytes()]);
+                    resp::encode(&mut self.link.out, &[b"PEXPIRE", &key, ttl.as_bytes()]);
                     self.expect.push(Expect::Expire(i));
                 } else {
-                    resp::encode(&mut self.out, &[b"GET", &key]);
+                    resp::encode(&mut self.link.out, &[b"GET", &key]);
                     self.expect.push(e);
                 }
             };
@@ -434,225 +427,80 @@ impl Syncer {
         socklen: nginx_sys::socklen_t,
         name: *mut nginx_sys::ngx_str_t,
     ) -> Result<(), String> {
-        let conf = self.conf();
-        // SAFETY: a zeroed peer connection is nginx's initial state; the address lives in the
-        // configuration pool or in the boxed peer, which is replaced only once the connection
-        // is closed; the connection's handlers get this boxed syncer as data.
-        unsafe {
-            let mut pc: ngx_peer_connection_t = core::mem::zeroed();
-            pc.sockaddr = sockaddr;
-            pc.socklen = socklen;
-            pc.name = name;
-            pc.get = Some(ngx_event_get_peer);
-            pc.log = self.log;
-            pc.set_log_error(nginx_sys::ngx_connection_log_error_e_NGX_ERROR_ERR as _);
-            let rc = ngx_event_connect_peer(&mut pc);
-            if rc != NGX_OK as ngx_int_t && rc != NGX_AGAIN as ngx_int_t {
-                if !pc.connection.is_null() {
-                    ngx_close_connection(pc.connection);
-                }
-                return Err("cannot connect".into());
-            }
-            let c = pc.connection;
-            if conf.tls.is_some() {
-                // The TLS state (ngx_ssl_create_connection) is allocated in the connection's
-                // pool, destroyed in `close`.
-                (*c).pool = nginx_sys::ngx_create_pool(4096, self.log);
-                if (*c).pool.is_null() {
-                    ngx_close_connection(c);
-                    return Err("out of memory".into());
-                }
-            }
-            self.connecting = rc == NGX_AGAIN as ngx_int_t;
-            (*c).data = (self as *mut Syncer).cast();
-            (*c).log = self.log;
-            (*(*c).read).handler = Some(read_handler);
-            (*(*c).write).handler = Some(write_handler);
-            self.conn = c;
-            self.ready = false;
-        }
+        let tls = self.conf().tls.is_some();
+        let data = (self as *mut Syncer).cast();
+        self.link.open(
+            sockaddr,
+            socklen,
+            name,
+            self.log,
+            tls,
+            false,
+            data,
+            Some(read_handler),
+            Some(write_handler),
+        )?;
+        self.ready = false;
         Ok(())
     }
 
-    /// The connection is up: start TLS (`rediss://`) or send the batch.
+    /// Sends the batch once the connection (and its TLS: `rediss://`) is up.
     fn connected(&mut self) {
-        let c = self.conn;
-        if c.is_null() || self.connecting || self.handshaking {
-            return;
-        }
-        // SAFETY: `c` is our open connection.
-        if self.conf().tls.is_some() && unsafe { (*c).ssl.is_null() } {
-            self.start_tls();
-        } else {
-            self.write();
-        }
-    }
-
-    /// Starts the TLS handshake as nginx's upstream module does for `proxy_ssl`: a client TLS
-    /// connection on the configuration's context, SNI, then `ngx_ssl_handshake`, completed by
-    /// `tls_handshake_handler` when it needs the network.
-    fn start_tls(&mut self) {
-        let c = self.conn;
-        let Some(tls) = self.conf().tls.as_ref() else {
-            return;
-        };
-        // SAFETY: `c` is our open connection with its own pool; `tls.ssl` is the
-        // configuration's context; the name is NUL-terminated and outlives the connection.
-        let rc = unsafe {
-            if nginx_sys::ngx_ssl_create_connection(tls.ssl, c, nginx_sys::NGX_SSL_CLIENT as usize)
-                != NGX_OK as ngx_int_t
-            {
-                self.fail("cannot create the TLS connection");
-                return;
-            }
-            let is_ip = tls
-                .name
-                .to_str()
-                .is_ok_and(|n| n.parse::<std::net::IpAddr>().is_ok());
-            if !is_ip {
-                // SSL_set_tlsext_host_name (a macro in OpenSSL's headers).
-                nginx_sys::SSL_ctrl(
-                    (*(*c).ssl).connection,
-                    nginx_sys::SSL_CTRL_SET_TLSEXT_HOSTNAME as _,
-                    nginx_sys::TLSEXT_NAMETYPE_host_name as _,
-                    tls.name.as_ptr().cast_mut().cast(),
-                );
-            }
-            nginx_sys::ngx_ssl_handshake(c)
-        };
-        if rc == NGX_AGAIN as ngx_int_t {
-            self.handshaking = true;
-            // SAFETY: as above; nginx calls the handler when the handshake ends or times out.
-            unsafe { (*(*c).ssl).handler = Some(tls_handshake_handler) };
-            return;
-        }
-        self.tls_done();
-    }
-
-    /// The handshake has ended: check the certificate and the name, then send the batch.
-    fn tls_done(&mut self) {
-        self.handshaking = false;
-        let c = self.conn;
-        if c.is_null() {
-            return;
-        }
-        let Some(tls) = self.conf().tls.as_ref() else {
-            return;
-        };
-        // SAFETY: `c` is our open connection and has its TLS state.
-        unsafe {
-            if (*(*c).ssl).handshaked() == 0 {
-                let why = if (*(*c).read).timedout() != 0 || (*(*c).write).timedout() != 0 {
-                    "TLS handshake timed out (sync_timeout)"
-                } else {
-                    "TLS handshake failed"
-                };
-                self.fail(why);
-                return;
-            }
-            if tls.verify {
-                let conn = (*(*c).ssl).connection;
-                let rc = nginx_sys::SSL_get_verify_result(conn);
-                if rc != nginx_sys::X509_V_OK as core::ffi::c_long {
-                    let msg =
-                        core::ffi::CStr::from_ptr(nginx_sys::X509_verify_cert_error_string(rc))
-                            .to_string_lossy()
-                            .into_owned();
-                    self.fail(&format!("TLS certificate verify error: ({rc}:{msg})"));
-                    return;
-                }
-                if !name_matches(c, &tls.name) {
-                    self.fail(&format!(
-                        "TLS certificate does not match \"{}\" (sync_tls_name)",
-                        tls.name.to_string_lossy()
-                    ));
-                    return;
+        match self
+            .link
+            .ready(self.conf().tls.as_ref(), Some(tls_handshake_handler))
+        {
+            Ok(true) => {
+                if let Err(e) = self.link.flush() {
+                    self.fail(e);
                 }
             }
-            (*(*c).read).handler = Some(read_handler);
-            (*(*c).write).handler = Some(write_handler);
-        }
-        self.write();
-    }
-
-    fn write(&mut self) {
-        let c = self.conn;
-        if c.is_null() || self.connecting || self.handshaking {
-            return;
-        }
-        while self.sent < self.out.len() {
-            let rest = &self.out[self.sent..];
-            // SAFETY: `c` is our open connection; `send` is set by nginx for every connection.
-            let n = unsafe {
-                match (*c).send {
-                    Some(send) => send(c, rest.as_ptr().cast_mut(), rest.len()),
-                    None => nginx_sys::NGX_ERROR as isize,
-                }
-            };
-            if n == NGX_AGAIN as isize {
-                // SAFETY: `c` is open.
-                if unsafe { ngx_handle_write_event((*c).write, 0) } != NGX_OK as ngx_int_t {
-                    self.fail("cannot wait for the connection");
-                }
-                return;
-            }
-            if n <= 0 {
-                self.fail("cannot send (connection refused or reset)");
-                return;
-            }
-            self.sent += n as usize;
+            Ok(false) => {}
+            Err(e) => self.fail(&e),
         }
     }
 
     fn read(&mut self) {
-        let c = self.conn;
+        let c = self.link.conn;
         if c.is_null() {
             return;
         }
-        let mut buf = [0u8; 16 * 1024];
         loop {
-            // SAFETY: `c` is our open connection; `recv` is set by nginx for every connection.
-            let n = unsafe {
-                match (*c).recv {
-                    Some(recv) => recv(c, buf.as_mut_ptr(), buf.len()),
-                    None => nginx_sys::NGX_ERROR as isize,
+            match self.link.recv() {
+                Recv::Again => break,
+                Recv::Closed => {
+                    if self.busy {
+                        self.fail("connection closed by the server");
+                    } else {
+                        self.close(); // idle connection closed (server restart): reconnect later
+                    }
+                    return;
                 }
-            };
-            if n == NGX_AGAIN as isize {
-                break;
-            }
-            if n <= 0 {
-                if self.busy {
-                    self.fail("connection closed by the server");
-                } else {
-                    self.close(); // idle connection closed (server restart): reconnect later
+                Recv::Data => {
+                    if !self.busy {
+                        self.fail("unexpected data from the server");
+                        return;
+                    }
+                    if let Err(e) = self.parse() {
+                        self.fail(&e);
+                        return;
+                    }
+                    if !self.busy || self.link.conn != c {
+                        return; // exchange complete, or moved on to the server asked for
+                    }
                 }
-                return;
-            }
-            if !self.busy {
-                self.fail("unexpected data from the server");
-                return;
-            }
-            self.inbuf.extend_from_slice(&buf[..n as usize]);
-            if let Err(e) = self.parse() {
-                self.fail(&e);
-                return;
-            }
-            if !self.busy || self.conn != c {
-                return; // exchange complete, or moved on to the server asked for
             }
         }
-        // SAFETY: `c` is open.
-        if unsafe { ngx_handle_read_event((*c).read, 0) } != NGX_OK as ngx_int_t {
-            self.fail("cannot wait for the connection");
+        if let Err(e) = self.link.wait_read() {
+            self.fail(e);
         }
     }
 
-    /// Parses the replies received so far; completes the exchange when all are in.
     fn parse(&mut self) -> Result<(), String> {
         let mut at = 0;
         while self.got < self.expect.len() {
-            let Some((reply, used)) = resp::parse(&self.inbuf[at..]).map_err(|e| e.to_string())?
+            let Some((reply, used)) =
+                resp::parse(&self.link.inbuf[at..]).map_err(|e| e.to_string())?
             else {
                 break;
             };
@@ -721,7 +569,7 @@ impl Syncer {
                 }
             }
         }
-        self.inbuf.drain(..at);
+        self.link.inbuf.drain(..at);
         if self.got == self.expect.len() {
             if self.discovering {
                 self.discovered();
@@ -763,13 +611,7 @@ impl Syncer {
         self.ready = true;
         self.failures = 0;
         self.unlogged = 0;
-        // SAFETY: `conn` is open.
-        unsafe {
-            let rev = (*self.conn).read;
-            if (*rev).timer_set() != 0 {
-                nginx_sys::ngx_del_timer(rev);
-            }
-        }
+        self.link.disarm_timeout();
         if let Some(p) = self.next_peer.take() {
             self.close();
             self.peer = Some(p);
@@ -806,27 +648,8 @@ impl Syncer {
 
     /// Closes the connection (if any) without counting an error.
     fn close(&mut self) {
-        if !self.conn.is_null() {
-            let c = self.conn;
-            // SAFETY: `conn` is our open connection; as nginx's upstream module does, the TLS
-            // state is dropped without waiting for the peer's close_notify; nginx deletes the
-            // timers and events; the pool (TLS connections only) is ours.
-            unsafe {
-                if !(*c).ssl.is_null() {
-                    (*(*c).ssl).set_no_wait_shutdown(1);
-                    nginx_sys::ngx_ssl_shutdown(c);
-                }
-                let pool = (*c).pool;
-                ngx_close_connection(c);
-                if !pool.is_null() {
-                    nginx_sys::ngx_destroy_pool(pool);
-                }
-            }
-            self.conn = ptr::null_mut();
-        }
+        self.link.close();
         self.ready = false;
-        self.connecting = false;
-        self.handshaking = false;
     }
 
     fn fail(&mut self, why: &str) {
@@ -890,38 +713,17 @@ impl Syncer {
     }
 }
 
-/// Whether the server's certificate names `name`: an IP address against the certificate's IP
-/// addresses (X509_check_ip_asc), a host name as nginx checks `proxy_ssl_name`.
-fn name_matches(c: *mut ngx_connection_t, name: &std::ffi::CStr) -> bool {
-    let is_ip = name
-        .to_str()
-        .is_ok_and(|n| n.parse::<std::net::IpAddr>().is_ok());
-    // SAFETY: `c` has completed its TLS handshake; the peer certificate reference taken by
-    // SSL_get1_peer_certificate is released with X509_free; `name` is NUL-terminated.
-    unsafe {
-        if is_ip {
-            let cert = nginx_sys::SSL_get1_peer_certificate((*(*c).ssl).connection);
-            if cert.is_null() {
-                return false;
-            }
-            let ok = nginx_sys::X509_check_ip_asc(cert, name.as_ptr(), 0) == 1;
-            nginx_sys::X509_free(cert);
-            ok
-        } else {
-            let mut n = nginx_sys::ngx_str_t {
-                len: name.to_bytes().len(),
-                data: name.as_ptr().cast_mut().cast(),
-            };
-            nginx_sys::ngx_ssl_check_host(c, &mut n) == NGX_OK as ngx_int_t
-        }
-    }
-}
-
 unsafe extern "C" fn tls_handshake_handler(c: *mut ngx_connection_t) {
     super::guard_conf((), || {
         // SAFETY: our connection's data is its syncer.
         let s = unsafe { &mut *(*c).data.cast::<Syncer>() };
-        s.tls_done();
+        let Some(tls) = s.conf().tls.as_ref() else {
+            return;
+        };
+        match s.link.tls_done(tls) {
+            Ok(()) => s.connected(),
+            Err(e) => s.fail(&e),
+        }
     })
 }
 
@@ -1111,7 +913,7 @@ unsafe extern "C" fn write_handler(ev: *mut ngx_event_t) {
             s.fail("timed out (sync_timeout)");
             return;
         }
-        s.connecting = false;
+        s.link.connecting = false;
         if s.busy {
             s.connected();
         }
@@ -1137,14 +939,9 @@ pub fn init_process(cycle: &ngx_cycle_t, mcf: &MainConf) {
                 log: cycle.log,
                 // SAFETY: an all-zero event is nginx's initial state for a timer event.
                 timer: unsafe { core::mem::zeroed() },
-                conn: ptr::null_mut(),
+                link: Link::new(),
                 ready: false,
                 busy: false,
-                connecting: false,
-                handshaking: false,
-                out: Vec::new(),
-                sent: 0,
-                inbuf: Vec::new(),
                 expect: Vec::new(),
                 got: 0,
                 claims: Vec::new(),
