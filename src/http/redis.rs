@@ -181,6 +181,19 @@ impl Link {
         Ok(true)
     }
 
+    /// Sends what `out` holds once the connection (and its TLS) is up ([`Link::ready`],
+    /// [`Link::flush`]).
+    pub fn send(
+        &mut self,
+        tls: Option<&SyncTls>,
+        handshake_handler: nginx_sys::ngx_connection_handler_pt,
+    ) -> Result<(), String> {
+        if self.ready(tls, handshake_handler)? {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
     /// The handshake has ended: checks the certificate and the name.
     pub fn tls_done(&mut self, tls: &SyncTls) -> Result<(), String> {
         self.handshaking = false;
@@ -348,6 +361,28 @@ impl Link {
     }
 }
 
+/// `AUTH` with the URL's credentials, if any; the number of replies to expect (0 or 1).
+pub fn encode_auth(out: &mut Vec<u8>, url: &RedisUrl) -> usize {
+    let Some(pw) = &url.password else {
+        return 0;
+    };
+    match &url.user {
+        Some(u) => resp::encode(out, &[b"AUTH", u.as_bytes(), pw.as_bytes()]),
+        None => resp::encode(out, &[b"AUTH", pw.as_bytes()]),
+    }
+    1
+}
+
+/// `SELECT` of the URL's database unless it is 0; the number of replies to expect (0 or 1).
+pub fn encode_select(out: &mut Vec<u8>, url: &RedisUrl) -> usize {
+    if url.db == 0 {
+        return 0;
+    }
+    let db = resp::Digits::new(u64::from(url.db));
+    resp::encode(out, &[b"SELECT", db.as_bytes()]);
+    1
+}
+
 /// Whether the server's certificate names `name`: an IP address against the certificate's IP
 /// addresses (X509_check_ip_asc), a host name as nginx checks `proxy_ssl_name`.
 fn name_matches(c: *mut ngx_connection_t, name: &std::ffi::CStr) -> bool {
@@ -451,19 +486,9 @@ impl Client {
             Some(read_handler),
             Some(write_handler),
         )?;
-        let url = &t.url;
-        if let Some(pw) = &url.password {
-            match &url.user {
-                Some(u) => {
-                    resp::encode(&mut self.link.out, &[b"AUTH", u.as_bytes(), pw.as_bytes()])
-                }
-                None => resp::encode(&mut self.link.out, &[b"AUTH", pw.as_bytes()]),
-            }
-            self.waiting.push_back(None);
-        }
-        if url.db != 0 {
-            let db = resp::Digits::new(u64::from(url.db));
-            resp::encode(&mut self.link.out, &[b"SELECT", db.as_bytes()]);
+        let replies =
+            encode_auth(&mut self.link.out, &t.url) + encode_select(&mut self.link.out, &t.url);
+        for _ in 0..replies {
             self.waiting.push_back(None);
         }
         Ok(())
@@ -471,17 +496,9 @@ impl Client {
 
     /// Writes what is queued once the connection (and its TLS) is up.
     fn send(&mut self) {
-        match self
-            .link
-            .ready(self.target().tls.as_ref(), Some(tls_handshake_handler))
-        {
-            Ok(true) => {
-                if let Err(e) = self.link.flush() {
-                    self.fail(e);
-                }
-            }
-            Ok(false) => {}
-            Err(e) => self.fail(&e),
+        let tls = self.target().tls.as_ref();
+        if let Err(e) = self.link.send(tls, Some(tls_handshake_handler)) {
+            self.fail(&e);
         }
     }
 

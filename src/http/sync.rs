@@ -311,14 +311,8 @@ impl Syncer {
 
     /// `AUTH` with the URL's credentials, if any.
     fn encode_auth(&mut self) {
-        let url = &self.conf().url;
-        if let Some(pw) = &url.password {
-            match &url.user {
-                Some(u) => {
-                    resp::encode(&mut self.link.out, &[b"AUTH", u.as_bytes(), pw.as_bytes()])
-                }
-                None => resp::encode(&mut self.link.out, &[b"AUTH", pw.as_bytes()]),
-            }
+        let url = &self.conf().url; // 'static: the configuration pool's
+        if super::redis::encode_auth(&mut self.link.out, url) > 0 {
             self.expect.push(Expect::Handshake);
         }
     }
@@ -389,9 +383,7 @@ impl Syncer {
                 resp::encode(&mut self.link.out, &[b"ROLE"]);
                 self.expect.push(Expect::Role);
             }
-            if conf.url.db != 0 {
-                let db = conf.url.db.to_string();
-                resp::encode(&mut self.link.out, &[b"SELECT", db.as_bytes()]);
+            if super::redis::encode_select(&mut self.link.out, &conf.url) > 0 {
                 self.expect.push(Expect::Handshake);
             }
         }
@@ -446,17 +438,9 @@ impl Syncer {
 
     /// Sends the batch once the connection (and its TLS: `rediss://`) is up.
     fn connected(&mut self) {
-        match self
-            .link
-            .ready(self.conf().tls.as_ref(), Some(tls_handshake_handler))
-        {
-            Ok(true) => {
-                if let Err(e) = self.link.flush() {
-                    self.fail(e);
-                }
-            }
-            Ok(false) => {}
-            Err(e) => self.fail(&e),
+        let tls = self.conf().tls.as_ref();
+        if let Err(e) = self.link.send(tls, Some(tls_handshake_handler)) {
+            self.fail(&e);
         }
     }
 
