@@ -32,6 +32,96 @@ pub struct Family {
 pub struct Registry {
     families: Vec<Family>,
     counters: Vec<Counter>,
+    histograms: Vec<HistSeries>,
+}
+
+/// One histogram series: its labels and where its words are.
+#[derive(Debug, Clone)]
+struct HistSeries {
+    family: &'static str,
+    labels: Vec<(&'static str, String)>,
+    /// `le` label values of the finite bounds.
+    les: Vec<String>,
+    slots: Histogram,
+    /// Units per second of the observed values and the sum.
+    scale: f64,
+}
+
+/// Where one histogram series counts: `bounds.len() + 1` bucket counters from `base` (the last
+/// one for values above every bound; each observation adds 1 to exactly one of them), then the
+/// sum of the observed values. Counts are not cumulative in memory (one atomic add per
+/// observation); the exposition makes them cumulative and derives `_count` from them, so
+/// `_count` always equals the `+Inf` bucket.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Histogram {
+    /// First slot.
+    pub base: usize,
+    /// Upper bounds in the histogram's units (strictly increasing).
+    pub bounds: Box<[u64]>,
+}
+
+impl Histogram {
+    /// The slot to add 1 to for the value `v` (bucket `le` is inclusive: `v <= bound`).
+    pub fn bucket_slot(&self, v: u64) -> usize {
+        self.base + self.bounds.partition_point(|&b| b < v)
+    }
+
+    /// The slot holding the sum of the observed values.
+    pub fn sum_slot(&self) -> usize {
+        self.base + self.bounds.len() + 1
+    }
+
+    /// Slots the series takes.
+    pub fn words(&self) -> usize {
+        self.bounds.len() + 2
+    }
+}
+
+/// Checks histogram bounds given in seconds: 1 to [`MAX_BUCKETS`] finite values, strictly
+/// increasing, each a whole number of `1/scale` s and at least one; returns them in units.
+pub fn bounds_in_units(secs: &[f64], scale: u64) -> Result<Vec<u64>, String> {
+    let scale = scale as f64;
+    if secs.is_empty() || secs.len() > MAX_BUCKETS {
+        return Err(format!("1 to {MAX_BUCKETS} bucket bounds are expected"));
+    }
+    let mut out: Vec<u64> = Vec::with_capacity(secs.len());
+    for &s in secs {
+        let u = (s * scale).round();
+        if !s.is_finite() || s <= 0.0 || !(1.0..=1e15).contains(&u) {
+            return Err(format!(
+                "the bound {s} is out of range (from {} to 1000000000 seconds)",
+                1.0 / scale
+            ));
+        }
+        if (u - s * scale).abs() > 1e-6 * u.max(1.0) {
+            return Err(format!(
+                "the bound {s} is finer than the resolution ({} s)",
+                1.0 / scale
+            ));
+        }
+        let u = u as u64;
+        if out.last().is_some_and(|&l| l >= u) {
+            return Err("bucket bounds must increase strictly".into());
+        }
+        out.push(u);
+    }
+    Ok(out)
+}
+
+/// Most finite bounds a histogram may have.
+pub const MAX_BUCKETS: usize = 30;
+
+/// Formats a number of `1/scale` seconds as seconds, exactly and without an exponent
+/// (`0.005`, `1`, `2.5`).
+pub fn format_seconds(units: u64, scale: u64) -> String {
+    let whole = units / scale;
+    let frac = units % scale;
+    if frac == 0 {
+        return whole.to_string();
+    }
+    let digits = scale.ilog10() as usize;
+    let f = format!("{frac:0digits$}");
+    format!("{whole}.{}", f.trim_end_matches('0'))
 }
 
 impl Registry {
@@ -60,6 +150,56 @@ impl Registry {
         }
         self.counters.push(Counter { family, labels });
         self.counters.len() - 1
+    }
+
+    /// A histogram series of `family` with these labels and bounds (in units, `scale` units per
+    /// second); the same family and labels give the same series.
+    pub fn histogram(
+        &mut self,
+        family: &'static str,
+        labels: &[(&'static str, &str)],
+        bounds: &[u64],
+        scale: u64,
+    ) -> Histogram {
+        let labels: Vec<(&'static str, String)> =
+            labels.iter().map(|(k, v)| (*k, (*v).to_string())).collect();
+        if let Some(h) = self
+            .histograms
+            .iter()
+            .find(|h| h.family == family && h.labels == labels)
+        {
+            return h.slots.clone();
+        }
+        let les: Vec<String> = bounds.iter().map(|&b| format_seconds(b, scale)).collect();
+        let base = self.counters.len();
+        // The words are counters of the layout too (the hash covers the bounds), under names
+        // that are no family, so `render` leaves them to the histogram code.
+        for le in les.iter().map(String::as_str).chain(["+Inf"]) {
+            let mut l = labels.clone();
+            l.push(("le", le.to_string()));
+            self.counters.push(Counter {
+                family: HIST_BUCKET,
+                labels: l,
+            });
+        }
+        let mut l = labels.clone();
+        l.push(("", family.to_string()));
+        self.counters.push(Counter {
+            family: HIST_SUM,
+            labels: l,
+        });
+        let slots = Histogram {
+            base,
+            bounds: bounds.into(),
+        };
+        self.histograms.push(HistSeries {
+            family,
+            labels,
+            les,
+            slots: slots.clone(),
+            scale: scale as f64,
+        });
+        slots
     }
 
     /// Number of slots.
@@ -106,18 +246,55 @@ impl Registry {
                     continue;
                 }
                 if !header {
-                    let _ = writeln!(out, "# HELP {} {}", f.name, f.help);
-                    let _ = writeln!(out, "# TYPE {} {}", f.name, f.kind);
+                    header_lines(&mut out, f);
                     header = true;
                 }
                 out.push_str(f.name);
                 write_labels(&mut out, &c.labels);
                 let _ = writeln!(out, " {}", values.get(i).copied().unwrap_or(0));
             }
+            self.render_histograms(&mut out, f, values);
         }
         out.push_str(extra);
         out
     }
+
+    fn render_histograms(&self, out: &mut String, f: &Family, values: &[u64]) {
+        let v = |i: usize| values.get(i).copied().unwrap_or(0);
+        let mut header = false;
+        for h in self.histograms.iter().filter(|h| h.family == f.name) {
+            if !header {
+                header_lines(out, f);
+                header = true;
+            }
+            let mut cum = 0u64;
+            let bucket = format!("{}_bucket", f.name);
+            for (i, le) in h.les.iter().map(String::as_str).chain(["+Inf"]).enumerate() {
+                cum += v(h.slots.base + i);
+                let mut l = h.labels.clone();
+                l.push(("le", le.to_string()));
+                out.push_str(&bucket);
+                write_labels(out, &l);
+                let _ = writeln!(out, " {cum}");
+            }
+            let sum = v(h.slots.sum_slot()) as f64 / h.scale;
+            let _ = write!(out, "{}_sum", f.name);
+            write_labels(out, &h.labels);
+            let _ = writeln!(out, " {sum}");
+            let _ = write!(out, "{}_count", f.name);
+            write_labels(out, &h.labels);
+            let _ = writeln!(out, " {cum}");
+        }
+    }
+}
+
+/// Pseudo-family names of the histogram words in the layout (never rendered as such).
+const HIST_BUCKET: &str = " bucket";
+const HIST_SUM: &str = " sum";
+
+fn header_lines(out: &mut String, f: &Family) {
+    let _ = writeln!(out, "# HELP {} {}", f.name, f.help);
+    let _ = writeln!(out, "# TYPE {} {}", f.name, f.kind);
 }
 
 /// Writes `{k="v",...}` with label values escaped as the exposition format requires
@@ -177,6 +354,66 @@ mod tests {
              gateway_auth_total{result=\"valid\",reason=\"\"} 3\n\
              gateway_auth_total{result=\"invalid\",reason=\"expired\"} 1\n"
         );
+    }
+
+    #[test]
+    fn histogram_buckets_sum_count() {
+        let mut r = Registry::new();
+        r.family(Family {
+            name: "lat_seconds",
+            help: "Latency.",
+            kind: "histogram",
+        });
+        let b = bounds_in_units(&[0.005, 0.1, 1.0], 1_000_000).unwrap();
+        assert_eq!(b, vec![5000, 100_000, 1_000_000]);
+        let h = r.histogram("lat_seconds", &[("route", "a")], &b, 1_000_000);
+        assert_eq!(
+            r.histogram("lat_seconds", &[("route", "a")], &b, 1_000_000),
+            h
+        );
+        assert_eq!(r.len(), 5);
+        let mut v = vec![0u64; r.len()];
+        for x in [5000, 5001, 100_000, 2_000_000] {
+            v[h.bucket_slot(x)] += 1;
+            v[h.sum_slot()] += x;
+        }
+        assert_eq!(
+            r.render(&v, ""),
+            "# HELP lat_seconds Latency.\n# TYPE lat_seconds histogram\n\
+             lat_seconds_bucket{route=\"a\",le=\"0.005\"} 1\n\
+             lat_seconds_bucket{route=\"a\",le=\"0.1\"} 3\n\
+             lat_seconds_bucket{route=\"a\",le=\"1\"} 3\n\
+             lat_seconds_bucket{route=\"a\",le=\"+Inf\"} 4\n\
+             lat_seconds_sum{route=\"a\"} 2.110001\n\
+             lat_seconds_count{route=\"a\"} 4\n"
+        );
+        // Other bounds, another layout.
+        let mut r2 = Registry::new();
+        r2.histogram(
+            "lat_seconds",
+            &[("route", "a")],
+            &[5000, 100_000],
+            1_000_000,
+        );
+        assert_ne!(r.layout_hash(), r2.layout_hash());
+    }
+
+    #[test]
+    fn bounds_are_checked() {
+        assert!(bounds_in_units(&[], 1000).is_err());
+        assert!(bounds_in_units(&[0.1, 0.1], 1000).is_err());
+        assert!(bounds_in_units(&[0.2, 0.1], 1000).is_err());
+        assert!(bounds_in_units(&[0.0001], 1000).is_err());
+        assert!(bounds_in_units(&[-1.0], 1000).is_err());
+        assert!(bounds_in_units(&[f64::INFINITY], 1000).is_err());
+        assert!(bounds_in_units(&[0.0015], 1000).is_err());
+        assert_eq!(
+            bounds_in_units(&[0.00001], 1_000_000_000).unwrap(),
+            vec![10_000]
+        );
+        assert_eq!(format_seconds(10_000, 1_000_000_000), "0.00001");
+        assert_eq!(format_seconds(2_500_000, 1_000_000), "2.5");
+        assert_eq!(format_seconds(3_000_000, 1_000_000), "3");
     }
 
     #[test]

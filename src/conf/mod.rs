@@ -19,6 +19,7 @@ use crate::http::guard_conf;
 
 pub mod jwt;
 pub mod log;
+pub mod metrics;
 pub mod oidc;
 pub mod policy;
 pub mod ratelimit;
@@ -74,6 +75,14 @@ pub struct MainConf {
     pub slots: crate::http::metrics::Slots,
     /// The `gateway_metrics` shared zone.
     pub metrics_shm: *mut nginx_sys::ngx_shm_zone_t,
+    /// `gateway_metrics_buckets`.
+    pub buckets: metrics::Buckets,
+    /// Names of the `gateway_route`s of the configuration (a location's `route_id` is its
+    /// index plus one).
+    pub routes: Vec<String>,
+    /// Slots of the histograms, the per-route and the per-upstream series (set at
+    /// postconfiguration).
+    pub obs: crate::http::metrics::ObsSlots,
     /// A location uses `auth_jwt_key_request` (the `gateway_jwks` zone is needed).
     pub jwks_used: bool,
     /// The `gateway_jwks` shared zone.
@@ -128,7 +137,7 @@ const LOC: usize = NGX_HTTP_LOC_CONF_OFFSET;
 const MAIN: usize = NGX_HTTP_MAIN_CONF_OFFSET;
 
 /// The module's directive table.
-pub static mut COMMANDS: [ngx_command_t; 43] = [
+pub static mut COMMANDS: [ngx_command_t; 44] = [
     command(
         ngx_string!("gateway"),
         ANY_CONF | NGX_CONF_FLAG,
@@ -328,6 +337,12 @@ pub static mut COMMANDS: [ngx_command_t; 43] = [
         cmd_metrics,
     ),
     command(
+        ngx_string!("gateway_metrics_buckets"),
+        NGX_HTTP_MAIN_CONF | NGX_CONF_2MORE,
+        MAIN,
+        cmd_metrics_buckets,
+    ),
+    command(
         ngx_string!("gateway_policy"),
         NGX_HTTP_MAIN_CONF | NGX_CONF_1MORE,
         MAIN,
@@ -447,10 +462,21 @@ directive!(cmd_auth_oidc, LocConf, |cf, c| oidc::set_auth_oidc(
     cf,
     &mut c.oidc
 ));
-directive!(cmd_route, LocConf, |cf, c| policy::set_route(
-    cf,
-    &mut c.consumer
-));
+directive!(cmd_metrics_buckets, MainConf, metrics::set_buckets);
+directive!(cmd_route, LocConf, |cf, c| {
+    policy::set_route(cf, &mut c.consumer)?;
+    let mcf = <crate::http::GatewayModule as ngx::http::HttpModuleMainConf>::main_conf_mut(cf)
+        .ok_or("no gateway main conf")?;
+    let name = c.consumer.route.clone().unwrap_or_default();
+    c.consumer.route_id = match mcf.routes.iter().position(|r| *r == name) {
+        Some(i) => i + 1,
+        None => {
+            mcf.routes.push(name);
+            mcf.routes.len()
+        }
+    };
+    Ok(())
+});
 directive!(cmd_api_key, LocConf, |cf, c| policy::set_api_key(
     cf,
     &mut c.consumer
@@ -607,6 +633,9 @@ pub unsafe extern "C" fn create_main_conf(cf: *mut ngx_conf_t) -> *mut c_void {
             metrics,
             slots,
             metrics_shm: ptr::null_mut(),
+            buckets: Default::default(),
+            routes: Vec::new(),
+            obs: Default::default(),
             log_vars: Default::default(),
             jwks_used: false,
             jwks_shm: ptr::null_mut(),

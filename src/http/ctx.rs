@@ -28,6 +28,17 @@ pub struct RequestCtx {
     pub policy: super::policy::ConsumerState,
     /// `auth_oidc`: the sign-in under way.
     pub oidc: super::oidc::OidcState,
+    /// Nanoseconds the gateway's access and limit handlers took for this request (summed
+    /// over their runs), if any of them did something.
+    pub gateway_ns: Option<u64>,
+}
+
+impl RequestCtx {
+    /// Adds the time since `start` to the gateway's own time of the request.
+    pub fn add_time(&mut self, start: std::time::Instant) {
+        let ns = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.gateway_ns = Some(self.gateway_ns.unwrap_or(0).saturating_add(ns));
+    }
 }
 
 /// The context with the request it belongs to, kept in a cleanup of the request pool.

@@ -61,6 +61,15 @@ pub fn status(request: &Request) -> usize {
     }
 }
 
+/// The request time in milliseconds, as nginx's `$request_time`.
+pub fn request_time_ms(request: &Request) -> u64 {
+    let r = request.as_ref();
+    // SAFETY: nginx keeps `ngx_cached_time` valid.
+    let now = unsafe { (*ngx_cached_time).sec * 1000 + (*ngx_cached_time).msec as i64 };
+    let start = r.start_sec * 1000 + r.start_msec as i64;
+    (now - start).max(0) as u64
+}
+
 /// The auth result and reason of a request (for the record and the metrics), if `auth_jwt`
 /// ran.
 pub fn auth_result(ctx: Option<&RequestCtx>) -> Option<(&'static str, &'static str)> {
@@ -150,11 +159,10 @@ pub fn build_record<'a>(
         rec.push("bytes_sent", Value::Int(unsafe { (*r.connection).sent }));
     }
     if keep("request_time") {
-        // SAFETY: nginx keeps `ngx_cached_time` valid.
-        let now = unsafe { (*ngx_cached_time).sec * 1000 + (*ngx_cached_time).msec as i64 };
-        let start = r.start_sec * 1000 + r.start_msec as i64;
-        let ms = (now - start).max(0);
-        rec.push("request_time", Value::Millis(ms));
+        rec.push(
+            "request_time",
+            Value::Millis(request_time_ms(request) as i64),
+        );
     }
     if keep("upstream_addr") {
         rec.push_auto("upstream_addr", var(request, vars.upstream_addr));
@@ -425,8 +433,10 @@ pub unsafe extern "C" fn log_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
         #[cfg(feature = "test-hooks")]
         super::test_hooks::maybe_panic(request, "log");
         let ctx = RequestCtx::get(request);
-        super::metrics::count_request(mcf, status(request), auth_result(ctx.as_deref()));
-        let Some(lcf) = GatewayModule::location_conf(request) else {
+        let lcf = GatewayModule::location_conf(request);
+        let route_id = lcf.map_or(0, |l| l.consumer.route_id);
+        super::metrics::count_request(mcf, request, route_id, ctx.as_deref());
+        let Some(lcf) = lcf else {
             return NGX_OK as ngx_int_t;
         };
         if !lcf.is_enabled() {

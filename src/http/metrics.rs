@@ -8,15 +8,16 @@ use core::ffi::c_void;
 use core::ptr;
 use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
-use gateway_core::metrics::{write_labels, Family, Registry};
+use gateway_core::metrics::{write_labels, Family, Histogram, Registry};
 use nginx_sys::{
-    ngx_conf_t, ngx_http_request_t, ngx_int_t, ngx_shared_memory_add, ngx_shm_zone_t,
-    ngx_slab_alloc, ngx_slab_pool_t, NGX_ERROR, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_LOG_NOTICE,
-    NGX_OK,
+    ngx_conf_t, ngx_http_request_t, ngx_http_upstream_srv_conf_t, ngx_http_upstream_state_t,
+    ngx_int_t, ngx_shared_memory_add, ngx_shm_zone_t, ngx_slab_alloc, ngx_slab_pool_t, NGX_ERROR,
+    NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_UPSTREAM_CREATE, NGX_LOG_NOTICE, NGX_OK,
 };
-use ngx::http::{HttpModuleMainConf, Request};
+use ngx::http::{HttpModuleMainConf, NgxHttpUpstreamModule, Request};
 
-use super::{guard_conf, guard_request, GatewayModule};
+use super::{guard_conf, guard_request, GatewayModule, RequestCtx};
+use crate::conf::metrics::{GATEWAY_SCALE, REQUEST_SCALE};
 use crate::conf::MainConf;
 
 const MAGIC: u64 = 0x6777_6d65_7472_6963; // "gwmetric"
@@ -174,6 +175,183 @@ pub fn init_registry(r: &mut Registry) -> Slots {
     );
     s.jwks_key_unusable = r.slot("gateway_jwks_keys_refused_total", &[("reason", "unusable")]);
     s
+}
+
+/// Configured upstreams that get series of their own (in the order nginx lists them); the
+/// others, and requests whose upstream is no configured block, count as `upstream="other"`.
+pub const MAX_UPSTREAM_SERIES: usize = 100;
+
+/// The series of one route (index 0 of `ObsSlots::routes`: requests with no route).
+#[derive(Debug, Default, Clone)]
+pub struct RouteSlots {
+    /// `gateway_requests_total` by status class.
+    pub requests: [usize; 5],
+    /// `gateway_auth_total`, in the order of `Slots::auth`.
+    pub auth: Vec<usize>,
+    /// `gateway_request_duration_seconds`.
+    pub request: Histogram,
+    /// `gateway_processing_duration_seconds`.
+    pub gateway: Histogram,
+}
+
+/// The series of one upstream.
+#[derive(Debug, Default, Clone)]
+pub struct UpstreamSlots {
+    /// `gateway_upstream_responses_total` by status class of each try.
+    pub responses: [usize; 5],
+    /// `gateway_upstream_response_duration_seconds`.
+    pub duration: Histogram,
+}
+
+/// Slots of the histograms, routes and upstreams, fixed at postconfiguration.
+#[derive(Debug, Default)]
+pub struct ObsSlots {
+    pub routes: Vec<RouteSlots>,
+    /// Configured upstream blocks (by address) and their series.
+    pub upstreams: Vec<(*const ngx_http_upstream_srv_conf_t, UpstreamSlots)>,
+    pub other: UpstreamSlots,
+}
+
+const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// Declares the histograms and the per-route and per-upstream series, once every directive
+/// is read (the buckets, the routes and the upstream blocks are known then).
+pub fn finish_registry(cf: &mut ngx_conf_t, mcf: &mut MainConf) {
+    let r = &mut mcf.metrics;
+    r.family(Family {
+        name: "gateway_request_duration_seconds",
+        help: "Request time ($request_time), by route.",
+        kind: "histogram",
+    });
+    r.family(Family {
+        name: "gateway_processing_duration_seconds",
+        help: "Time the gateway spent on a request in the access phase (tokens, consumers, limits), by route.",
+        kind: "histogram",
+    });
+    r.family(Family {
+        name: "gateway_upstream_response_duration_seconds",
+        help: "Upstream response time ($upstream_response_time, summed over tries), by upstream block.",
+        kind: "histogram",
+    });
+    r.family(Family {
+        name: "gateway_upstream_responses_total",
+        help: "Upstream tries by upstream block and status class ($upstream_status).",
+        kind: "counter",
+    });
+    let req_bounds = mcf.buckets.request();
+    let gw_bounds = mcf.buckets.gateway();
+    let mut routes = Vec::with_capacity(mcf.routes.len() + 1);
+    routes.push(RouteSlots {
+        requests: mcf.slots.requests,
+        auth: mcf.slots.auth.iter().map(|a| a.2).collect(),
+        request: r.histogram(
+            "gateway_request_duration_seconds",
+            &[],
+            &req_bounds,
+            REQUEST_SCALE,
+        ),
+        gateway: r.histogram(
+            "gateway_processing_duration_seconds",
+            &[],
+            &gw_bounds,
+            GATEWAY_SCALE,
+        ),
+    });
+    for name in &mcf.routes {
+        let mut rs = RouteSlots::default();
+        for (i, class) in CLASSES.iter().enumerate() {
+            rs.requests[i] = r.slot(
+                "gateway_requests_total",
+                &[("route", name), ("status", class)],
+            );
+        }
+        rs.auth = mcf
+            .slots
+            .auth
+            .iter()
+            .map(|(result, reason, _)| {
+                r.slot(
+                    "gateway_auth_total",
+                    &[("route", name), ("result", result), ("reason", reason)],
+                )
+            })
+            .collect();
+        rs.request = r.histogram(
+            "gateway_request_duration_seconds",
+            &[("route", name)],
+            &req_bounds,
+            REQUEST_SCALE,
+        );
+        rs.gateway = r.histogram(
+            "gateway_processing_duration_seconds",
+            &[("route", name)],
+            &gw_bounds,
+            GATEWAY_SCALE,
+        );
+        routes.push(rs);
+    }
+    let mut upstream = |name: &str| {
+        let mut us = UpstreamSlots::default();
+        for (i, class) in CLASSES.iter().enumerate() {
+            us.responses[i] = r.slot(
+                "gateway_upstream_responses_total",
+                &[("upstream", name), ("status", class)],
+            );
+        }
+        us.duration = r.histogram(
+            "gateway_upstream_response_duration_seconds",
+            &[("upstream", name)],
+            &req_bounds,
+            REQUEST_SCALE,
+        );
+        us
+    };
+    let mut upstreams = Vec::new();
+    if let Some(umcf) = NgxHttpUpstreamModule::main_conf(cf) {
+        // SAFETY: the upstream module's array of `ngx_http_upstream_srv_conf_t` pointers,
+        // complete once the http block is read.
+        let list = unsafe {
+            umcf.upstreams
+                .as_slice::<*mut ngx_http_upstream_srv_conf_t>()
+        };
+        for &u in list.iter().take(MAX_UPSTREAM_SERIES) {
+            // SAFETY: every entry is a live upstream configuration of this cycle.
+            let (flags, host, port) = unsafe { ((*u).flags, (*u).host, (*u).port) };
+            let host = String::from_utf8_lossy(host.as_bytes()).into_owned();
+            // An `upstream` block by its name; an implicit one (`proxy_pass http://host:port`)
+            // by host and port, both from the configuration.
+            let name = if flags & NGX_HTTP_UPSTREAM_CREATE as usize != 0 || port == 0 {
+                host
+            } else {
+                format!("{host}:{port}")
+            };
+            if name == "other" {
+                continue;
+            }
+            upstreams.push((u.cast_const(), upstream(&name)));
+        }
+    }
+    let other = upstream("other");
+    mcf.obs = ObsSlots {
+        routes,
+        upstreams,
+        other,
+    };
+}
+
+/// Adds `v` to a counter (no-op before the zone is attached).
+fn add(slot: usize, v: u64) {
+    let p = COUNTERS.load(Ordering::Relaxed);
+    if !p.is_null() && slot < COUNTERS_LEN.load(Ordering::Relaxed) {
+        // SAFETY: as in `inc`.
+        unsafe { (*p.add(slot)).fetch_add(v, Ordering::Relaxed) };
+    }
+}
+
+/// Records one observation of `v` units in a histogram: two atomic adds, no lock.
+pub fn observe(h: &Histogram, v: u64) {
+    inc(h.bucket_slot(v));
+    add(h.sum_slot(), v);
 }
 
 static COUNTERS: AtomicPtr<AtomicU64> = AtomicPtr::new(ptr::null_mut());
@@ -352,20 +530,65 @@ pub fn attach(mcf: &MainConf) {
     CONSUMER_BASE.store(mcf.slots.consumer_base, Ordering::Relaxed);
 }
 
-/// Counts one request in the log phase: status class and auth decision.
-pub fn count_request(mcf: &MainConf, status: usize, auth: Option<(&str, &str)>) {
+/// Counts one request in the log phase: status class, auth decision, request time and the
+/// gateway's own time under the location's route; upstream tries and time under the upstream.
+pub fn count_request(mcf: &MainConf, request: &Request, route_id: usize, ctx: Option<&RequestCtx>) {
+    let Some(rs) = mcf.obs.routes.get(route_id) else {
+        return;
+    };
+    let status = super::log::status(request);
     if (100..600).contains(&status) {
-        inc(mcf.slots.requests[status / 100 - 1]);
+        inc(rs.requests[status / 100 - 1]);
     }
-    if let Some((result, reason)) = auth {
-        if let Some((_, _, slot)) = mcf
+    if let Some((result, reason)) = super::log::auth_result(ctx) {
+        if let Some(i) = mcf
             .slots
             .auth
             .iter()
-            .find(|(r, c, _)| *r == result && *c == reason)
+            .position(|(r, c, _)| *r == result && *c == reason)
         {
-            inc(*slot);
+            inc(rs.auth[i]);
         }
+    }
+    observe(&rs.request, super::log::request_time_ms(request) * 1000);
+    if let Some(ns) = ctx.and_then(|c| c.gateway_ns) {
+        observe(&rs.gateway, ns);
+    }
+    count_upstream(mcf, request);
+}
+
+/// The tries of the request's upstream: their status classes, and their summed response time.
+fn count_upstream(mcf: &MainConf, request: &Request) {
+    let r = request.as_ref();
+    if r.upstream.is_null() || r.upstream_states.is_null() {
+        return;
+    }
+    // SAFETY: `upstream` of a live request; its `upstream` is null or a configured block.
+    let uscf = unsafe { (*r.upstream).upstream }.cast_const();
+    let us = mcf
+        .obs
+        .upstreams
+        .iter()
+        .find(|(u, _)| *u == uscf)
+        .map_or(&mcf.obs.other, |(_, s)| s);
+    // SAFETY: `upstream_states` is an nginx array of `ngx_http_upstream_state_t` in the
+    // request pool.
+    let states = unsafe { (*r.upstream_states).as_slice::<ngx_http_upstream_state_t>() };
+    let mut ms = 0u64;
+    let mut tries = 0;
+    // As `$upstream_response_time`: entries without a peer separate the upstreams of internal
+    // redirects; a try that got no time has -1.
+    for s in states.iter().filter(|s| !s.peer.is_null()) {
+        tries += 1;
+        if s.response_time != nginx_sys::ngx_msec_t::MAX {
+            ms += s.response_time as u64;
+        }
+        if (100..600).contains(&s.status) {
+            inc(us.responses[s.status / 100 - 1]);
+        }
+    }
+    if tries > 0 {
+        observe(&us.duration, ms * 1000);
     }
 }
 
