@@ -106,7 +106,7 @@ label_values !~ alice|/api|127\.0\.0\.1|eyJ
 
 
 
-=== TEST 2: gateway_metrics_buckets: the bounds as written, in the exposition
+=== TEST 2: gateway_metrics_buckets: the bounds as written, in the exposition; rate-limit outcomes by route
 --- project_only: the metrics are parsed (prometheus)
 --- http_config
     gateway_metrics_buckets request 0.05 1.5 30;
@@ -115,7 +115,7 @@ label_values !~ alice|/api|127\.0\.0\.1|eyJ
 --- config
     location /api/ {
         gateway_route api;
-        rate_limit zone=rl rate=100r/s;
+        rate_limit zone=rl rate=1r/m;
         alias html/;
     }
     location = /metrics {
@@ -125,18 +125,23 @@ label_values !~ alice|/api|127\.0\.0\.1|eyJ
 >>> x
 hello
 --- request eval
-["GET /api/x", "GET /api/x", "GET /metrics"]
+["GET /api/x", "GET /api/x", "GET /api/x", "GET /metrics"]
 --- error_code eval
-[200, 200, 200]
+[200, 429, 429, 200]
 --- prometheus
-gateway_request_duration_seconds_bucket{route="api",le="0.05"} 0..2
-gateway_request_duration_seconds_bucket{route="api",le="1.5"} 2
-gateway_request_duration_seconds_bucket{route="api",le="30"} 2
-gateway_request_duration_seconds_bucket{route="api",le="+Inf"} 2
+gateway_request_duration_seconds_bucket{route="api",le="0.05"} 0..3
+gateway_request_duration_seconds_bucket{route="api",le="1.5"} 3
+gateway_request_duration_seconds_bucket{route="api",le="30"} 3
+gateway_request_duration_seconds_bucket{route="api",le="+Inf"} 3
 gateway_request_duration_seconds_bucket{route="api",le="0.005"} absent
-gateway_processing_duration_seconds_bucket{route="api",le="0.000001"} 0..2
-gateway_processing_duration_seconds_bucket{route="api",le="0.5"} 2
-gateway_processing_duration_seconds_count{route="api"} 2
+gateway_processing_duration_seconds_bucket{route="api",le="0.000001"} 0..3
+gateway_processing_duration_seconds_bucket{route="api",le="0.5"} 3
+gateway_processing_duration_seconds_count{route="api"} 3
+# the rate limit's outcome by route, one per request
+gateway_route_rate_limit_total{route="api",result="passed"} 1
+gateway_route_rate_limit_total{route="api",result="rejected"} 2
+gateway_route_rate_limit_total{route="api",result="rejected_dry_run"} 0
+gateway_rate_limit_total{zone="rl",policy="rl",result="rejected"} 2
 gateway_processing_duration_seconds_bucket{route="api",le="0.01"} absent
 gateway_upstream_response_duration_seconds_bucket{upstream="other",le="1.5"} 0
 

@@ -188,6 +188,9 @@ pub struct RouteSlots {
     pub requests: [usize; 5],
     /// `gateway_auth_total`, in the order of `Slots::auth`.
     pub auth: Vec<usize>,
+    /// `gateway_route_rate_limit_total` by result (passed, rejected, rejected_dry_run); none
+    /// (`usize::MAX`) for requests without a route.
+    pub limits: [usize; 3],
     /// `gateway_request_duration_seconds`.
     pub request: Histogram,
     /// `gateway_processing_duration_seconds`.
@@ -234,6 +237,11 @@ pub fn finish_registry(cf: &mut ngx_conf_t, mcf: &mut MainConf) {
         kind: "histogram",
     });
     r.family(Family {
+        name: "gateway_route_rate_limit_total",
+        help: "Requests of a route that rate limits applied to, by result.",
+        kind: "counter",
+    });
+    r.family(Family {
         name: "gateway_upstream_responses_total",
         help: "Upstream tries by upstream block and status class ($upstream_status).",
         kind: "counter",
@@ -244,6 +252,7 @@ pub fn finish_registry(cf: &mut ngx_conf_t, mcf: &mut MainConf) {
     routes.push(RouteSlots {
         requests: mcf.slots.requests,
         auth: mcf.slots.auth.iter().map(|a| a.2).collect(),
+        limits: [usize::MAX; 3],
         request: r.histogram(
             "gateway_request_duration_seconds",
             &[],
@@ -276,6 +285,15 @@ pub fn finish_registry(cf: &mut ngx_conf_t, mcf: &mut MainConf) {
                 )
             })
             .collect();
+        for (i, result) in ["passed", "rejected", "rejected_dry_run"]
+            .iter()
+            .enumerate()
+        {
+            rs.limits[i] = r.slot(
+                "gateway_route_rate_limit_total",
+                &[("route", name), ("result", result)],
+            );
+        }
         rs.request = r.histogram(
             "gateway_request_duration_seconds",
             &[("route", name)],
@@ -549,6 +567,14 @@ pub fn count_request(mcf: &MainConf, request: &Request, route_id: usize, ctx: Op
         {
             inc(rs.auth[i]);
         }
+    }
+    if let Some(rl) = ctx.and_then(|c| c.rate_limit.as_ref()) {
+        use super::ratelimit::RlStatus;
+        inc(rs.limits[match rl.status {
+            RlStatus::Passed => 0,
+            RlStatus::Rejected => 1,
+            RlStatus::RejectedDryRun => 2,
+        }]);
     }
     observe(&rs.request, super::log::request_time_ms(request) * 1000);
     if let Some(ns) = ctx.and_then(|c| c.gateway_ns) {
