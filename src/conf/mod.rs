@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod oidc;
 pub mod policy;
 pub mod ratelimit;
+pub mod trace;
 pub mod util;
 
 use util::{arg_str, args, directive, invalid};
@@ -42,6 +43,8 @@ pub struct LocConf {
     pub consumer: policy::ConsumerConf,
     /// `auth_oidc` (`Some(None)`: off).
     pub oidc: Option<Option<*const oidc::Provider>>,
+    /// `gateway_trace`.
+    pub trace: trace::TraceConf,
 }
 
 impl LocConf {
@@ -54,6 +57,7 @@ impl LocConf {
         self.rl.merge(&prev.rl);
         self.log.merge(&prev.log);
         self.consumer.merge(&prev.consumer);
+        self.trace.merge(&prev.trace);
         if self.oidc.is_none() {
             self.oidc = prev.oidc;
         }
@@ -137,7 +141,7 @@ const LOC: usize = NGX_HTTP_LOC_CONF_OFFSET;
 const MAIN: usize = NGX_HTTP_MAIN_CONF_OFFSET;
 
 /// The module's directive table.
-pub static mut COMMANDS: [ngx_command_t; 44] = [
+pub static mut COMMANDS: [ngx_command_t; 45] = [
     command(
         ngx_string!("gateway"),
         ANY_CONF | NGX_CONF_FLAG,
@@ -343,6 +347,12 @@ pub static mut COMMANDS: [ngx_command_t; 44] = [
         cmd_metrics_buckets,
     ),
     command(
+        ngx_string!("gateway_trace"),
+        ANY_CONF | NGX_CONF_1MORE,
+        LOC,
+        cmd_trace,
+    ),
+    command(
         ngx_string!("gateway_policy"),
         NGX_HTTP_MAIN_CONF | NGX_CONF_1MORE,
         MAIN,
@@ -463,6 +473,10 @@ directive!(cmd_auth_oidc, LocConf, |cf, c| oidc::set_auth_oidc(
     &mut c.oidc
 ));
 directive!(cmd_metrics_buckets, MainConf, metrics::set_buckets);
+directive!(cmd_trace, LocConf, |cf, c| trace::set_trace(
+    cf,
+    &mut c.trace
+));
 directive!(cmd_route, LocConf, |cf, c| {
     policy::set_route(cf, &mut c.consumer)?;
     let mcf = <crate::http::GatewayModule as ngx::http::HttpModuleMainConf>::main_conf_mut(cf)

@@ -31,6 +31,8 @@ pub struct RequestCtx {
     /// Nanoseconds the gateway's access and limit handlers took for this request (summed
     /// over their runs), if any of them did something.
     pub gateway_ns: Option<u64>,
+    /// The trace context, once made (`Some(None)`: none).
+    pub trace: Option<Option<super::trace::TraceState>>,
 }
 
 impl RequestCtx {

@@ -28,6 +28,7 @@ pub mod policy;
 pub mod ratelimit;
 pub mod redis;
 mod sync;
+pub mod trace;
 pub mod variables;
 
 pub use ctx::RequestCtx;
