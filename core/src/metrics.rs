@@ -6,6 +6,7 @@
 //! memory and increments atomically.
 
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// One counter: metric family, labels, and its slot.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +34,8 @@ pub struct Registry {
     families: Vec<Family>,
     counters: Vec<Counter>,
     histograms: Vec<HistSeries>,
+    /// Blocks of words after the counters (`reserve`): name, first word, words.
+    reserved: Vec<(&'static str, usize, usize)>,
 }
 
 /// One histogram series: its labels and where its words are.
@@ -139,6 +142,7 @@ impl Registry {
 
     /// The slot of the counter with these labels, adding it if new.
     pub fn slot(&mut self, family: &'static str, labels: &[(&'static str, &str)]) -> usize {
+        debug_assert!(self.reserved.is_empty(), "counters after reserved words");
         let labels: Vec<(&'static str, String)> =
             labels.iter().map(|(k, v)| (*k, (*v).to_string())).collect();
         if let Some(i) = self
@@ -171,6 +175,7 @@ impl Registry {
             return h.slots.clone();
         }
         let les: Vec<String> = bounds.iter().map(|&b| format_seconds(b, scale)).collect();
+        debug_assert!(self.reserved.is_empty(), "counters after reserved words");
         let base = self.counters.len();
         // The words are counters of the layout too (the hash covers the bounds), under names
         // that are no family, so `render` leaves them to the histogram code.
@@ -202,9 +207,22 @@ impl Registry {
         slots
     }
 
-    /// Number of slots.
-    pub fn len(&self) -> usize {
+    /// Reserves `words` words after every counter for a table the glue manages (the last
+    /// step of a layout: no counter may be added afterwards); returns the first word.
+    pub fn reserve(&mut self, name: &'static str, words: usize) -> usize {
+        let base = self.len();
+        self.reserved.push((name, base, words));
+        base
+    }
+
+    /// Words of the counters (histograms included), before the reserved ones.
+    pub fn counter_words(&self) -> usize {
         self.counters.len()
+    }
+
+    /// Number of slots (counters and reserved words).
+    pub fn len(&self) -> usize {
+        self.counters.len() + self.reserved.iter().map(|r| r.2).sum::<usize>()
     }
 
     /// Whether there are no counters.
@@ -231,6 +249,11 @@ impl Registry {
                 eat(k.as_bytes());
                 eat(v.as_bytes());
             }
+        }
+        for (name, base, words) in &self.reserved {
+            eat(name.as_bytes());
+            eat(&base.to_le_bytes());
+            eat(&words.to_le_bytes());
         }
         h
     }
@@ -323,9 +346,264 @@ pub fn write_labels(out: &mut String, labels: &[(&'static str, String)]) {
     out.push('}');
 }
 
+/// Longest label value a [`LabelTable`] keeps (bytes); longer ones count as `other`.
+pub const LABEL_MAX: usize = 128;
+const ENTRY_WORDS: usize = 5 + LABEL_MAX / 8;
+const TABLE_HEADER: usize = 6;
+/// Slots a lookup probes at most before it gives up (counts as `other`).
+const PROBE_MAX: usize = 64;
+
+/// A bounded set of series keyed by a label value that comes from requests (a consumer), in
+/// words of shared memory: at most `max` values get series of their own; every other value
+/// counts in one `other` series and in the dropped-labels counter. Workers add values without
+/// a lock (a value's slot is claimed with a compare-and-swap, then published with a release
+/// store), and each lookup probes at most 64 slots of an open-addressing table twice the size
+/// of `max`, hashed with a random key kept in the table, so no client can make lookups slow
+/// or the set grow.
+///
+/// Words: key (2), values claimed, `other` requests, `other` rejections, labels dropped, then
+/// per slot: hash (0: free), ready, length, requests, rejections, the value's bytes.
+pub struct LabelTable<'a> {
+    words: &'a [AtomicU64],
+    max: usize,
+    cap: usize,
+}
+
+/// What one label value counted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabelCounts {
+    pub value: Vec<u8>,
+    pub requests: u64,
+    pub rejections: u64,
+}
+
+impl<'a> LabelTable<'a> {
+    /// Words a table for `max` values takes.
+    pub fn words(max: usize) -> usize {
+        TABLE_HEADER + 2 * max.max(1) * ENTRY_WORDS
+    }
+
+    /// The table in `words` (at least `words(max)` of them).
+    pub fn new(words: &'a [AtomicU64], max: usize) -> Option<Self> {
+        let cap = 2 * max.max(1);
+        (words.len() >= Self::words(max)).then_some(Self { words, max, cap })
+    }
+
+    /// Sets the hash key if the table has none yet (a fresh table is all zeros).
+    pub fn seed(&self, key: [u8; 16]) {
+        if self.words[0].load(Ordering::Relaxed) == 0 && self.words[1].load(Ordering::Relaxed) == 0
+        {
+            let (a, b) = key.split_at(8);
+            self.words[0].store(
+                u64::from_le_bytes(a.try_into().unwrap_or_default()) | 1,
+                Ordering::Relaxed,
+            );
+            self.words[1].store(
+                u64::from_le_bytes(b.try_into().unwrap_or_default()),
+                Ordering::Relaxed,
+            );
+        }
+    }
+
+    fn entry(&self, i: usize) -> &[AtomicU64] {
+        let b = TABLE_HEADER + i * ENTRY_WORDS;
+        &self.words[b..b + ENTRY_WORDS]
+    }
+
+    fn hash(&self, v: &[u8]) -> u64 {
+        use std::hash::Hasher as _;
+        let mut h = siphasher::sip::SipHasher13::new_with_keys(
+            self.words[0].load(Ordering::Relaxed),
+            self.words[1].load(Ordering::Relaxed),
+        );
+        h.write(v);
+        h.finish() | 1
+    }
+
+    fn same(e: &[AtomicU64], v: &[u8]) -> bool {
+        if e[2].load(Ordering::Relaxed) != v.len() as u64 {
+            return false;
+        }
+        v.chunks(8)
+            .enumerate()
+            .all(|(i, c)| e[5 + i].load(Ordering::Relaxed) == pack(c))
+    }
+
+    /// The slot of `v`, added if there is room; `None`: count as `other`.
+    fn find(&self, v: &[u8]) -> Option<&[AtomicU64]> {
+        if v.is_empty() || v.len() > LABEL_MAX || v == b"other" {
+            return None;
+        }
+        let h = self.hash(v);
+        let start = (h % self.cap as u64) as usize;
+        let mut probes = 0;
+        let mut i = start;
+        while probes < PROBE_MAX.min(self.cap) {
+            let e = self.entry(i);
+            let hv = e[0].load(Ordering::Acquire);
+            if hv == 0 {
+                // Claim one of the `max` values, then this slot.
+                let claimed = &self.words[2];
+                let mut n = claimed.load(Ordering::Relaxed);
+                loop {
+                    if n >= self.max as u64 {
+                        return None;
+                    }
+                    match claimed.compare_exchange_weak(
+                        n,
+                        n + 1,
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                    ) {
+                        Ok(_) => break,
+                        Err(x) => n = x,
+                    }
+                }
+                if e[0]
+                    .compare_exchange(0, h, Ordering::AcqRel, Ordering::Acquire)
+                    .is_err()
+                {
+                    // Another worker took the slot first: give the claim back, look again.
+                    claimed.fetch_sub(1, Ordering::Relaxed);
+                    continue;
+                }
+                e[2].store(v.len() as u64, Ordering::Relaxed);
+                for (j, c) in v.chunks(8).enumerate() {
+                    e[5 + j].store(pack(c), Ordering::Relaxed);
+                }
+                e[1].store(1, Ordering::Release);
+                return Some(e);
+            }
+            if hv == h {
+                // Written by another worker a moment ago: wait for it to be published.
+                let mut spins = 0;
+                while e[1].load(Ordering::Acquire) == 0 {
+                    spins += 1;
+                    if spins > 1000 {
+                        return None;
+                    }
+                    std::hint::spin_loop();
+                }
+                if Self::same(e, v) {
+                    return Some(e);
+                }
+            }
+            probes += 1;
+            i = (i + 1) % self.cap;
+        }
+        None
+    }
+
+    /// Counts a request of the value `v` (and a rejection if `rejected`).
+    pub fn count(&self, v: &[u8], rejected: bool) {
+        match self.find(v) {
+            Some(e) => {
+                e[3].fetch_add(1, Ordering::Relaxed);
+                if rejected {
+                    e[4].fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            None => {
+                self.words[3].fetch_add(1, Ordering::Relaxed);
+                if rejected {
+                    self.words[4].fetch_add(1, Ordering::Relaxed);
+                }
+                if v != b"other" {
+                    self.words[5].fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    /// The values with series of their own.
+    pub fn entries(&self) -> Vec<LabelCounts> {
+        (0..self.cap)
+            .map(|i| self.entry(i))
+            .filter(|e| e[0].load(Ordering::Acquire) != 0 && e[1].load(Ordering::Acquire) == 1)
+            .map(|e| {
+                let len = (e[2].load(Ordering::Relaxed) as usize).min(LABEL_MAX);
+                let mut value: Vec<u8> = (0..len.div_ceil(8))
+                    .flat_map(|j| e[5 + j].load(Ordering::Relaxed).to_le_bytes())
+                    .collect();
+                value.truncate(len);
+                LabelCounts {
+                    value,
+                    requests: e[3].load(Ordering::Relaxed),
+                    rejections: e[4].load(Ordering::Relaxed),
+                }
+            })
+            .collect()
+    }
+
+    /// `other`'s requests and rejections, and the number of requests whose value was dropped.
+    pub fn other(&self) -> (u64, u64, u64) {
+        (
+            self.words[3].load(Ordering::Relaxed),
+            self.words[4].load(Ordering::Relaxed),
+            self.words[5].load(Ordering::Relaxed),
+        )
+    }
+}
+
+fn pack(c: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    b[..c.len()].copy_from_slice(c);
+    u64::from_le_bytes(b)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn table_words(max: usize) -> Vec<AtomicU64> {
+        (0..LabelTable::words(max))
+            .map(|_| AtomicU64::new(0))
+            .collect()
+    }
+
+    #[test]
+    fn label_table_caps_the_series() {
+        let w = table_words(10);
+        let t = LabelTable::new(&w, 10).unwrap();
+        t.seed([7; 16]);
+        for i in 0..100_000u32 {
+            t.count(format!("consumer-{i}").as_bytes(), i % 2 == 0);
+        }
+        t.count(b"consumer-3", false);
+        let e = t.entries();
+        assert_eq!(e.len(), 10);
+        let (or, orej, dropped) = t.other();
+        let total: u64 = e.iter().map(|x| x.requests).sum::<u64>() + or;
+        assert_eq!(total, 100_001);
+        assert_eq!(dropped, or);
+        assert_eq!(e.iter().map(|x| x.rejections).sum::<u64>() + orej, 50_000);
+        let c3 = e.iter().find(|x| x.value == b"consumer-3").unwrap();
+        assert_eq!((c3.requests, c3.rejections), (2, 0));
+    }
+
+    #[test]
+    fn label_table_values_round_trip() {
+        let w = table_words(4);
+        let t = LabelTable::new(&w, 4).unwrap();
+        t.seed([1; 16]);
+        let long = vec![b'x'; LABEL_MAX];
+        let too_long = vec![b'x'; LABEL_MAX + 1];
+        for v in [
+            &b"a\"}\n{b"[..],
+            &long,
+            b"12345678",
+            b"other",
+            &too_long,
+            b"",
+        ] {
+            t.count(v, true);
+        }
+        let mut vals: Vec<Vec<u8>> = t.entries().into_iter().map(|e| e.value).collect();
+        vals.sort();
+        assert_eq!(vals, vec![b"12345678".to_vec(), b"a\"}\n{b".to_vec(), long]);
+        // "other" and the empty value are no drop; the too long one is.
+        assert_eq!(t.other(), (3, 3, 2));
+    }
 
     #[test]
     fn renders_families_and_labels() {

@@ -2,7 +2,7 @@
 
 use nginx_sys::ngx_conf_t;
 
-use super::util::{arg_str, args, duplicate, invalid};
+use super::util::{arg_str, args, compile_cv, duplicate, invalid, ComplexValue};
 use super::MainConf;
 use gateway_core::metrics::bounds_in_units;
 
@@ -75,5 +75,63 @@ pub fn set_buckets(cf: &mut ngx_conf_t, mcf: &mut MainConf) -> Result<(), String
         return Err(duplicate(cf));
     }
     *slot = Some(units);
+    Ok(())
+}
+
+/// Most consumers `gateway_metrics_consumers max=` may give series of their own.
+pub const MAX_CONSUMER_SERIES: usize = 50_000;
+
+/// `gateway_metrics_consumers`.
+#[derive(Debug, Clone, Copy)]
+pub struct ConsumerMetrics {
+    /// Consumers with series of their own; the others count as `other`.
+    pub max: usize,
+    /// `value=`: what names the consumer (default: the consumer, else a verified `sub`).
+    pub value: Option<ComplexValue>,
+    /// First word of the table in the metrics zone (set at postconfiguration).
+    pub base: usize,
+}
+
+/// `gateway_metrics_consumers max=N [value=complex]`
+pub fn set_consumers(cf: &mut ngx_conf_t, mcf: &mut MainConf) -> Result<(), String> {
+    if mcf.consumer_metrics.is_some() {
+        return Err(duplicate(cf));
+    }
+    let a = args(cf).to_vec();
+    let mut max = None;
+    let mut value = None;
+    for v in &a[1..] {
+        let t = arg_str(v)?;
+        if let Some(n) = t.strip_prefix("max=") {
+            let n = n
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=MAX_CONSUMER_SERIES).contains(n))
+                .ok_or_else(|| {
+                    invalid(
+                        cf,
+                        t,
+                        &format!("max is a number from 1 to {MAX_CONSUMER_SERIES}"),
+                    )
+                })?;
+            max = Some(n);
+        } else if t.starts_with("value=") && t.len() > 6 {
+            let mut s = *v;
+            // SAFETY: skipping "value=" inside the argument.
+            s.data = unsafe { s.data.add(6) };
+            s.len -= 6;
+            value = Some(compile_cv(cf, &s)?);
+        } else {
+            return Err(invalid(cf, t, "\"max=\" and \"value=\" are expected"));
+        }
+    }
+    let max = max.ok_or_else(|| {
+        "\"max=\" is required in \"gateway_metrics_consumers\" directive".to_string()
+    })?;
+    mcf.consumer_metrics = Some(ConsumerMetrics {
+        max,
+        value,
+        base: 0,
+    });
     Ok(())
 }

@@ -81,6 +81,8 @@ pub struct MainConf {
     pub metrics_shm: *mut nginx_sys::ngx_shm_zone_t,
     /// `gateway_metrics_buckets`.
     pub buckets: metrics::Buckets,
+    /// `gateway_metrics_consumers`.
+    pub consumer_metrics: Option<metrics::ConsumerMetrics>,
     /// Names of the `gateway_route`s of the configuration (a location's `route_id` is its
     /// index plus one).
     pub routes: Vec<String>,
@@ -141,7 +143,7 @@ const LOC: usize = NGX_HTTP_LOC_CONF_OFFSET;
 const MAIN: usize = NGX_HTTP_MAIN_CONF_OFFSET;
 
 /// The module's directive table.
-pub static mut COMMANDS: [ngx_command_t; 45] = [
+pub static mut COMMANDS: [ngx_command_t; 46] = [
     command(
         ngx_string!("gateway"),
         ANY_CONF | NGX_CONF_FLAG,
@@ -347,6 +349,12 @@ pub static mut COMMANDS: [ngx_command_t; 45] = [
         cmd_metrics_buckets,
     ),
     command(
+        ngx_string!("gateway_metrics_consumers"),
+        NGX_HTTP_MAIN_CONF | NGX_CONF_1MORE,
+        MAIN,
+        cmd_metrics_consumers,
+    ),
+    command(
         ngx_string!("gateway_trace"),
         ANY_CONF | NGX_CONF_1MORE,
         LOC,
@@ -473,6 +481,7 @@ directive!(cmd_auth_oidc, LocConf, |cf, c| oidc::set_auth_oidc(
     &mut c.oidc
 ));
 directive!(cmd_metrics_buckets, MainConf, metrics::set_buckets);
+directive!(cmd_metrics_consumers, MainConf, metrics::set_consumers);
 directive!(cmd_trace, LocConf, |cf, c| trace::set_trace(
     cf,
     &mut c.trace
@@ -648,6 +657,7 @@ pub unsafe extern "C" fn create_main_conf(cf: *mut ngx_conf_t) -> *mut c_void {
             slots,
             metrics_shm: ptr::null_mut(),
             buckets: Default::default(),
+            consumer_metrics: None,
             routes: Vec::new(),
             obs: Default::default(),
             log_vars: Default::default(),

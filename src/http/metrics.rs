@@ -8,7 +8,7 @@ use core::ffi::c_void;
 use core::ptr;
 use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
-use gateway_core::metrics::{write_labels, Family, Histogram, Registry};
+use gateway_core::metrics::{write_labels, Family, Histogram, LabelTable, Registry};
 use nginx_sys::{
     ngx_conf_t, ngx_http_request_t, ngx_http_upstream_srv_conf_t, ngx_http_upstream_state_t,
     ngx_int_t, ngx_shared_memory_add, ngx_shm_zone_t, ngx_slab_alloc, ngx_slab_pool_t, NGX_ERROR,
@@ -355,6 +355,114 @@ pub fn finish_registry(cf: &mut ngx_conf_t, mcf: &mut MainConf) {
         upstreams,
         other,
     };
+    // Last: the consumer table's words follow every counter.
+    if let Some(cm) = mcf.consumer_metrics.as_mut() {
+        cm.base = r.reserve("consumers", LabelTable::words(cm.max));
+    }
+}
+
+/// `len` words of the attached zone from `base`.
+fn zone_slice(base: usize, len: usize) -> Option<&'static [AtomicU64]> {
+    let p = COUNTERS.load(Ordering::Relaxed);
+    if p.is_null() || base.checked_add(len)? > COUNTERS_LEN.load(Ordering::Relaxed) {
+        return None;
+    }
+    // SAFETY: inside the counters of the zone, mapped for the life of the process.
+    Some(unsafe { core::slice::from_raw_parts(p.add(base), len) })
+}
+
+/// The consumer table of the configuration, if any.
+fn consumer_table(mcf: &MainConf) -> Option<LabelTable<'static>> {
+    let cm = mcf.consumer_metrics.as_ref()?;
+    LabelTable::new(zone_slice(cm.base, LabelTable::words(cm.max))?, cm.max)
+}
+
+/// Counts the request under its consumer (`gateway_metrics_consumers`): `value=`, else the
+/// consumer the policy identified, else the `sub` of a token whose signature verified.
+fn count_consumer(mcf: &MainConf, request: &Request, ctx: Option<&RequestCtx>) {
+    let Some(cm) = mcf.consumer_metrics.as_ref() else {
+        return;
+    };
+    let Some(table) = consumer_table(mcf) else {
+        return;
+    };
+    let from_value;
+    let label: &[u8] = match cm.value {
+        // SAFETY: the complex value was compiled from this configuration.
+        Some(cv) => match request.get_complex_value(unsafe { &*cv.0 }) {
+            Some(v) => {
+                from_value = v;
+                from_value.as_bytes()
+            }
+            None => return,
+        },
+        None => {
+            let id = ctx
+                .and_then(|c| c.consumer.as_ref())
+                .map(|i| i.id.as_bytes());
+            let sub = || {
+                ctx.and_then(|c| c.auth.as_ref())
+                    .and_then(|a| a.verified.as_deref())
+                    .and_then(|v| v.sub())
+                    .map(str::as_bytes)
+            };
+            match id.or_else(sub) {
+                Some(l) => l,
+                None => return,
+            }
+        }
+    };
+    if label.is_empty() {
+        return;
+    }
+    let rejected = ctx.is_some_and(|c| {
+        c.policy.refused.is_some()
+            || c.rate_limit
+                .as_ref()
+                .is_some_and(|r| r.status == super::ratelimit::RlStatus::Rejected)
+    }) || super::log::auth_result(ctx).is_some_and(|(r, _)| r != "valid");
+    table.count(label, rejected);
+}
+
+/// The consumer series, read at scrape time.
+fn consumer_lines(mcf: &MainConf) -> String {
+    let mut out = String::new();
+    let Some(table) = consumer_table(mcf) else {
+        return out;
+    };
+    let entries = table.entries();
+    let (other_req, other_rej, dropped) = table.other();
+    for (name, help, rejections) in [
+        (
+            "gateway_consumer_requests_total",
+            "Requests by consumer (gateway_metrics_consumers; \"other\": past the cap).",
+            false,
+        ),
+        (
+            "gateway_consumer_rejections_total",
+            "Requests by consumer that the gateway refused (auth, access rules, rate limits).",
+            true,
+        ),
+    ] {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n"));
+        for e in &entries {
+            out.push_str(name);
+            write_labels(
+                &mut out,
+                &[("consumer", String::from_utf8_lossy(&e.value).into_owned())],
+            );
+            let v = if rejections { e.rejections } else { e.requests };
+            out.push_str(&format!(" {v}\n"));
+        }
+        out.push_str(name);
+        write_labels(&mut out, &[("consumer", "other".to_string())]);
+        let v = if rejections { other_rej } else { other_req };
+        out.push_str(&format!(" {v}\n"));
+    }
+    out.push_str(&format!(
+        "# HELP gateway_metrics_labels_dropped_total Requests whose consumer got no series of its own (cap reached, or a value longer than 128 bytes).\n# TYPE gateway_metrics_labels_dropped_total counter\ngateway_metrics_labels_dropped_total {dropped}\n"
+    ));
+    out
 }
 
 /// Adds `v` to a counter (no-op before the zone is attached).
@@ -419,9 +527,10 @@ pub fn inc(slot: usize) {
     }
 }
 
-fn values() -> Vec<u64> {
+/// The first `n` words (the counters; not the reserved tables).
+fn values(n: usize) -> Vec<u64> {
     let p = COUNTERS.load(Ordering::Relaxed);
-    let n = COUNTERS_LEN.load(Ordering::Relaxed);
+    let n = n.min(COUNTERS_LEN.load(Ordering::Relaxed));
     if p.is_null() {
         return Vec::new();
     }
@@ -520,6 +629,16 @@ unsafe extern "C" fn init_zone(shm: *mut ngx_shm_zone_t, _old: *mut c_void) -> n
                 *words.add(1) = hash;
                 *words.add(2) = n as u64;
             }
+            if let Some(cm) = mcf.consumer_metrics.as_ref() {
+                let len = LabelTable::words(cm.max);
+                let t = core::slice::from_raw_parts(
+                    words.add(HEADER_WORDS + cm.base).cast::<AtomicU64>(),
+                    len,
+                );
+                if let Some(t) = LabelTable::new(t, cm.max) {
+                    t.seed(gateway_core::reqid::os_seed());
+                }
+            }
         }
         NGX_OK as ngx_int_t
     })
@@ -581,6 +700,7 @@ pub fn count_request(mcf: &MainConf, request: &Request, route_id: usize, ctx: Op
         observe(&rs.gateway, ns);
     }
     count_upstream(mcf, request);
+    count_consumer(mcf, request, ctx);
 }
 
 /// The tries of the request's upstream: their status classes, and their summed response time.
@@ -662,6 +782,7 @@ fn zone_lines(mcf: &MainConf) -> String {
     if let Some(pc) = mcf.policy.as_ref() {
         out.push_str(&policy_lines(pc));
     }
+    out.push_str(&consumer_lines(mcf));
     let sync: Vec<_> = mcf
         .zones
         .iter()
@@ -718,7 +839,9 @@ pub unsafe extern "C" fn metrics_handler(r: *mut ngx_http_request_t) -> ngx_int_
         let Some(mcf) = GatewayModule::main_conf(request) else {
             return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
         };
-        let body = mcf.metrics.render(&values(), &zone_lines(mcf));
+        let body = mcf
+            .metrics
+            .render(&values(mcf.metrics.counter_words()), &zone_lines(mcf));
         // SAFETY: `r` is live; the body is copied into its pool by `send_body`.
         unsafe {
             super::send_body(
