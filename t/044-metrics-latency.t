@@ -285,3 +285,29 @@ gateway_upstream_response_duration_seconds_count{upstream="backend"} 1
 gateway_upstream_response_duration_seconds_count{upstream="other"} 1
 sum gateway_upstream_responses_total 2
 label_values !~ attacker|evil|127\.0\.0\.1|example
+
+
+
+=== TEST 11: OpenMetrics 1.0 when Accept asks for it (as Prometheus does); the text format otherwise
+--- config
+    location /api/ {
+        gateway_route api;
+        return 200 "ok\n";
+    }
+    location = /metrics {
+        gateway_metrics;
+    }
+--- request eval
+["GET /api/x", "GET /metrics", "GET /metrics", "GET /metrics"]
+--- more_headers eval
+["X-None: 1",
+ "Accept: application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+ "Accept: application/openmetrics-text;q=0, text/plain",
+ "X-None: 1"]
+--- response_headers eval
+["", "Content-Type: application/openmetrics-text; version=1.0.0; charset=utf-8", "Content-Type: text/plain; version=0.0.4; charset=utf-8", "Content-Type: text/plain; version=0.0.4; charset=utf-8"]
+--- response_body_like eval
+["ok",
+ qr/\A# HELP gateway_requests Requests.*\n# TYPE gateway_requests counter\ngateway_requests_total\{status="1xx"\} 0\n.*gateway_requests_total\{route="api",status="2xx"\} 1\n.*# TYPE gateway_request_duration_seconds histogram\n# UNIT gateway_request_duration_seconds seconds\n.*\n# EOF\n\z/s,
+ qr/\A# HELP gateway_requests_total .*# TYPE gateway_requests_total counter\n.*[^F]\n\z/s,
+ qr/\A# HELP gateway_requests_total .*# TYPE gateway_requests_total counter\n.*[^F]\n\z/s]

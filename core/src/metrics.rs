@@ -320,6 +320,64 @@ fn header_lines(out: &mut String, f: &Family) {
     let _ = writeln!(out, "# TYPE {} {}", f.name, f.kind);
 }
 
+/// The OpenMetrics 1.0 form of a text-format (0.0.4) exposition that this module wrote:
+/// counter families are named without their `_total` suffix in `# HELP` and `# TYPE` (their
+/// samples keep it), `# UNIT seconds` follows the type of every family named `..._seconds`,
+/// `"` in help texts is escaped, and `# EOF` ends it.
+pub fn to_openmetrics(text: &str) -> String {
+    let counters: std::collections::HashSet<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let family = |name: &str| -> String {
+        match name.strip_suffix("_total") {
+            Some(base) if counters.contains(name) => base.to_string(),
+            _ => name.to_string(),
+        }
+    };
+    let mut out = String::with_capacity(text.len() + 256);
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let (name, help) = rest.split_once(' ').unwrap_or((rest, ""));
+            let _ = writeln!(out, "# HELP {} {}", family(name), help.replace('"', "\\\""));
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap_or((rest, ""));
+            let f = family(name);
+            let _ = writeln!(out, "# TYPE {f} {kind}");
+            if f.ends_with("_seconds") {
+                let _ = writeln!(out, "# UNIT {f} seconds");
+            }
+        } else if !line.is_empty() {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out.push_str("# EOF\n");
+    out
+}
+
+/// Whether an `Accept` header asks for OpenMetrics (`application/openmetrics-text` with a
+/// quality above zero).
+pub fn wants_openmetrics(accept: &[u8]) -> bool {
+    let Ok(accept) = std::str::from_utf8(accept) else {
+        return false;
+    };
+    accept.split(',').any(|range| {
+        let mut parts = range.split(';').map(str::trim);
+        let media = parts.next().unwrap_or_default();
+        if !media.eq_ignore_ascii_case("application/openmetrics-text") {
+            return false;
+        }
+        parts.all(|p| match p.split_once('=') {
+            Some((k, v)) if k.trim().eq_ignore_ascii_case("q") => {
+                v.trim().parse::<f64>().is_ok_and(|q| q > 0.0)
+            }
+            _ => true,
+        })
+    })
+}
+
 /// Writes `{k="v",...}` with label values escaped as the exposition format requires
 /// (backslash, double quote, newline).
 pub fn write_labels(out: &mut String, labels: &[(&'static str, String)]) {
@@ -692,6 +750,29 @@ mod tests {
         assert_eq!(format_seconds(10_000, 1_000_000_000), "0.00001");
         assert_eq!(format_seconds(2_500_000, 1_000_000), "2.5");
         assert_eq!(format_seconds(3_000_000, 1_000_000), "3");
+    }
+
+    #[test]
+    fn openmetrics_form() {
+        let text = "# HELP a_total Things \"x\".\n# TYPE a_total counter\na_total{k=\"v\"} 1\n\
+                    # HELP d_seconds Time.\n# TYPE d_seconds histogram\nd_seconds_bucket{le=\"+Inf\"} 0\n\
+                    d_seconds_sum 0\nd_seconds_count 0\n# HELP g Gauge.\n# TYPE g gauge\ng 2\n";
+        assert_eq!(
+            to_openmetrics(text),
+            "# HELP a Things \\\"x\\\".\n# TYPE a counter\na_total{k=\"v\"} 1\n\
+             # HELP d_seconds Time.\n# TYPE d_seconds histogram\n# UNIT d_seconds seconds\n\
+             d_seconds_bucket{le=\"+Inf\"} 0\nd_seconds_sum 0\nd_seconds_count 0\n\
+             # HELP g Gauge.\n# TYPE g gauge\ng 2\n# EOF\n"
+        );
+    }
+
+    #[test]
+    fn negotiates_openmetrics() {
+        assert!(wants_openmetrics(b"application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"));
+        assert!(wants_openmetrics(b"Application/OpenMetrics-Text"));
+        assert!(!wants_openmetrics(b"application/openmetrics-text;q=0"));
+        assert!(!wants_openmetrics(b"text/plain, */*"));
+        assert!(!wants_openmetrics(b""));
     }
 
     #[test]

@@ -435,7 +435,7 @@ fn consumer_lines(mcf: &MainConf) -> String {
     for (name, help, rejections) in [
         (
             "gateway_consumer_requests_total",
-            "Requests by consumer (gateway_metrics_consumers; \"other\": past the cap).",
+            "Requests by consumer (gateway_metrics_consumers; other: past the cap).",
             false,
         ),
         (
@@ -831,7 +831,8 @@ fn policy_lines(pc: &crate::conf::policy::PolicyConf) -> String {
     out
 }
 
-/// Content handler of `gateway_metrics`: the Prometheus text exposition.
+/// Content handler of `gateway_metrics`: the Prometheus text exposition (0.0.4), or
+/// OpenMetrics 1.0 when the `Accept` header asks for it.
 pub unsafe extern "C" fn metrics_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     guard_request(r, || {
         // SAFETY: nginx calls content handlers with a live request.
@@ -842,14 +843,19 @@ pub unsafe extern "C" fn metrics_handler(r: *mut ngx_http_request_t) -> ngx_int_
         let body = mcf
             .metrics
             .render(&values(mcf.metrics.counter_words()), &zone_lines(mcf));
-        // SAFETY: `r` is live; the body is copied into its pool by `send_body`.
-        unsafe {
-            super::send_body(
-                r,
-                200,
-                "text/plain; version=0.0.4; charset=utf-8",
-                body.as_bytes(),
+        let om = request.headers_in_iterator().any(|(k, v)| {
+            k.as_bytes().eq_ignore_ascii_case(b"accept")
+                && gateway_core::metrics::wants_openmetrics(v.as_bytes())
+        });
+        let (body, content_type) = if om {
+            (
+                gateway_core::metrics::to_openmetrics(&body),
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
             )
-        }
+        } else {
+            (body, "text/plain; version=0.0.4; charset=utf-8")
+        };
+        // SAFETY: `r` is live; the body is copied into its pool by `send_body`.
+        unsafe { super::send_body(r, 200, content_type, body.as_bytes()) }
     })
 }
