@@ -311,3 +311,30 @@ label_values !~ attacker|evil|127\.0\.0\.1|example
  qr/\A# HELP gateway_requests Requests.*\n# TYPE gateway_requests counter\ngateway_requests_total\{status="1xx"\} 0\n.*gateway_requests_total\{route="api",status="2xx"\} 1\n.*# TYPE gateway_request_duration_seconds histogram\n# UNIT gateway_request_duration_seconds seconds\n.*\n# EOF\n\z/s,
  qr/\A# HELP gateway_requests_total .*# TYPE gateway_requests_total counter\n.*[^F]\n\z/s,
  qr/\A# HELP gateway_requests_total .*# TYPE gateway_requests_total counter\n.*[^F]\n\z/s]
+
+
+
+=== TEST 12: gateway_metrics_histograms off: no histogram series, the counters by route stay
+--- project_only: the metrics are parsed (prometheus)
+--- http_config
+    gateway_metrics_histograms off;
+--- config
+    location /api/ {
+        gateway_route api;
+        alias html/;
+    }
+    location = /metrics {
+        gateway_metrics;
+    }
+--- user_files
+>>> x
+hello
+--- request eval
+["GET /api/x", "GET /metrics"]
+--- prometheus
+gateway_requests_total{route="api",status="2xx"} 1
+gateway_request_duration_seconds_count{route="api"} absent
+gateway_request_duration_seconds_bucket{le="+Inf"} absent
+gateway_processing_duration_seconds_count absent
+gateway_upstream_response_duration_seconds_count{upstream="other"} absent
+gateway_upstream_responses_total{upstream="other",status="2xx"} 0

@@ -81,6 +81,8 @@ pub struct MainConf {
     pub metrics_shm: *mut nginx_sys::ngx_shm_zone_t,
     /// `gateway_metrics_buckets`.
     pub buckets: metrics::Buckets,
+    /// `gateway_metrics_histograms`.
+    pub histograms: Option<bool>,
     /// `gateway_metrics_consumers`.
     pub consumer_metrics: Option<metrics::ConsumerMetrics>,
     /// Names of the `gateway_route`s of the configuration (a location's `route_id` is its
@@ -143,7 +145,7 @@ const LOC: usize = NGX_HTTP_LOC_CONF_OFFSET;
 const MAIN: usize = NGX_HTTP_MAIN_CONF_OFFSET;
 
 /// The module's directive table.
-pub static mut COMMANDS: [ngx_command_t; 46] = [
+pub static mut COMMANDS: [ngx_command_t; 47] = [
     command(
         ngx_string!("gateway"),
         ANY_CONF | NGX_CONF_FLAG,
@@ -355,6 +357,12 @@ pub static mut COMMANDS: [ngx_command_t; 46] = [
         cmd_metrics_consumers,
     ),
     command(
+        ngx_string!("gateway_metrics_histograms"),
+        NGX_HTTP_MAIN_CONF | NGX_CONF_FLAG,
+        MAIN,
+        cmd_metrics_histograms,
+    ),
+    command(
         ngx_string!("gateway_trace"),
         ANY_CONF | NGX_CONF_1MORE,
         LOC,
@@ -482,6 +490,13 @@ directive!(cmd_auth_oidc, LocConf, |cf, c| oidc::set_auth_oidc(
 ));
 directive!(cmd_metrics_buckets, MainConf, metrics::set_buckets);
 directive!(cmd_metrics_consumers, MainConf, metrics::set_consumers);
+directive!(cmd_metrics_histograms, MainConf, |cf, m| {
+    if m.histograms.is_some() {
+        return Err(util::duplicate(cf));
+    }
+    m.histograms = Some(on_off(cf)?);
+    Ok(())
+});
 directive!(cmd_trace, LocConf, |cf, c| trace::set_trace(
     cf,
     &mut c.trace
@@ -658,6 +673,7 @@ pub unsafe extern "C" fn create_main_conf(cf: *mut ngx_conf_t) -> *mut c_void {
             metrics_shm: ptr::null_mut(),
             buckets: Default::default(),
             consumer_metrics: None,
+            histograms: None,
             routes: Vec::new(),
             obs: Default::default(),
             log_vars: Default::default(),

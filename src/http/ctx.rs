@@ -36,8 +36,12 @@ pub struct RequestCtx {
 }
 
 impl RequestCtx {
-    /// Adds the time since `start` to the gateway's own time of the request.
-    pub fn add_time(&mut self, start: std::time::Instant) {
+    /// Adds the time since `start` (from `metrics::timer`, `None` when the histograms are
+    /// off) to the gateway's own time of the request.
+    pub fn add_time(&mut self, start: Option<std::time::Instant>) {
+        let Some(start) = start else {
+            return;
+        };
         let ns = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
         self.gateway_ns = Some(self.gateway_ns.unwrap_or(0).saturating_add(ns));
     }

@@ -209,6 +209,8 @@ pub struct UpstreamSlots {
 /// Slots of the histograms, routes and upstreams, fixed at postconfiguration.
 #[derive(Debug, Default)]
 pub struct ObsSlots {
+    /// `gateway_metrics_histograms on` (the histograms exist and are observed).
+    pub histograms: bool,
     pub routes: Vec<RouteSlots>,
     /// Configured upstream blocks (by address) and their series.
     pub upstreams: Vec<(*const ngx_http_upstream_srv_conf_t, UpstreamSlots)>,
@@ -220,6 +222,7 @@ const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 /// Declares the histograms and the per-route and per-upstream series, once every directive
 /// is read (the buckets, the routes and the upstream blocks are known then).
 pub fn finish_registry(cf: &mut ngx_conf_t, mcf: &mut MainConf) {
+    let on = mcf.histograms.unwrap_or(true);
     let r = &mut mcf.metrics;
     r.family(Family {
         name: "gateway_request_duration_seconds",
@@ -248,18 +251,29 @@ pub fn finish_registry(cf: &mut ngx_conf_t, mcf: &mut MainConf) {
     });
     let req_bounds = mcf.buckets.request();
     let gw_bounds = mcf.buckets.gateway();
+    // Off: the histogram families have no series (and are not written).
+    let hist =
+        |r: &mut Registry, family, labels: &[(&'static str, &str)], bounds: &[u64], scale| {
+            if on {
+                r.histogram(family, labels, bounds, scale)
+            } else {
+                Histogram::default()
+            }
+        };
     let mut routes = Vec::with_capacity(mcf.routes.len() + 1);
     routes.push(RouteSlots {
         requests: mcf.slots.requests,
         auth: mcf.slots.auth.iter().map(|a| a.2).collect(),
         limits: [usize::MAX; 3],
-        request: r.histogram(
+        request: hist(
+            r,
             "gateway_request_duration_seconds",
             &[],
             &req_bounds,
             REQUEST_SCALE,
         ),
-        gateway: r.histogram(
+        gateway: hist(
+            r,
             "gateway_processing_duration_seconds",
             &[],
             &gw_bounds,
@@ -294,13 +308,15 @@ pub fn finish_registry(cf: &mut ngx_conf_t, mcf: &mut MainConf) {
                 &[("route", name), ("result", result)],
             );
         }
-        rs.request = r.histogram(
+        rs.request = hist(
+            r,
             "gateway_request_duration_seconds",
             &[("route", name)],
             &req_bounds,
             REQUEST_SCALE,
         );
-        rs.gateway = r.histogram(
+        rs.gateway = hist(
+            r,
             "gateway_processing_duration_seconds",
             &[("route", name)],
             &gw_bounds,
@@ -316,7 +332,8 @@ pub fn finish_registry(cf: &mut ngx_conf_t, mcf: &mut MainConf) {
                 &[("upstream", name), ("status", class)],
             );
         }
-        us.duration = r.histogram(
+        us.duration = hist(
+            r,
             "gateway_upstream_response_duration_seconds",
             &[("upstream", name)],
             &req_bounds,
@@ -351,6 +368,7 @@ pub fn finish_registry(cf: &mut ngx_conf_t, mcf: &mut MainConf) {
     }
     let other = upstream("other");
     mcf.obs = ObsSlots {
+        histograms: on,
         routes,
         upstreams,
         other,
@@ -478,6 +496,16 @@ fn add(slot: usize, v: u64) {
 pub fn observe(h: &Histogram, v: u64) {
     inc(h.bucket_slot(v));
     add(h.sum_slot(), v);
+}
+
+/// `gateway_metrics_histograms` of the configuration in force (set by `attach`).
+static HISTOGRAMS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The start of a timed handler run: the monotonic clock when the histograms are on.
+pub fn timer() -> Option<std::time::Instant> {
+    HISTOGRAMS
+        .load(Ordering::Relaxed)
+        .then(std::time::Instant::now)
 }
 
 static COUNTERS: AtomicPtr<AtomicU64> = AtomicPtr::new(ptr::null_mut());
@@ -665,6 +693,7 @@ pub fn attach(mcf: &MainConf) {
     JWKS_KEY_SYMMETRIC.store(mcf.slots.jwks_key_symmetric, Ordering::Relaxed);
     JWKS_KEY_UNUSABLE.store(mcf.slots.jwks_key_unusable, Ordering::Relaxed);
     CONSUMER_BASE.store(mcf.slots.consumer_base, Ordering::Relaxed);
+    HISTOGRAMS.store(mcf.obs.histograms, Ordering::Relaxed);
 }
 
 /// Counts one request in the log phase: status class, auth decision, request time and the
@@ -695,9 +724,11 @@ pub fn count_request(mcf: &MainConf, request: &Request, route_id: usize, ctx: Op
             RlStatus::RejectedDryRun => 2,
         }]);
     }
-    observe(&rs.request, super::log::request_time_ms(request) * 1000);
-    if let Some(ns) = ctx.and_then(|c| c.gateway_ns) {
-        observe(&rs.gateway, ns);
+    if mcf.obs.histograms {
+        observe(&rs.request, super::log::request_time_ms(request) * 1000);
+        if let Some(ns) = ctx.and_then(|c| c.gateway_ns) {
+            observe(&rs.gateway, ns);
+        }
     }
     count_upstream(mcf, request);
     count_consumer(mcf, request, ctx);
@@ -733,7 +764,7 @@ fn count_upstream(mcf: &MainConf, request: &Request) {
             inc(us.responses[s.status / 100 - 1]);
         }
     }
-    if tries > 0 {
+    if tries > 0 && mcf.obs.histograms {
         observe(&us.duration, ms * 1000);
     }
 }

@@ -289,7 +289,7 @@ unsafe extern "C" fn access_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
             return Status::NGX_DECLINED.into();
         }
         gw_debug!(request, "access phase: enabled");
-        let start = std::time::Instant::now();
+        let start = metrics::timer();
         #[cfg(feature = "test-hooks")]
         test_hooks::maybe_panic(request, "access");
         if let Some(Some(p)) = lcf.oidc {

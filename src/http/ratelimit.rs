@@ -443,7 +443,7 @@ pub unsafe extern "C" fn precontent_handler(r: *mut ngx_http_request_t) -> ngx_i
         if !lcf.is_enabled() {
             return Status::NGX_DECLINED.into();
         }
-        let start = std::time::Instant::now();
+        let start = super::metrics::timer();
         // A request that another access module granted (`satisfy any`) skipped the consumer
         // layer: the client's identity headers must still not reach the upstream.
         if super::policy::wanted(lcf) {
