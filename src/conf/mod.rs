@@ -433,13 +433,19 @@ pub(crate) fn on_off(cf: &ngx_conf_t) -> Result<bool, String> {
     }
 }
 
-directive!(cmd_gateway, LocConf, |cf, c| {
-    if c.enabled.is_some() {
+/// An `on|off` directive that may appear once per block.
+fn set_flag_once(cf: &ngx_conf_t, slot: &mut Option<bool>) -> Result<(), String> {
+    if slot.is_some() {
         return Err(util::duplicate(cf));
     }
-    c.enabled = Some(on_off(cf)?);
+    *slot = Some(on_off(cf)?);
     Ok(())
-});
+}
+
+directive!(cmd_gateway, LocConf, |cf, c| set_flag_once(
+    cf,
+    &mut c.enabled
+));
 directive!(cmd_auth_jwt, LocConf, |cf, c| jwt::set_auth_jwt(
     cf, &mut c.jwt
 ));
@@ -490,13 +496,10 @@ directive!(cmd_auth_oidc, LocConf, |cf, c| oidc::set_auth_oidc(
 ));
 directive!(cmd_metrics_buckets, MainConf, metrics::set_buckets);
 directive!(cmd_metrics_consumers, MainConf, metrics::set_consumers);
-directive!(cmd_metrics_histograms, MainConf, |cf, m| {
-    if m.histograms.is_some() {
-        return Err(util::duplicate(cf));
-    }
-    m.histograms = Some(on_off(cf)?);
-    Ok(())
-});
+directive!(cmd_metrics_histograms, MainConf, |cf, m| set_flag_once(
+    cf,
+    &mut m.histograms
+));
 directive!(cmd_trace, LocConf, |cf, c| trace::set_trace(
     cf,
     &mut c.trace

@@ -30,12 +30,8 @@ pub fn set_trace(cf: &mut ngx_conf_t, c: &mut TraceConf) -> Result<(), String> {
     if c.on.is_some() {
         return Err(duplicate(cf));
     }
+    let on = super::on_off(cf)?;
     let a = args(cf);
-    let on = match arg_str(&a[1])? {
-        "on" => true,
-        "off" => false,
-        v => return Err(invalid(cf, v, "it must be \"on\" or \"off\"")),
-    };
     let mut sample = 1.0;
     for v in &a[2..] {
         let t = arg_str(v)?;

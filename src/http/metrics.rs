@@ -147,7 +147,7 @@ pub fn init_registry(r: &mut Registry) -> Slots {
         consumer_base: usize::MAX,
         ..Slots::default()
     };
-    for (i, class) in ["1xx", "2xx", "3xx", "4xx", "5xx"].iter().enumerate() {
+    for (i, class) in CLASSES.iter().enumerate() {
         s.requests[i] = r.slot("gateway_requests_total", &[("status", class)]);
     }
     for reason in AUTH_REASONS {

@@ -115,6 +115,14 @@ const T_TRACE_ID: usize = 1;
 const T_SPAN_ID: usize = 2;
 const T_PARENT_SPAN_ID: usize = 3;
 
+/// The location's and the http block's configuration of the request.
+fn confs(request: &Request) -> Option<(&crate::conf::LocConf, &crate::conf::MainConf)> {
+    Some((
+        GatewayModule::location_conf(request)?,
+        <GatewayModule as ngx::http::HttpModuleMainConf>::main_conf(request)?,
+    ))
+}
+
 /// `$gateway_traceparent`, `$gateway_trace_id`, `$gateway_span_id`,
 /// `$gateway_parent_span_id`: the request's trace context (see `gateway_trace`).
 unsafe extern "C" fn trace_variable(
@@ -125,10 +133,7 @@ unsafe extern "C" fn trace_variable(
     guard_request(r, || {
         // SAFETY: nginx evaluates variables for a live request.
         let request = unsafe { Request::from_ngx_http_request(r) };
-        let (Some(lcf), Some(mcf)) = (
-            GatewayModule::location_conf(request),
-            <GatewayModule as ngx::http::HttpModuleMainConf>::main_conf(request),
-        ) else {
+        let Some((lcf, mcf)) = confs(request) else {
             set_not_found(v);
             return NGX_OK as ngx_int_t;
         };
@@ -464,10 +469,7 @@ unsafe extern "C" fn log_json_variable(
     guard_request(r, || {
         // SAFETY: nginx evaluates variables for a live request.
         let request = unsafe { Request::from_ngx_http_request(r) };
-        let (Some(lcf), Some(mcf)) = (
-            GatewayModule::location_conf(request),
-            <GatewayModule as ngx::http::HttpModuleMainConf>::main_conf(request),
-        ) else {
+        let Some((lcf, mcf)) = confs(request) else {
             set_not_found(v);
             return NGX_OK as ngx_int_t;
         };
