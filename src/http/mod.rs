@@ -289,9 +289,12 @@ unsafe extern "C" fn access_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
             return Status::NGX_DECLINED.into();
         }
         gw_debug!(request, "access phase: enabled");
-        let start = metrics::timer();
         #[cfg(feature = "test-hooks")]
         test_hooks::maybe_panic(request, "access");
+        if !matches!(lcf.oidc, Some(Some(_))) && !policy::wanted(lcf) && lcf.jwt.runtime.is_none() {
+            return Status::NGX_DECLINED.into();
+        }
+        let start = metrics::timer();
         if let Some(Some(p)) = lcf.oidc {
             let Some(ctx) = RequestCtx::get_or_create(request) else {
                 return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
