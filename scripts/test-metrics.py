@@ -31,9 +31,16 @@ import subprocess
 import sys
 import time
 
-from prometheus_client.openmetrics.parser import \
-    text_string_to_metric_families as om_families
-from prometheus_client.parser import text_string_to_metric_families as text_families
+try:
+    from prometheus_client.openmetrics.parser import \
+        text_string_to_metric_families as om_families
+    from prometheus_client.parser import text_string_to_metric_families as text_families
+except ImportError:
+    # The Debian package is for Debian's python3; another python3 may come first in PATH.
+    if os.path.exists("/usr/bin/python3") and os.path.realpath(sys.executable) != \
+            os.path.realpath("/usr/bin/python3"):
+        os.execv("/usr/bin/python3", ["/usr/bin/python3"] + sys.argv)
+    raise SystemExit("prometheus_client is missing: apt-get install python3-prometheus-client")
 
 NGINX, MODULE = sys.argv[1], os.path.abspath(sys.argv[2])
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
