@@ -250,6 +250,11 @@ def main():
             of = []
             check(False, f"OpenMetrics parses: {e}")
         check(om.endswith("# EOF\n"), "OpenMetrics ends with # EOF")
+        exemplars = [s.exemplar for f in of for s in f.samples if s.exemplar]
+        check(bool(exemplars) and all(re.fullmatch(r"[0-9a-f]{32}", e.labels.get("trace_id", ""))
+                                      for e in exemplars),
+              f"OpenMetrics: latency buckets carry exemplars with a trace_id ({len(exemplars)})")
+        check("# {" not in text, "text format: no exemplars")
         check_histograms(tf, "text format")
         check_histograms(of, "OpenMetrics")
         ts, os_ = samples(tf), samples(of)

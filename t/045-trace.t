@@ -282,3 +282,54 @@ qr/\[emerg\] .*invalid value "yes" in "gateway_trace" directive, it must be "on"
 --- must_die
 --- error_log eval
 qr/\[emerg\] .*"gateway_trace" directive is duplicate/
+
+
+
+=== TEST 11: OpenMetrics exemplars: the latency buckets carry the trace id of a sampled request
+--- config
+    gateway_trace on;
+    location /api/ {
+        gateway_route api;
+        alias html/;
+    }
+    location = /metrics {
+        gateway_trace off;
+        gateway_metrics;
+    }
+--- user_files
+>>> x
+hello
+--- request eval
+["GET /api/x", "GET /metrics"]
+--- more_headers eval
+["traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+ "Accept: application/openmetrics-text; version=1.0.0"]
+--- response_body_like eval
+["hello",
+ qr/\ngateway_request_duration_seconds_bucket\{route="api",le="[0-9.]+"\} 1 # \{trace_id="4bf92f3577b34da6a3ce929d0e0e4736"\} [0-9.]+\n.*\ngateway_request_duration_seconds_bucket\{route="api",le="\+Inf"\} 1\n/s]
+
+
+
+=== TEST 12: no exemplar for an unsampled trace, and none in the text format
+--- config
+    gateway_trace on sample=0;
+    location /api/ {
+        gateway_route api;
+        alias html/;
+    }
+    location = /metrics {
+        gateway_trace off;
+        gateway_metrics;
+    }
+--- user_files
+>>> x
+hello
+--- request eval
+["GET /api/x", "GET /api/x", "GET /metrics", "GET /metrics"]
+--- more_headers eval
+["traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00",
+ "X-None: 1",
+ "Accept: application/openmetrics-text; version=1.0.0",
+ "X-None: 1"]
+--- response_body_unlike eval
+["trace_id", "trace_id", qr/trace_id|0af7651916cd43dd8448eb211c80319c/, qr/trace_id|#\s*\{/]

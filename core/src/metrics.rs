@@ -52,9 +52,10 @@ struct HistSeries {
 
 /// Where one histogram series counts: `bounds.len() + 1` bucket counters from `base` (the last
 /// one for values above every bound; each observation adds 1 to exactly one of them), then the
-/// sum of the observed values. Counts are not cumulative in memory (one atomic add per
-/// observation); the exposition makes them cumulative and derives `_count` from them, so
-/// `_count` always equals the `+Inf` bucket.
+/// sum of the observed values, then per bucket the last exemplar ([`EXEMPLAR_WORDS`] words: a
+/// sequence number, the trace id, the value). Counts are not cumulative in memory (one atomic
+/// add per observation); the exposition makes them cumulative and derives `_count` from them,
+/// so `_count` always equals the `+Inf` bucket.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Histogram {
     /// First slot.
@@ -76,8 +77,45 @@ impl Histogram {
 
     /// Slots the series takes.
     pub fn words(&self) -> usize {
-        self.bounds.len() + 2
+        (self.bounds.len() + 1) * (1 + EXEMPLAR_WORDS) + 1
     }
+
+    /// The first word of the exemplar of the bucket holding `v`.
+    pub fn exemplar_slot(&self, v: u64) -> usize {
+        let bucket = self.bounds.partition_point(|&b| b < v);
+        self.sum_slot() + 1 + bucket * EXEMPLAR_WORDS
+    }
+}
+
+/// Words of a bucket's exemplar: a sequence number (odd while a worker writes it, so a reader
+/// that sees it change or odd skips the exemplar), the trace id (two words), the value.
+pub const EXEMPLAR_WORDS: usize = 4;
+
+/// Records an exemplar in its words (from [`Histogram::exemplar_slot`]) unless another worker
+/// is writing it at this moment (then this one is skipped: no waiting).
+pub fn write_exemplar(words: &[AtomicU64], trace_id: [u8; 16], value: u64) {
+    let [seq, hi, lo, val] = words else {
+        return;
+    };
+    let s = seq.load(Ordering::Relaxed);
+    if s & 1 == 1
+        || seq
+            .compare_exchange(s, s + 1, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+    {
+        return;
+    }
+    let (a, b) = trace_id.split_at(8);
+    hi.store(
+        u64::from_be_bytes(a.try_into().unwrap_or_default()),
+        Ordering::Relaxed,
+    );
+    lo.store(
+        u64::from_be_bytes(b.try_into().unwrap_or_default()),
+        Ordering::Relaxed,
+    );
+    val.store(value, Ordering::Relaxed);
+    seq.store(s + 2, Ordering::Release);
 }
 
 /// Checks histogram bounds given in seconds: 1 to [`MAX_BUCKETS`] finite values, strictly
@@ -193,6 +231,17 @@ impl Registry {
             family: HIST_SUM,
             labels: l,
         });
+        for le in les.iter().map(String::as_str).chain(["+Inf"]) {
+            for w in 0..EXEMPLAR_WORDS {
+                let mut l = labels.clone();
+                l.push(("le", le.to_string()));
+                l.push(("", w.to_string()));
+                self.counters.push(Counter {
+                    family: HIST_EXEMPLAR,
+                    labels: l,
+                });
+            }
+        }
         let slots = Histogram {
             base,
             bounds: bounds.into(),
@@ -261,6 +310,13 @@ impl Registry {
     /// Prometheus text exposition of `values` (one per slot; missing ones read as 0).
     /// `extra` appends gauge-like lines computed at scrape time (already formatted families).
     pub fn render(&self, values: &[u64], extra: &str) -> String {
+        self.render_exemplars(values, None, extra)
+    }
+
+    /// As `render`, with the buckets' exemplars (OpenMetrics syntax) when `again` is a second
+    /// reading of the words, taken after `values`: an exemplar is written only if its sequence
+    /// number is even and the same in both (no worker wrote it in between).
+    pub fn render_exemplars(&self, values: &[u64], again: Option<&[u64]>, extra: &str) -> String {
         let mut out = String::with_capacity(64 * self.counters.len() + extra.len() + 256);
         for f in &self.families {
             let mut header = false;
@@ -276,13 +332,19 @@ impl Registry {
                 write_labels(&mut out, &c.labels);
                 let _ = writeln!(out, " {}", values.get(i).copied().unwrap_or(0));
             }
-            self.render_histograms(&mut out, f, values);
+            self.render_histograms(&mut out, f, values, again);
         }
         out.push_str(extra);
         out
     }
 
-    fn render_histograms(&self, out: &mut String, f: &Family, values: &[u64]) {
+    fn render_histograms(
+        &self,
+        out: &mut String,
+        f: &Family,
+        values: &[u64],
+        again: Option<&[u64]>,
+    ) {
         let v = |i: usize| values.get(i).copied().unwrap_or(0);
         let mut header = false;
         for h in self.histograms.iter().filter(|h| h.family == f.name) {
@@ -298,7 +360,21 @@ impl Registry {
                 l.push(("le", le.to_string()));
                 out.push_str(&bucket);
                 write_labels(out, &l);
-                let _ = writeln!(out, " {cum}");
+                let _ = write!(out, " {cum}");
+                let e = h.slots.sum_slot() + 1 + i * EXEMPLAR_WORDS;
+                let seq = v(e);
+                if let Some(again) = again {
+                    if seq != 0 && seq & 1 == 0 && again.get(e) == Some(&seq) {
+                        let id = (u128::from(v(e + 1)) << 64) | u128::from(v(e + 2));
+                        let _ = write!(
+                            out,
+                            " # {{trace_id=\"{:032x}\"}} {}",
+                            id,
+                            v(e + 3) as f64 / h.scale
+                        );
+                    }
+                }
+                out.push('\n');
             }
             let sum = v(h.slots.sum_slot()) as f64 / h.scale;
             let _ = write!(out, "{}_sum", f.name);
@@ -314,6 +390,7 @@ impl Registry {
 /// Pseudo-family names of the histogram words in the layout (never rendered as such).
 const HIST_BUCKET: &str = " bucket";
 const HIST_SUM: &str = " sum";
+const HIST_EXEMPLAR: &str = " exemplar";
 
 fn header_lines(out: &mut String, f: &Family) {
     let _ = writeln!(out, "# HELP {} {}", f.name, f.help);
@@ -707,7 +784,8 @@ mod tests {
             r.histogram("lat_seconds", &[("route", "a")], &b, 1_000_000),
             h
         );
-        assert_eq!(r.len(), 5);
+        assert_eq!(r.len(), h.words());
+        assert_eq!(h.words(), 5 + 4 * 4);
         let mut v = vec![0u64; r.len()];
         for x in [5000, 5001, 100_000, 2_000_000] {
             v[h.bucket_slot(x)] += 1;
@@ -732,6 +810,45 @@ mod tests {
             1_000_000,
         );
         assert_ne!(r.layout_hash(), r2.layout_hash());
+    }
+
+    #[test]
+    fn exemplars_on_buckets() {
+        let mut r = Registry::new();
+        r.family(Family {
+            name: "lat_seconds",
+            help: "Latency.",
+            kind: "histogram",
+        });
+        let h = r.histogram("lat_seconds", &[], &[100_000], 1_000_000);
+        let words: Vec<AtomicU64> = (0..r.len()).map(|_| AtomicU64::new(0)).collect();
+        let id = *b"\x4b\xf9\x2f\x35\x77\xb3\x4d\xa6\xa3\xce\x92\x9d\x0e\x0e\x47\x36";
+        let e = h.exemplar_slot(250_000);
+        write_exemplar(&words[e..e + EXEMPLAR_WORDS], id, 250_000);
+        words[h.bucket_slot(250_000)].fetch_add(1, Ordering::Relaxed);
+        let v: Vec<u64> = words.iter().map(|w| w.load(Ordering::Relaxed)).collect();
+        let text = r.render_exemplars(&v, Some(&v), "");
+        assert!(text.contains(
+            "lat_seconds_bucket{le=\"+Inf\"} 1 # {trace_id=\"4bf92f3577b34da6a3ce929d0e0e4736\"} 0.25\n"
+        ), "{text}");
+        assert!(
+            text.contains("lat_seconds_bucket{le=\"0.1\"} 0\n"),
+            "{text}"
+        );
+        // Not in the text format; not when the sequence moved or is odd (being written).
+        assert!(!r.render(&v, "").contains("trace_id"));
+        let mut moved = v.clone();
+        moved[e] += 2;
+        assert!(!r
+            .render_exemplars(&v, Some(&moved), "")
+            .contains("trace_id"));
+        words[e].store(1, Ordering::Relaxed);
+        write_exemplar(&words[e..e + EXEMPLAR_WORDS], id, 1);
+        assert_eq!(
+            words[e + 3].load(Ordering::Relaxed),
+            250_000,
+            "skipped while odd"
+        );
     }
 
     #[test]

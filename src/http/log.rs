@@ -434,8 +434,18 @@ pub unsafe extern "C" fn log_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
         };
         #[cfg(feature = "test-hooks")]
         super::test_hooks::maybe_panic(request, "log");
-        let ctx = RequestCtx::get(request);
         let lcf = GatewayModule::location_conf(request);
+        // With gateway_trace on, the trace is made now if nothing asked yet (the exemplars of
+        // the histograms carry its id).
+        let traced = lcf.is_some_and(|l| l.is_enabled() && l.trace.on()) && mcf.obs.histograms;
+        let mut ctx = if traced {
+            RequestCtx::get_or_create(request)
+        } else {
+            RequestCtx::get(request)
+        };
+        if let (true, Some(c), Some(l)) = (traced, ctx.as_deref_mut(), lcf) {
+            super::trace::state(request, c, l, mcf);
+        }
         let route_id = lcf.map_or(0, |l| l.consumer.route_id);
         super::metrics::count_request(mcf, request, route_id, ctx.as_deref());
         let Some(lcf) = lcf else {

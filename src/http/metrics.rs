@@ -8,7 +8,9 @@ use core::ffi::c_void;
 use core::ptr;
 use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
-use gateway_core::metrics::{write_labels, Family, Histogram, LabelTable, Registry};
+use gateway_core::metrics::{
+    write_labels, Family, Histogram, LabelTable, Registry, EXEMPLAR_WORDS,
+};
 use nginx_sys::{
     ngx_conf_t, ngx_http_request_t, ngx_http_upstream_srv_conf_t, ngx_http_upstream_state_t,
     ngx_int_t, ngx_shared_memory_add, ngx_shm_zone_t, ngx_slab_alloc, ngx_slab_pool_t, NGX_ERROR,
@@ -492,10 +494,16 @@ fn add(slot: usize, v: u64) {
     }
 }
 
-/// Records one observation of `v` units in a histogram: two atomic adds, no lock.
-pub fn observe(h: &Histogram, v: u64) {
+/// Records one observation of `v` units in a histogram: two atomic adds, no lock; with the
+/// id of a sampled trace, also the bucket's exemplar.
+pub fn observe(h: &Histogram, v: u64, trace: Option<[u8; 16]>) {
     inc(h.bucket_slot(v));
     add(h.sum_slot(), v);
+    if let Some(id) = trace {
+        if let Some(w) = zone_slice(h.exemplar_slot(v), EXEMPLAR_WORDS) {
+            gateway_core::metrics::write_exemplar(w, id, v);
+        }
+    }
 }
 
 /// `gateway_metrics_histograms` of the configuration in force (set by `attach`).
@@ -724,18 +732,25 @@ pub fn count_request(mcf: &MainConf, request: &Request, route_id: usize, ctx: Op
             RlStatus::RejectedDryRun => 2,
         }]);
     }
+    let trace = ctx
+        .and_then(|c| c.trace.flatten())
+        .and_then(|t| t.sampled_trace_id());
     if mcf.obs.histograms {
-        observe(&rs.request, super::log::request_time_ms(request) * 1000);
+        observe(
+            &rs.request,
+            super::log::request_time_ms(request) * 1000,
+            trace,
+        );
         if let Some(ns) = ctx.and_then(|c| c.gateway_ns) {
-            observe(&rs.gateway, ns);
+            observe(&rs.gateway, ns, trace);
         }
     }
-    count_upstream(mcf, request);
+    count_upstream(mcf, request, trace);
     count_consumer(mcf, request, ctx);
 }
 
 /// The tries of the request's upstream: their status classes, and their summed response time.
-fn count_upstream(mcf: &MainConf, request: &Request) {
+fn count_upstream(mcf: &MainConf, request: &Request, trace: Option<[u8; 16]>) {
     let r = request.as_ref();
     if r.upstream.is_null() || r.upstream_states.is_null() {
         return;
@@ -765,7 +780,7 @@ fn count_upstream(mcf: &MainConf, request: &Request) {
         }
     }
     if tries > 0 && mcf.obs.histograms {
-        observe(&us.duration, ms * 1000);
+        observe(&us.duration, ms * 1000, trace);
     }
 }
 
@@ -871,20 +886,28 @@ pub unsafe extern "C" fn metrics_handler(r: *mut ngx_http_request_t) -> ngx_int_
         let Some(mcf) = GatewayModule::main_conf(request) else {
             return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
         };
-        let body = mcf
-            .metrics
-            .render(&values(mcf.metrics.counter_words()), &zone_lines(mcf));
         let om = request.headers_in_iterator().any(|(k, v)| {
             k.as_bytes().eq_ignore_ascii_case(b"accept")
                 && gateway_core::metrics::wants_openmetrics(v.as_bytes())
         });
+        let n = mcf.metrics.counter_words();
         let (body, content_type) = if om {
+            // Two readings: an exemplar is shown only if no worker wrote it in between.
+            let first = values(n);
+            std::sync::atomic::fence(Ordering::Acquire);
+            let again = values(n);
+            let text = mcf
+                .metrics
+                .render_exemplars(&first, Some(&again), &zone_lines(mcf));
             (
-                gateway_core::metrics::to_openmetrics(&body),
+                gateway_core::metrics::to_openmetrics(&text),
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
             )
         } else {
-            (body, "text/plain; version=0.0.4; charset=utf-8")
+            (
+                mcf.metrics.render(&values(n), &zone_lines(mcf)),
+                "text/plain; version=0.0.4; charset=utf-8",
+            )
         };
         // SAFETY: `r` is live; the body is copied into its pool by `send_body`.
         unsafe { super::send_body(r, 200, content_type, body.as_bytes()) }

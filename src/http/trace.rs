@@ -57,6 +57,23 @@ impl TraceState {
         }
     }
 
+    /// The trace id as 16 bytes when the trace is sampled (for exemplars).
+    pub fn sampled_trace_id(&self) -> Option<[u8; 16]> {
+        let (hex, sampled) = match self {
+            TraceState::Span(s) => (&s.trace_id, s.sampled),
+            TraceState::Incoming(p) => (&p.trace_id, p.sampled),
+        };
+        if !sampled {
+            return None;
+        }
+        let mut out = [0u8; 16];
+        for (o, pair) in out.iter_mut().zip(hex.chunks(2)) {
+            let d = |c: u8| (c as char).to_digit(16).unwrap_or(0) as u8;
+            *o = d(pair[0]) << 4 | d(pair[1]);
+        }
+        Some(out)
+    }
+
     /// The `traceparent` for the upstream.
     pub fn traceparent(&self) -> [u8; 55] {
         match self {
