@@ -199,6 +199,22 @@ def cases(args):
                       headers=["X-API-Key: key-4"], baseline="policy_hdr",
                       note="auth_api_key + auth_consumer_acl (identification, ACL, X-Consumer-* headers)",
                       target=(1.0, None)))
+    if "metrics" in wanted:
+        # The same 100 HS256 tokens (distinct subs, all in the verified-token cache) in all
+        # three; only the metrics differ: no histograms, histograms + a route label, then
+        # per-consumer series on top (100 consumers under the cap).
+        lua = lua_cycle(args, mint(args, "HS256", 100))
+        loc = f'auth_jwt "b"; {KEYS_ALL} empty_gif;'
+        c.append(Case("obs_base", loc, module=True, group="metrics", lua=lua,
+                      http="gateway_metrics_histograms off;",
+                      note="auth_jwt (cache hits, 100 subs), gateway_metrics_histograms off, no route"))
+        c.append(Case("obs_hist_route", "gateway_route api; " + loc, module=True, group="metrics",
+                      lua=lua, baseline="obs_base", target=(0.5, None),
+                      note="the same with the latency histograms and a gateway_route label"))
+        c.append(Case("obs_consumers", "gateway_route api; " + loc, module=True, group="metrics",
+                      lua=lua, baseline="obs_hist_route", target=(1.0, None),
+                      http="gateway_metrics_consumers max=1000;",
+                      note="the same with per-consumer series (gateway_metrics_consumers)"))
     if "oidc" in wanted:
         c += oidc_cases(args)
     if "njs" in wanted:
@@ -567,7 +583,7 @@ def main():
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--cases", default="")
     ap.add_argument("--groups", default="core,jwt,ratelimit,log,pipeline",
-                    help="core, jwt (4 algorithms), jwt-all (12), ratelimit, log, pipeline, policy, oidc, njs")
+                    help="core, jwt (4 algorithms), jwt-all (12), ratelimit, log, pipeline, policy, metrics, oidc, njs")
     ap.add_argument("--gwjwt", required=True)
     ap.add_argument("--tokens", type=int, default=3000,
                     help="distinct tokens cycled in the no-cache cases (> the 1024-entry cache)")

@@ -35,6 +35,10 @@ Checks (each failure is printed and makes the exit status 1):
              the policy file failed;
   oidc       a browser session made before the load (a real sign-in against scripts/oidc)
              serves requests throughout and is still valid at the end;
+  metrics    the exposition parses (prometheus_client), at most 101 consumer series
+             (gateway_metrics_consumers max=100), the route's request histogram counts every
+             request of the route; every JSON record carries a trace id and span id
+             (gateway_trace on; half the /api requests continue a caller's traceparent);
   rss        master and worker RssAnon (private memory, without the shared zones) after
              warm-up and at the end; "flat" = end <= start * 1.25 + 4 MB.
 The key-provider failure part needs auth_jwt_key_request, which this build does not have:
@@ -116,6 +120,9 @@ http {{
     rate_limit_zone $http_x_exact zone=exact:1m sync=redis://127.0.0.1:{rport}/0 sync_interval=100ms;
     gateway_log logs/gw.json buffer=64k flush=1s;
     gateway_log_field pid $pid;
+    # Observability: routes, trace context, per-consumer series (capped), histograms.
+    gateway_trace on sample=0.5;
+    gateway_metrics_consumers max=100;
     # Browser sessions: one sign-in before the load; its cookie is used throughout.
     oidc_provider idp {{
         issuer http://127.0.0.1:{oport};
@@ -148,13 +155,14 @@ http {{
     server {{
         listen 127.0.0.1:{port} reuseport backlog=4096;
         location = /_jwks {{ internal; proxy_pass http://127.0.0.1:{pport}/jwks.json; }}
-        location /api {{ auth_jwt "api"; rate_limit zone=subs rate=100r/s; empty_gif; }}
+        location /api {{ gateway_route api; auth_jwt "api"; rate_limit zone=subs rate=100r/s; empty_gif; }}
         location /admin {{ auth_jwt "api"; auth_jwt_require_claim scope any admin; empty_gif; }}
         location /keys {{ rate_limit zone=keys rate=10r/m; empty_gif; }}
         location /hot {{ rate_limit zone=keys rate=5r/s; empty_gif; }}
         location /exact {{ rate_limit zone=exact rate={k}r/d; empty_gif; }}
-        location /consumer {{ auth_api_key header=X-API-Key; rate_limit zone=consumers plan; empty_gif; }}
+        location /consumer {{ gateway_route consumer; auth_api_key header=X-API-Key; rate_limit zone=consumers plan; empty_gif; }}
         location = /status {{ gateway_status; }}
+        location = /metrics {{ gateway_metrics; }}
         location = /_oidc/discovery {{ internal; proxy_pass http://127.0.0.1:{oport}/.well-known/openid-configuration; }}
         location = /_oidc/keys {{ internal; proxy_pass $oidc_jwks_uri; }}
         location = /_oidc/token {{ internal; proxy_pass $oidc_token_endpoint; subrequest_output_buffer_size 64k; }}
@@ -186,7 +194,8 @@ request = function()
   i = i + 1
   local m = i %% 10
   if m < 3 then
-    return wrk.format("GET", "/api", { ["Authorization"] = "Bearer " .. tokens[i %% #tokens + 1] })
+    return wrk.format("GET", "/api", { ["Authorization"] = "Bearer " .. tokens[i %% #tokens + 1],
+                                       ["traceparent"] = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0" .. (i %% 2) })
   elseif m == 3 then
     return wrk.format("GET", "/api", { ["Authorization"] = "Bearer " .. bad })
   elseif m == 4 then
@@ -313,6 +322,42 @@ def exact_check(port, key, n, threads=8):
     for t in ts:
         t.join()
     return results
+
+
+def metrics_problems(text):
+    """The exposition after the load: it parses (prometheus_client), the consumer series stay
+    within the cap (max=100 + other), the route histograms are consistent."""
+    # Parsed by Debian's python3 (python3-prometheus-client), which may not be this one.
+    script = ("import json,sys\nfrom prometheus_client.parser import text_string_to_metric_families as t\n"
+              "print(json.dumps([[s.name, s.labels, s.value] for f in t(sys.stdin.read()) "
+              "for s in f.samples]))")
+    py = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+    out = subprocess.run([py, "-c", script], input=text, capture_output=True, text=True)
+    if "No module named 'prometheus_client'" in out.stderr:
+        print("\nmetrics: prometheus_client missing, exposition not parsed")
+        return []
+    if out.returncode != 0:
+        return ["metrics: the exposition does not parse: "
+                + (out.stderr.strip().splitlines() or ["?"])[-1]]
+    Sample = collections.namedtuple("Sample", "name labels value")
+    samples = [Sample(*x) for x in json.loads(out.stdout)]
+    consumers = [s for s in samples if s.name == "gateway_consumer_requests_total"]
+    api = [s for s in samples if s.name.startswith("gateway_request_duration_seconds")
+           and s.labels.get("route") == "api"]
+    inf = [s.value for s in api if s.labels.get("le") == "+Inf"]
+    count = [s.value for s in api if s.name.endswith("_count")]
+    routed = sum(s.value for s in samples if s.name == "gateway_requests_total"
+                 and s.labels.get("route") == "api")
+    print(f"\nmetrics: {len(consumers)} consumer series (cap 100 + other), route api "
+          f"{routed:.0f} requests, request histogram count {count}")
+    out = []
+    if not 1 <= len(consumers) <= 101:
+        out.append(f"metrics: {len(consumers)} consumer series, want 1..101")
+    # Counted one after the other in the same log phase: a worker killed in between may
+    # leave one apart.
+    if not routed or inf != count or not count or abs(count[0] - routed) > 1:
+        out.append(f"metrics: route api: {routed} requests, histogram +Inf {inf}, count {count}")
+    return out
 
 
 def main():
@@ -462,6 +507,10 @@ def main():
     conn.request("GET", "/status")
     status_doc = json.loads(conn.getresponse().read())
     conn.close()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    conn.request("GET", "/metrics")
+    metrics_text = conn.getresponse().read().decode()
+    conn.close()
     time.sleep(2)
     live = [p for p in children(master) if not is_shutting_down(p)]
     lingering = [p for p in children(master) if is_shutting_down(p)]
@@ -549,10 +598,13 @@ def main():
     if bad_access:
         problems.append(f"statuses: nginx's access_log has statuses outside the set: {bad_access}")
 
+    problems += metrics_problems(metrics_text)
+
     json_files = sorted(glob.glob(os.path.join(logs, "gw.json*")))
     json_by_pid = collections.Counter()
     json_lines = 0
     invalid = 0
+    untraced = 0
     for fn in json_files:
         data = open(fn, "rb").read()
         if data and not data.endswith(b"\n"):
@@ -564,10 +616,15 @@ def main():
                 if not isinstance(rec, dict):
                     raise ValueError("not an object")
                 json_by_pid[int(rec["pid"])] += 1
+                if not (re.fullmatch(r"[0-9a-f]{32}", rec.get("trace_id", ""))
+                        and re.fullmatch(r"[0-9a-f]{16}", rec.get("span_id", ""))):
+                    untraced += 1
             except (ValueError, KeyError):
                 invalid += 1
                 if invalid <= 3:
                     problems.append(f"log: invalid JSON line in {os.path.basename(fn)}: {raw[:200]!r}")
+    if untraced:
+        problems.append(f"trace: {untraced} JSON lines without a well-formed trace_id and span_id")
     access_lines = sum(access_by_pid.values())
     print(f"\nlogs: {len(json_files)} gateway_log files, {json_lines} JSON lines ({invalid} invalid); "
           f"{len(access_files)} access_log files, {access_lines} lines; {len(access_by_pid)} worker pids")

@@ -15,3 +15,4 @@ pub mod policy;
 pub mod ratelimit;
 pub mod reqid;
 pub mod resp;
+pub mod trace;

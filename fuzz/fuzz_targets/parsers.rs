@@ -126,7 +126,7 @@ fn parsers(s: &[u8]) {
     }
     if let Some((trace, span)) = parse_traceparent(s) {
         assert_eq!((trace.len(), span.len()), (32, 16));
-        for id in [trace, span] {
+        for id in [&trace[..], &span[..]] {
             assert!(id.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')));
             assert!(id.iter().any(|&c| c != b'0'));
         }

@@ -27,6 +27,7 @@ pub const DEFAULT_FIELDS: &[&str] = &[
     "request_id",
     "trace_id",
     "span_id",
+    "parent_span_id",
     "client_ip",
     "method",
     "host",

@@ -19,9 +19,11 @@ use crate::http::guard_conf;
 
 pub mod jwt;
 pub mod log;
+pub mod metrics;
 pub mod oidc;
 pub mod policy;
 pub mod ratelimit;
+pub mod trace;
 pub mod util;
 
 use util::{arg_str, args, directive, invalid};
@@ -41,6 +43,8 @@ pub struct LocConf {
     pub consumer: policy::ConsumerConf,
     /// `auth_oidc` (`Some(None)`: off).
     pub oidc: Option<Option<*const oidc::Provider>>,
+    /// `gateway_trace`.
+    pub trace: trace::TraceConf,
 }
 
 impl LocConf {
@@ -53,6 +57,7 @@ impl LocConf {
         self.rl.merge(&prev.rl);
         self.log.merge(&prev.log);
         self.consumer.merge(&prev.consumer);
+        self.trace.merge(&prev.trace);
         if self.oidc.is_none() {
             self.oidc = prev.oidc;
         }
@@ -74,6 +79,18 @@ pub struct MainConf {
     pub slots: crate::http::metrics::Slots,
     /// The `gateway_metrics` shared zone.
     pub metrics_shm: *mut nginx_sys::ngx_shm_zone_t,
+    /// `gateway_metrics_buckets`.
+    pub buckets: metrics::Buckets,
+    /// `gateway_metrics_histograms`.
+    pub histograms: Option<bool>,
+    /// `gateway_metrics_consumers`.
+    pub consumer_metrics: Option<metrics::ConsumerMetrics>,
+    /// Names of the `gateway_route`s of the configuration (a location's `route_id` is its
+    /// index plus one).
+    pub routes: Vec<String>,
+    /// Slots of the histograms, the per-route and the per-upstream series (set at
+    /// postconfiguration).
+    pub obs: crate::http::metrics::ObsSlots,
     /// A location uses `auth_jwt_key_request` (the `gateway_jwks` zone is needed).
     pub jwks_used: bool,
     /// The `gateway_jwks` shared zone.
@@ -128,7 +145,7 @@ const LOC: usize = NGX_HTTP_LOC_CONF_OFFSET;
 const MAIN: usize = NGX_HTTP_MAIN_CONF_OFFSET;
 
 /// The module's directive table.
-pub static mut COMMANDS: [ngx_command_t; 43] = [
+pub static mut COMMANDS: [ngx_command_t; 47] = [
     command(
         ngx_string!("gateway"),
         ANY_CONF | NGX_CONF_FLAG,
@@ -328,6 +345,30 @@ pub static mut COMMANDS: [ngx_command_t; 43] = [
         cmd_metrics,
     ),
     command(
+        ngx_string!("gateway_metrics_buckets"),
+        NGX_HTTP_MAIN_CONF | NGX_CONF_2MORE,
+        MAIN,
+        cmd_metrics_buckets,
+    ),
+    command(
+        ngx_string!("gateway_metrics_consumers"),
+        NGX_HTTP_MAIN_CONF | NGX_CONF_1MORE,
+        MAIN,
+        cmd_metrics_consumers,
+    ),
+    command(
+        ngx_string!("gateway_metrics_histograms"),
+        NGX_HTTP_MAIN_CONF | NGX_CONF_FLAG,
+        MAIN,
+        cmd_metrics_histograms,
+    ),
+    command(
+        ngx_string!("gateway_trace"),
+        ANY_CONF | NGX_CONF_1MORE,
+        LOC,
+        cmd_trace,
+    ),
+    command(
         ngx_string!("gateway_policy"),
         NGX_HTTP_MAIN_CONF | NGX_CONF_1MORE,
         MAIN,
@@ -392,13 +433,19 @@ pub(crate) fn on_off(cf: &ngx_conf_t) -> Result<bool, String> {
     }
 }
 
-directive!(cmd_gateway, LocConf, |cf, c| {
-    if c.enabled.is_some() {
+/// An `on|off` directive that may appear once per block.
+fn set_flag_once(cf: &ngx_conf_t, slot: &mut Option<bool>) -> Result<(), String> {
+    if slot.is_some() {
         return Err(util::duplicate(cf));
     }
-    c.enabled = Some(on_off(cf)?);
+    *slot = Some(on_off(cf)?);
     Ok(())
-});
+}
+
+directive!(cmd_gateway, LocConf, |cf, c| set_flag_once(
+    cf,
+    &mut c.enabled
+));
 directive!(cmd_auth_jwt, LocConf, |cf, c| jwt::set_auth_jwt(
     cf, &mut c.jwt
 ));
@@ -447,10 +494,30 @@ directive!(cmd_auth_oidc, LocConf, |cf, c| oidc::set_auth_oidc(
     cf,
     &mut c.oidc
 ));
-directive!(cmd_route, LocConf, |cf, c| policy::set_route(
+directive!(cmd_metrics_buckets, MainConf, metrics::set_buckets);
+directive!(cmd_metrics_consumers, MainConf, metrics::set_consumers);
+directive!(cmd_metrics_histograms, MainConf, |cf, m| set_flag_once(
     cf,
-    &mut c.consumer
+    &mut m.histograms
 ));
+directive!(cmd_trace, LocConf, |cf, c| trace::set_trace(
+    cf,
+    &mut c.trace
+));
+directive!(cmd_route, LocConf, |cf, c| {
+    policy::set_route(cf, &mut c.consumer)?;
+    let mcf = <crate::http::GatewayModule as ngx::http::HttpModuleMainConf>::main_conf_mut(cf)
+        .ok_or("no gateway main conf")?;
+    let name = c.consumer.route.clone().unwrap_or_default();
+    c.consumer.route_id = match mcf.routes.iter().position(|r| *r == name) {
+        Some(i) => i + 1,
+        None => {
+            mcf.routes.push(name);
+            mcf.routes.len()
+        }
+    };
+    Ok(())
+});
 directive!(cmd_api_key, LocConf, |cf, c| policy::set_api_key(
     cf,
     &mut c.consumer
@@ -607,6 +674,11 @@ pub unsafe extern "C" fn create_main_conf(cf: *mut ngx_conf_t) -> *mut c_void {
             metrics,
             slots,
             metrics_shm: ptr::null_mut(),
+            buckets: Default::default(),
+            consumer_metrics: None,
+            histograms: None,
+            routes: Vec::new(),
+            obs: Default::default(),
             log_vars: Default::default(),
             jwks_used: false,
             jwks_shm: ptr::null_mut(),

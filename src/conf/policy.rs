@@ -90,6 +90,8 @@ pub struct ConsumerMode {
 pub struct ConsumerConf {
     /// `gateway_route`.
     pub route: Option<String>,
+    /// The route's number in `MainConf::routes` plus one (0: no route), for the metrics.
+    pub route_id: usize,
     /// `auth_api_key` (`Some(None)`: `off`).
     pub api_key: Option<Option<ApiKeyConf>>,
     /// `auth_consumer`.
@@ -104,6 +106,7 @@ impl ConsumerConf {
     pub fn merge(&mut self, prev: &ConsumerConf) {
         if self.route.is_none() {
             self.route.clone_from(&prev.route);
+            self.route_id = prev.route_id;
         }
         if self.api_key.is_none() {
             self.api_key.clone_from(&prev.api_key);

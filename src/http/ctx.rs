@@ -28,6 +28,23 @@ pub struct RequestCtx {
     pub policy: super::policy::ConsumerState,
     /// `auth_oidc`: the sign-in under way.
     pub oidc: super::oidc::OidcState,
+    /// Nanoseconds the gateway's access and limit handlers took for this request (summed
+    /// over their runs), if any of them did something.
+    pub gateway_ns: Option<u64>,
+    /// The trace context, once made (`Some(None)`: none).
+    pub trace: Option<Option<super::trace::TraceState>>,
+}
+
+impl RequestCtx {
+    /// Adds the time since `start` (from `metrics::timer`, `None` when the histograms are
+    /// off) to the gateway's own time of the request.
+    pub fn add_time(&mut self, start: Option<std::time::Instant>) {
+        let Some(start) = start else {
+            return;
+        };
+        let ns = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.gateway_ns = Some(self.gateway_ns.unwrap_or(0).saturating_add(ns));
+    }
 }
 
 /// The context with the request it belongs to, kept in a cleanup of the request pool.

@@ -6,7 +6,7 @@ use std::mem::ManuallyDrop;
 use std::os::fd::FromRawFd;
 
 use gateway_core::log::credentials::redact_query;
-use gateway_core::log::{parse_traceparent, Record, Rfc3339Cache, Value};
+use gateway_core::log::{Record, Rfc3339Cache, Value};
 use nginx_sys::{
     ngx_add_timer, ngx_cached_time, ngx_del_timer, ngx_event_t, ngx_http_get_indexed_variable,
     ngx_http_request_t, ngx_int_t, ngx_log_t, ngx_open_file_t, ngx_syslog_add_header,
@@ -29,7 +29,7 @@ pub struct LogVars {
     pub traceparent: usize,
 }
 
-fn var(request: &Request, index: usize) -> &[u8] {
+pub fn var(request: &Request, index: usize) -> &[u8] {
     let r = request as *const Request as *mut ngx_http_request_t;
     // SAFETY: `index` was obtained with ngx_http_get_variable_index for this configuration;
     // the value lives in the request pool.
@@ -61,6 +61,15 @@ pub fn status(request: &Request) -> usize {
     }
 }
 
+/// The request time in milliseconds, as nginx's `$request_time`.
+pub fn request_time_ms(request: &Request) -> u64 {
+    let r = request.as_ref();
+    // SAFETY: nginx keeps `ngx_cached_time` valid.
+    let now = unsafe { (*ngx_cached_time).sec * 1000 + (*ngx_cached_time).msec as i64 };
+    let start = r.start_sec * 1000 + r.start_msec as i64;
+    (now - start).max(0) as u64
+}
+
 /// The auth result and reason of a request (for the record and the metrics), if `auth_jwt`
 /// ran.
 pub fn auth_result(ctx: Option<&RequestCtx>) -> Option<(&'static str, &'static str)> {
@@ -85,9 +94,10 @@ pub fn build_record<'a>(
     request: &'a Request,
     ctx: Option<&'a RequestCtx>,
     conf: &'a LogConf,
-    vars: &LogVars,
     redact: &[Vec<u8>],
     policy_conf: Option<&crate::conf::policy::PolicyConf>,
+    trace: Option<super::trace::TraceState>,
+    vars: &LogVars,
 ) -> Record<'a> {
     let mut rec = Record::new();
     let keep = |f: &str| field_index(f).is_some_and(|i| conf.keeps(i));
@@ -108,14 +118,15 @@ pub fn build_record<'a>(
             rec.push_str("request_id", id);
         }
     }
-    if keep("trace_id") || keep("span_id") {
-        if let Some((t, s)) = parse_traceparent(var(request, vars.traceparent)) {
-            if keep("trace_id") {
-                rec.push_str("trace_id", t);
-            }
-            if keep("span_id") {
-                rec.push_str("span_id", s);
-            }
+    if let Some((t, s, p)) = trace.as_ref().map(|t| t.ids()) {
+        if keep("trace_id") {
+            rec.string("trace_id", t.to_vec());
+        }
+        if keep("span_id") {
+            rec.string("span_id", s.to_vec());
+        }
+        if let (true, Some(p)) = (keep("parent_span_id"), p) {
+            rec.string("parent_span_id", p.to_vec());
         }
     }
     if keep("client_ip") {
@@ -150,11 +161,10 @@ pub fn build_record<'a>(
         rec.push("bytes_sent", Value::Int(unsafe { (*r.connection).sent }));
     }
     if keep("request_time") {
-        // SAFETY: nginx keeps `ngx_cached_time` valid.
-        let now = unsafe { (*ngx_cached_time).sec * 1000 + (*ngx_cached_time).msec as i64 };
-        let start = r.start_sec * 1000 + r.start_msec as i64;
-        let ms = (now - start).max(0);
-        rec.push("request_time", Value::Millis(ms));
+        rec.push(
+            "request_time",
+            Value::Millis(request_time_ms(request) as i64),
+        );
     }
     if keep("upstream_addr") {
         rec.push_auto("upstream_addr", var(request, vars.upstream_addr));
@@ -424,9 +434,21 @@ pub unsafe extern "C" fn log_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
         };
         #[cfg(feature = "test-hooks")]
         super::test_hooks::maybe_panic(request, "log");
-        let ctx = RequestCtx::get(request);
-        super::metrics::count_request(mcf, status(request), auth_result(ctx.as_deref()));
-        let Some(lcf) = GatewayModule::location_conf(request) else {
+        let lcf = GatewayModule::location_conf(request);
+        // With gateway_trace on, the trace is made now if nothing asked yet (the exemplars of
+        // the histograms carry its id).
+        let traced = lcf.is_some_and(|l| l.is_enabled() && l.trace.on()) && mcf.obs.histograms;
+        let mut ctx = if traced {
+            RequestCtx::get_or_create(request)
+        } else {
+            RequestCtx::get(request)
+        };
+        if let (true, Some(c), Some(l)) = (traced, ctx.as_deref_mut(), lcf) {
+            super::trace::state(request, c, l, mcf);
+        }
+        let route_id = lcf.map_or(0, |l| l.consumer.route_id);
+        super::metrics::count_request(mcf, request, route_id, ctx.as_deref());
+        let Some(lcf) = lcf else {
             return NGX_OK as ngx_int_t;
         };
         if !lcf.is_enabled() {
@@ -476,18 +498,21 @@ fn write_record(
     bare: bool,
 ) {
     let mut ctx = RequestCtx::get_or_create(request);
+    let mut trace = None;
     if let Some(c) = ctx.as_deref_mut() {
         if lcf.log.keeps(field_index("request_id").unwrap_or(0)) && c.request_id.is_none() {
             c.request_id = Some(super::variables::next_request_id());
         }
+        trace = super::trace::state(request, c, lcf, mcf);
     }
     let rec = build_record(
         request,
         ctx.map(|c| &*c),
         &lcf.log,
-        &mcf.log_vars,
         &mcf.credentials.redact_args,
         mcf.policy.as_ref(),
+        trace,
+        &mcf.log_vars,
     );
     if bare {
         rec.write_json(out);

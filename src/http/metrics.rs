@@ -8,15 +8,18 @@ use core::ffi::c_void;
 use core::ptr;
 use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
-use gateway_core::metrics::{write_labels, Family, Registry};
-use nginx_sys::{
-    ngx_conf_t, ngx_http_request_t, ngx_int_t, ngx_shared_memory_add, ngx_shm_zone_t,
-    ngx_slab_alloc, ngx_slab_pool_t, NGX_ERROR, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_LOG_NOTICE,
-    NGX_OK,
+use gateway_core::metrics::{
+    write_labels, Family, Histogram, LabelTable, Registry, EXEMPLAR_WORDS,
 };
-use ngx::http::{HttpModuleMainConf, Request};
+use nginx_sys::{
+    ngx_conf_t, ngx_http_request_t, ngx_http_upstream_srv_conf_t, ngx_http_upstream_state_t,
+    ngx_int_t, ngx_shared_memory_add, ngx_shm_zone_t, ngx_slab_alloc, ngx_slab_pool_t, NGX_ERROR,
+    NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_UPSTREAM_CREATE, NGX_LOG_NOTICE, NGX_OK,
+};
+use ngx::http::{HttpModuleMainConf, NgxHttpUpstreamModule, Request};
 
-use super::{guard_conf, guard_request, GatewayModule};
+use super::{guard_conf, guard_request, GatewayModule, RequestCtx};
+use crate::conf::metrics::{GATEWAY_SCALE, REQUEST_SCALE};
 use crate::conf::MainConf;
 
 const MAGIC: u64 = 0x6777_6d65_7472_6963; // "gwmetric"
@@ -146,7 +149,7 @@ pub fn init_registry(r: &mut Registry) -> Slots {
         consumer_base: usize::MAX,
         ..Slots::default()
     };
-    for (i, class) in ["1xx", "2xx", "3xx", "4xx", "5xx"].iter().enumerate() {
+    for (i, class) in CLASSES.iter().enumerate() {
         s.requests[i] = r.slot("gateway_requests_total", &[("status", class)]);
     }
     for reason in AUTH_REASONS {
@@ -174,6 +177,343 @@ pub fn init_registry(r: &mut Registry) -> Slots {
     );
     s.jwks_key_unusable = r.slot("gateway_jwks_keys_refused_total", &[("reason", "unusable")]);
     s
+}
+
+/// Configured upstreams that get series of their own (in the order nginx lists them); the
+/// others, and requests whose upstream is no configured block, count as `upstream="other"`.
+pub const MAX_UPSTREAM_SERIES: usize = 100;
+
+/// The series of one route (index 0 of `ObsSlots::routes`: requests with no route).
+#[derive(Debug, Default, Clone)]
+pub struct RouteSlots {
+    /// `gateway_requests_total` by status class.
+    pub requests: [usize; 5],
+    /// `gateway_auth_total`, in the order of `Slots::auth`.
+    pub auth: Vec<usize>,
+    /// `gateway_route_rate_limit_total` by result (passed, rejected, rejected_dry_run); none
+    /// (`usize::MAX`) for requests without a route.
+    pub limits: [usize; 3],
+    /// `gateway_request_duration_seconds`.
+    pub request: Histogram,
+    /// `gateway_processing_duration_seconds`.
+    pub gateway: Histogram,
+}
+
+/// The series of one upstream.
+#[derive(Debug, Default, Clone)]
+pub struct UpstreamSlots {
+    /// `gateway_upstream_responses_total` by status class of each try.
+    pub responses: [usize; 5],
+    /// `gateway_upstream_response_duration_seconds`.
+    pub duration: Histogram,
+}
+
+/// Slots of the histograms, routes and upstreams, fixed at postconfiguration.
+#[derive(Debug, Default)]
+pub struct ObsSlots {
+    /// `gateway_metrics_histograms on` (the histograms exist and are observed).
+    pub histograms: bool,
+    pub routes: Vec<RouteSlots>,
+    /// Configured upstream blocks (by address) and their series.
+    pub upstreams: Vec<(*const ngx_http_upstream_srv_conf_t, UpstreamSlots)>,
+    pub other: UpstreamSlots,
+}
+
+const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// Declares the histograms and the per-route and per-upstream series, once every directive
+/// is read (the buckets, the routes and the upstream blocks are known then).
+pub fn finish_registry(cf: &mut ngx_conf_t, mcf: &mut MainConf) {
+    let on = mcf.histograms.unwrap_or(true);
+    let r = &mut mcf.metrics;
+    r.family(Family {
+        name: "gateway_request_duration_seconds",
+        help: "Request time ($request_time), by route.",
+        kind: "histogram",
+    });
+    r.family(Family {
+        name: "gateway_processing_duration_seconds",
+        help: "Time the gateway spent on a request in the access phase (tokens, consumers, limits), by route.",
+        kind: "histogram",
+    });
+    r.family(Family {
+        name: "gateway_upstream_response_duration_seconds",
+        help: "Upstream response time ($upstream_response_time, summed over tries), by upstream block.",
+        kind: "histogram",
+    });
+    r.family(Family {
+        name: "gateway_route_rate_limit_total",
+        help: "Requests of a route that rate limits applied to, by result.",
+        kind: "counter",
+    });
+    r.family(Family {
+        name: "gateway_upstream_responses_total",
+        help: "Upstream tries by upstream block and status class ($upstream_status).",
+        kind: "counter",
+    });
+    let req_bounds = mcf.buckets.request();
+    let gw_bounds = mcf.buckets.gateway();
+    // Off: the histogram families have no series (and are not written).
+    let hist =
+        |r: &mut Registry, family, labels: &[(&'static str, &str)], bounds: &[u64], scale| {
+            if on {
+                r.histogram(family, labels, bounds, scale)
+            } else {
+                Histogram::default()
+            }
+        };
+    let mut routes = Vec::with_capacity(mcf.routes.len() + 1);
+    routes.push(RouteSlots {
+        requests: mcf.slots.requests,
+        auth: mcf.slots.auth.iter().map(|a| a.2).collect(),
+        limits: [usize::MAX; 3],
+        request: hist(
+            r,
+            "gateway_request_duration_seconds",
+            &[],
+            &req_bounds,
+            REQUEST_SCALE,
+        ),
+        gateway: hist(
+            r,
+            "gateway_processing_duration_seconds",
+            &[],
+            &gw_bounds,
+            GATEWAY_SCALE,
+        ),
+    });
+    for name in &mcf.routes {
+        let mut rs = RouteSlots::default();
+        for (i, class) in CLASSES.iter().enumerate() {
+            rs.requests[i] = r.slot(
+                "gateway_requests_total",
+                &[("route", name), ("status", class)],
+            );
+        }
+        rs.auth = mcf
+            .slots
+            .auth
+            .iter()
+            .map(|(result, reason, _)| {
+                r.slot(
+                    "gateway_auth_total",
+                    &[("route", name), ("result", result), ("reason", reason)],
+                )
+            })
+            .collect();
+        for (i, result) in ["passed", "rejected", "rejected_dry_run"]
+            .iter()
+            .enumerate()
+        {
+            rs.limits[i] = r.slot(
+                "gateway_route_rate_limit_total",
+                &[("route", name), ("result", result)],
+            );
+        }
+        rs.request = hist(
+            r,
+            "gateway_request_duration_seconds",
+            &[("route", name)],
+            &req_bounds,
+            REQUEST_SCALE,
+        );
+        rs.gateway = hist(
+            r,
+            "gateway_processing_duration_seconds",
+            &[("route", name)],
+            &gw_bounds,
+            GATEWAY_SCALE,
+        );
+        routes.push(rs);
+    }
+    let mut upstream = |name: &str| {
+        let mut us = UpstreamSlots::default();
+        for (i, class) in CLASSES.iter().enumerate() {
+            us.responses[i] = r.slot(
+                "gateway_upstream_responses_total",
+                &[("upstream", name), ("status", class)],
+            );
+        }
+        us.duration = hist(
+            r,
+            "gateway_upstream_response_duration_seconds",
+            &[("upstream", name)],
+            &req_bounds,
+            REQUEST_SCALE,
+        );
+        us
+    };
+    let mut upstreams = Vec::new();
+    if let Some(umcf) = NgxHttpUpstreamModule::main_conf(cf) {
+        // SAFETY: the upstream module's array of `ngx_http_upstream_srv_conf_t` pointers,
+        // complete once the http block is read.
+        let list = unsafe {
+            umcf.upstreams
+                .as_slice::<*mut ngx_http_upstream_srv_conf_t>()
+        };
+        for &u in list.iter().take(MAX_UPSTREAM_SERIES) {
+            // SAFETY: every entry is a live upstream configuration of this cycle.
+            let (flags, host, port) = unsafe { ((*u).flags, (*u).host, (*u).port) };
+            let host = String::from_utf8_lossy(host.as_bytes()).into_owned();
+            // An `upstream` block by its name; an implicit one (`proxy_pass http://host:port`)
+            // by host and port, both from the configuration.
+            let name = if flags & NGX_HTTP_UPSTREAM_CREATE as usize != 0 || port == 0 {
+                host
+            } else {
+                format!("{host}:{port}")
+            };
+            if name == "other" {
+                continue;
+            }
+            upstreams.push((u.cast_const(), upstream(&name)));
+        }
+    }
+    let other = upstream("other");
+    mcf.obs = ObsSlots {
+        histograms: on,
+        routes,
+        upstreams,
+        other,
+    };
+    // Last: the consumer table's words follow every counter.
+    if let Some(cm) = mcf.consumer_metrics.as_mut() {
+        cm.base = r.reserve("consumers", LabelTable::words(cm.max));
+    }
+}
+
+/// `len` words of the attached zone from `base`.
+fn zone_slice(base: usize, len: usize) -> Option<&'static [AtomicU64]> {
+    let p = COUNTERS.load(Ordering::Relaxed);
+    if p.is_null() || base.checked_add(len)? > COUNTERS_LEN.load(Ordering::Relaxed) {
+        return None;
+    }
+    // SAFETY: inside the counters of the zone, mapped for the life of the process.
+    Some(unsafe { core::slice::from_raw_parts(p.add(base), len) })
+}
+
+/// The consumer table of the configuration, if any.
+fn consumer_table(mcf: &MainConf) -> Option<LabelTable<'static>> {
+    let cm = mcf.consumer_metrics.as_ref()?;
+    LabelTable::new(zone_slice(cm.base, LabelTable::words(cm.max))?, cm.max)
+}
+
+/// Counts the request under its consumer (`gateway_metrics_consumers`): `value=`, else the
+/// consumer the policy identified, else the `sub` of a token whose signature verified.
+fn count_consumer(mcf: &MainConf, request: &Request, ctx: Option<&RequestCtx>) {
+    let Some(cm) = mcf.consumer_metrics.as_ref() else {
+        return;
+    };
+    let Some(table) = consumer_table(mcf) else {
+        return;
+    };
+    let from_value;
+    let label: &[u8] = match cm.value {
+        // SAFETY: the complex value was compiled from this configuration.
+        Some(cv) => match request.get_complex_value(unsafe { &*cv.0 }) {
+            Some(v) => {
+                from_value = v;
+                from_value.as_bytes()
+            }
+            None => return,
+        },
+        None => {
+            let id = ctx
+                .and_then(|c| c.consumer.as_ref())
+                .map(|i| i.id.as_bytes());
+            let sub = || {
+                ctx.and_then(|c| c.auth.as_ref())
+                    .and_then(|a| a.verified.as_deref())
+                    .and_then(|v| v.sub())
+                    .map(str::as_bytes)
+            };
+            match id.or_else(sub) {
+                Some(l) => l,
+                None => return,
+            }
+        }
+    };
+    if label.is_empty() {
+        return;
+    }
+    let rejected = ctx.is_some_and(|c| {
+        c.policy.refused.is_some()
+            || c.rate_limit
+                .as_ref()
+                .is_some_and(|r| r.status == super::ratelimit::RlStatus::Rejected)
+    }) || super::log::auth_result(ctx).is_some_and(|(r, _)| r != "valid");
+    table.count(label, rejected);
+}
+
+/// The consumer series, read at scrape time.
+fn consumer_lines(mcf: &MainConf) -> String {
+    let mut out = String::new();
+    let Some(table) = consumer_table(mcf) else {
+        return out;
+    };
+    let entries = table.entries();
+    let (other_req, other_rej, dropped) = table.other();
+    for (name, help, rejections) in [
+        (
+            "gateway_consumer_requests_total",
+            "Requests by consumer (gateway_metrics_consumers; other: past the cap).",
+            false,
+        ),
+        (
+            "gateway_consumer_rejections_total",
+            "Requests by consumer that the gateway refused (auth, access rules, rate limits).",
+            true,
+        ),
+    ] {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n"));
+        for e in &entries {
+            out.push_str(name);
+            write_labels(
+                &mut out,
+                &[("consumer", String::from_utf8_lossy(&e.value).into_owned())],
+            );
+            let v = if rejections { e.rejections } else { e.requests };
+            out.push_str(&format!(" {v}\n"));
+        }
+        out.push_str(name);
+        write_labels(&mut out, &[("consumer", "other".to_string())]);
+        let v = if rejections { other_rej } else { other_req };
+        out.push_str(&format!(" {v}\n"));
+    }
+    out.push_str(&format!(
+        "# HELP gateway_metrics_labels_dropped_total Requests whose consumer got no series of its own (cap reached, or a value longer than 128 bytes).\n# TYPE gateway_metrics_labels_dropped_total counter\ngateway_metrics_labels_dropped_total {dropped}\n"
+    ));
+    out
+}
+
+/// Adds `v` to a counter (no-op before the zone is attached).
+fn add(slot: usize, v: u64) {
+    let p = COUNTERS.load(Ordering::Relaxed);
+    if !p.is_null() && slot < COUNTERS_LEN.load(Ordering::Relaxed) {
+        // SAFETY: as in `inc`.
+        unsafe { (*p.add(slot)).fetch_add(v, Ordering::Relaxed) };
+    }
+}
+
+/// Records one observation of `v` units in a histogram: two atomic adds, no lock; with the
+/// id of a sampled trace, also the bucket's exemplar.
+pub fn observe(h: &Histogram, v: u64, trace: Option<[u8; 16]>) {
+    inc(h.bucket_slot(v));
+    add(h.sum_slot(), v);
+    if let Some(id) = trace {
+        if let Some(w) = zone_slice(h.exemplar_slot(v), EXEMPLAR_WORDS) {
+            gateway_core::metrics::write_exemplar(w, id, v);
+        }
+    }
+}
+
+/// `gateway_metrics_histograms` of the configuration in force (set by `attach`).
+static HISTOGRAMS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The start of a timed handler run: the monotonic clock when the histograms are on.
+pub fn timer() -> Option<std::time::Instant> {
+    HISTOGRAMS
+        .load(Ordering::Relaxed)
+        .then(std::time::Instant::now)
 }
 
 static COUNTERS: AtomicPtr<AtomicU64> = AtomicPtr::new(ptr::null_mut());
@@ -223,9 +563,10 @@ pub fn inc(slot: usize) {
     }
 }
 
-fn values() -> Vec<u64> {
+/// The first `n` words (the counters; not the reserved tables).
+fn values(n: usize) -> Vec<u64> {
     let p = COUNTERS.load(Ordering::Relaxed);
-    let n = COUNTERS_LEN.load(Ordering::Relaxed);
+    let n = n.min(COUNTERS_LEN.load(Ordering::Relaxed));
     if p.is_null() {
         return Vec::new();
     }
@@ -324,6 +665,16 @@ unsafe extern "C" fn init_zone(shm: *mut ngx_shm_zone_t, _old: *mut c_void) -> n
                 *words.add(1) = hash;
                 *words.add(2) = n as u64;
             }
+            if let Some(cm) = mcf.consumer_metrics.as_ref() {
+                let len = LabelTable::words(cm.max);
+                let t = core::slice::from_raw_parts(
+                    words.add(HEADER_WORDS + cm.base).cast::<AtomicU64>(),
+                    len,
+                );
+                if let Some(t) = LabelTable::new(t, cm.max) {
+                    t.seed(gateway_core::reqid::os_seed());
+                }
+            }
         }
         NGX_OK as ngx_int_t
     })
@@ -350,22 +701,86 @@ pub fn attach(mcf: &MainConf) {
     JWKS_KEY_SYMMETRIC.store(mcf.slots.jwks_key_symmetric, Ordering::Relaxed);
     JWKS_KEY_UNUSABLE.store(mcf.slots.jwks_key_unusable, Ordering::Relaxed);
     CONSUMER_BASE.store(mcf.slots.consumer_base, Ordering::Relaxed);
+    HISTOGRAMS.store(mcf.obs.histograms, Ordering::Relaxed);
 }
 
-/// Counts one request in the log phase: status class and auth decision.
-pub fn count_request(mcf: &MainConf, status: usize, auth: Option<(&str, &str)>) {
+/// Counts one request in the log phase: status class, auth decision, request time and the
+/// gateway's own time under the location's route; upstream tries and time under the upstream.
+pub fn count_request(mcf: &MainConf, request: &Request, route_id: usize, ctx: Option<&RequestCtx>) {
+    let Some(rs) = mcf.obs.routes.get(route_id) else {
+        return;
+    };
+    let status = super::log::status(request);
     if (100..600).contains(&status) {
-        inc(mcf.slots.requests[status / 100 - 1]);
+        inc(rs.requests[status / 100 - 1]);
     }
-    if let Some((result, reason)) = auth {
-        if let Some((_, _, slot)) = mcf
+    if let Some((result, reason)) = super::log::auth_result(ctx) {
+        if let Some(i) = mcf
             .slots
             .auth
             .iter()
-            .find(|(r, c, _)| *r == result && *c == reason)
+            .position(|(r, c, _)| *r == result && *c == reason)
         {
-            inc(*slot);
+            inc(rs.auth[i]);
         }
+    }
+    if let Some(rl) = ctx.and_then(|c| c.rate_limit.as_ref()) {
+        use super::ratelimit::RlStatus;
+        inc(rs.limits[match rl.status {
+            RlStatus::Passed => 0,
+            RlStatus::Rejected => 1,
+            RlStatus::RejectedDryRun => 2,
+        }]);
+    }
+    let trace = ctx
+        .and_then(|c| c.trace.flatten())
+        .and_then(|t| t.sampled_trace_id());
+    if mcf.obs.histograms {
+        observe(
+            &rs.request,
+            super::log::request_time_ms(request) * 1000,
+            trace,
+        );
+        if let Some(ns) = ctx.and_then(|c| c.gateway_ns) {
+            observe(&rs.gateway, ns, trace);
+        }
+    }
+    count_upstream(mcf, request, trace);
+    count_consumer(mcf, request, ctx);
+}
+
+/// The tries of the request's upstream: their status classes, and their summed response time.
+fn count_upstream(mcf: &MainConf, request: &Request, trace: Option<[u8; 16]>) {
+    let r = request.as_ref();
+    if r.upstream.is_null() || r.upstream_states.is_null() {
+        return;
+    }
+    // SAFETY: `upstream` of a live request; its `upstream` is null or a configured block.
+    let uscf = unsafe { (*r.upstream).upstream }.cast_const();
+    let us = mcf
+        .obs
+        .upstreams
+        .iter()
+        .find(|(u, _)| *u == uscf)
+        .map_or(&mcf.obs.other, |(_, s)| s);
+    // SAFETY: `upstream_states` is an nginx array of `ngx_http_upstream_state_t` in the
+    // request pool.
+    let states = unsafe { (*r.upstream_states).as_slice::<ngx_http_upstream_state_t>() };
+    let mut ms = 0u64;
+    let mut tries = 0;
+    // As `$upstream_response_time`: entries without a peer separate the upstreams of internal
+    // redirects; a try that got no time has -1.
+    for s in states.iter().filter(|s| !s.peer.is_null()) {
+        tries += 1;
+        if s.response_time != nginx_sys::ngx_msec_t::MAX {
+            ms += s.response_time as u64;
+        }
+        if (100..600).contains(&s.status) {
+            inc(us.responses[s.status / 100 - 1]);
+        }
+    }
+    if tries > 0 && mcf.obs.histograms {
+        observe(&us.duration, ms * 1000, trace);
     }
 }
 
@@ -413,6 +828,7 @@ fn zone_lines(mcf: &MainConf) -> String {
     if let Some(pc) = mcf.policy.as_ref() {
         out.push_str(&policy_lines(pc));
     }
+    out.push_str(&consumer_lines(mcf));
     let sync: Vec<_> = mcf
         .zones
         .iter()
@@ -461,7 +877,8 @@ fn policy_lines(pc: &crate::conf::policy::PolicyConf) -> String {
     out
 }
 
-/// Content handler of `gateway_metrics`: the Prometheus text exposition.
+/// Content handler of `gateway_metrics`: the Prometheus text exposition (0.0.4), or
+/// OpenMetrics 1.0 when the `Accept` header asks for it.
 pub unsafe extern "C" fn metrics_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     guard_request(r, || {
         // SAFETY: nginx calls content handlers with a live request.
@@ -469,15 +886,30 @@ pub unsafe extern "C" fn metrics_handler(r: *mut ngx_http_request_t) -> ngx_int_
         let Some(mcf) = GatewayModule::main_conf(request) else {
             return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
         };
-        let body = mcf.metrics.render(&values(), &zone_lines(mcf));
-        // SAFETY: `r` is live; the body is copied into its pool by `send_body`.
-        unsafe {
-            super::send_body(
-                r,
-                200,
-                "text/plain; version=0.0.4; charset=utf-8",
-                body.as_bytes(),
+        let om = request.headers_in_iterator().any(|(k, v)| {
+            k.as_bytes().eq_ignore_ascii_case(b"accept")
+                && gateway_core::metrics::wants_openmetrics(v.as_bytes())
+        });
+        let n = mcf.metrics.counter_words();
+        let (body, content_type) = if om {
+            // Two readings: an exemplar is shown only if no worker wrote it in between.
+            let first = values(n);
+            std::sync::atomic::fence(Ordering::Acquire);
+            let again = values(n);
+            let text = mcf
+                .metrics
+                .render_exemplars(&first, Some(&again), &zone_lines(mcf));
+            (
+                gateway_core::metrics::to_openmetrics(&text),
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
             )
-        }
+        } else {
+            (
+                mcf.metrics.render(&values(n), &zone_lines(mcf)),
+                "text/plain; version=0.0.4; charset=utf-8",
+            )
+        };
+        // SAFETY: `r` is live; the body is copied into its pool by `send_body`.
+        unsafe { super::send_body(r, 200, content_type, body.as_bytes()) }
     })
 }

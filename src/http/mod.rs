@@ -28,6 +28,7 @@ pub mod policy;
 pub mod ratelimit;
 pub mod redis;
 mod sync;
+pub mod trace;
 pub mod variables;
 
 pub use ctx::RequestCtx;
@@ -208,6 +209,7 @@ pub unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
             gw_conf_err!(cf, "{}", e);
             return NGX_ERROR as ngx_int_t;
         }
+        metrics::finish_registry(cf, mcf);
         if let Err(e) = metrics::add_zone(cf, mcf) {
             gw_conf_err!(cf, "{}", e);
             return NGX_ERROR as ngx_int_t;
@@ -289,6 +291,10 @@ unsafe extern "C" fn access_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
         gw_debug!(request, "access phase: enabled");
         #[cfg(feature = "test-hooks")]
         test_hooks::maybe_panic(request, "access");
+        if !matches!(lcf.oidc, Some(Some(_))) && !policy::wanted(lcf) && lcf.jwt.runtime.is_none() {
+            return Status::NGX_DECLINED.into();
+        }
+        let start = metrics::timer();
         if let Some(Some(p)) = lcf.oidc {
             let Some(ctx) = RequestCtx::get_or_create(request) else {
                 return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
@@ -296,6 +302,7 @@ unsafe extern "C" fn access_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
             // SAFETY: providers live in the configuration pool.
             let rc = oidc::access(request, ctx, lcf, unsafe { &*p });
             if rc != NGX_OK as ngx_int_t || !policy::wanted(lcf) {
+                ctx.add_time(start);
                 return rc;
             }
         }
@@ -303,7 +310,9 @@ unsafe extern "C" fn access_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
             let Some(ctx) = RequestCtx::get_or_create(request) else {
                 return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
             };
-            return policy::access(request, ctx, lcf);
+            let rc = policy::access(request, ctx, lcf);
+            ctx.add_time(start);
+            return rc;
         }
         let Some(rt) = &lcf.jwt.runtime else {
             return Status::NGX_DECLINED.into();
@@ -311,7 +320,9 @@ unsafe extern "C" fn access_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
         let Some(ctx) = RequestCtx::get_or_create(request) else {
             return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
         };
-        jwt::access(request, ctx, rt)
+        let rc = jwt::access(request, ctx, rt);
+        ctx.add_time(start);
+        rc
     })
 }
 

@@ -443,23 +443,32 @@ pub unsafe extern "C" fn precontent_handler(r: *mut ngx_http_request_t) -> ngx_i
         if !lcf.is_enabled() {
             return Status::NGX_DECLINED.into();
         }
+        let wanted = super::policy::wanted(lcf);
+        let limited = !lcf.rl.limits.as_deref().unwrap_or_default().is_empty();
+        if !wanted && !limited {
+            return Status::NGX_DECLINED.into();
+        }
+        let start = super::metrics::timer();
         // A request that another access module granted (`satisfy any`) skipped the consumer
         // layer: the client's identity headers must still not reach the upstream.
-        if super::policy::wanted(lcf) {
+        if wanted {
             let Some(ctx) = RequestCtx::get_or_create(request) else {
                 return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
             };
             if super::policy::identity_headers_once(request, ctx, &lcf.consumer).is_none() {
                 return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
             }
-        }
-        if lcf.rl.limits.as_deref().unwrap_or_default().is_empty() {
-            return Status::NGX_DECLINED.into();
+            if !limited {
+                ctx.add_time(start);
+                return Status::NGX_DECLINED.into();
+            }
         }
         let Some(ctx) = RequestCtx::get_or_create(request) else {
             return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
         };
-        match access(request, ctx, &lcf.rl) {
+        let decided = access(request, ctx, &lcf.rl);
+        ctx.add_time(start);
+        match decided {
             Some(status) => super::reject_rate_limited(request, ctx, status),
             None => Status::NGX_DECLINED.into(),
         }

@@ -23,6 +23,25 @@ const VARIABLES: &[(ngx_str_t, GetHandler, u32, usize)] = &[
     (ngx_string!("gateway_request_id"), request_id_variable, 0, 0),
     (ngx_string!("gateway_log_json"), log_json_variable, 0, 0),
     (
+        ngx_string!("gateway_traceparent"),
+        trace_variable,
+        0,
+        T_PARENT,
+    ),
+    (
+        ngx_string!("gateway_trace_id"),
+        trace_variable,
+        0,
+        T_TRACE_ID,
+    ),
+    (ngx_string!("gateway_span_id"), trace_variable, 0, T_SPAN_ID),
+    (
+        ngx_string!("gateway_parent_span_id"),
+        trace_variable,
+        0,
+        T_PARENT_SPAN_ID,
+    ),
+    (
         ngx_string!("jwt_claim_"),
         jwt_claim_variable,
         NGX_HTTP_VAR_PREFIX,
@@ -90,6 +109,57 @@ const VARIABLES: &[(ngx_str_t, GetHandler, u32, usize)] = &[
         C_VERSION,
     ),
 ];
+
+const T_PARENT: usize = 0;
+const T_TRACE_ID: usize = 1;
+const T_SPAN_ID: usize = 2;
+const T_PARENT_SPAN_ID: usize = 3;
+
+/// The location's and the http block's configuration of the request.
+fn confs(request: &Request) -> Option<(&crate::conf::LocConf, &crate::conf::MainConf)> {
+    Some((
+        GatewayModule::location_conf(request)?,
+        <GatewayModule as ngx::http::HttpModuleMainConf>::main_conf(request)?,
+    ))
+}
+
+/// `$gateway_traceparent`, `$gateway_trace_id`, `$gateway_span_id`,
+/// `$gateway_parent_span_id`: the request's trace context (see `gateway_trace`).
+unsafe extern "C" fn trace_variable(
+    r: *mut ngx_http_request_t,
+    v: *mut ngx_variable_value_t,
+    data: usize,
+) -> ngx_int_t {
+    guard_request(r, || {
+        // SAFETY: nginx evaluates variables for a live request.
+        let request = unsafe { Request::from_ngx_http_request(r) };
+        let Some((lcf, mcf)) = confs(request) else {
+            set_not_found(v);
+            return NGX_OK as ngx_int_t;
+        };
+        let Some(ctx) = RequestCtx::get_or_create(request) else {
+            set_not_found(v);
+            return NGX_ERROR as ngx_int_t;
+        };
+        let Some(t) = super::trace::state(request, ctx, lcf, mcf) else {
+            set_not_found(v);
+            return NGX_OK as ngx_int_t;
+        };
+        let (trace, span, parent) = t.ids();
+        match data {
+            T_PARENT => set_copy(request, v, &t.traceparent()),
+            T_TRACE_ID => set_copy(request, v, trace),
+            T_SPAN_ID => set_copy(request, v, span),
+            _ => match parent {
+                Some(p) => set_copy(request, v, p),
+                None => {
+                    set_not_found(v);
+                    NGX_OK as ngx_int_t
+                }
+            },
+        }
+    })
+}
 
 const C_ID: usize = 0;
 const C_USERNAME: usize = 1;
@@ -399,10 +469,7 @@ unsafe extern "C" fn log_json_variable(
     guard_request(r, || {
         // SAFETY: nginx evaluates variables for a live request.
         let request = unsafe { Request::from_ngx_http_request(r) };
-        let (Some(lcf), Some(mcf)) = (
-            GatewayModule::location_conf(request),
-            <GatewayModule as ngx::http::HttpModuleMainConf>::main_conf(request),
-        ) else {
+        let Some((lcf, mcf)) = confs(request) else {
             set_not_found(v);
             return NGX_OK as ngx_int_t;
         };
