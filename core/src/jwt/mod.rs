@@ -48,6 +48,7 @@
 mod b64;
 mod cache;
 mod claims;
+pub mod crypto;
 mod der;
 mod error;
 pub(crate) mod json;
@@ -58,11 +59,12 @@ mod token;
 #[cfg(test)]
 mod tests;
 
-pub use cache::{CacheInitError, TokenCache};
+pub use cache::{CacheInitError, CacheSlot, TokenCache};
 pub use claims::{check_claims, var_string, verify, ClaimOp, ClaimRule, Policy};
+pub use crypto::{backend_for, Backend};
 pub use error::{JwtError, KeyError};
 pub use json::MAX_JSON_DEPTH;
-pub use keys::{Key, KeyKind, KeySet, MAX_SIGNATURE_CHECKS};
+pub use keys::{Key, KeyKind, KeySet, Verifier, MAX_SIGNATURE_CHECKS};
 pub use token::{decode_and_verify_signature, decode_trusted, Verified};
 
 use std::fmt;
@@ -98,13 +100,15 @@ pub enum Alg {
     ES256,
     /// ECDSA P-384 with SHA-384 (raw R||S signature).
     ES384,
-    /// EdDSA with Ed25519.
+    /// EdDSA (RFC 8037): Ed25519 or Ed448, as the key's `crv` says.
     EdDSA,
+    /// ECDSA P-521 with SHA-512 (raw R||S signature, 66 bytes each).
+    ES512,
 }
 
 impl Alg {
     /// Every algorithm, in a fixed order.
-    pub const ALL: [Alg; 12] = [
+    pub const ALL: [Alg; 13] = [
         Alg::HS256,
         Alg::HS384,
         Alg::HS512,
@@ -117,6 +121,7 @@ impl Alg {
         Alg::ES256,
         Alg::ES384,
         Alg::EdDSA,
+        Alg::ES512,
     ];
 
     /// The JOSE name (`"RS256"`).
@@ -134,6 +139,7 @@ impl Alg {
             Alg::ES256 => "ES256",
             Alg::ES384 => "ES384",
             Alg::EdDSA => "EdDSA",
+            Alg::ES512 => "ES512",
         }
     }
 
@@ -193,7 +199,7 @@ impl AlgSet {
     /// The empty set.
     pub const EMPTY: AlgSet = AlgSet(0);
     /// Every algorithm.
-    pub const ALL: AlgSet = AlgSet((1 << 12) - 1);
+    pub const ALL: AlgSet = AlgSet((1 << 13) - 1);
     /// HS256, HS384, HS512.
     pub const HMAC: AlgSet = AlgSet(0b111);
     /// RS* and PS*.
