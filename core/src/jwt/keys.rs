@@ -18,6 +18,12 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+#[cfg(test)]
+thread_local! {
+    /// Signature checks run on this thread (tests prove that some tokens cost none).
+    pub(crate) static SIGNATURE_CHECKS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 /// The type of a key, as in the JWK `kty` (and `crv`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KeyKind {
@@ -190,6 +196,8 @@ impl Key {
     /// Verifies `sig` over `msg` with `alg`, in the library [`crypto::backend_for`] chooses.
     /// The caller has checked `self.algs.contains(alg)`.
     fn verify(&self, alg: Alg, msg: &[u8], sig: &[u8]) -> bool {
+        #[cfg(test)]
+        SIGNATURE_CHECKS.with(|n| n.set(n.get() + 1));
         match crypto::backend_for(alg, self.kind) {
             Backend::Ring => self.verify_ring(alg, msg, sig),
             Backend::OpenSsl => self.ossl.as_ref().is_some_and(|k| k.verify(alg, msg, sig)),
@@ -631,7 +639,7 @@ impl KeySet {
         (set, skipped)
     }
 
-    fn from_keys(keys: Vec<Key>) -> Result<KeySet, KeyError> {
+    pub(crate) fn from_keys(keys: Vec<Key>) -> Result<KeySet, KeyError> {
         if keys.is_empty() {
             return Err(KeyError::new("no usable signing key"));
         }
