@@ -579,8 +579,8 @@ fn bench_misses(keys: &KeySet, hs256: &[u8], budget: Duration) -> Res<()> {
     let mut times = [Vec::new(), Vec::new(), Vec::new()];
     for _ in 0..7 {
         for (mode, runs) in times.iter_mut().enumerate() {
-            let mut cache = TokenCache::new(if mode == 0 { 0 } else { 1024 })
-                .map_err(|e| e.to_string())?;
+            let mut cache =
+                TokenCache::new(if mode == 0 { 0 } else { 1024 }).map_err(|e| e.to_string())?;
             let mut n = 0usize;
             runs.push(time_per_op(budget, || {
                 let t = tokens[n % tokens.len()].as_bytes();

@@ -351,47 +351,6 @@ const _: fn() = || {
     is_send_sync::<OsslKey>();
 };
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ecdsa_der_encoding() {
-        let mut out = [0u8; 143];
-        // r = 1 (leading zeros stripped), s = 0x80.. (sign octet added).
-        let mut raw = [0u8; 64];
-        raw[31] = 1;
-        raw[32] = 0x80;
-        let d = ecdsa_der(&raw, 32, &mut out).unwrap().to_vec();
-        assert_eq!(&d[..5], &[0x30, 3 + 35, 0x02, 0x01, 0x01]);
-        assert_eq!(&d[5..8], &[0x02, 33, 0x00]);
-        assert_eq!(d.len(), 2 + 3 + 35);
-        // P-521 sized, long form length.
-        let raw = [0xffu8; 132];
-        let d = ecdsa_der(&raw, 66, &mut out).unwrap();
-        assert_eq!(&d[..3], &[0x30, 0x81, 2 * 69]);
-        assert_eq!(d.len(), 3 + 2 * 69);
-        assert!(ecdsa_der(&raw[..131], 66, &mut out).is_none());
-    }
-
-    #[test]
-    fn every_kind_has_a_backend_that_supports_it() {
-        for kind in [
-            KeyKind::Rsa,
-            KeyKind::EcP256,
-            KeyKind::EcP384,
-            KeyKind::EcP521,
-            KeyKind::Ed25519,
-            KeyKind::Ed448,
-            KeyKind::Oct,
-        ] {
-            for alg in kind.algs().iter() {
-                assert!(backend_for(alg, kind).supports(alg, kind), "{alg} {kind:?}");
-            }
-        }
-    }
-}
-
 /// Whether the 56-byte little-endian `y` (already < p) is the y of a point on edwards448
 /// (RFC 8032 5.2.3: x^2 = (y^2 - 1) / (d y^2 - 1) must have a square root mod p).
 pub(crate) fn ed448_y_on_curve(y_le: &[u8]) -> bool {
@@ -439,4 +398,45 @@ pub(crate) fn ed448_y_on_curve(y_le: &[u8]) -> bool {
     })();
     clear_errors();
     r.unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ecdsa_der_encoding() {
+        let mut out = [0u8; 143];
+        // r = 1 (leading zeros stripped), s = 0x80.. (sign octet added).
+        let mut raw = [0u8; 64];
+        raw[31] = 1;
+        raw[32] = 0x80;
+        let d = ecdsa_der(&raw, 32, &mut out).unwrap().to_vec();
+        assert_eq!(&d[..5], &[0x30, 3 + 35, 0x02, 0x01, 0x01]);
+        assert_eq!(&d[5..8], &[0x02, 33, 0x00]);
+        assert_eq!(d.len(), 2 + 3 + 35);
+        // P-521 sized, long form length.
+        let raw = [0xffu8; 132];
+        let d = ecdsa_der(&raw, 66, &mut out).unwrap();
+        assert_eq!(&d[..3], &[0x30, 0x81, 2 * 69]);
+        assert_eq!(d.len(), 3 + 2 * 69);
+        assert!(ecdsa_der(&raw[..131], 66, &mut out).is_none());
+    }
+
+    #[test]
+    fn every_kind_has_a_backend_that_supports_it() {
+        for kind in [
+            KeyKind::Rsa,
+            KeyKind::EcP256,
+            KeyKind::EcP384,
+            KeyKind::EcP521,
+            KeyKind::Ed25519,
+            KeyKind::Ed448,
+            KeyKind::Oct,
+        ] {
+            for alg in kind.algs().iter() {
+                assert!(backend_for(alg, kind).supports(alg, kind), "{alg} {kind:?}");
+            }
+        }
+    }
 }

@@ -347,7 +347,6 @@ impl Key {
             point: point.to_vec(),
         };
         Key::build(kind, material, kid)
-            .map_err(|_| KeyError::new("EC public key is not a valid point on its curve"))
     }
 
     fn ed25519(x: &[u8], kid: Option<String>) -> Result<Key, KeyError> {
@@ -558,7 +557,7 @@ fn check_ed448_point(x: &[u8]) -> Result<(), KeyError> {
     let ge_p = (0..56)
         .rev()
         .find(|&i| y[i] != p_byte(i))
-        .is_none_or(|i| y[i] > p_byte(i));
+        .map_or(true, |i| y[i] > p_byte(i));
     if ge_p {
         return Err(not_canonical());
     }

@@ -1,10 +1,11 @@
-//! JWT (JWS compact serialization) verification: the pure-Rust half of `auth_jwt`.
+//! JWT (JWS compact serialization) verification: the nginx-independent half of `auth_jwt`.
 //!
 //! Nothing here knows about nginx. The glue calls, per request:
 //!
-//! 1. [`TokenCache::get`] with the key set's [`KeySet::id`] and the token bytes; on a miss
-//! 2. [`decode_and_verify_signature`] (size check, strict parsing, key selection, ring crypto),
-//!    then [`TokenCache::insert`];
+//! 1. [`TokenCache::lookup`] with the key set's [`KeySet::id`] and the token bytes; on a miss
+//! 2. [`decode_and_verify_signature`] (size check, strict parsing, key selection, the
+//!    signature check in the library [`crypto::backend_for`] names), then
+//!    [`TokenCache::insert_at`];
 //! 3. always [`check_claims`] (time, issuer, audience, type, claim rules) with the current time.
 //!
 //! [`verify`] does 2 and 3 in one call.

@@ -1943,6 +1943,9 @@ fn every_key_and_alg() -> Vec<(Key, Alg, Signer)> {
     out
 }
 
+/// What, key, algorithm, message, signature, expected answer.
+type Case<'a> = (&'a str, &'a Key, Alg, &'a [u8], Vec<u8>, bool);
+
 #[test]
 fn both_libraries_agree_on_every_test_key() {
     let msg = signing_input(br#"{"alg":"X","kid":"k"}"#, claims().to_string().as_bytes());
@@ -1959,7 +1962,7 @@ fn both_libraries_agree_on_every_test_key() {
             s
         };
         let bits = sig.len() * 8;
-        let mut cases: Vec<(&str, &Key, Alg, &[u8], Vec<u8>, bool)> = vec![
+        let mut cases: Vec<Case<'_>> = vec![
             ("valid", &key, alg, msg, sig.clone(), true),
             (
                 "tampered message",
