@@ -192,15 +192,24 @@ impl OsslKey {
             KeyKind::EcP521 => (Nid::SECP521R1, 66),
             _ => return Err("not an EC key".into()),
         };
-        let built = (|| {
+        // Decoding checks that the point is on the curve, check_key that it is not the point
+        // at infinity and lies in the group of prime order.
+        let key = (|| -> Result<EcKey<Public>, ErrorStack> {
             let group = EcGroup::from_curve_name(nid)?;
             let mut bn = BigNumContext::new()?;
             let p = EcPoint::from_bytes(&group, point, &mut bn)?;
             let key = EcKey::from_public_key(&group, &p)?;
             key.check_key()?;
-            PKey::from_ec_key(key)
+            Ok(key)
         })();
-        OsslKey::finish(built, kind, 2 * len, len, algs)
+        let key = match key {
+            Ok(k) => k,
+            Err(_) => {
+                clear_errors();
+                return Err("EC public key is not a valid point on its curve".into());
+            }
+        };
+        OsslKey::finish(PKey::from_ec_key(key), kind, 2 * len, len, algs)
     }
 
     /// An Ed448 key from its 57-byte encoding (RFC 8032).
