@@ -1,5 +1,5 @@
-//! Tokens against a key set holding every key type (RSA, EC P-256/P-384, Ed25519, HMAC, and a
-//! PEM key without `kid`).
+//! Tokens against a key set holding every key type (RSA, EC P-256/P-384/P-521, Ed25519, Ed448,
+//! HMAC, and a PEM key without `kid`): both verification libraries' paths.
 //!
 //! Two modes, chosen by the first byte:
 //! * `0x00`/`0x01` then `HEADER 0x00 PAYLOAD`: the header and payload bytes are signed with the
@@ -55,6 +55,9 @@ fn fixture() -> &'static Fixture {
             KeySet::load(include_bytes!("../../t/keys/ec256-other.pub.pem"))
                 .expect("ec256-other.pub.pem"),
         );
+        // ES512 and Ed448: verified by OpenSSL (like RSA), the others by ring.
+        keys.extend(KeySet::load(include_bytes!("../../t/keys/ec521.jwk")).expect("ec521.jwk"));
+        keys.extend(KeySet::load(include_bytes!("../../t/keys/ed448.jwk")).expect("ed448.jwk"));
         let permissive = Policy {
             leeway: u32::MAX,
             ..Policy::default()

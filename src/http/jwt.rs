@@ -119,6 +119,8 @@ fn verify_cached(
     };
     let size = CACHE_SIZE.load(Ordering::Relaxed);
     let keyset = keys.id();
+    // The token is hashed once: a miss keeps its slot for the insert.
+    let mut slot = None;
     if size > 0 {
         let hit = CACHE.with(|c| {
             let mut c = c.borrow_mut();
@@ -126,12 +128,15 @@ fn verify_cached(
                 TokenCache::new(size)
                     .unwrap_or_else(|_| TokenCache::with_seed(size, gateway_core::reqid::os_seed()))
             });
-            cache.get(keyset, token, now)
+            cache.lookup(keyset, token, now)
         });
-        super::metrics::inc_cache(hit.is_some());
-        if let Some(v) = hit {
-            gw_debug!(request, "jwt: token from the cache");
-            return Ok(v);
+        super::metrics::inc_cache(hit.is_ok());
+        match hit {
+            Ok(v) => {
+                gw_debug!(request, "jwt: token from the cache");
+                return Ok(v);
+            }
+            Err(s) => slot = Some(s),
         }
     }
     let v = match decode_and_verify_signature(token, &keys, allowed, rt.policy.max_token_size) {
@@ -142,10 +147,10 @@ fn verify_cached(
         }
     };
     gw_debug!(request, "jwt: token verified");
-    if size > 0 {
+    if let Some(slot) = slot {
         CACHE.with(|c| {
             if let Some(cache) = c.borrow_mut().as_mut() {
-                cache.insert(keyset, token, v.clone(), now);
+                cache.insert_at(slot, v.clone(), now);
             }
         });
     }

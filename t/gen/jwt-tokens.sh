@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Prints every token used literally in t/020-jwt.t, t/021-jwt-security.t and
-# t/023-jwt-header-safety.t, one "NAME=token" line each, after a comment saying how it was
-# made. The .t files carry the same comment next to each pasted token (e.g. "# RS256, kid
+# Prints every token used literally in t/020-jwt.t, t/021-jwt-security.t,
+# t/023-jwt-header-safety.t and t/024-jwt-crypto.t, one "NAME=token" line each, after a
+# comment saying how it was made. The .t files carry the same comment next to each pasted token (e.g. "# RS256, kid
 # rsa2048, sub alice").
 #
 #   t/gen/jwt-tokens.sh > /tmp/tokens.txt        # from the package root
@@ -69,6 +69,18 @@ for spec in ES256:ec256 ES384:ec384 EdDSA:ed25519; do
     emit "${n}_BAD" "$a, kid $k, sub alice, exp 2100, --corrupt-signature" \
         "$(gw sign --key $K/$k.key.pem --alg $a --kid "$k" --claims "$ALICE" --corrupt-signature)"
 done
+
+echo "# ---- t/024-jwt-crypto.t: ES512 and Ed448 (OpenSSL only)"
+for spec in ES512:ec521 EdDSA:ed448; do
+    a=${spec%%:*} k=${spec#*:}
+    n=$(echo "$a-$k" | tr 'a-z-' 'A-Z_')
+    emit "${n}_OK" "$a, kid $k, sub alice, exp 2100" \
+        "$(gw sign --key $K/$k.key.pem --alg $a --kid "$k" --claims "$ALICE")"
+    emit "${n}_BAD" "$a, kid $k, sub alice, exp 2100, --corrupt-signature" \
+        "$(gw sign --key $K/$k.key.pem --alg $a --kid "$k" --claims "$ALICE" --corrupt-signature)"
+done
+emit ES512_NOKID "ES512 (ec521), no kid, sub alice, exp 2100" \
+    "$(gw sign --key $K/ec521.key.pem --alg ES512 --claims "$ALICE")"
 
 echo "# ---- t/020-jwt.t: key formats, kid"
 emit RS256_NOKID "RS256, no kid, sub alice, exp 2100" \

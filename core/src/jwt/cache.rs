@@ -60,6 +60,10 @@ impl BuildHasher for BuildPassThrough {
     }
 }
 
+/// Where a token that missed goes ([`TokenCache::lookup`]): its hash, already computed.
+#[derive(Debug)]
+pub struct CacheSlot(Option<u128>);
+
 /// LRU cache of verified tokens, one per worker (not shared between threads).
 pub struct TokenCache {
     lru: Option<LruCache<u128, Entry, BuildPassThrough>>,
@@ -110,26 +114,52 @@ impl TokenCache {
     /// The verified token for (`keyset_id`, `token`), unless absent or `now >= exp`
     /// (an expired entry is dropped).
     pub fn get(&mut self, keyset_id: u64, token: &[u8], now: i64) -> Option<Arc<Verified>> {
-        let key = self.key(keyset_id, token);
-        let lru = self.lru.as_mut()?;
+        self.lookup(keyset_id, token, now).ok()
+    }
+
+    /// As [`TokenCache::get`], but a miss returns the token's slot, for
+    /// [`TokenCache::insert_at`] once the token verified: the token is hashed once per request,
+    /// not once for the lookup and again for the insert (a miss then costs a hash of the token
+    /// and a probe, the time a cache that never hits adds; see `gw-jwt bench`).
+    pub fn lookup(
+        &mut self,
+        keyset_id: u64,
+        token: &[u8],
+        now: i64,
+    ) -> Result<Arc<Verified>, CacheSlot> {
+        let Some(lru) = self.lru.as_mut() else {
+            return Err(CacheSlot(None));
+        };
+        let key = {
+            let mut h = SipHasher13::new_with_keys(self.k0, self.k1);
+            h.write_u64(keyset_id);
+            h.write(token);
+            h.finish128().as_u128()
+        };
         match lru.get(&key) {
             Some(Entry { exp: Some(exp), .. }) if now >= *exp => {
                 lru.pop(&key);
-                None
+                Err(CacheSlot(Some(key)))
             }
-            Some(e) => Some(Arc::clone(&e.verified)),
-            None => None,
+            Some(e) => Ok(Arc::clone(&e.verified)),
+            None => Err(CacheSlot(Some(key))),
         }
     }
 
     /// Stores a verified token (not if it is already expired at `now`).
     pub fn insert(&mut self, keyset_id: u64, token: &[u8], verified: Arc<Verified>, now: i64) {
+        let slot = CacheSlot(self.lru.as_ref().map(|_| self.key(keyset_id, token)));
+        self.insert_at(slot, verified, now);
+    }
+
+    /// Stores a verified token where [`TokenCache::lookup`] missed it (not if it is already
+    /// expired at `now`). The slot must come from this cache and the same token.
+    pub fn insert_at(&mut self, slot: CacheSlot, verified: Arc<Verified>, now: i64) {
         let exp = verified.exp();
         if exp.is_some_and(|exp| now >= exp) {
             return;
         }
-        let key = self.key(keyset_id, token);
-        if let Some(lru) = self.lru.as_mut() {
+        if let (Some(lru), Some(key)) = (self.lru.as_mut(), slot.0) {
             lru.put(key, Entry { verified, exp });
         }
     }

@@ -10,8 +10,12 @@ pub(crate) enum PublicKeyDer<'a> {
     P256(&'a [u8]),
     /// Uncompressed EC point on P-384.
     P384(&'a [u8]),
+    /// Uncompressed EC point on P-521.
+    P521(&'a [u8]),
     /// Ed25519 public key (32 bytes).
     Ed25519(&'a [u8]),
+    /// Ed448 public key (57 bytes).
+    Ed448(&'a [u8]),
 }
 
 const TAG_INTEGER: u8 = 0x02;
@@ -142,17 +146,17 @@ pub(crate) fn parse_spki(der: &[u8]) -> Result<PublicKeyDer<'_>, &'static str> {
         OID_EC => {
             let curve = a.expect(TAG_OID)?;
             a.finish()?;
-            let (expected_len, p384) = match curve {
-                OID_P256 => (65, false),
-                OID_P384 => (97, true),
-                OID_P521 => return Err("EC curve P-521 is not supported (use P-256 or P-384)"),
+            let expected_len = match curve {
+                OID_P256 => 65,
+                OID_P384 => 97,
+                OID_P521 => 133,
                 _ => return Err("unsupported EC curve"),
             };
             match key.first() {
-                Some(0x04) if key.len() == expected_len => Ok(if p384 {
-                    PublicKeyDer::P384(key)
-                } else {
-                    PublicKeyDer::P256(key)
+                Some(0x04) if key.len() == expected_len => Ok(match expected_len {
+                    65 => PublicKeyDer::P256(key),
+                    97 => PublicKeyDer::P384(key),
+                    _ => PublicKeyDer::P521(key),
                 }),
                 Some(0x02 | 0x03) => Err("compressed EC points are not supported"),
                 _ => Err("bad EC public key encoding"),
@@ -166,7 +170,14 @@ pub(crate) fn parse_spki(der: &[u8]) -> Result<PublicKeyDer<'_>, &'static str> {
                 Err("bad Ed25519 public key length")
             }
         }
-        OID_ED448 => Err("Ed448 keys are not supported"),
+        OID_ED448 => {
+            a.finish()?;
+            if key.len() == 57 {
+                Ok(PublicKeyDer::Ed448(key))
+            } else {
+                Err("bad Ed448 public key length")
+            }
+        }
         OID_RSA_PSS => Err("RSASSA-PSS-restricted keys (OID 1.2.840.113549.1.1.10) are not supported; use a plain rsaEncryption key"),
         _ => Err("unsupported public key algorithm"),
     }

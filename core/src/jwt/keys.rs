@@ -1,11 +1,13 @@
 //! Verification keys: JWKS / JWK / PEM loading, validation, and signature checks.
 //!
 //! Every check that can happen at load time does: key sizes, curve membership of EC points,
-//! RSA exponent range, HMAC secret length, `use`/`key_ops`/`alg` binding. At request time a
-//! key only runs ring's verify (HMAC keys are pre-built `ring::hmac::Key`s; ring has no
-//! pre-parsed public key type for RSA/EC/Ed25519, so those keep validated raw components,
-//! which ring re-reads in well under a microsecond).
+//! RSA exponent range, HMAC secret length, `use`/`key_ops`/`alg` binding. Each algorithm is
+//! verified by the library [`crypto::backend_for`] names. For OpenSSL the key is parsed at
+//! load into an `EVP_PKEY` with its contexts ([`crypto`]); for ring, HMAC keys are pre-built
+//! `ring::hmac::Key`s and the others keep validated raw components (ring has no pre-parsed
+//! public key type; it re-reads them in well under a microsecond).
 
+use super::crypto::{self, Backend, OsslKey};
 use super::der::{self, PublicKeyDer};
 use super::error::{JwtError, KeyError};
 use super::json;
@@ -14,6 +16,13 @@ use ring::{agreement, hmac, rand, signature};
 use serde_json::{Map, Value};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+#[cfg(test)]
+thread_local! {
+    /// Signature checks run on this thread (tests prove that some tokens cost none).
+    pub(crate) static SIGNATURE_CHECKS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
 
 /// The type of a key, as in the JWK `kty` (and `crv`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,8 +33,12 @@ pub enum KeyKind {
     EcP256,
     /// EC P-384 public key (ES384).
     EcP384,
+    /// EC P-521 public key (ES512).
+    EcP521,
     /// Ed25519 public key (EdDSA).
     Ed25519,
+    /// Ed448 public key (EdDSA, RFC 8037).
+    Ed448,
     /// HMAC secret (HS*).
     Oct,
 }
@@ -37,7 +50,8 @@ impl KeyKind {
             KeyKind::Rsa => AlgSet::RSA,
             KeyKind::EcP256 => AlgSet::single(Alg::ES256),
             KeyKind::EcP384 => AlgSet::single(Alg::ES384),
-            KeyKind::Ed25519 => AlgSet::single(Alg::EdDSA),
+            KeyKind::EcP521 => AlgSet::single(Alg::ES512),
+            KeyKind::Ed25519 | KeyKind::Ed448 => AlgSet::single(Alg::EdDSA),
             KeyKind::Oct => AlgSet::HMAC,
         }
     }
@@ -47,7 +61,9 @@ impl KeyKind {
             KeyKind::Rsa => "RSA",
             KeyKind::EcP256 => "EC P-256",
             KeyKind::EcP384 => "EC P-384",
+            KeyKind::EcP521 => "EC P-521",
             KeyKind::Ed25519 => "OKP Ed25519",
+            KeyKind::Ed448 => "OKP Ed448",
             KeyKind::Oct => "oct",
         }
     }
@@ -65,6 +81,9 @@ enum Material {
     Ed25519 {
         x: [u8; 32],
     },
+    Ed448 {
+        x: Vec<u8>,
+    },
     /// One pre-built ring key per HS algorithm the secret may be used with
     /// (index 0 = HS256, 1 = HS384, 2 = HS512).
     Hmac {
@@ -81,6 +100,8 @@ pub struct Key {
     kind: KeyKind,
     algs: AlgSet,
     material: Material,
+    /// The key in OpenSSL, when some algorithm of the key is verified there.
+    ossl: Option<Arc<OsslKey>>,
 }
 
 impl fmt::Debug for Key {
@@ -139,6 +160,7 @@ impl Key {
             Material::Ec { point } => {
                 let (crv, len) = match self.kind {
                     KeyKind::EcP384 => ("P-384", 48),
+                    KeyKind::EcP521 => ("P-521", 66),
                     _ => ("P-256", 32),
                 };
                 let coords = point.get(1..)?;
@@ -151,6 +173,11 @@ impl Key {
             Material::Ed25519 { x } => {
                 m.insert("kty".into(), "OKP".into());
                 m.insert("crv".into(), "Ed25519".into());
+                m.insert("x".into(), b64::encode(x).into());
+            }
+            Material::Ed448 { x } => {
+                m.insert("kty".into(), "OKP".into());
+                m.insert("crv".into(), "Ed448".into());
                 m.insert("x".into(), b64::encode(x).into());
             }
             Material::Hmac { .. } => return None,
@@ -166,8 +193,34 @@ impl Key {
         Some(m)
     }
 
-    /// Verifies `sig` over `msg` with `alg`. The caller has checked `self.algs.contains(alg)`.
+    /// Verifies `sig` over `msg` with `alg`, in the library [`crypto::backend_for`] chooses.
+    /// The caller has checked `self.algs.contains(alg)`.
     fn verify(&self, alg: Alg, msg: &[u8], sig: &[u8]) -> bool {
+        #[cfg(test)]
+        SIGNATURE_CHECKS.with(|n| n.set(n.get() + 1));
+        match crypto::backend_for(alg, self.kind) {
+            Backend::Ring => self.verify_ring(alg, msg, sig),
+            Backend::OpenSsl => self.ossl.as_ref().is_some_and(|k| k.verify(alg, msg, sig)),
+        }
+    }
+
+    /// A verifier of this key in `backend`, whatever [`crypto::backend_for`] says (for the
+    /// cross-check of the two libraries and `gw-jwt bench`); `None` when `backend` cannot
+    /// verify this kind of key. The OpenSSL key is built anew (the per-request path reuses
+    /// the one built at load).
+    pub fn verifier(&self, backend: Backend) -> Option<Verifier<'_>> {
+        let supported = self.algs.iter().any(|a| backend.supports(a, self.kind));
+        if !supported {
+            return None;
+        }
+        let ossl = match backend {
+            Backend::Ring => None,
+            Backend::OpenSsl => Some(Arc::new(self.material.openssl(self.kind).ok()?)),
+        };
+        Some(Verifier { key: self, ossl })
+    }
+
+    fn verify_ring(&self, alg: Alg, msg: &[u8], sig: &[u8]) -> bool {
         match &self.material {
             Material::Hmac { keys, .. } => {
                 let idx = match alg {
@@ -212,7 +265,29 @@ impl Key {
                         .verify(msg, sig)
                         .is_ok()
             }
+            Material::Ed448 { .. } => false,
         }
+    }
+
+    /// A key of `kind` with its algorithms; its OpenSSL object built now when some of its
+    /// algorithms are verified by OpenSSL.
+    fn build(kind: KeyKind, material: Material, kid: Option<String>) -> Result<Key, KeyError> {
+        let algs = kind.algs();
+        let ossl = if algs
+            .iter()
+            .any(|a| crypto::backend_for(a, kind) == Backend::OpenSsl)
+        {
+            Some(Arc::new(material.openssl(kind).map_err(KeyError::new)?))
+        } else {
+            None
+        };
+        Ok(Key {
+            kid,
+            kind,
+            algs,
+            material,
+            ossl,
+        })
     }
 
     fn rsa(n: &[u8], e: &[u8], kid: Option<String>) -> Result<Key, KeyError> {
@@ -238,40 +313,40 @@ impl Key {
                 "RSA public exponent must be odd and between 3 and 2^33-1",
             ));
         }
-        Ok(Key {
-            kid,
-            kind: KeyKind::Rsa,
-            algs: AlgSet::RSA,
-            material: Material::Rsa {
-                n: n.to_vec(),
-                e: e.to_vec(),
-            },
-        })
+        let material = Material::Rsa {
+            n: n.to_vec(),
+            e: e.to_vec(),
+        };
+        Key::build(KeyKind::Rsa, material, kid)
     }
 
     fn ec(kind: KeyKind, point: &[u8], kid: Option<String>) -> Result<Key, KeyError> {
         // ring validates a peer point fully (on the curve, not the identity) when it is used
-        // for ECDH; do that once here so a bad key fails at load, not per request.
+        // for ECDH; do that once here so a bad key fails at load, not per request. P-521
+        // (OpenSSL only) is checked by OpenSSL (EC_KEY_check_key) when its key is built.
         let (ecdh, len) = match kind {
-            KeyKind::EcP256 => (&agreement::ECDH_P256, 65),
-            _ => (&agreement::ECDH_P384, 97),
+            KeyKind::EcP256 => (Some(&agreement::ECDH_P256), 65),
+            KeyKind::EcP384 => (Some(&agreement::ECDH_P384), 97),
+            _ => (None, 133),
         };
         if point.len() != len || point.first() != Some(&0x04) {
             return Err(KeyError::new("bad EC public key encoding"));
         }
-        let rng = rand::SystemRandom::new();
-        let eph = agreement::EphemeralPrivateKey::generate(ecdh, &rng)
-            .map_err(|_| KeyError::new("system random generator failed"))?;
-        agreement::agree_ephemeral(eph, &agreement::UnparsedPublicKey::new(ecdh, point), |_| ())
+        if let Some(ecdh) = ecdh {
+            let rng = rand::SystemRandom::new();
+            let eph = agreement::EphemeralPrivateKey::generate(ecdh, &rng)
+                .map_err(|_| KeyError::new("system random generator failed"))?;
+            agreement::agree_ephemeral(
+                eph,
+                &agreement::UnparsedPublicKey::new(ecdh, point),
+                |_| (),
+            )
             .map_err(|_| KeyError::new("EC public key is not a valid point on its curve"))?;
-        Ok(Key {
-            kid,
-            kind,
-            algs: kind.algs(),
-            material: Material::Ec {
-                point: point.to_vec(),
-            },
-        })
+        }
+        let material = Material::Ec {
+            point: point.to_vec(),
+        };
+        Key::build(kind, material, kid)
     }
 
     fn ed25519(x: &[u8], kid: Option<String>) -> Result<Key, KeyError> {
@@ -279,12 +354,15 @@ impl Key {
             .try_into()
             .map_err(|_| KeyError::new("Ed25519 public key must be 32 bytes"))?;
         check_ed25519_point(&x)?;
-        Ok(Key {
-            kid,
-            kind: KeyKind::Ed25519,
-            algs: AlgSet::single(Alg::EdDSA),
-            material: Material::Ed25519 { x },
-        })
+        Key::build(KeyKind::Ed25519, Material::Ed25519 { x }, kid)
+    }
+
+    fn ed448(x: &[u8], kid: Option<String>) -> Result<Key, KeyError> {
+        if x.len() != 57 {
+            return Err(KeyError::new("Ed448 public key must be 57 bytes"));
+        }
+        check_ed448_point(x)?;
+        Key::build(KeyKind::Ed448, Material::Ed448 { x: x.to_vec() }, kid)
     }
 
     /// An HMAC key usable with `algs` (already narrowed by the JWK `alg`, if any).
@@ -331,6 +409,7 @@ impl Key {
                 keys: Box::new(keys),
                 len,
             },
+            ossl: None,
         })
     }
 
@@ -339,7 +418,9 @@ impl Key {
             PublicKeyDer::Rsa { n, e } => Key::rsa(n, e, None),
             PublicKeyDer::P256(p) => Key::ec(KeyKind::EcP256, p, None),
             PublicKeyDer::P384(p) => Key::ec(KeyKind::EcP384, p, None),
+            PublicKeyDer::P521(p) => Key::ec(KeyKind::EcP521, p, None),
             PublicKeyDer::Ed25519(x) => Key::ed25519(x, None),
+            PublicKeyDer::Ed448(x) => Key::ed448(x, None),
         }
     }
 }
@@ -420,6 +501,81 @@ fn check_ed25519_point(x: &[u8; 32]) -> Result<(), KeyError> {
     Ok(())
 }
 
+/// A key prepared in one library: [`Key::verifier`].
+#[derive(Debug)]
+pub struct Verifier<'k> {
+    key: &'k Key,
+    ossl: Option<Arc<OsslKey>>,
+}
+
+impl Verifier<'_> {
+    /// Whether `sig` is a valid signature of `msg` with `alg` (false when the key does not
+    /// allow `alg`).
+    pub fn verify(&self, alg: Alg, msg: &[u8], sig: &[u8]) -> bool {
+        if !self.key.algs.contains(alg) {
+            return false;
+        }
+        match &self.ossl {
+            Some(k) => k.verify(alg, msg, sig),
+            None => self.key.verify_ring(alg, msg, sig),
+        }
+    }
+}
+
+impl Material {
+    /// This key in OpenSSL, prepared for every algorithm its kind allows.
+    fn openssl(&self, kind: KeyKind) -> Result<OsslKey, String> {
+        match self {
+            Material::Rsa { n, e } => OsslKey::rsa(n, e, kind.algs().iter()),
+            Material::Ec { point } => OsslKey::ec(kind, point, kind.algs().iter()),
+            Material::Ed25519 { x } => OsslKey::ed25519(x),
+            Material::Ed448 { x } => OsslKey::ed448(x),
+            Material::Hmac { .. } => Err("HMAC keys are verified by ring".into()),
+        }
+    }
+}
+
+/// Refuses an Ed448 public key that is not a canonical encoding of a point on the curve, or
+/// is a point of small order (the identity (0, 1), (0, -1) of order 2, (+-1, 0) of order 4:
+/// y in {1, p - 1, 0}), which would verify forged signatures as in [`ED25519_SMALL_ORDER`].
+/// RFC 8032 5.2.3: 56 bytes of little-endian y < p = 2^448 - 2^224 - 1, then one byte whose
+/// top bit is the sign of x and whose other bits are zero.
+fn check_ed448_point(x: &[u8]) -> Result<(), KeyError> {
+    let not_canonical = || KeyError::new("Ed448 public key is not canonically encoded");
+    let (y, last) = x.split_at(56);
+    if last[0] & 0x7f != 0 {
+        return Err(not_canonical());
+    }
+    // p in little-endian: 28 bytes 0xff, 0xfe, 27 bytes 0xff.
+    let p_byte = |i: usize| if i == 28 { 0xfe } else { 0xff };
+    let mut p_minus_1 = [0u8; 56];
+    for (i, b) in p_minus_1.iter_mut().enumerate() {
+        *b = p_byte(i);
+    }
+    p_minus_1[0] = 0xfe;
+    // y >= p: compare from the most significant byte.
+    let ge_p = (0..56)
+        .rev()
+        .find(|&i| y[i] != p_byte(i))
+        .map_or(true, |i| y[i] > p_byte(i));
+    if ge_p {
+        return Err(not_canonical());
+    }
+    let mut one = [0u8; 56];
+    one[0] = 1;
+    if y == [0u8; 56] || y == one || y == p_minus_1 {
+        return Err(KeyError::new(
+            "Ed448 public key is a point of small order (it would verify forged signatures)",
+        ));
+    }
+    if !crypto::ed448_y_on_curve(y) {
+        return Err(KeyError::new(
+            "Ed448 public key is not a point on the curve",
+        ));
+    }
+    Ok(())
+}
+
 /// The most signature checks one token may cost: a token without `kid` (or with a `kid` that
 /// several keys share) is tried against at most this many keys that fit its `alg`, in the
 /// set's order (key files first, then the fetched set); past them it is refused as
@@ -482,7 +638,7 @@ impl KeySet {
         (set, skipped)
     }
 
-    fn from_keys(keys: Vec<Key>) -> Result<KeySet, KeyError> {
+    pub(crate) fn from_keys(keys: Vec<Key>) -> Result<KeySet, KeyError> {
         if keys.is_empty() {
             return Err(KeyError::new("no usable signing key"));
         }
@@ -751,9 +907,10 @@ fn parse_jwk(jwk: &Map<String, Value>, remote: bool) -> Result<Option<Key>, KeyE
             let (kind, len) = match opt_str(jwk, "crv")? {
                 Some("P-256") => (KeyKind::EcP256, 32),
                 Some("P-384") => (KeyKind::EcP384, 48),
+                Some("P-521") => (KeyKind::EcP521, 66),
                 Some(c) => {
                     return Err(KeyError::new(format!(
-                        "EC curve \"{}\" is not supported (use P-256 or P-384)",
+                        "EC curve \"{}\" is not supported (use P-256, P-384 or P-521)",
                         printable(c)
                     )))
                 }
@@ -774,9 +931,10 @@ fn parse_jwk(jwk: &Map<String, Value>, remote: bool) -> Result<Option<Key>, KeyE
         }
         "OKP" => match opt_str(jwk, "crv")? {
             Some("Ed25519") => Key::ed25519(&req_b64(jwk, "x")?, kid)?,
+            Some("Ed448") => Key::ed448(&req_b64(jwk, "x")?, kid)?,
             Some(c) => {
                 return Err(KeyError::new(format!(
-                    "OKP curve \"{}\" is not supported (use Ed25519)",
+                    "OKP curve \"{}\" is not supported (use Ed25519 or Ed448)",
                     printable(c)
                 )))
             }

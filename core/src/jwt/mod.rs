@@ -1,10 +1,11 @@
-//! JWT (JWS compact serialization) verification: the pure-Rust half of `auth_jwt`.
+//! JWT (JWS compact serialization) verification: the nginx-independent half of `auth_jwt`.
 //!
 //! Nothing here knows about nginx. The glue calls, per request:
 //!
-//! 1. [`TokenCache::get`] with the key set's [`KeySet::id`] and the token bytes; on a miss
-//! 2. [`decode_and_verify_signature`] (size check, strict parsing, key selection, ring crypto),
-//!    then [`TokenCache::insert`];
+//! 1. [`TokenCache::lookup`] with the key set's [`KeySet::id`] and the token bytes; on a miss
+//! 2. [`decode_and_verify_signature`] (size check, strict parsing, key selection, the
+//!    signature check in the library [`crypto::backend_for`] names), then
+//!    [`TokenCache::insert_at`];
 //! 3. always [`check_claims`] (time, issuer, audience, type, claim rules) with the current time.
 //!
 //! [`verify`] does 2 and 3 in one call.
@@ -48,6 +49,7 @@
 mod b64;
 mod cache;
 mod claims;
+pub mod crypto;
 mod der;
 mod error;
 pub(crate) mod json;
@@ -58,11 +60,12 @@ mod token;
 #[cfg(test)]
 mod tests;
 
-pub use cache::{CacheInitError, TokenCache};
+pub use cache::{CacheInitError, CacheSlot, TokenCache};
 pub use claims::{check_claims, var_string, verify, ClaimOp, ClaimRule, Policy};
+pub use crypto::{backend_for, Backend};
 pub use error::{JwtError, KeyError};
 pub use json::MAX_JSON_DEPTH;
-pub use keys::{Key, KeyKind, KeySet, MAX_SIGNATURE_CHECKS};
+pub use keys::{Key, KeyKind, KeySet, Verifier, MAX_SIGNATURE_CHECKS};
 pub use token::{decode_and_verify_signature, decode_trusted, Verified};
 
 use std::fmt;
@@ -98,13 +101,15 @@ pub enum Alg {
     ES256,
     /// ECDSA P-384 with SHA-384 (raw R||S signature).
     ES384,
-    /// EdDSA with Ed25519.
+    /// EdDSA (RFC 8037): Ed25519 or Ed448, as the key's `crv` says.
     EdDSA,
+    /// ECDSA P-521 with SHA-512 (raw R||S signature, 66 bytes each).
+    ES512,
 }
 
 impl Alg {
     /// Every algorithm, in a fixed order.
-    pub const ALL: [Alg; 12] = [
+    pub const ALL: [Alg; 13] = [
         Alg::HS256,
         Alg::HS384,
         Alg::HS512,
@@ -117,6 +122,7 @@ impl Alg {
         Alg::ES256,
         Alg::ES384,
         Alg::EdDSA,
+        Alg::ES512,
     ];
 
     /// The JOSE name (`"RS256"`).
@@ -134,6 +140,7 @@ impl Alg {
             Alg::ES256 => "ES256",
             Alg::ES384 => "ES384",
             Alg::EdDSA => "EdDSA",
+            Alg::ES512 => "ES512",
         }
     }
 
@@ -193,7 +200,7 @@ impl AlgSet {
     /// The empty set.
     pub const EMPTY: AlgSet = AlgSet(0);
     /// Every algorithm.
-    pub const ALL: AlgSet = AlgSet((1 << 12) - 1);
+    pub const ALL: AlgSet = AlgSet((1 << 13) - 1);
     /// HS256, HS384, HS512.
     pub const HMAC: AlgSet = AlgSet(0b111);
     /// RS* and PS*.

@@ -22,6 +22,8 @@ enum Inner {
     Rsa(signature::RsaKeyPair),
     Ecdsa(signature::EcdsaKeyPair),
     Ed25519(signature::Ed25519KeyPair),
+    /// ES512 and Ed448, which ring lacks: signed by OpenSSL.
+    OpenSsl(openssl::pkey::PKey<openssl::pkey::Private>, Vec<u8>),
 }
 
 impl std::fmt::Debug for Signer {
@@ -94,9 +96,13 @@ impl Signer {
                         .map_err(bad)?,
                 )
             }
-            Alg::EdDSA => Inner::Ed25519(
-                signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(der).map_err(bad)?,
-            ),
+            Alg::EdDSA => match signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(der) {
+                Ok(k) => Inner::Ed25519(k),
+                Err(e) => openssl_key(der, openssl::pkey::Id::ED448).ok_or_else(|| bad(e))?,
+            },
+            Alg::ES512 => openssl_key(der, openssl::pkey::Id::EC).ok_or_else(|| {
+                KeyError::new(format!("private key does not fit {alg}: not a P-521 key"))
+            })?,
             Alg::HS256 | Alg::HS384 | Alg::HS512 => {
                 return Err(KeyError::new("HMAC keys are given as a JWK oct file"))
             }
@@ -118,6 +124,7 @@ impl Signer {
             Inner::Rsa(k) => Some(k.public_key().as_ref()),
             Inner::Ecdsa(k) => Some(k.public_key().as_ref()),
             Inner::Ed25519(k) => Some(k.public_key().as_ref()),
+            Inner::OpenSsl(_, public) => Some(public),
         }
     }
 
@@ -142,8 +149,56 @@ impl Signer {
             }
             Inner::Ecdsa(k) => Ok(k.sign(&rng, msg).map_err(failed)?.as_ref().to_vec()),
             Inner::Ed25519(k) => Ok(k.sign(msg).as_ref().to_vec()),
+            Inner::OpenSsl(k, _) => {
+                let r = openssl_sign(k, msg);
+                super::crypto::clear_errors();
+                r.map_err(|_| KeyError::new("signing failed"))
+            }
         }
     }
+}
+
+/// A PKCS#8 private key of type `id` in OpenSSL (EC keys: P-521 only), with its raw public
+/// key (the uncompressed point, or the 57 Ed448 bytes).
+fn openssl_key(der: &[u8], id: openssl::pkey::Id) -> Option<Inner> {
+    use openssl::{bn::BigNumContext, ec::PointConversionForm, nid::Nid, pkey::PKey};
+    let r = (|| {
+        let k = PKey::private_key_from_der(der).ok()?;
+        if k.id() != id {
+            return None;
+        }
+        let public = if id == openssl::pkey::Id::EC {
+            let ec = k.ec_key().ok()?;
+            if ec.group().curve_name() != Some(Nid::SECP521R1) {
+                return None;
+            }
+            let mut ctx = BigNumContext::new().ok()?;
+            ec.public_key()
+                .to_bytes(ec.group(), PointConversionForm::UNCOMPRESSED, &mut ctx)
+                .ok()?
+        } else {
+            k.raw_public_key().ok()?
+        };
+        Some(Inner::OpenSsl(k, public))
+    })();
+    super::crypto::clear_errors();
+    r
+}
+
+fn openssl_sign(
+    k: &openssl::pkey::PKey<openssl::pkey::Private>,
+    msg: &[u8],
+) -> Result<Vec<u8>, openssl::error::ErrorStack> {
+    use openssl::{ecdsa::EcdsaSig, hash::MessageDigest, sign::Signer as OsslSigner};
+    if k.id() == openssl::pkey::Id::ED448 {
+        return OsslSigner::new_without_digest(k)?.sign_oneshot_to_vec(msg);
+    }
+    let mut s = OsslSigner::new(MessageDigest::sha512(), k)?;
+    s.update(msg)?;
+    let der = EcdsaSig::from_der(&s.sign_to_vec()?)?;
+    let mut raw = der.r().to_vec_padded(66)?;
+    raw.extend(der.s().to_vec_padded(66)?);
+    Ok(raw)
 }
 
 /// Base64url without padding.

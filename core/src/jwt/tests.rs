@@ -5,7 +5,7 @@
 
 #![allow(clippy::field_reassign_with_default)]
 
-use super::sign::{b64url, encode_token, encode_with_signature, Signer};
+use super::sign::{b64url, encode_token, encode_with_signature, signing_input, Signer};
 use super::*;
 use ring::rand::SystemRandom;
 use ring::signature::{self as rsig, EcdsaKeyPair, Ed25519KeyPair, KeyPair};
@@ -20,7 +20,10 @@ const EC256_KEY: &str = include_str!("testdata/ec256.key.pem");
 const EC256_PUB: &str = include_str!("testdata/ec256.pub.pem");
 const EC384_KEY: &str = include_str!("testdata/ec384.key.pem");
 const EC384_PUB: &str = include_str!("testdata/ec384.pub.pem");
+const EC521_KEY: &str = include_str!("testdata/ec521.key.pem");
 const EC521_PUB: &str = include_str!("testdata/ec521.pub.pem");
+const ED448_KEY: &str = include_str!("testdata/ed448.key.pem");
+const ED448_PUB: &str = include_str!("testdata/ed448.pub.pem");
 const ED_KEY: &str = include_str!("testdata/ed25519.key.pem");
 const ED_PUB: &str = include_str!("testdata/ed25519.pub.pem");
 
@@ -31,6 +34,7 @@ fn signer(alg: Alg) -> Signer {
     let pem = match alg {
         Alg::ES256 => EC256_KEY,
         Alg::ES384 => EC384_KEY,
+        Alg::ES512 => EC521_KEY,
         Alg::EdDSA => ED_KEY,
         a if a.is_hmac() => return Signer::hmac(alg, SECRET64).unwrap(),
         _ => RSA_KEY,
@@ -42,6 +46,7 @@ fn public_pem(alg: Alg) -> &'static str {
     match alg {
         Alg::ES256 => EC256_PUB,
         Alg::ES384 => EC384_PUB,
+        Alg::ES512 => EC521_PUB,
         Alg::EdDSA => ED_PUB,
         _ => RSA_PUB,
     }
@@ -70,12 +75,13 @@ fn jwks(keys: Vec<Value>) -> KeySet {
     KeySet::load(json!({ "keys": keys }).to_string().as_bytes()).unwrap()
 }
 
-/// One key of every type, with kids "rsa", "ec256", "ec384", "ed", "hmac".
+/// One key of every type, with kids "rsa", "ec256", "ec384", "ec521", "ed", "hmac".
 fn all_keys() -> KeySet {
     jwks(vec![
         jwk(RSA_PUB, "rsa"),
         jwk(EC256_PUB, "ec256"),
         jwk(EC384_PUB, "ec384"),
+        jwk(EC521_PUB, "ec521"),
         jwk(ED_PUB, "ed"),
         oct(SECRET64, Some("hmac"), None),
     ])
@@ -85,6 +91,7 @@ fn kid_for(alg: Alg) -> &'static str {
     match alg {
         Alg::ES256 => "ec256",
         Alg::ES384 => "ec384",
+        Alg::ES512 => "ec521",
         Alg::EdDSA => "ed",
         a if a.is_hmac() => "hmac",
         _ => "rsa",
@@ -250,7 +257,7 @@ fn case01_alg_none_never_accepted() {
         let t = encode_with_signature(h.to_string().as_bytes(), b"{}", b"sig");
         assert_eq!(code(run(&t, &keys, &open)), "malformed", "{h}");
     }
-    for name in ["", "hs256", "HS256 ", "RS1", "ES512", "PS256\u{0}"] {
+    for name in ["", "hs256", "HS256 ", "RS1", "ES521", "Ed448", "PS256\u{0}"] {
         let t = encode_with_signature(json!({"alg": name}).to_string().as_bytes(), b"{}", b"sig");
         assert_eq!(code(run(&t, &keys, &open)), "alg_not_allowed", "{name:?}");
     }
@@ -1008,8 +1015,8 @@ fn case13_key_set_content() {
             "\"n\" is not valid base64url",
         ),
         (
-            r#"{"kty": "EC", "crv": "P-521", "x": "AA", "y": "AA"}"#,
-            "curve \"P-521\" is not supported",
+            r#"{"kty": "EC", "crv": "P-192", "x": "AA", "y": "AA"}"#,
+            "curve \"P-192\" is not supported",
         ),
         (
             r#"{"kty": "EC", "crv": "secp256k1", "x": "AA", "y": "AA"}"#,
@@ -1027,10 +1034,7 @@ fn case13_key_set_content() {
             r#"{"kty": "OKP", "crv": "X25519", "x": "AA"}"#,
             "curve \"X25519\" is not supported",
         ),
-        (
-            r#"{"kty": "OKP", "crv": "Ed448", "x": "AA"}"#,
-            "is not supported",
-        ),
+        (r#"{"kty": "OKP", "crv": "Ed448", "x": "AA"}"#, "57 bytes"),
         (r#"{"kty": "OKP", "crv": "Ed25519", "x": "AA"}"#, "32 bytes"),
         (
             r#"{"kty": "oct", "k": "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0", "alg": "none"}"#,
@@ -1138,7 +1142,6 @@ fn pem_loading() {
             "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
             "certificates are not supported",
         ),
-        (EC521_PUB, "P-521 is not supported"),
         (
             "-----BEGIN PUBLIC KEY-----\nMIIB\n-----END PUBLIC KEY-----\n",
             "truncated DER",
@@ -1855,4 +1858,306 @@ fn ecdsa_signatures_are_malleable() {
         let (a, b) = (run(&t, &keys, &p).unwrap(), run(&twin, &keys, &p).unwrap());
         assert_eq!(a.payload_json(), b.payload_json(), "{alg}");
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// The two libraries (crypto::backend_for): ES512 and Ed448, the cross-check, no crypto for
+// tokens refused on their header.
+
+/// A fresh key of `kind` (not the test fixture), as a loaded key: a "wrong key".
+fn other_key(kind: KeyKind) -> Key {
+    use openssl::{ec, nid::Nid, pkey::PKey, rsa::Rsa};
+    let curve = |nid| {
+        let k = ec::EcKey::generate(&ec::EcGroup::from_curve_name(nid).unwrap()).unwrap();
+        PKey::from_ec_key(k).unwrap()
+    };
+    let pkey = match kind {
+        KeyKind::Rsa => PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap(),
+        KeyKind::EcP256 => curve(Nid::X9_62_PRIME256V1),
+        KeyKind::EcP384 => curve(Nid::SECP384R1),
+        KeyKind::EcP521 => curve(Nid::SECP521R1),
+        KeyKind::Ed25519 => PKey::generate_ed25519().unwrap(),
+        KeyKind::Ed448 => PKey::generate_ed448().unwrap(),
+        KeyKind::Oct => {
+            return KeySet::load(oct(&[7u8; 64], None, None).to_string().as_bytes())
+                .unwrap()
+                .keys()[0]
+                .clone()
+        }
+    };
+    let pem = pkey.public_key_to_pem().unwrap();
+    KeySet::load(&pem).unwrap().keys()[0].clone()
+}
+
+/// (r, n - s): the other valid ECDSA signature of the same message (see the module docs).
+fn ecdsa_malleate(sig: &[u8], kind: KeyKind) -> Vec<u8> {
+    use openssl::{bn::BigNum, bn::BigNumContext, ec::EcGroup, nid::Nid};
+    let nid = match kind {
+        KeyKind::EcP256 => Nid::X9_62_PRIME256V1,
+        KeyKind::EcP384 => Nid::SECP384R1,
+        _ => Nid::SECP521R1,
+    };
+    let group = EcGroup::from_curve_name(nid).unwrap();
+    let mut order = BigNum::new().unwrap();
+    group
+        .order(&mut order, &mut BigNumContext::new().unwrap())
+        .unwrap();
+    let half = sig.len() / 2;
+    let s = BigNum::from_slice(&sig[half..]).unwrap();
+    let mut ns = BigNum::new().unwrap();
+    ns.checked_sub(&order, &s).unwrap();
+    let mut out = sig[..half].to_vec();
+    out.extend(ns.to_vec_padded(half as i32).unwrap());
+    out
+}
+
+/// Every (key, algorithm) of the fixtures: the key, the signer, and the other algorithms
+/// the key verifies.
+fn every_key_and_alg() -> Vec<(Key, Alg, Signer)> {
+    let mut out = Vec::new();
+    for (pem, key) in [
+        (RSA_PUB, RSA_KEY),
+        (EC256_PUB, EC256_KEY),
+        (EC384_PUB, EC384_KEY),
+        (EC521_PUB, EC521_KEY),
+        (ED_PUB, ED_KEY),
+        (ED448_PUB, ED448_KEY),
+    ] {
+        let k = KeySet::load(pem.as_bytes()).unwrap().keys()[0].clone();
+        for alg in k.algs().iter() {
+            out.push((
+                k.clone(),
+                alg,
+                Signer::from_file_bytes(alg, key.as_bytes()).unwrap(),
+            ));
+        }
+    }
+    let hmac = KeySet::load(oct(SECRET64, None, None).to_string().as_bytes()).unwrap();
+    for alg in [Alg::HS256, Alg::HS384, Alg::HS512] {
+        out.push((
+            hmac.keys()[0].clone(),
+            alg,
+            Signer::hmac(alg, SECRET64).unwrap(),
+        ));
+    }
+    out
+}
+
+/// What, key, algorithm, message, signature, expected answer.
+type Case<'a> = (&'a str, &'a Key, Alg, &'a [u8], Vec<u8>, bool);
+
+#[test]
+fn both_libraries_agree_on_every_test_key() {
+    let msg = signing_input(br#"{"alg":"X","kid":"k"}"#, claims().to_string().as_bytes());
+    let msg = msg.as_bytes();
+    let mut checked_both = 0;
+    for (key, alg, signer) in every_key_and_alg() {
+        let sig = signer.sign(msg).unwrap();
+        let other = other_key(key.kind());
+        let mut tampered_msg = msg.to_vec();
+        tampered_msg[5] ^= 1;
+        let flip = |i: usize| {
+            let mut s = sig.clone();
+            s[i / 8] ^= 1 << (i % 8);
+            s
+        };
+        let bits = sig.len() * 8;
+        let mut cases: Vec<Case<'_>> = vec![
+            ("valid", &key, alg, msg, sig.clone(), true),
+            (
+                "tampered message",
+                &key,
+                alg,
+                &tampered_msg,
+                sig.clone(),
+                false,
+            ),
+            ("first bit", &key, alg, msg, flip(0), false),
+            ("middle bit", &key, alg, msg, flip(bits / 2), false),
+            ("last bit", &key, alg, msg, flip(bits - 1), false),
+            (
+                "truncated",
+                &key,
+                alg,
+                msg,
+                sig[..sig.len() - 1].to_vec(),
+                false,
+            ),
+            ("half", &key, alg, msg, sig[..sig.len() / 2].to_vec(), false),
+            ("empty", &key, alg, msg, Vec::new(), false),
+            ("extended", &key, alg, msg, [&sig[..], &[0]].concat(), false),
+            ("zero", &key, alg, msg, vec![0; sig.len()], false),
+            ("wrong key", &other, alg, msg, sig.clone(), false),
+        ];
+        for wrong in Alg::ALL.into_iter().filter(|a| *a != alg) {
+            cases.push(("wrong alg", &key, wrong, msg, sig.clone(), false));
+        }
+        if matches!(
+            key.kind(),
+            KeyKind::EcP256 | KeyKind::EcP384 | KeyKind::EcP521
+        ) {
+            let m = ecdsa_malleate(&sig, key.kind());
+            cases.push(("(r, n - s)", &key, alg, msg, m, true));
+        }
+        let backends: Vec<Backend> = Backend::ALL
+            .into_iter()
+            .filter(|b| b.supports(alg, key.kind()))
+            .collect();
+        assert!(backends.contains(&backend_for(alg, key.kind())));
+        if backends.len() == 2 {
+            checked_both += 1;
+        }
+        for (what, k, a, m, s, want) in &cases {
+            for b in &backends {
+                let got = k.verifier(*b).unwrap().verify(*a, m, s);
+                assert_eq!(
+                    got,
+                    *want,
+                    "{alg} {:?} {what} ({a}): {} says {got}",
+                    key.kind(),
+                    b.name()
+                );
+            }
+        }
+        // The production path (Key::verify through the set) agrees too.
+        let set = KeySet::from_keys(vec![key.clone()]).unwrap();
+        assert!(set.verify_signature(alg, None, msg, &sig).is_ok());
+        assert!(set.verify_signature(alg, None, msg, &flip(0)).is_err());
+    }
+    // RSA x 6, P-256, P-384, Ed25519.
+    assert_eq!(checked_both, 9);
+}
+
+#[test]
+fn es512_and_ed448_accept_and_refuse() {
+    let mut keys = all_keys();
+    keys.extend(jwks(vec![jwk(EC521_PUB, "ec521"), jwk(ED448_PUB, "ed448")]));
+    let p = Policy::default();
+    for (alg, pem, kid) in [
+        (Alg::ES512, EC521_KEY, "ec521"),
+        (Alg::EdDSA, ED448_KEY, "ed448"),
+    ] {
+        let s = Signer::from_file_bytes(alg, pem.as_bytes()).unwrap();
+        let t = mint_raw(
+            &s,
+            &json!({"alg": alg.name(), "kid": kid}).to_string(),
+            &claims().to_string(),
+        );
+        let v = run(&t, &keys, &p).unwrap_or_else(|e| panic!("{kid}: {e}"));
+        assert_eq!((v.alg(), v.kid()), (alg, Some(kid)));
+        assert_eq!(code(run(&flip_sig_bit(&t, 9), &keys, &p)), "bad_signature");
+        // Without kid: found among the keys that fit the alg (Ed448 after the Ed25519 key).
+        let nokid = mint_raw(
+            &s,
+            &json!({"alg": alg.name()}).to_string(),
+            &claims().to_string(),
+        );
+        assert!(run(&nokid, &keys, &p).is_ok(), "{kid} without kid");
+        // Not in the location's list: refused.
+        let only_rs = Policy {
+            algorithms: Some(AlgSet::single(Alg::RS256)),
+            ..Policy::default()
+        };
+        assert_eq!(code(run(&t, &keys, &only_rs)), "alg_not_allowed");
+    }
+    // An Ed448 signature never verifies with the Ed25519 key and the reverse (lengths differ).
+    let ed448 = Signer::from_file_bytes(Alg::EdDSA, ED448_KEY.as_bytes()).unwrap();
+    let t = mint_raw(
+        &ed448,
+        r#"{"alg":"EdDSA","kid":"ed"}"#,
+        &claims().to_string(),
+    );
+    assert_eq!(code(run(&t, &keys, &p)), "bad_signature");
+    // PEM and JWK load the same key.
+    let from_pem = KeySet::load(ED448_PUB.as_bytes()).unwrap();
+    assert_eq!(from_pem.keys()[0].kind(), KeyKind::Ed448);
+    assert_eq!(from_pem.algs(), AlgSet::single(Alg::EdDSA));
+    let from_pem = KeySet::load(EC521_PUB.as_bytes()).unwrap();
+    assert_eq!(from_pem.algs(), AlgSet::single(Alg::ES512));
+    // Load-time validation.
+    let refuse = |j: Value, want: &str| {
+        let e = KeySet::load(j.to_string().as_bytes()).unwrap_err();
+        assert!(e.reason().contains(want), "{j}: {e}");
+    };
+    let mut j = jwk(EC521_PUB, "bad");
+    let mut y = b64::decode(j["y"].as_str().unwrap().as_bytes()).unwrap();
+    y[65] ^= 1;
+    j["y"] = b64url(&y).into();
+    refuse(j, "not a valid point on its curve");
+    let mut j = jwk(EC521_PUB, "bad");
+    j["x"] = b64url(&[0u8; 65]).into();
+    refuse(j, "66 bytes");
+    let ed = |x: &[u8]| json!({"kty": "OKP", "crv": "Ed448", "x": b64url(x)});
+    refuse(ed(&[0u8; 56]), "57 bytes");
+    let mut enc = [0u8; 57];
+    refuse(ed(&enc), "small order"); // y = 0
+    enc[0] = 1;
+    refuse(ed(&enc), "small order"); // y = 1: the identity
+    enc[56] = 0x80;
+    refuse(ed(&enc), "small order"); // x = 0 with the sign bit: not even a valid encoding
+    let mut p_minus_1 = [0xffu8; 57];
+    p_minus_1[0] = 0xfe;
+    p_minus_1[28] = 0xfe;
+    p_minus_1[56] = 0;
+    refuse(ed(&p_minus_1), "small order"); // y = -1: order 2
+    let mut p = p_minus_1;
+    p[0] = 0xff;
+    refuse(ed(&p), "not canonically encoded"); // y = p
+    let mut high = [0u8; 57];
+    high[0] = 5;
+    high[56] = 1;
+    refuse(ed(&high), "not canonically encoded"); // stray bits in the last byte
+                                                  // Some small y is not on the curve (x^2 has no square root); loading it fails.
+    let off = (2u8..50)
+        .find(|y| !crypto::ed448_y_on_curve(&[[*y].as_slice(), &[0u8; 55]].concat()))
+        .expect("an off-curve y");
+    let mut enc = [0u8; 57];
+    enc[0] = off;
+    refuse(ed(&enc), "not a point on the curve");
+    // The real key's y is on the curve.
+    let x = b64::decode(jwk(ED448_PUB, "k")["x"].as_str().unwrap().as_bytes()).unwrap();
+    assert!(crypto::ed448_y_on_curve(&x[..56]));
+}
+
+#[test]
+fn tokens_refused_on_their_header_cost_no_signature_check() {
+    use super::keys::SIGNATURE_CHECKS;
+    let keys = all_keys();
+    let checks = |t: &str, p: &Policy| {
+        SIGNATURE_CHECKS.with(|n| n.set(0));
+        let c = code(run(t, &keys, p));
+        (c, SIGNATURE_CHECKS.with(|n| n.get()))
+    };
+    let es384_only_rs = Policy {
+        algorithms: Some(AlgSet::single(Alg::RS256)),
+        ..Policy::default()
+    };
+    let valid = std_token(Alg::ES384);
+    // A location that does not accept ES384 never runs the 1 ms P-384 verify.
+    assert_eq!(checks(&valid, &es384_only_rs), ("alg_not_allowed", 0));
+    let forged = flip_sig_bit(&std_token(Alg::RS256), 3);
+    assert_eq!(checks(&forged, &Policy::default()), ("bad_signature", 1));
+    // Unknown kid: no key is tried, whatever the algorithm.
+    for alg in Alg::ALL {
+        let t = mint(alg, json!({"alg": alg.name(), "kid": "nobody"}), claims());
+        assert_eq!(checks(&t, &Policy::default()), ("unknown_key", 0), "{alg}");
+    }
+    // An algorithm no key holds: nothing to try either.
+    let only_hmac = jwks(vec![oct(SECRET64, Some("h"), None)]);
+    let t = std_token(Alg::RS256);
+    SIGNATURE_CHECKS.with(|n| n.set(0));
+    let r = decode_and_verify_signature(t.as_bytes(), &only_hmac, AlgSet::ALL, usize::MAX);
+    assert_eq!(r.unwrap_err().code(), "unknown_key");
+    assert_eq!(SIGNATURE_CHECKS.with(|n| n.get()), 0);
+    // Without kid, at most MAX_SIGNATURE_CHECKS keys: the worst case of a forged token.
+    let many = jwks(
+        (0..MAX_SIGNATURE_CHECKS + 5)
+            .map(|i| oct(&[i as u8 + 1; 32], None, Some("HS256")))
+            .collect(),
+    );
+    let forged = encode_with_signature(br#"{"alg":"HS256"}"#, b"{}", &[0; 32]);
+    SIGNATURE_CHECKS.with(|n| n.set(0));
+    let r = decode_and_verify_signature(forged.as_bytes(), &many, AlgSet::ALL, usize::MAX);
+    assert_eq!(r.unwrap_err().code(), "unknown_key");
+    assert_eq!(SIGNATURE_CHECKS.with(|n| n.get()), MAX_SIGNATURE_CHECKS);
 }
