@@ -11,6 +11,24 @@ pub(crate) fn decode(input: &[u8]) -> Option<Vec<u8>> {
     URL_SAFE_NO_PAD.decode(input).ok()
 }
 
+/// The exact decoded length of `len` unpadded base64 characters; `None` for a length no
+/// encoding has (4k + 1).
+pub(crate) fn decoded_len(input: &[u8]) -> Option<usize> {
+    let n = input.len();
+    match n % 4 {
+        0 => Some(n / 4 * 3),
+        2 => Some(n / 4 * 3 + 1),
+        3 => Some(n / 4 * 3 + 2),
+        _ => None,
+    }
+}
+
+/// Decodes strict unpadded base64url into `out`, which must be exactly
+/// [`decoded_len`]`(input)` long. False on any deviation (as [`decode`]).
+pub(crate) fn decode_into(input: &[u8], out: &mut [u8]) -> bool {
+    URL_SAFE_NO_PAD.decode_slice(input, out) == Ok(out.len())
+}
+
 /// Encodes unpadded base64url.
 pub(crate) fn encode(input: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(input)
@@ -46,5 +64,22 @@ mod tests {
         assert!(decode(b"YWJ").is_none() || decode(b"YWJ").as_deref() == Some(&b"ab"[..]));
         assert!(decode(b"YWK").is_none());
         assert_eq!(encode(b"ab"), "YWI");
+        // decode_into agrees with decode, with an exactly sized output
+        for input in [
+            &b""[..],
+            b"YWJj",
+            b"YWI",
+            b"_-8",
+            b"YQ",
+            b"YR",
+            b"YWI=",
+            b"+/8",
+            b"YWJjZ",
+            b"Y",
+        ] {
+            let mut out = vec![0u8; decoded_len(input).unwrap_or(0)];
+            let ok = decoded_len(input).is_some() && decode_into(input, &mut out);
+            assert_eq!(decode(input), ok.then_some(out), "{input:?}");
+        }
     }
 }

@@ -70,6 +70,14 @@ pub use token::{decode_and_verify_signature, decode_trusted, Verified};
 
 use std::fmt;
 
+/// Whether the request path's JSON validation (no tree built) and the strict parser behind
+/// [`Verified::payload`] give the same answer on `bytes`, with the same values for the claims
+/// read directly. For the fuzz target `json_scan`; not part of the API.
+#[doc(hidden)]
+pub fn json_validators_agree(bytes: &[u8]) -> bool {
+    json::validators_agree(bytes)
+}
+
 /// Default limit on the token length in bytes (see the module documentation).
 pub const DEFAULT_MAX_TOKEN_SIZE: usize = 8192;
 

@@ -1,25 +1,95 @@
 //! Token parsing and signature verification (the expensive, cacheable half).
 
 use super::error::JwtError;
-use super::json;
+use super::json::{self, Top};
 use super::keys::KeySet;
 use super::{b64, Alg, AlgSet, MAX_NUMERIC_DATE};
 use serde_json::{Map, Value};
 use std::borrow::Cow;
+use std::sync::OnceLock;
 
 /// A token whose signature verified. Time claims, issuer, audience and claim rules are
 /// checked separately by [`crate::jwt::check_claims`] (on every request, also on cache hits).
-#[derive(Debug, Clone)]
+///
+/// Built for the miss path: one buffer holds the decoded header and payload JSON, the claims
+/// the gateway reads on every request (`exp`, `nbf`, `iat`, `iss`, `sub`, `aud`, `kid`,
+/// `typ`) are kept as positions in it, and the full header and claim maps are built only
+/// when something asks for them (a claim rule, a `$jwt_claim_*` variable), then kept with the
+/// token (also in the cache).
+#[derive(Debug)]
 pub struct Verified {
     alg: Alg,
-    kid: Option<String>,
-    header: Map<String, Value>,
-    payload: Map<String, Value>,
-    payload_json: String,
+    /// The decoded header JSON, then the decoded payload JSON.
+    text: Box<str>,
+    /// Where the payload starts in `text`.
+    split: usize,
+    kid: Option<Text>,
+    typ: Option<Text>,
+    iss: Option<Text>,
+    sub: Option<Text>,
+    aud: Aud,
     exp: Option<i64>,
     nbf: Option<i64>,
     iat: Option<i64>,
     token_len: usize,
+    header: OnceLock<Map<String, Value>>,
+    payload: OnceLock<Map<String, Value>>,
+}
+
+/// A string member: where it sits in [`Verified::text`], or its decoded form when it had an
+/// escape.
+#[derive(Debug, Clone)]
+enum Text {
+    At(usize, usize),
+    Owned(Box<str>),
+}
+
+impl Text {
+    fn new(base: &str, s: Cow<'_, str>) -> Text {
+        match s {
+            Cow::Borrowed(b) => {
+                // A borrowed string is a slice of `base` (serde_json borrows from its input).
+                let start = b.as_ptr() as usize - base.as_ptr() as usize;
+                Text::At(start, start + b.len())
+            }
+            Cow::Owned(o) => Text::Owned(o.into_boxed_str()),
+        }
+    }
+
+    fn get<'a>(&'a self, text: &'a str) -> &'a str {
+        match self {
+            Text::At(a, b) => &text[*a..*b],
+            Text::Owned(s) => s,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Aud {
+    None,
+    One(Text),
+    Many(Vec<Text>),
+}
+
+impl Clone for Verified {
+    fn clone(&self) -> Verified {
+        Verified {
+            alg: self.alg,
+            text: self.text.clone(),
+            split: self.split,
+            kid: self.kid.clone(),
+            typ: self.typ.clone(),
+            iss: self.iss.clone(),
+            sub: self.sub.clone(),
+            aud: self.aud.clone(),
+            exp: self.exp,
+            nbf: self.nbf,
+            iat: self.iat,
+            token_len: self.token_len,
+            header: self.header.clone(),
+            payload: self.payload.clone(),
+        }
+    }
 }
 
 impl Verified {
@@ -29,38 +99,35 @@ impl Verified {
     }
     /// The header `kid`, if any.
     pub fn kid(&self) -> Option<&str> {
-        self.kid.as_deref()
+        self.kid.as_ref().map(|t| t.get(&self.text))
     }
-    /// The parsed JOSE header.
+    /// The parsed JOSE header (built on first use).
     pub fn header_map(&self) -> &Map<String, Value> {
-        &self.header
+        self.header
+            .get_or_init(|| materialize(&self.text[..self.split]))
     }
     /// A header parameter (`$jwt_header_<name>`).
     pub fn header(&self, name: &str) -> Option<&Value> {
-        self.header.get(name)
+        self.header_map().get(name)
     }
-    /// The parsed claim set.
+    /// The parsed claim set (built on first use).
     pub fn payload(&self) -> &Map<String, Value> {
-        &self.payload
+        self.payload
+            .get_or_init(|| materialize(self.payload_json()))
     }
     /// The decoded claim set exactly as signed (`$jwt_payload`).
     pub fn payload_json(&self) -> &str {
-        &self.payload_json
+        &self.text[self.split..]
     }
     /// A claim by path: `&["sub"]`, `&["realm_access", "roles"]`. Each step after the first
     /// descends into an object.
     pub fn claim(&self, path: &[&str]) -> Option<&Value> {
-        let (first, rest) = path.split_first()?;
-        let mut v = self.payload.get(*first)?;
-        for step in rest {
-            v = v.as_object()?.get(*step)?;
-        }
-        Some(v)
+        self.claim_path(path)
     }
     /// As [`Verified::claim`] with owned path segments.
     pub fn claim_path<S: AsRef<str>>(&self, path: &[S]) -> Option<&Value> {
         let (first, rest) = path.split_first()?;
-        let mut v = self.payload.get(first.as_ref())?;
+        let mut v = self.payload().get(first.as_ref())?;
         for step in rest {
             v = v.as_object()?.get(step.as_ref())?;
         }
@@ -80,29 +147,35 @@ impl Verified {
     }
     /// `sub` (always a string when present).
     pub fn sub(&self) -> Option<&str> {
-        self.payload.get("sub").and_then(Value::as_str)
+        self.sub.as_ref().map(|t| t.get(&self.text))
     }
     /// `iss` (always a string when present).
     pub fn iss(&self) -> Option<&str> {
-        self.payload.get("iss").and_then(Value::as_str)
+        self.iss.as_ref().map(|t| t.get(&self.text))
     }
     /// The `aud` values (a string claim yields one value).
     pub fn audiences(&self) -> impl Iterator<Item = &str> {
-        let slice: &[Value] = match self.payload.get("aud") {
-            Some(Value::Array(a)) => a,
-            Some(v @ Value::String(_)) => std::slice::from_ref(v),
-            _ => &[],
+        let list: &[Text] = match &self.aud {
+            Aud::None => &[],
+            Aud::One(t) => std::slice::from_ref(t),
+            Aud::Many(v) => v,
         };
-        slice.iter().filter_map(Value::as_str)
+        list.iter().map(|t| t.get(&self.text))
     }
     /// Header `typ` (always a string when present).
     pub fn typ(&self) -> Option<&str> {
-        self.header.get("typ").and_then(Value::as_str)
+        self.typ.as_ref().map(|t| t.get(&self.text))
     }
     /// Length of the token in bytes.
     pub fn token_len(&self) -> usize {
         self.token_len
     }
+}
+
+/// The map of a JSON object [`json::scan_object`] accepted (so the strict parser accepts it
+/// too; the fuzz target `jwt_verify` and the unit tests hold the two to the same answers).
+fn materialize(text: &str) -> Map<String, Value> {
+    json::parse_object_str(text).unwrap_or_default()
 }
 
 /// Parses `token` (compact JWS), selects a key and verifies the signature.
@@ -145,15 +218,10 @@ fn decode_with(
             limit: max_size,
         });
     }
-    let mut dots = token
-        .iter()
-        .enumerate()
-        .filter(|(_, b)| **b == b'.')
-        .map(|(i, _)| i);
-    let (d1, d2) = match (dots.next(), dots.next(), dots.next()) {
-        (Some(a), Some(b), None) => (a, b),
-        _ => {
-            let segments = token.iter().filter(|b| **b == b'.').count() + 1;
+    let (d1, d2) = match dots(token) {
+        Some(d) => d,
+        None => {
+            let segments = memchr::memchr_iter(b'.', token).count() + 1;
             return Err(if segments == 5 {
                 JwtError::malformed("JWE (5 segments) not supported")
             } else {
@@ -169,13 +237,25 @@ fn decode_with(
     let sig_b64 = &token[d2 + 1..];
     let signing_input = &token[..d2];
 
-    let header_bytes =
-        b64::decode(header_b64).ok_or(JwtError::malformed("header is not valid base64url"))?;
-    let header = json::parse_object(&header_bytes)
+    // One buffer for the decoded header and payload, sized exactly (no reallocation, and it
+    // becomes the Verified's text as it is).
+    let hlen =
+        b64::decoded_len(header_b64).ok_or(JwtError::malformed("header is not valid base64url"))?;
+    // An impossible payload length is reported where the payload is decoded (after the
+    // header checks, as always).
+    let plen = b64::decoded_len(payload_b64);
+    let mut buf = vec![0u8; hlen + plen.unwrap_or(0)];
+    let (hbuf, pbuf) = buf.split_at_mut(hlen);
+    if !b64::decode_into(header_b64, hbuf) {
+        return Err(JwtError::malformed("header is not valid base64url"));
+    }
+    let header_text =
+        std::str::from_utf8(hbuf).map_err(|_| JwtError::malformed("header: invalid UTF-8"))?;
+    let [alg, crit, kid, typ] = json::scan_object(header_text, &["alg", "crit", "kid", "typ"])
         .map_err(|e| JwtError::Malformed(Cow::Owned(format!("header: {}", e.short()))))?;
 
-    let alg = match header.get("alg") {
-        Some(Value::String(name)) => match Alg::from_name(name) {
+    let alg = match alg {
+        Some(Top::Str(name)) => match Alg::from_name(&name) {
             Some(a) => a,
             None if name.eq_ignore_ascii_case("none") => {
                 return Err(JwtError::AlgNotAllowed("unsigned token (alg none)".into()))
@@ -190,83 +270,127 @@ fn decode_with(
             "{alg} is not in the allowed list"
         ))));
     }
-    if header.contains_key("crit") {
+    if crit.is_some() {
         // RFC 7515 4.1.11: we understand no extension, and an empty list is invalid.
         return Err(JwtError::malformed("crit header parameter not supported"));
     }
-    let kid = match header.get("kid") {
+    let kid = match kid {
         None => None,
-        Some(Value::String(k)) => Some(k.clone()),
+        Some(Top::Str(k)) => Some(Text::new(header_text, k)),
         Some(_) => return Err(JwtError::malformed("header kid is not a string")),
     };
-    if header.get("typ").is_some_and(|t| !t.is_string()) {
-        return Err(JwtError::malformed("header typ is not a string"));
+    let typ = match typ {
+        None => None,
+        Some(Top::Str(t)) => Some(Text::new(header_text, t)),
+        Some(_) => return Err(JwtError::malformed("header typ is not a string")),
+    };
+
+    if plen.is_none() || !b64::decode_into(payload_b64, pbuf) {
+        return Err(JwtError::malformed("payload is not valid base64url"));
     }
-
-    let payload_bytes =
-        b64::decode(payload_b64).ok_or(JwtError::malformed("payload is not valid base64url"))?;
-    let sig =
-        b64::decode(sig_b64).ok_or(JwtError::malformed("signature is not valid base64url"))?;
-
-    verify(alg, kid.as_deref(), signing_input, &sig)?;
-
-    let payload_json = String::from_utf8(payload_bytes)
-        .map_err(|_| JwtError::malformed("payload: invalid UTF-8"))?;
-    let payload = json::parse_object_str(&payload_json)
-        .map_err(|e| JwtError::Malformed(Cow::Owned(format!("payload: {}", e.short()))))?;
-
-    let exp = numeric_date(&payload, "exp")?;
-    let nbf = numeric_date(&payload, "nbf")?;
-    let iat = numeric_date(&payload, "iat")?;
-    for name in ["iss", "sub"] {
-        if payload.get(name).is_some_and(|v| !v.is_string()) {
-            return Err(JwtError::Malformed(Cow::Owned(format!(
-                "{name} is not a string"
-            ))));
+    // Signatures up to 8192-bit RSA are decoded on the stack.
+    let mut sig_stack = [0u8; 1024];
+    let mut sig_heap = Vec::new();
+    let sig: &[u8] = match b64::decoded_len(sig_b64) {
+        Some(n) if n <= sig_stack.len() && b64::decode_into(sig_b64, &mut sig_stack[..n]) => {
+            &sig_stack[..n]
         }
+        Some(n) if n > sig_stack.len() => {
+            sig_heap.resize(n, 0);
+            if !b64::decode_into(sig_b64, &mut sig_heap) {
+                return Err(JwtError::malformed("signature is not valid base64url"));
+            }
+            &sig_heap
+        }
+        _ => return Err(JwtError::malformed("signature is not valid base64url")),
+    };
+
+    {
+        let kid_text = kid.as_ref().map(|t| t.get(header_text));
+        verify(alg, kid_text, signing_input, sig)?;
     }
-    match payload.get("aud") {
-        None | Some(Value::String(_)) => {}
-        Some(Value::Array(a)) if a.iter().all(Value::is_string) => {}
+
+    let text = String::from_utf8(buf).map_err(|e| {
+        if e.utf8_error().valid_up_to() < hlen {
+            JwtError::malformed("header: invalid UTF-8")
+        } else {
+            JwtError::malformed("payload: invalid UTF-8")
+        }
+    })?;
+    let payload_text = &text[hlen..];
+    let [exp, nbf, iat, iss, sub, aud] =
+        json::scan_object(payload_text, &["exp", "nbf", "iat", "iss", "sub", "aud"])
+            .map_err(|e| JwtError::Malformed(Cow::Owned(format!("payload: {}", e.short()))))?;
+
+    let exp = numeric_date(exp, "exp")?;
+    let nbf = numeric_date(nbf, "nbf")?;
+    let iat = numeric_date(iat, "iat")?;
+    let string = |v: Option<Top<'_>>, name: &str| match v {
+        None => Ok(None),
+        Some(Top::Str(s)) => Ok(Some(Text::new(&text, s))),
+        Some(_) => Err(JwtError::Malformed(Cow::Owned(format!(
+            "{name} is not a string"
+        )))),
+    };
+    let iss = string(iss, "iss")?;
+    let sub = string(sub, "sub")?;
+    let aud = match aud {
+        None => Aud::None,
+        Some(Top::Str(s)) => Aud::One(Text::new(&text, s)),
+        Some(Top::Strings(list)) => {
+            Aud::Many(list.into_iter().map(|s| Text::new(&text, s)).collect())
+        }
         Some(_) => {
             return Err(JwtError::malformed(
                 "aud is not a string or array of strings",
             ))
         }
-    }
+    };
 
     Ok(Verified {
         alg,
+        text: text.into_boxed_str(),
+        split: hlen,
         kid,
-        header,
-        payload,
-        payload_json,
+        typ,
+        iss,
+        sub,
+        aud,
         exp,
         nbf,
         iat,
         token_len: token.len(),
+        header: OnceLock::new(),
+        payload: OnceLock::new(),
     })
 }
 
+/// The positions of the two dots of a three-segment token, `None` for any other count.
+fn dots(token: &[u8]) -> Option<(usize, usize)> {
+    // memchr: the token is scanned a word at a time, not a byte at a time.
+    let mut it = memchr::memchr_iter(b'.', token);
+    match (it.next(), it.next(), it.next()) {
+        (Some(d1), Some(d2), None) => Some((d1, d2)),
+        _ => None,
+    }
+}
+
 /// Reads an optional NumericDate claim: a JSON number in `0..=MAX_NUMERIC_DATE`.
-fn numeric_date(payload: &Map<String, Value>, name: &'static str) -> Result<Option<i64>, JwtError> {
-    let Some(v) = payload.get(name) else {
+fn numeric_date(v: Option<Top<'_>>, name: &'static str) -> Result<Option<i64>, JwtError> {
+    let Some(v) = v else {
         return Ok(None);
     };
     let bad = || JwtError::Malformed(Cow::Owned(format!("{name} is not a valid NumericDate")));
-    let Value::Number(n) = v else {
-        return Err(bad());
-    };
-    let t = if let Some(i) = n.as_i64() {
-        i
-    } else if let Some(f) = n.as_f64() {
-        // u64 beyond i64 also lands here as f64 and fails the range check.
-        if !f.is_finite() || !(0.0..=(MAX_NUMERIC_DATE as f64)).contains(&f) {
-            return Err(bad());
+    let t = match v {
+        Top::U64(u) => i64::try_from(u).map_err(|_| bad())?,
+        Top::I64(i) => i,
+        Top::F64(f) => {
+            if !f.is_finite() || !(0.0..=(MAX_NUMERIC_DATE as f64)).contains(&f) {
+                return Err(bad());
+            }
+            f.trunc() as i64
         }
-        f.trunc() as i64
-    } else {
-        return Err(bad());
+        _ => return Err(bad()),
     };
     if !(0..=MAX_NUMERIC_DATE).contains(&t) {
         return Err(bad());
