@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Prints every token used literally in t/020-jwt.t, t/021-jwt-security.t,
-# t/023-jwt-header-safety.t and t/024-jwt-crypto.t, one "NAME=token" line each, after a
+# t/023-jwt-header-safety.t, t/024-jwt-crypto.t and t/025-jwt-parsing.t, one "NAME=token" line each, after a
 # comment saying how it was made. The .t files carry the same comment next to each pasted token (e.g. "# RS256, kid
 # rsa2048, sub alice").
 #
@@ -355,3 +355,19 @@ emit TOKEN_REVOKED "HS256, kid hs256, iss https://idp.test, sub carol, jti t-rev
     "$(hs "{\"iss\":\"https://idp.test\",\"sub\":\"carol\",\"jti\":\"t-revoked\",\"exp\":$EXP}")"
 emit TOKEN_DENIED_SUB "HS256, kid hs256, iss https://idp.test, sub mallory, exp 2100" \
     "$(hs "{\"iss\":\"https://idp.test\",\"sub\":\"mallory\",\"exp\":$EXP}")"
+
+echo "# ---- t/025-jwt-parsing.t: escaped member names and values, repeated names (HS256, t/keys/hs256.jwk)"
+hs_raw() { gw sign --key $K/hs256.jwk --alg HS256 --raw-header-json "$1" --raw-payload-json "$2"; }
+emit ESC_OK "H {\"\\u0061lg\":\"HS256\",\"k\\u0069d\":\"hs256\",\"typ\":\"JWT\"}, P {\"s\\u0075b\":\"al\\u0069ce\",\"iss\":\"https://idp.example/\\u0031\",\"aud\":[\"x\",\"\\u0061pi\"],\"\\u0065xp\":$EXP}" \
+    "$(hs_raw '{"\u0061lg":"HS256","k\u0069d":"hs256","typ":"JWT"}' "{\"s\\u0075b\":\"al\\u0069ce\",\"iss\":\"https://idp.example/\\u0031\",\"aud\":[\"x\",\"\\u0061pi\"],\"\\u0065xp\":$EXP}")"
+emit ESC_EXPIRED "H {\"alg\":\"HS256\",\"kid\":\"hs256\"}, P {\"sub\":\"alice\",\"\\u0065xp\":$PAST}" \
+    "$(hs_raw '{"alg":"HS256","kid":"hs256"}' "{\"sub\":\"alice\",\"\\u0065xp\":$PAST}")"
+emit ESC_DUP_SUB "H {\"alg\":\"HS256\",\"kid\":\"hs256\"}, P {\"sub\":\"alice\",\"s\\u0075b\":\"admin\",\"exp\":$EXP}" \
+    "$(hs_raw '{"alg":"HS256","kid":"hs256"}' "{\"sub\":\"alice\",\"s\\u0075b\":\"admin\",\"exp\":$EXP}")"
+emit ESC_DUP_ALG "H {\"alg\":\"HS256\",\"kid\":\"hs256\",\"\\u0061lg\":\"none\"}, P {\"sub\":\"alice\",\"exp\":$EXP}" \
+    "$(hs_raw '{"alg":"HS256","kid":"hs256","\u0061lg":"none"}' "{\"sub\":\"alice\",\"exp\":$EXP}")"
+many=$(for i in $(seq 1 40); do printf '"c%d":%d,' "$i" "$i"; done)
+emit MANY_OK "H {\"alg\":\"HS256\",\"kid\":\"hs256\"}, P {\"sub\":\"alice\",\"c1\":1, ... \"c40\":40,\"exp\":$EXP}" \
+    "$(hs_raw '{"alg":"HS256","kid":"hs256"}' "{\"sub\":\"alice\",${many}\"exp\":$EXP}")"
+emit MANY_DUP "H {\"alg\":\"HS256\",\"kid\":\"hs256\"}, P {\"sub\":\"alice\",\"c1\":1, ... \"c40\":40,\"c\\u00337\":0,\"exp\":$EXP}" \
+    "$(hs_raw '{"alg":"HS256","kid":"hs256"}' "{\"sub\":\"alice\",${many}\"c\\u00337\":0,\"exp\":$EXP}")"
