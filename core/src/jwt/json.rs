@@ -220,29 +220,47 @@ const NOT_OBJECT: &str = "top level is not an object";
 /// hostile object with thousands of members costs linear time).
 struct Names<'de> {
     inline: [Cow<'de, str>; 16],
+    /// [`tag`] of each inline name: most comparisons end at one integer compare.
+    tags: [u64; 16],
     len: usize,
     spill: Option<std::collections::HashSet<Cow<'de, str>>>,
+}
+
+/// A name's length and first 8 bytes in one integer: names with different tags differ.
+fn tag(name: &str) -> u64 {
+    let b = name.as_bytes();
+    let mut head = [0u8; 8];
+    let n = b.len().min(8);
+    head[..n].copy_from_slice(&b[..n]);
+    u64::from_le_bytes(head) ^ ((b.len() as u64) << 56)
 }
 
 impl<'de> Names<'de> {
     fn new() -> Self {
         Names {
             inline: std::array::from_fn(|_| Cow::Borrowed("")),
+            tags: [0; 16],
             len: 0,
             spill: None,
         }
     }
 
-    /// Records `name`; false if it was already there.
-    fn insert(&mut self, name: Cow<'de, str>) -> bool {
+    /// Records `name` (whose [`tag`] is `t`); false if it was already there.
+    fn insert(&mut self, name: Cow<'de, str>, t: u64) -> bool {
         if let Some(set) = self.spill.as_mut() {
             return set.insert(name);
         }
-        if self.inline[..self.len].contains(&name) {
+        let seen = &self.tags[..self.len];
+        if seen
+            .iter()
+            .zip(&self.inline)
+            .any(|(st, sn)| *st == t && *sn == name)
+        {
             return false;
         }
         if self.len < self.inline.len() {
             self.inline[self.len] = name;
+            self.tags[self.len] = t;
             self.len += 1;
         } else {
             let mut set: std::collections::HashSet<Cow<'de, str>> =
@@ -282,19 +300,21 @@ impl<'de> Visitor<'de> for KeyVisitor {
     }
 }
 
-/// Validates an object's members after `{`, handing each (name, value) to `member`.
+/// Validates an object's members after `{`, handing each (name, its [`tag`]) to `member`,
+/// which reads the value.
 fn members<'de, A: MapAccess<'de>>(
     map: &mut A,
-    mut member: impl FnMut(&mut A, &str) -> Result<(), A::Error>,
+    mut member: impl FnMut(&mut A, &str, u64) -> Result<(), A::Error>,
 ) -> Result<(), A::Error> {
     let mut names = Names::new();
     while let Some(key) = map.next_key_seed(KeySeed)? {
+        let t = tag(&key);
         // A copy for the callback (free for a borrowed name; an escaped one is rare).
         let name_for_value: Cow<'de, str> = key.clone();
-        if !names.insert(key) {
+        if !names.insert(key, t) {
             return Err(A::Error::custom(DUPLICATE));
         }
-        member(map, &name_for_value)?;
+        member(map, &name_for_value, t)?;
     }
     Ok(())
 }
@@ -342,7 +362,7 @@ impl<'de> Visitor<'de> for Skip {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let depth = deeper::<A::Error>(self.depth)?;
-        members(&mut map, |m, _| m.next_value_seed(Skip { depth }))
+        members(&mut map, |m, _, _| m.next_value_seed(Skip { depth }))
     }
 }
 
@@ -504,8 +524,10 @@ impl<'o, 'de, const N: usize> Visitor<'de> for TopSeed<'o, 'de, N> {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let TopSeed { names, out } = self;
-        members(&mut map, |m, name| {
-            match names.iter().position(|n| *n == name) {
+        let tags: [u64; N] = std::array::from_fn(|i| tag(names[i]));
+        let find = |name: &str, t: u64| (0..N).find(|&i| tags[i] == t && names[i] == name);
+        members(&mut map, |m, name, t| {
+            match find(name, t) {
                 Some(i) => {
                     out[i] = Some(m.next_value_seed(Capture)?);
                     Ok(())
