@@ -53,7 +53,7 @@ class Case:
         self.extra_locations = extra_locations
         # port: a fixed listening port; setup(port) -> request headers, run once nginx is up
         self.port, self.setup = port, setup
-        self.rps, self.us = [], []
+        self.rps, self.us, self.user = [], [], []
 
 
 ALGS = {
@@ -137,7 +137,7 @@ def cases(args):
                 c.append(Case(f"jwt_{alg}_new", f'auth_jwt "b"; {KEYS_ALL} empty_gif;', module=True,
                               lua=lua, baseline=f"hdr_{alg}_cycle", group="jwt",
                               note=f"{alg}, a new token every request (no cache hits)",
-                              target=("raw+3", alg)))
+                              target=(2.0, None) if alg == "HS256" else ("raw+3", alg)))
             # What the cache costs when it never hits: the same cycle with the cache off
             # (auth_jwt_cache is http-level), as the baseline of the cached run.
             for alg in [a for a in algs if a in ("HS256", "RS256")]:
@@ -405,6 +405,25 @@ def cmod_cases(args):
     return out
 
 
+def print_cache_miss(all_cases):
+    """What the verified-token cache adds when it never hits: each jwt_ALG_new case (cache on,
+    every lookup misses) over jwt_ALG_new_nocache (auth_jwt_cache off), target <= 0.5 us."""
+    by_name = {c.name: c for c in all_cases}
+    out = []
+    for c in all_cases:
+        off = by_name.get(c.name + "_nocache")
+        if not (c.name.startswith("jwt_") and c.name.endswith("_new") and off):
+            continue
+        extra = statistics.median(c.us) - statistics.median(off.us)
+        uextra = statistics.median(c.user) - statistics.median(off.user)
+        ok = extra <= 0.5
+        print(f"cache miss cost {c.name} - {off.name}: {extra:+.2f} us (user {uextra:+.2f}), "
+              f"target <= +0.50: {'ok' if ok else 'MISS'}")
+        if not ok:
+            out.append(c.name + " cache miss" + (" (user ok)" if uextra <= 0.5 else ""))
+    return out
+
+
 def print_cmod(all_cases):
     """Per algorithm: the worker CPU each module adds over its control, and the C module's cost
     over ngx-gateway's (issue 17's goal: at least 2x with a new token every request). Returns
@@ -415,23 +434,29 @@ def print_cmod(all_cases):
     if not rows:
         return []
     print("\ncmod: worker CPU per request over the same header(s) without auth, C module vs ngx-gateway")
-    hdr = f"{'alg':<6} {'tokens':<25} {'C module us':>11} {'gateway us':>10} {'C / gateway':>11} {'target':>12}"
+    hdr = (f"{'alg':<6} {'tokens':<25} {'C module us':>11} {'gateway us':>10} {'C / gateway':>11} "
+           f"{'user: C':>8} {'gateway':>8} {'C / gw':>7} {'target':>12}")
     print(hdr)
     print("-" * len(hdr))
     misses = []
     for alg, kind in rows:
         c, g = by_name[f"c_{alg}_{kind}"], by_name[f"gw_{alg}_{kind}"]
-        base = statistics.median(by_name[c.baseline].us)
+        b = by_name[c.baseline]
+        base, ubase = statistics.median(b.us), statistics.median(b.user)
         ce, ge = statistics.median(c.us) - base, statistics.median(g.us) - base
+        cu, gu = statistics.median(c.user) - ubase, statistics.median(g.user) - ubase
         ratio = f"{ce / ge:10.1f}x" if ge > 0.05 else "  (gw ~ 0)"
+        uratio = f"{cu / gu:6.1f}x" if gu > 0.05 else "(gw~0)"
         tgt = ""
         if kind == "new":
             ok = ge <= 0.05 or ce / ge >= 2.0
-            tgt = ">= 2x " + ("ok" if ok else "MISS")
+            uok = gu <= 0.05 or cu / gu >= 2.0
+            tgt = ">= 2x " + ("ok" if ok else "MISS" + (" (user ok)" if uok else ""))
             if not ok:
-                misses.append(f"gw_{alg}_new (C / gateway < 2x)")
+                misses.append(f"gw_{alg}_new (C / gateway < 2x" + (", user ok)" if uok else ")"))
         what = "same token repeated" if kind == "hit" else "a new token every request"
-        print(f"{alg:<6} {what:<25} {ce:>+11.2f} {ge:>+10.2f} {ratio:>11} {tgt:>12}")
+        print(f"{alg:<6} {what:<25} {ce:>+11.2f} {ge:>+10.2f} {ratio:>11} {cu:>+8.2f} {gu:>+8.2f} "
+              f"{uratio:>7} {tgt:>12}")
     return misses
 
 
@@ -493,9 +518,10 @@ http {{
         raise SystemExit("no nginx worker found")
 
     def cpu_ticks(self):
+        """(utime + stime, utime) of the worker, in clock ticks."""
         with open(f"/proc/{self.worker}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
-        return int(fields[11]) + int(fields[12])  # utime + stime
+        return int(fields[11]) + int(fields[12]), int(fields[11])
 
     def stop(self):
         self.proc.send_signal(signal.SIGQUIT)
@@ -726,27 +752,31 @@ def main():
             if bad and not case.note.startswith("expect non-2xx"):
                 raise SystemExit(f"case {case.name}: {bad} non-2xx responses")
             case.rps.append(rps)
-            case.us.append((t1 - t0) / CLK_TCK * 1e6 / max(n, 1))
+            case.us.append((t1[0] - t0[0]) / CLK_TCK * 1e6 / max(n, 1))
+            case.user.append((t1[1] - t0[1]) / CLK_TCK * 1e6 / max(n, 1))
             print(f"  round {rep + 1}/{args.repeat} {case.name:<18} {rps:>10.0f} r/s "
-                  f"{case.us[-1]:6.2f} us/req", file=sys.stderr)
+                  f"{case.us[-1]:6.2f} us/req (user {case.user[-1]:.2f})", file=sys.stderr)
 
     by_name = {c.name: c for c in all_cases}
     print()
     print(f"ngx-gateway bench: {args.repeat} rounds x {args.duration}s, wrk -t1 -c{args.connections}, "
           f"nginx 1 worker on CPU 0, wrk on CPU 1")
     hdr = f"{'case':<22} {'req/s median':>12} {'(min-max)':>19} {'us/req median':>13} " \
-          f"{'(min-max)':>13} {'vs baseline':>26} {'target':>22}"
+          f"{'(min-max)':>13} {'user':>6} {'vs baseline':>26} {'user':>7} {'target':>22}"
     print(hdr)
     print("-" * len(hdr))
     misses = []
     for c in all_cases:
         rm, um = statistics.median(c.rps), statistics.median(c.us)
-        rel, tgt = "", ""
+        uu = statistics.median(c.user)
+        rel, tgt, urel = "", "", ""
         if c.baseline and c.baseline in by_name:
             b = by_name[c.baseline]
             ratio = rm / statistics.median(b.rps)
             extra = um - statistics.median(b.us)
+            uextra = uu - statistics.median(b.user)
             rel = f"{ratio * 100:6.1f}% r/s, {extra:+6.2f} us"
+            urel = f"{uextra:+7.2f}"
             if c.target:
                 max_us, min_ratio = c.target
                 if max_us == "raw+3":
@@ -756,9 +786,18 @@ def main():
                 tgt = f"<= +{max_us:.2f} us" + (f", >= {min_ratio:.0%}" if min_ratio else "")
                 tgt += " ok" if ok else " MISS"
                 if not ok:
-                    misses.append(c.name)
+                    # user: the same test on user CPU alone (see the note printed below)
+                    uok = uextra <= max_us and (min_ratio is None or ratio >= min_ratio)
+                    tgt += " (user ok)" if uok else ""
+                    misses.append(c.name + (" (user ok)" if uok else ""))
         print(f"{c.name:<22} {rm:>12.0f} {min(c.rps):>9.0f}-{max(c.rps):<9.0f} {um:>13.2f} "
-              f"{min(c.us):>6.2f}-{max(c.us):<6.2f} {rel:>26} {tgt:>22}")
+              f"{min(c.us):>6.2f}-{max(c.us):<6.2f} {uu:>6.2f} {rel:>26} {urel:>7} {tgt:>22}")
+    print("\nus/req: the worker's user + system CPU per request; user: its user CPU alone. When a")
+    print("case is slower than its baseline, wrk waits for responses and the worker's writes have")
+    print("to wake it (a cross-CPU wakeup, expensive in a VM): system CPU the control never pays")
+    print("(perf: sock_def_readable -> try_to_wake_up under tcp_sendmsg). The module makes no")
+    print("system call on the JWT path, so the user column is its own cost.")
+    misses += print_cache_miss(all_cases)
     print()
     for c in all_cases:
         print(f"  {c.name}: {c.note}" + (f" (baseline: {c.baseline})" if c.baseline else ""))
