@@ -526,14 +526,12 @@ impl<'o, 'de, const N: usize> Visitor<'de> for TopSeed<'o, 'de, N> {
         let TopSeed { names, out } = self;
         let tags: [u64; N] = std::array::from_fn(|i| tag(names[i]));
         let find = |name: &str, t: u64| (0..N).find(|&i| tags[i] == t && names[i] == name);
-        members(&mut map, |m, name, t| {
-            match find(name, t) {
-                Some(i) => {
-                    out[i] = Some(m.next_value_seed(Capture)?);
-                    Ok(())
-                }
-                None => m.next_value_seed(Skip { depth: 1 }),
+        members(&mut map, |m, name, t| match find(name, t) {
+            Some(i) => {
+                out[i] = Some(m.next_value_seed(Capture)?);
+                Ok(())
             }
+            None => m.next_value_seed(Skip { depth: 1 }),
         })
     }
 }

@@ -16,7 +16,7 @@ use std::sync::OnceLock;
 /// `typ`) are kept as positions in it, and the full header and claim maps are built only
 /// when something asks for them (a claim rule, a `$jwt_claim_*` variable), then kept with the
 /// token (also in the cache).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Verified {
     alg: Alg,
     /// The decoded header JSON, then the decoded payload JSON.
@@ -49,8 +49,8 @@ impl Text {
         match s {
             Cow::Borrowed(b) => {
                 // A borrowed string is a slice of `base` (serde_json borrows from its input).
-                let start = b.as_ptr() as usize - base.as_ptr() as usize;
-                Text::At(start, start + b.len())
+                let start = (b.as_ptr() as usize).wrapping_sub(base.as_ptr() as usize);
+                Text::At(start, start.saturating_add(b.len()))
             }
             Cow::Owned(o) => Text::Owned(o.into_boxed_str()),
         }
@@ -58,7 +58,9 @@ impl Text {
 
     fn get<'a>(&'a self, text: &'a str) -> &'a str {
         match self {
-            Text::At(a, b) => &text[*a..*b],
+            // In range by construction (a slice serde_json borrowed from this text); `get`
+            // keeps even a broken invariant from panicking.
+            Text::At(a, b) => text.get(*a..*b).unwrap_or_default(),
             Text::Owned(s) => s,
         }
     }
@@ -69,27 +71,6 @@ enum Aud {
     None,
     One(Text),
     Many(Vec<Text>),
-}
-
-impl Clone for Verified {
-    fn clone(&self) -> Verified {
-        Verified {
-            alg: self.alg,
-            text: self.text.clone(),
-            split: self.split,
-            kid: self.kid.clone(),
-            typ: self.typ.clone(),
-            iss: self.iss.clone(),
-            sub: self.sub.clone(),
-            aud: self.aud.clone(),
-            exp: self.exp,
-            nbf: self.nbf,
-            iat: self.iat,
-            token_len: self.token_len,
-            header: self.header.clone(),
-            payload: self.payload.clone(),
-        }
-    }
 }
 
 impl Verified {
