@@ -243,7 +243,7 @@ qr/\[error\] .*policy from url "\/_policy": "\/_policy" answered 404; no policy 
 2 sleep 0.5
 2 rename html/v2.json html/policy.json
 2 sleep 1.5
-3 sleep 0.5
+3 sleep 1.5
 --- response_body_like eval
 ["^id=\\[old\\]", "^id=\\[old\\]", "^id=\\[old\\]", "^id=\\[new\\]"]
 --- response_headers eval
