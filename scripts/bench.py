@@ -23,14 +23,10 @@ import sys
 import tempfile
 import time
 
+from testports import free_port  # scripts/testports.py: never the same port twice
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Case:

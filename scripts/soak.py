@@ -60,6 +60,8 @@ import tempfile
 import threading
 import time
 
+from testports import free_port  # scripts/testports.py: never the same port twice
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKERS = 2
 EXACT_K = 1000
@@ -84,12 +86,6 @@ def write_policy(work, n):
     with open(tmp, "w") as f:
         json.dump(doc, f)
     os.rename(tmp, os.path.join(work, "policy.json"))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def mint(gwjwt, sub, scope):

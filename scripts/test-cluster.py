@@ -41,19 +41,13 @@ import sys
 import threading
 import time
 
+from testports import free_port  # scripts/testports.py: never the same port twice
+
 NGINX, MODULE = sys.argv[1], os.path.abspath(sys.argv[2])
 ONLY = sys.argv[3] if len(sys.argv) > 3 else None  # a scenario group to run alone: "tls"
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "target", "cluster-test"))
 INTERVAL_MS = 100
 FAILED = []
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def free_cluster_port():

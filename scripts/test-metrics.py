@@ -31,6 +31,8 @@ import subprocess
 import sys
 import time
 
+from testports import free_port  # scripts/testports.py: never the same port twice
+
 try:
     from prometheus_client.openmetrics.parser import \
         text_string_to_metric_families as om_families
@@ -56,14 +58,6 @@ def check(cond, what):
     print(("  ok    " if cond else "  FAIL  ") + what, flush=True)
     if not cond:
         FAILED.append(what)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def token(sub):

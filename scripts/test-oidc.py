@@ -34,6 +34,8 @@ import time
 import traceback
 import urllib.parse
 
+from testports import free_port  # scripts/testports.py: never the same port twice
+
 NGINX, MODULE = sys.argv[1], os.path.abspath(sys.argv[2])
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 ROOT = os.path.join(REPO, "target", "oidc-test")
@@ -44,14 +46,6 @@ FAILED = []
 NOTES = []
 SECRETS = {}  # value -> what it is: must never appear in a log
 CALLBACK_ARGS = {}  # code and state values sent to the callback: redacted in logs (README)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def check(cond, what):

@@ -32,6 +32,8 @@ import sys
 import threading
 import time
 
+from testports import free_port  # scripts/testports.py: never the same port twice
+
 NGINX, MODULE = sys.argv[1], os.path.abspath(sys.argv[2])
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 GWJWT = sys.argv[3] if len(sys.argv) > 3 else os.path.join(REPO, "target", "release", "gw-jwt")
@@ -40,14 +42,6 @@ INTERVAL = 1.0  # gateway_policy interval=1s
 MARGIN = 2.0  # allowed propagation: INTERVAL + MARGIN
 LOW, HIGH = 3, 6  # the planner's plan limits per hour before and after "plan"
 FAILED = []
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def check(cond, what):
