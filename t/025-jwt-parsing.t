@@ -2,13 +2,17 @@
 # their decoded text means (the path reads the claims it needs in place, without building the
 # claim set; the full set is built for $jwt_claim_* and claim rules), and a name written twice
 # is refused at any position, in the header and in the payload, also when one spelling uses
-# escapes or when the object has more members than the reader keeps inline (16).
+# escapes or when the object has more members than the reader keeps inline (16). A value read in
+# place that decodes to control bytes (CR, LF) still never reaches a header line, and the JSON
+# log writes it escaped (SECURITY-CASES item 15).
 #
 # Tokens are pasted literally, each preceded by how it was made (HS256 with t/keys/hs256.jwk,
 # gw-jwt sign --raw-header-json H --raw-payload-json P); t/gen/jwt-tokens.sh regenerates them.
 # exp 4102444800 is 2100, 1000000000 is 2001.
 use Test::Nginx::Socket 'no_plan';
 use Cwd qw(cwd);
+use lib 't/lib';
+use ProjectOnly;
 
 $ENV{TEST_NGINX_KEYS} ||= cwd() . '/t/keys';
 
@@ -263,3 +267,50 @@ __DATA__
 ]
 --- no_error_log eval
 ["[error]"]
+
+
+
+=== TEST 7: sub and iss written with control bytes (read in place, escaped): withheld from every header line, escaped in the JSON log
+--- project_only: the JSON log is checked as data (json_log_*)
+--- http_config
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        auth_jwt off;
+        location / {
+            return 200 "upstream reached sub=[$http_x_user] iss=[$http_x_iss] injected=[$http_x_injected]\n";
+        }
+    }
+--- config
+    location /t {
+        gateway_log logs/gw.json;
+        auth_jwt "api";
+        auth_jwt_key_file $TEST_NGINX_KEYS/hs256.jwk;
+        proxy_set_header X-User $jwt_claim_sub;
+        proxy_set_header X-Iss $jwt_claim_iss;
+        add_header X-Sub $jwt_claim_sub always;
+        add_header X-Iss $jwt_claim_iss always;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+    }
+--- request eval
+[
+    "GET /t",
+]
+--- more_headers eval
+[
+    # H {"alg":"HS256","kid":"hs256"}, P {"s\\u0075b":"al\\r\\nX-Injected: 1","iss":"https://idp.example/\\u000d\\u000aX-Injected: 1","exp":4102444800}
+    "Authorization: Bearer eyJhbGciOiJIUzI1NiIsImtpZCI6ImhzMjU2In0.eyJzXHUwMDc1YiI6ImFsXHJcblgtSW5qZWN0ZWQ6IDEiLCJpc3MiOiJodHRwczovL2lkcC5leGFtcGxlL1x1MDAwZFx1MDAwYVgtSW5qZWN0ZWQ6IDEiLCJleHAiOjQxMDI0NDQ4MDB9.1TKjERIgMV-4ItXgEqHn4kp6OhaUg3Ez6eJIUjwY1lE",
+]
+--- error_code eval
+[200]
+--- response_body eval
+["upstream reached sub=[] iss=[] injected=[]\n"]
+--- response_headers eval
+["!X-Sub\n!X-Iss\n!X-Injected\n"]
+--- raw_response_headers_unlike eval
+[qr/X-Injected|[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r[^\n]|[^\r]\n|\n[ \t]/]
+--- json_log_file: logs/gw.json
+--- json_log_lines: 1
+--- json_log_match
+1 consumer == "al\r\nX-Injected: 1"
+1 auth.iss == "https://idp.example/\r\nX-Injected: 1"
+1 auth.result == "valid"

@@ -371,3 +371,5 @@ emit MANY_OK "H {\"alg\":\"HS256\",\"kid\":\"hs256\"}, P {\"sub\":\"alice\",\"c1
     "$(hs_raw '{"alg":"HS256","kid":"hs256"}' "{\"sub\":\"alice\",${many}\"exp\":$EXP}")"
 emit MANY_DUP "H {\"alg\":\"HS256\",\"kid\":\"hs256\"}, P {\"sub\":\"alice\",\"c1\":1, ... \"c40\":40,\"c\\u00337\":0,\"exp\":$EXP}" \
     "$(hs_raw '{"alg":"HS256","kid":"hs256"}' "{\"sub\":\"alice\",${many}\"c\\u00337\":0,\"exp\":$EXP}")"
+emit ESC_CTRL "H {\"alg\":\"HS256\",\"kid\":\"hs256\"}, P {\"s\\u0075b\":\"al\\r\\nX-Injected: 1\",\"iss\":\"https://idp.example/\\u000d\\u000aX-Injected: 1\",\"exp\":$EXP}" \
+    "$(hs_raw '{"alg":"HS256","kid":"hs256"}' "{\"s\\u0075b\":\"al\\r\\nX-Injected: 1\",\"iss\":\"https://idp.example/\\u000d\\u000aX-Injected: 1\",\"exp\":$EXP}")"
